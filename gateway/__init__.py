@@ -1,0 +1,1 @@
+"""directgw: a Secure Direct messaging gateway (HISP)."""

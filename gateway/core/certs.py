@@ -1,0 +1,236 @@
+"""Certificates and private keys as the core holds them.
+
+A certificate is kept as the exact DER bytes it arrived in (asn1crypto can
+re-encode some lengths on a second serialisation, its issue #249, which would
+break signatures over it) with a parsed view made once, on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
+from cryptography.hazmat.primitives.serialization.pkcs12 import load_key_and_certificates
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
+)
+
+
+class KeyMaterialError(ValueError):
+    """A key or certificate file that cannot be used, and why."""
+
+
+@dataclass(frozen=True, eq=False)
+class CertRef:
+    der: bytes = field(repr=False)
+
+    @cached_property
+    def x509(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.der)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CertRef) and other.der == self.der
+
+    def __hash__(self) -> int:
+        return hash(self.der)
+
+    def __repr__(self) -> str:
+        return f"CertRef({self.subject!r}, serial={self.serial:x})"
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.der).hexdigest()
+
+    @property
+    def subject(self) -> str:
+        return self.x509.subject.rfc4514_string()
+
+    @property
+    def issuer(self) -> str:
+        return self.x509.issuer.rfc4514_string()
+
+    @property
+    def issuer_der(self) -> bytes:
+        return self.x509.issuer.public_bytes()
+
+    @property
+    def subject_der(self) -> bytes:
+        return self.x509.subject.public_bytes()
+
+    @property
+    def serial(self) -> int:
+        return self.x509.serial_number
+
+    @property
+    def not_before(self) -> datetime:
+        return self.x509.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.x509.not_valid_after_utc
+
+    def valid_at(self, at: datetime) -> bool:
+        return self.not_before <= at <= self.not_after
+
+    @cached_property
+    def subject_key_identifier(self) -> bytes | None:
+        try:
+            ext = self.x509.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            return None
+        return ext.value.digest
+
+    @property
+    def key_bits(self) -> int:
+        key = self.x509.public_key()
+        if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            return key.key_size
+        return 0
+
+    @property
+    def key_algorithm(self) -> str:
+        key = self.x509.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            return "rsa"
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return f"ec-{key.curve.name}"
+        return type(key).__name__
+
+    @cached_property
+    def email_addresses(self) -> tuple[str, ...]:
+        """rfc822Name entries of subjectAltName, then the legacy emailAddress RDN."""
+        found: list[str] = []
+        try:
+            san = self.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            found.extend(san.value.get_values_for_type(x509.RFC822Name))
+        except x509.ExtensionNotFound:
+            pass
+        for attr in self.x509.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS):
+            value = attr.value if isinstance(attr.value, str) else attr.value.decode()
+            found.append(value)
+        return tuple(dict.fromkeys(a.lower() for a in found))
+
+    @cached_property
+    def dns_names(self) -> tuple[str, ...]:
+        try:
+            san = self.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return ()
+        return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
+
+    @cached_property
+    def key_usage(self) -> x509.KeyUsage | None:
+        try:
+            return self.x509.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            return None
+
+    @property
+    def can_sign(self) -> bool:
+        """No keyUsage extension means any use (RFC 5280 section 4.2.1.3)."""
+        ku = self.key_usage
+        return ku is None or ku.digital_signature
+
+    @property
+    def can_encrypt(self) -> bool:
+        ku = self.key_usage
+        return ku is None or ku.key_encipherment
+
+    def pem(self) -> str:
+        body = base64.encodebytes(self.der).decode().replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A private key of ours and the certificate that names it."""
+
+    key: PrivateKey = field(repr=False)
+    cert: CertRef
+
+    def __post_init__(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        if self.key.public_key().public_bytes(enc, fmt) != self.cert.x509.public_key().public_bytes(
+            enc, fmt
+        ):
+            raise KeyMaterialError(f"the key does not belong to the certificate {self.cert.subject}")
+
+
+def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """(label, DER) for every PEM block in ``data``."""
+    out = []
+    for m in _PEM_BLOCK.finditer(data):
+        try:
+            out.append((m.group(1).decode(), base64.b64decode(m.group(2), validate=False)))
+        except ValueError as exc:
+            raise KeyMaterialError(f"a PEM block labelled {m.group(1).decode()} is not base64") from exc
+    return out
+
+
+def load_certificates(data: bytes) -> list[CertRef]:
+    """Every certificate in a PEM file (one or more blocks) or a single DER certificate."""
+    if b"-----BEGIN" in data:
+        certs = [CertRef(der) for label, der in pem_blocks(data) if label in ("CERTIFICATE", "X509 CERTIFICATE")]
+    else:
+        certs = [CertRef(data)]
+    for c in certs:
+        try:
+            c.x509  # noqa: B018 -- parse now, so a bad file fails here
+        except ValueError as exc:
+            raise KeyMaterialError(f"not an X.509 certificate: {exc}") from exc
+    if not certs:
+        raise KeyMaterialError("no certificate found (expected PEM CERTIFICATE blocks or DER)")
+    return certs
+
+
+def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
+    try:
+        if b"-----BEGIN" in data:
+            key = load_pem_private_key(data, password)
+        else:
+            key = load_der_private_key(data, password)
+    except (ValueError, TypeError) as exc:
+        raise KeyMaterialError(f"not a usable private key: {exc}") from exc
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) or not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    ):
+        raise KeyMaterialError(f"unsupported key type {type(key).__name__}: Direct uses RSA or ECDSA")
+    return key
+
+
+def load_pkcs12(data: bytes, password: bytes | None) -> KeyPair:
+    try:
+        key, cert, _extra = load_key_and_certificates(data, password)
+    except ValueError as exc:
+        raise KeyMaterialError(f"cannot open the PKCS#12 file (wrong password?): {exc}") from exc
+    if key is None or cert is None:
+        raise KeyMaterialError("the PKCS#12 file holds no key and certificate pair")
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyMaterialError(f"unsupported key type {type(key).__name__}")
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return KeyPair(key, CertRef(cert.public_bytes(Encoding.DER)))
+
+
+def load_key_pair(key_data: bytes, cert_data: bytes, password: bytes | None = None) -> KeyPair:
+    return KeyPair(load_private_key(key_data, password), load_certificates(cert_data)[0])
+
+
+def utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("times given to the core must be timezone-aware")
+    return at.astimezone(UTC)
