@@ -1,0 +1,1 @@
+"""The administrator's trust store: anchors and trust bundles per local domain and direction."""

@@ -1,0 +1,1 @@
+"""The ``directgw`` command line: thin edges that drive the core and the stores."""

@@ -1,0 +1,1 @@
+"""Trust decisions: RFC 5280 path validation, revocation and Direct certificate policy."""
