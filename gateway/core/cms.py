@@ -1,0 +1,622 @@
+"""CMS (RFC 5652) for Direct: decrypt, verify, sign, encrypt.
+
+This is the one module that touches ``asn1crypto.cms`` and
+``cryptography.hazmat``. ``cryptography``'s own S/MIME helpers cover only
+DER, AES-CBC and RSA PKCS#1 v1.5, and verify nothing, so the structures are
+read with asn1crypto (which reads BER as ``openssl cms -stream`` and gpgsm
+write it) and the primitives come from ``cryptography``.
+
+Failures raise ``CmsError`` carrying a ``RejectReason``. Every decryption
+failure after a recipient matched is the same ``DECRYPTION_FAILED``, whatever
+broke (key transport, padding, tag), as RFC 3218 advises against padding
+oracles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
+from .certs import CertRef, KeyPair
+from .limits import Limits
+from .outcomes import RejectReason
+
+
+class CmsError(Exception):
+    def __init__(self, reason: RejectReason, detail: str, certificate: CertRef | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.certificate = certificate
+
+
+class GcmParameters(core.Sequence):
+    """RFC 5084 section 3.2; asn1crypto 1.5 does not define it."""
+
+    _fields = [  # noqa: RUF012 -- asn1crypto's declaration style
+        ("aes_nonce", core.OctetString),
+        ("aes_icvlen", core.Integer, {"default": 12}),
+    ]
+
+
+_CIPHERS: dict[str, ContentCipher] = {
+    "aes128_cbc": ContentCipher.AES128_CBC,
+    "aes192_cbc": ContentCipher.AES192_CBC,
+    "aes256_cbc": ContentCipher.AES256_CBC,
+    "aes128_gcm": ContentCipher.AES128_GCM,
+    "aes192_gcm": ContentCipher.AES192_GCM,
+    "aes256_gcm": ContentCipher.AES256_GCM,
+    "tripledes_3key": ContentCipher.DES_EDE3_CBC,
+}
+_CIPHER_OIDS = {v: k for k, v in _CIPHERS.items()}
+
+_DIGESTS: dict[str, Digest] = {
+    "sha1": Digest.SHA1,
+    "sha256": Digest.SHA256,
+    "sha384": Digest.SHA384,
+    "sha512": Digest.SHA512,
+}
+
+
+def _hash(d: Digest) -> hashes.HashAlgorithm:
+    return {
+        Digest.SHA1: hashes.SHA1(),
+        Digest.SHA256: hashes.SHA256(),
+        Digest.SHA384: hashes.SHA384(),
+        Digest.SHA512: hashes.SHA512(),
+    }[d]
+
+
+T = TypeVar("T")
+
+
+def _asn1(what: str, fn: Callable[[], T]) -> T:
+    """Run an asn1crypto access; its lazy parser raises plain Python errors on bad input."""
+    try:
+        return fn()
+    except CmsError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+        raise CmsError(RejectReason.MALFORMED, f"the {what} is not valid ASN.1/CMS: {exc}") from exc
+    except RecursionError as exc:
+        raise CmsError(RejectReason.TOO_DEEP, f"the {what} nests too deeply") from exc
+
+
+def load_content_info(der: bytes) -> tuple[str, Any, bool]:
+    """(content type name, content, whether the outer encoding is BER indefinite-length)."""
+
+    def parse() -> tuple[str, Any, bool]:
+        info = cms.ContentInfo.load(der)
+        ctype = info["content_type"].native
+        content = info["content"]
+        return str(ctype), content, len(der) > 1 and der[1] == 0x80
+
+    return _asn1("CMS structure", parse)
+
+
+def _octets(value: Any) -> bytes:
+    """The bytes of an OCTET STRING, joining BER constructed chunks."""
+    native = value.native
+    if native is None:
+        return b""
+    if isinstance(native, bytes):
+        return native
+    if isinstance(native, list):  # pragma: no cover - asn1crypto joins chunks itself
+        return b"".join(native)
+    raise CmsError(RejectReason.MALFORMED, "expected an OCTET STRING")
+
+
+# --------------------------------------------------------------------------- decrypt
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    content: bytes
+    cipher: ContentCipher
+    key_transport: KeyTransport
+    recipient: CertRef
+    recipient_count: int
+
+
+def _key_transport(alg: Any) -> tuple[KeyTransport, asym.AsymmetricPadding]:
+    name = alg["algorithm"].native
+    if name == "rsaes_pkcs1v15":
+        return KeyTransport.RSA_PKCS1V15, asym.PKCS1v15()
+    if name == "rsaes_oaep":
+        params = alg["parameters"]
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf = params["mask_gen_algorithm"]
+        mgf_hash = mgf["parameters"]["algorithm"].native if mgf["algorithm"].native == "mgf1" else None
+        label = params["p_source_algorithm"]["parameters"].native or b""
+        if hash_name not in ("sha1", "sha256") or mgf_hash not in ("sha1", "sha256"):
+            raise CmsError(
+                RejectReason.UNSUPPORTED_ALGORITHM,
+                f"RSA-OAEP with {hash_name} and MGF1-{mgf_hash} is not supported (SHA-1 and SHA-256 are)",
+            )
+        h = hashes.SHA256() if hash_name == "sha256" else hashes.SHA1()
+        mh = hashes.SHA256() if mgf_hash == "sha256" else hashes.SHA1()
+        kt = KeyTransport.RSA_OAEP_SHA256 if hash_name == "sha256" else KeyTransport.RSA_OAEP_SHA1
+        return kt, asym.OAEP(mgf=asym.MGF1(mh), algorithm=h, label=label or None)
+    raise CmsError(
+        RejectReason.UNSUPPORTED_ALGORITHM,
+        f"key transport {alg['algorithm'].dotted} is not supported (RSA PKCS#1 v1.5 and RSA-OAEP are)",
+    )
+
+
+def _recipient_matches(rid: Any, pair: KeyPair) -> bool:
+    if rid.name == "issuer_and_serial_number":
+        ias = rid.chosen
+        return bool(
+            ias["serial_number"].native == pair.cert.serial and ias["issuer"].dump() == pair.cert.issuer_der
+        )
+    if rid.name == "subject_key_identifier":
+        return bool(rid.chosen.native == pair.cert.subject_key_identifier)
+    return False
+
+
+def _candidates(
+    recipient_infos: Any, keys: Sequence[KeyPair], limits: Limits
+) -> Iterator[tuple[Any, KeyPair]]:
+    count = len(recipient_infos)
+    if count > limits.max_cms_recipients:
+        raise CmsError(
+            RejectReason.TOO_LARGE,
+            f"{count} recipients exceed the limit of {limits.max_cms_recipients}",
+        )
+    for ri in recipient_infos:
+        if ri.name != "ktri":
+            continue  # key agreement (EC) and KEK recipients: not ours
+        for pair in keys:
+            if isinstance(pair.key, rsa.RSAPrivateKey) and _recipient_matches(ri.chosen["rid"], pair):
+                yield ri.chosen, pair
+
+
+def _decrypt_content(
+    cipher: ContentCipher, cek: bytes, params: Any, ciphertext: bytes, mac: bytes | None, aad: bytes | None
+) -> bytes:
+    if len(cek) != cipher.key_bytes:
+        raise ValueError("content-encryption key of the wrong length")
+    if cipher.authenticated:
+        gcm = params.parse(GcmParameters)
+        nonce, icvlen = gcm["aes_nonce"].native, gcm["aes_icvlen"].native
+        if mac is None or len(mac) != icvlen:
+            raise ValueError("GCM tag length does not match aes-ICVlen")
+        decryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
+        if aad:
+            decryptor.authenticate_additional_data(aad)
+        return decryptor.update(ciphertext) + decryptor.finalize()
+    iv = params.native
+    algorithm: algorithms.AES | TripleDES = (
+        TripleDES(cek) if cipher is ContentCipher.DES_EDE3_CBC else algorithms.AES(cek)
+    )
+    decryptor = Cipher(algorithm, modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(algorithm.block_size).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
+
+
+def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
+    """Open EnvelopedData or AuthEnvelopedData (RFC 5652 section 6, RFC 5083) with one of our keys."""
+    authenticated = content_type == "authenticated_enveloped_data"
+    if content_type not in ("enveloped_data", "authenticated_enveloped_data"):
+        raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {content_type}, not enveloped-data")
+
+    def structure() -> tuple[Any, ContentCipher, bytes, bytes | None, bytes | None, int]:
+        eci = envelope["auth_encrypted_content_info" if authenticated else "encrypted_content_info"]
+        alg = eci["content_encryption_algorithm"]
+        name = alg["algorithm"].native
+        cipher = _CIPHERS.get(name)
+        if cipher is None or cipher.authenticated != authenticated:
+            raise CmsError(
+                RejectReason.UNSUPPORTED_ALGORITHM,
+                f"content encryption {alg['algorithm'].dotted} ({name}) is not supported "
+                "(AES-CBC, AES-GCM and, for policy to judge, 3DES are)",
+            )
+        if not eci["encrypted_content"].contents and eci["encrypted_content"].native is None:
+            raise CmsError(RejectReason.MALFORMED, "the enveloped-data carries no encrypted content")
+        ciphertext = _octets(eci["encrypted_content"])
+        mac = aad = None
+        if authenticated:
+            mac = envelope["mac"].native
+            attrs = envelope["auth_attrs"]
+            if attrs.contents:  # RFC 5083 section 2.1: authenticated as a DER SET OF
+                aad = b"\x31" + attrs.dump()[1:]
+        return alg["parameters"], cipher, ciphertext, mac, aad, len(envelope["recipient_infos"])
+
+    params, cipher, ciphertext, mac, aad, count = _asn1("enveloped-data", structure)
+    matched = _asn1("recipient infos", lambda: list(_candidates(envelope["recipient_infos"], keys, limits)))
+    if not matched:
+        raise CmsError(
+            RejectReason.NO_KEY_FOR_RECIPIENT,
+            f"none of the {count} recipients of this message is one of our "
+            f"{len(keys)} certificates ({', '.join(k.cert.subject for k in keys) or 'no keys loaded'})",
+        )
+    last: CmsError | None = None
+    for ktri, pair in matched:
+        kt, pad = _asn1("key transport", lambda ktri=ktri: _key_transport(ktri["key_encryption_algorithm"]))
+        try:
+            assert isinstance(pair.key, rsa.RSAPrivateKey)
+            cek = pair.key.decrypt(ktri["encrypted_key"].native, pad)
+            content = _decrypt_content(cipher, cek, params, ciphertext, mac, aad)
+        except (ValueError, InvalidTag, UnsupportedAlgorithm, TypeError):
+            last = CmsError(
+                RejectReason.DECRYPTION_FAILED,
+                f"the message names our certificate {pair.cert.subject} (serial {pair.cert.serial:x}) "
+                "but could not be decrypted with its key",
+                pair.cert,
+            )
+            continue
+        return Decrypted(content, cipher, kt, pair.cert, count)
+    assert last is not None
+    raise last
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    content: bytes
+    digest: Digest
+    scheme: SignatureScheme
+    signer: CertRef
+    certificates: tuple[CertRef, ...]
+    signing_time: datetime | None
+
+
+def _certificates(signed: Any, limits: Limits) -> list[tuple[Any, bytes]]:
+    """(parsed, original DER) for each X.509 certificate the SignedData carries."""
+    out = []
+    certs = signed["certificates"]
+    if certs.native is None:
+        return out
+    if len(certs) > limits.max_cms_certificates:
+        raise CmsError(
+            RejectReason.TOO_LARGE,
+            f"{len(certs)} certificates exceed the limit of {limits.max_cms_certificates}",
+        )
+    for choice in certs:
+        if choice.name == "certificate":
+            out.append((choice.chosen, choice.chosen.dump()))
+    return out
+
+
+def _find_signer(sid: Any, certs: list[tuple[Any, bytes]]) -> bytes | None:
+    for parsed, der in certs:
+        tbs = parsed["tbs_certificate"]
+        if sid.name == "issuer_and_serial_number":
+            ias = sid.chosen
+            # Compare DER bytes, not asn1crypto Names: Name.__eq__ normalises
+            # and is slow (shared/PERFORMANCE.md).
+            if ias["serial_number"].native == tbs["serial_number"].native and (
+                ias["issuer"].dump() == tbs["issuer"].dump()
+            ):
+                return der
+        elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
+            return der
+    return None
+
+
+def _signature_params(
+    si: Any, digest: Digest, public_key: Any
+) -> tuple[SignatureScheme, Callable[[bytes, bytes], None]]:
+    alg = si["signature_algorithm"]
+    try:
+        algo = alg.signature_algo
+    except ValueError as exc:
+        raise CmsError(
+            RejectReason.UNSUPPORTED_ALGORITHM, f"signature algorithm {alg['algorithm'].dotted} is not supported"
+        ) from exc
+    h = _hash(digest)
+    if algo == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
+        return SignatureScheme.RSA_PKCS1V15, lambda s, d: public_key.verify(s, d, asym.PKCS1v15(), h)
+    if algo == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
+        params = alg["parameters"]
+        pss_hash = _DIGESTS.get(params["hash_algorithm"]["algorithm"].native)
+        mgf_hash = _DIGESTS.get(params["mask_gen_algorithm"]["parameters"]["algorithm"].native)
+        if pss_hash is None or mgf_hash is None:
+            raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, "RSASSA-PSS with an unsupported hash")
+        pss = asym.PSS(mgf=asym.MGF1(_hash(mgf_hash)), salt_length=params["salt_length"].native)
+        return SignatureScheme.RSA_PSS, lambda s, d: public_key.verify(s, d, pss, _hash(pss_hash))
+    if algo == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+        return SignatureScheme.ECDSA, lambda s, d: public_key.verify(s, d, ec.ECDSA(h))
+    raise CmsError(
+        RejectReason.UNSUPPORTED_ALGORITHM,
+        f"signature algorithm {algo} does not fit the signer's {type(public_key).__name__} key",
+    )
+
+
+def _attribute(attrs: Any, name: str) -> Any:
+    for attr in attrs:
+        if attr["type"].native == name:
+            values = attr["values"]
+            if len(values) != 1:
+                raise CmsError(RejectReason.MALFORMED, f"signed attribute {name} must have one value")
+            return values[0]
+    return None
+
+
+def verify(signed: Any, detached_content: bytes | None, limits: Limits) -> Verified:
+    """Check the one signature of a SignedData (RFC 5652 sections 5.4 and 5.6).
+
+    ``detached_content`` is the exact signed bytes of a multipart/signed first
+    part; ``None`` means the content is encapsulated (opaque signed-data).
+    """
+
+    def read() -> tuple[Any, list[tuple[Any, bytes]], bytes, str]:
+        infos = signed["signer_infos"]
+        if len(infos) == 0:
+            raise CmsError(RejectReason.NOT_SIGNED, "the signed-data has no signer")
+        encap = signed["encap_content_info"]
+        content_type = encap["content_type"].native
+        if detached_content is None:
+            if encap["content"].native is None:
+                raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
+            content = _octets(encap["content"])
+        else:
+            content = detached_content
+        return infos[0], _certificates(signed, limits), content, str(content_type)
+
+    si, certs, content, content_type = _asn1("signed-data", read)
+
+    def check() -> Verified:
+        digest_name = si["digest_algorithm"]["algorithm"].native
+        digest = _DIGESTS.get(digest_name)
+        if digest is None:
+            raise CmsError(
+                RejectReason.UNSUPPORTED_ALGORITHM,
+                f"digest {si['digest_algorithm']['algorithm'].dotted} is not supported (SHA-1/2 are)",
+            )
+        signer_der = _find_signer(si["sid"], certs)
+        if signer_der is None:
+            raise CmsError(
+                RejectReason.SIGNER_NOT_FOUND,
+                f"the signer's certificate is not among the {len(certs)} certificates the message carries "
+                "(Direct requires it to be included)",
+            )
+        signer = CertRef(signer_der)
+        try:
+            public_key = signer.x509.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CmsError(
+                RejectReason.UNSUPPORTED_ALGORITHM, f"the signer's key cannot be used: {exc}", signer
+            ) from exc
+        scheme, check_signature = _signature_params(si, digest, public_key)
+        content_digest = hashlib.new(digest.value, content).digest()
+        attrs = si["signed_attrs"]
+        signing_time = None
+        if attrs.contents:
+            expected = _attribute(attrs, "message_digest")
+            if expected is None:
+                raise CmsError(RejectReason.MALFORMED, "signed attributes lack messageDigest (RFC 5652 5.3)")
+            if expected.native != content_digest:
+                raise CmsError(
+                    RejectReason.DIGEST_MISMATCH,
+                    f"the {digest.value} digest of the content does not match the signed messageDigest: "
+                    "the content was changed after signing",
+                    signer,
+                )
+            signed_type = _attribute(attrs, "content_type")
+            if signed_type is None or signed_type.native != content_type:
+                raise CmsError(
+                    RejectReason.MALFORMED,
+                    "the signed contentType attribute is missing or differs from the content (RFC 5652 11.1)",
+                    signer,
+                )
+            st = _attribute(attrs, "signing_time")
+            signing_time = st.native if st is not None else None
+            # Signed over the DER SET OF, not the [0] IMPLICIT tag it travels under.
+            to_verify = b"\x31" + attrs.dump()[1:]
+        else:
+            to_verify = content
+        try:
+            check_signature(si["signature"].native, to_verify)
+        except InvalidSignature:
+            raise CmsError(
+                RejectReason.SIGNATURE_INVALID,
+                f"the signature by {signer.subject} (serial {signer.serial:x}) does not verify",
+                signer,
+            ) from None
+        others = tuple(CertRef(der) for _, der in certs if der != signer_der)
+        if signing_time is not None and signing_time.tzinfo is None:
+            signing_time = signing_time.replace(tzinfo=UTC)
+        return Verified(content, digest, scheme, signer, others, signing_time)
+
+    return _asn1("signer info", check)
+
+
+# --------------------------------------------------------------------------- sign
+
+
+def _asn1_cert(cert: CertRef) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.der)
+
+
+def _signed_attributes(content: bytes, digest: Digest, at: datetime) -> cms.CMSAttributes:
+    attrs = [
+        cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": at})]}),
+        cms.CMSAttribute(
+            {"type": "message_digest", "values": [hashlib.new(digest.value, content).digest()]}
+        ),
+        cms.CMSAttribute(
+            {
+                "type": "smime_capabilities",
+                "values": [
+                    [
+                        {"capability_id": "2.16.840.1.101.3.4.1.42"},  # AES-256-CBC
+                        {"capability_id": "2.16.840.1.101.3.4.1.2"},  # AES-128-CBC
+                        {"capability_id": "2.16.840.1.101.3.4.1.46"},  # AES-256-GCM
+                    ]
+                ],
+            }
+        ),
+    ]
+    # DER orders a SET OF by encoding (X.690 11.6); verifiers such as OpenSSL
+    # re-encode what they parsed, so an unsorted set would not verify there.
+    attrs.sort(key=lambda a: a.dump())
+    return cms.CMSAttributes(attrs)
+
+
+def sign(
+    content: bytes,
+    pair: KeyPair,
+    digest: Digest,
+    at: datetime,
+    *,
+    chain: Sequence[CertRef] = (),
+    detached: bool = True,
+) -> bytes:
+    """A DER SignedData over ``content`` with the signer's certificate included."""
+    signed_attrs = _signed_attributes(content, digest, at)
+    to_sign = signed_attrs.dump()
+    key = pair.key
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(to_sign, asym.PKCS1v15(), _hash(digest))
+        sig_alg = {"algorithm": "rsassa_pkcs1v15"}
+    else:
+        signature = key.sign(to_sign, ec.ECDSA(_hash(digest)))
+        sig_alg = {"algorithm": f"{digest.value}_ecdsa"}
+    cert = _asn1_cert(pair.cert)
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                {
+                    "issuer_and_serial_number": cms.IssuerAndSerialNumber(
+                        {"issuer": cert.issuer, "serial_number": cert.serial_number}
+                    )
+                }
+            ),
+            "digest_algorithm": {"algorithm": digest.value},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": sig_alg,
+            "signature": signature,
+        }
+    )
+    encap: dict[str, object] = {"content_type": "data"}
+    if not detached:
+        encap["content"] = content
+    certificates = [cert] + [_asn1_cert(c) for c in chain if c != pair.cert]
+    signed = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [{"algorithm": digest.value}],
+            "encap_content_info": encap,
+            "certificates": certificates,
+            "signer_infos": [signer_info],
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())
+
+
+# --------------------------------------------------------------------------- encrypt
+
+
+def _wrap_key(cek: bytes, recipient: CertRef, transport: KeyTransport) -> cms.RecipientInfo:
+    public_key = recipient.x509.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise CmsError(
+            RejectReason.UNSUITABLE_KEY,
+            f"recipient certificate {recipient.subject} has a {recipient.key_algorithm} key; "
+            "Direct key transport needs RSA",
+            recipient,
+        )
+    if transport is KeyTransport.RSA_PKCS1V15:
+        pad: asym.AsymmetricPadding = asym.PKCS1v15()
+        kea: dict[str, object] = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+    else:
+        name = "sha256" if transport is KeyTransport.RSA_OAEP_SHA256 else "sha1"
+        h = hashes.SHA256() if name == "sha256" else hashes.SHA1()
+        pad = asym.OAEP(mgf=asym.MGF1(h), algorithm=h, label=None)
+        kea = {
+            "algorithm": "rsaes_oaep",
+            "parameters": algos.RSAESOAEPParams(
+                {
+                    "hash_algorithm": {"algorithm": name},
+                    "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
+                }
+            ),
+        }
+    cert = _asn1_cert(recipient)
+    return cms.RecipientInfo(
+        {
+            "ktri": {
+                "version": "v0",
+                "rid": {
+                    "issuer_and_serial_number": {
+                        "issuer": cert.issuer,
+                        "serial_number": cert.serial_number,
+                    }
+                },
+                "key_encryption_algorithm": kea,
+                "encrypted_key": public_key.encrypt(cek, pad),
+            }
+        }
+    )
+
+
+def encrypt(
+    content: bytes,
+    recipients: Sequence[CertRef],
+    cipher: ContentCipher,
+    transport: KeyTransport,
+) -> bytes:
+    """A DER EnvelopedData (CBC) or AuthEnvelopedData (GCM, RFC 5083/5084) for every recipient."""
+    if cipher.weak:
+        raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, "3DES is never used to send (Direct AS 1.2)")
+    cek = os.urandom(cipher.key_bytes)
+    infos = [_wrap_key(cek, r, transport) for r in recipients]
+    oid = _CIPHER_OIDS[cipher]
+    if cipher.authenticated:
+        nonce = os.urandom(12)  # RFC 5084 section 3.2 recommends 12 octets
+        encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
+        ciphertext = encryptor.update(content) + encryptor.finalize()
+        auth = cms.AuthEnvelopedData(
+            {
+                "version": "v0",
+                "recipient_infos": infos,
+                "auth_encrypted_content_info": {
+                    "content_type": "data",
+                    "content_encryption_algorithm": {
+                        "algorithm": oid,
+                        "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16}),
+                    },
+                    "encrypted_content": ciphertext,
+                },
+                "mac": encryptor.tag,
+            }
+        )
+        info = cms.ContentInfo({"content_type": "authenticated_enveloped_data", "content": auth})
+        return bytes(info.dump())
+    iv = os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(content) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    enveloped = cms.EnvelopedData(
+        {
+            "version": "v0",
+            "recipient_infos": infos,
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": {"algorithm": oid, "parameters": iv},
+                "encrypted_content": ciphertext,
+            },
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump())
