@@ -1,0 +1,346 @@
+"""``open_inbound``: one received Direct message in, ``Opened`` or ``Rejected`` out.
+
+The walk peels layers from the outside in: enveloped-data (decrypt with one of
+our keys), then a signature (multipart/signed or opaque signed-data, checked
+over the exact signed bytes), then the Direct wrapper (message/rfc822) whose
+headers are the real ones (Direct Applicability Statement section 3.3, and
+specs/direct.md items 1-7). What is found on the way that policy may refuse
+(SHA-1, 3DES, a short key, an expired signer, headers that disagree) is
+reported as findings; deciding is for the trust layer and the edge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from . import cms
+from .certs import CertRef, KeyPair, utc
+from .limits import DEFAULT_LIMITS, Limits
+from .mime import Entity, MimeError, addresses, canonical, decode_words, parse_entity, split_multipart
+from .outcomes import (
+    Encryption,
+    Envelope,
+    Finding,
+    Headers,
+    MessageKind,
+    Observation,
+    Opened,
+    Part,
+    PartKind,
+    Rejected,
+    RejectReason,
+    Signature,
+    SignatureForm,
+)
+
+PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+MIN_RSA_BITS = 2048  # specs/direct.md item 14
+
+
+def open_inbound(
+    raw: bytes,
+    our_keys: Sequence[KeyPair],
+    limits: Limits = DEFAULT_LIMITS,
+    at: datetime | None = None,
+    *,
+    envelope: Envelope | None = None,
+    require_encryption: bool = True,
+) -> Opened | Rejected:
+    """Decrypt and verify one message. Never raises on bad input: every failure is a ``Rejected``.
+
+    ``at`` is the moment the message is judged (for the signer-validity
+    findings); ``envelope`` is the SMTP MAIL FROM/RCPT TO to compare with the
+    inner headers; without it the outer headers are compared.
+    """
+    if at is None:
+        raise ValueError("open_inbound needs the time `at`; only the composition root reads the clock")
+    at = utc(at)
+    if len(raw) > limits.max_message_bytes:
+        return Rejected(
+            RejectReason.TOO_LARGE,
+            f"the message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}",
+        )
+    try:
+        return _open(canonical(raw), our_keys, limits, at, envelope, require_encryption)
+    except cms.CmsError as exc:
+        return Rejected(exc.reason, exc.detail, exc.certificate)
+    except MimeError as exc:
+        reason = (
+            RejectReason.TOO_DEEP
+            if exc.too_deep
+            else RejectReason.TOO_LARGE
+            if exc.too_large
+            else RejectReason.MALFORMED
+        )
+        return Rejected(reason, str(exc))
+    except RecursionError:
+        return Rejected(RejectReason.TOO_DEEP, "the message nests too deeply to read")
+
+
+def _open(
+    raw: bytes,
+    keys: Sequence[KeyPair],
+    limits: Limits,
+    at: datetime,
+    envelope: Envelope | None,
+    require_encryption: bool,
+) -> Opened | Rejected:
+    outer = parse_entity(raw, limits)
+    entity = outer
+    encryption: Encryption | None = None
+    depth = 0
+    while True:
+        depth += 1
+        if depth > limits.max_mime_depth:
+            raise MimeError(f"more than {limits.max_mime_depth} nested S/MIME layers", too_deep=True)
+        ctype = entity.content_type
+        if ctype in PKCS7_MIME:
+            content_type, content, ber = cms.load_content_info(_cms_bytes(entity))
+            if content_type in ("enveloped_data", "authenticated_enveloped_data"):
+                decrypted = cms.decrypt(content_type, content, keys, limits)
+                if encryption is None:
+                    encryption = Encryption(
+                        decrypted.cipher,
+                        decrypted.key_transport,
+                        decrypted.recipient,
+                        decrypted.recipient_count,
+                        ber,
+                    )
+                entity = parse_entity(canonical(decrypted.content), limits)
+                continue
+            if content_type != "signed_data":
+                raise cms.CmsError(
+                    RejectReason.UNSUPPORTED_ALGORITHM,
+                    f"application/pkcs7-mime holding {content_type} is not a Direct message layer",
+                )
+            if encryption is None and require_encryption:
+                return _not_encrypted()
+            verified = cms.verify(content, None, limits)
+            signed = canonical(verified.content)
+            form = SignatureForm.OPAQUE
+            break
+        if ctype == "multipart/signed":
+            if encryption is None and require_encryption:
+                return _not_encrypted()
+            signed, verified = _detached(entity, limits)
+            form = SignatureForm.DETACHED
+            break
+        if encryption is None and require_encryption:
+            return _not_encrypted()
+        return Rejected(
+            RejectReason.NOT_SIGNED,
+            f"the {'decrypted ' if encryption else ''}content is {ctype}, not a signed S/MIME entity "
+            "(Direct requires sign-then-encrypt)",
+        )
+
+    signature = Signature(
+        form, verified.digest, verified.scheme, verified.signer, verified.certificates, verified.signing_time
+    )
+    content_entity = parse_entity(signed, limits)
+    outer_headers = _headers(outer)
+    wrapped = content_entity.content_type == "message/rfc822"
+    if wrapped:
+        message = parse_entity(canonical(content_entity.decoded_body()), limits)
+        inner_headers = _headers(message)
+    else:
+        message = content_entity
+        inner_headers = outer_headers
+
+    parts: list[Part] = []
+    _collect_parts(message, limits, depth, parts)
+    findings = _findings(encryption, signature, wrapped, outer_headers, inner_headers, envelope, at)
+    return Opened(
+        outer=outer_headers,
+        inner=inner_headers,
+        wrapped=wrapped,
+        kind=_kind(message),
+        encryption=encryption,
+        signature=signature,
+        content=signed,
+        parts=tuple(parts),
+        findings=findings,
+    )
+
+
+def _not_encrypted() -> Rejected:
+    return Rejected(
+        RejectReason.NOT_ENCRYPTED,
+        "the message is not S/MIME enveloped-data; Direct requires every message to be encrypted",
+    )
+
+
+def _cms_bytes(entity: Entity) -> bytes:
+    if entity.transfer_encoding in ("7bit", "8bit", "binary") and entity.body[:1] == b"\x30":
+        return entity.body
+    return entity.decoded_body()
+
+
+def _detached(entity: Entity, limits: Limits) -> tuple[bytes, cms.Verified]:
+    boundary = entity.param("boundary")
+    if boundary is None:
+        raise MimeError("multipart/signed without a boundary parameter")
+    parts = split_multipart(entity.body, boundary, limits)
+    if len(parts) != 2:
+        raise MimeError(f"multipart/signed must have 2 parts (RFC 1847), this one has {len(parts)}")
+    signed, sig_raw = parts
+    sig_entity = parse_entity(sig_raw, limits)
+    if sig_entity.content_type not in PKCS7_SIGNATURE:
+        raise cms.CmsError(
+            RejectReason.UNSUPPORTED_ALGORITHM,
+            f"the signature part is {sig_entity.content_type}, not application/pkcs7-signature",
+        )
+    content_type, content, _ber = cms.load_content_info(_cms_bytes(sig_entity))
+    if content_type != "signed_data":
+        raise cms.CmsError(RejectReason.MALFORMED, f"the signature part holds {content_type}, not signed-data")
+    return signed, cms.verify(content, signed, limits)
+
+
+def _headers(entity: Entity) -> Headers:
+    subject = entity.get("Subject")
+    return Headers(
+        from_=addresses(entity.get_all("From")),
+        to=addresses(entity.get_all("To")),
+        cc=addresses(entity.get_all("Cc")),
+        subject=decode_words(subject) if subject is not None else None,
+        message_id=entity.get("Message-ID"),
+        date=entity.get("Date"),
+        disposition_notification_to=addresses(entity.get_all("Disposition-Notification-To")),
+        disposition_notification_options=entity.get("Disposition-Notification-Options"),
+    )
+
+
+def _kind(message: Entity) -> MessageKind:
+    if message.content_type == "multipart/report":
+        report = (message.param("report-type") or "").lower()
+        if report == "disposition-notification":
+            return MessageKind.MDN
+        if report == "delivery-status":
+            return MessageKind.DSN
+    if message.content_type == "message/disposition-notification":
+        return MessageKind.MDN
+    return MessageKind.MESSAGE
+
+
+def _collect_parts(entity: Entity, limits: Limits, depth: int, out: list[Part]) -> None:
+    if depth > limits.max_mime_depth:
+        raise MimeError(f"MIME structure deeper than {limits.max_mime_depth} levels", too_deep=True)
+    ctype = entity.content_type
+    if ctype.startswith("multipart/"):
+        boundary = entity.param("boundary")
+        if boundary is None:
+            raise MimeError(f"{ctype} without a boundary parameter")
+        for raw in split_multipart(entity.body, boundary, limits):
+            _collect_parts(parse_entity(raw, limits), limits, depth + 1, out)
+            if len(out) > limits.max_mime_parts:
+                raise MimeError(f"more than {limits.max_mime_parts} parts", too_large=True)
+        return
+    data = entity.decoded_body()
+    filename = entity.filename
+    out.append(
+        Part(
+            content_type=ctype,
+            filename=filename,
+            kind=_part_kind(ctype, filename, data),
+            attachment=entity.is_attachment or (filename is not None and not ctype.startswith("text/plain")),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=data,
+        )
+    )
+
+
+def _part_kind(ctype: str, filename: str | None, data: bytes) -> PartKind:
+    name = (filename or "").lower()
+    if ctype in ("text/xml", "application/xml", "application/hl7-v3+xml") or name.endswith(".xml"):
+        head = data[:4096]
+        if b"ClinicalDocument" in head and b"urn:hl7-org:v3" in head:
+            return PartKind.CCDA
+        return PartKind.OTHER if not ctype.startswith("text/") else PartKind.TEXT
+    if ctype == "application/pdf" or name.endswith(".pdf"):
+        return PartKind.PDF
+    if ctype in ("application/zip", "application/x-zip-compressed") or name.endswith(".zip"):
+        # An XDM package (IHE ITI TF-1 16) is a zip with an IHE_XDM/ folder.
+        return PartKind.XDM if b"IHE_XDM/" in data or b"METADATA.XML" in data else PartKind.OTHER
+    if ctype.startswith("text/"):
+        return PartKind.TEXT
+    return PartKind.OTHER
+
+
+def _findings(
+    encryption: Encryption | None,
+    signature: Signature,
+    wrapped: bool,
+    outer: Headers,
+    inner: Headers,
+    envelope: Envelope | None,
+    at: datetime,
+) -> tuple[Finding, ...]:
+    found: list[Finding] = []
+    signer: CertRef = signature.signer
+    if encryption is None:
+        found.append(Finding(Observation.NOT_ENCRYPTED, "the message was signed but not encrypted"))
+    elif encryption.cipher.weak:
+        found.append(
+            Finding(Observation.WEAK_CIPHER, f"content encrypted with {encryption.cipher.value} (3DES)")
+        )
+    if signature.digest.weak:
+        found.append(Finding(Observation.SHA1_DIGEST, "the signature uses SHA-1 (Direct requires SHA-256)"))
+    if signer.key_algorithm == "rsa" and signer.key_bits < MIN_RSA_BITS:
+        found.append(
+            Finding(
+                Observation.SHORT_RSA_KEY,
+                f"the signer's RSA key is {signer.key_bits} bits (at least {MIN_RSA_BITS} required)",
+            )
+        )
+    if at > signer.not_after:
+        found.append(
+            Finding(Observation.SIGNER_EXPIRED, f"the signer's certificate expired on {signer.not_after:%Y-%m-%d}")
+        )
+    if at < signer.not_before:
+        found.append(
+            Finding(
+                Observation.SIGNER_NOT_YET_VALID,
+                f"the signer's certificate is valid only from {signer.not_before:%Y-%m-%d}",
+            )
+        )
+    if not wrapped:
+        found.append(Finding(Observation.NOT_WRAPPED, "the signed content is not a wrapped message/rfc822"))
+    found.extend(_mismatches(outer, inner, envelope, wrapped))
+    return tuple(found)
+
+
+def _mismatches(outer: Headers, inner: Headers, envelope: Envelope | None, wrapped: bool) -> list[Finding]:
+    """The reference implementation compares MAIL FROM/RCPT TO with the inner headers (tamper policy)."""
+    out = []
+    if envelope is not None:
+        sender = envelope.mail_from.lower()
+        recipients = {r.lower() for r in envelope.rcpt_to}
+        if sender and inner.from_ and sender not in inner.from_:
+            out.append(
+                Finding(Observation.HEADER_MISMATCH, f"MAIL FROM {sender} is not the inner From {inner.from_[0]}")
+            )
+        named = set(inner.to) | set(inner.cc)
+        stray = sorted(recipients - named)
+        if stray and named:
+            out.append(
+                Finding(Observation.HEADER_MISMATCH, f"RCPT TO {', '.join(stray)} not named in the inner To/Cc")
+            )
+    elif wrapped:
+        if outer.from_ and inner.from_ and outer.from_ != inner.from_:
+            out.append(
+                Finding(
+                    Observation.HEADER_MISMATCH,
+                    f"outer From {', '.join(outer.from_)} differs from inner From {', '.join(inner.from_)}",
+                )
+            )
+        if outer.to and inner.to and not set(outer.to) <= set(inner.to) | set(inner.cc):
+            out.append(
+                Finding(
+                    Observation.HEADER_MISMATCH,
+                    f"outer To {', '.join(outer.to)} differs from inner To {', '.join(inner.to)}",
+                )
+            )
+    return out
