@@ -6,7 +6,7 @@ workers, the CLI and the tests all drive these same functions.
 
 from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
 from .certs import CertRef, KeyMaterialError, KeyPair
-from .inbound import open_inbound
+from .inbound import inspect_signature, open_inbound
 from .limits import DEFAULT_LIMITS, Limits
 from .outbound import SealOptions, seal_outbound
 from .outcomes import (
@@ -24,11 +24,12 @@ from .outcomes import (
     Sealed,
     Signature,
     SignatureForm,
+    SignatureReport,
 )
 
 __all__ = [
     "DEFAULT_LIMITS", "CertRef", "ContentCipher", "Digest", "Encryption", "Envelope", "Finding",
     "Headers", "KeyMaterialError", "KeyPair", "KeyTransport", "Limits", "MessageKind", "Observation",
     "Opened", "Part", "PartKind", "RejectReason", "Rejected", "SealOptions", "Sealed", "Signature",
-    "SignatureForm", "SignatureScheme", "open_inbound", "seal_outbound",
+    "SignatureForm", "SignatureReport", "SignatureScheme", "inspect_signature", "open_inbound", "seal_outbound",
 ]

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 from cryptography.hazmat.primitives.serialization.pkcs12 import load_key_and_certificates
+from cryptography.x509 import KeyUsage
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -129,7 +130,7 @@ class CertRef:
         return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
 
     @cached_property
-    def key_usage(self) -> x509.KeyUsage | None:
+    def key_usage(self) -> KeyUsage | None:
         try:
             return self.x509.extensions.get_extension_for_class(x509.KeyUsage).value
         except x509.ExtensionNotFound:

@@ -44,7 +44,7 @@ class CmsError(Exception):
         self.certificate = certificate
 
 
-class GcmParameters(core.Sequence):
+class GcmParameters(core.Sequence):  # type: ignore[misc]
     """RFC 5084 section 3.2; asn1crypto 1.5 does not define it."""
 
     _fields = [  # noqa: RUF012 -- asn1crypto's declaration style
@@ -195,10 +195,10 @@ def _decrypt_content(
         nonce, icvlen = gcm["aes_nonce"].native, gcm["aes_icvlen"].native
         if mac is None or len(mac) != icvlen:
             raise ValueError("GCM tag length does not match aes-ICVlen")
-        decryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
+        gcm_decryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
         if aad:
-            decryptor.authenticate_additional_data(aad)
-        return decryptor.update(ciphertext) + decryptor.finalize()
+            gcm_decryptor.authenticate_additional_data(aad)
+        return gcm_decryptor.update(ciphertext) + gcm_decryptor.finalize()
     iv = params.native
     algorithm: algorithms.AES | TripleDES = (
         TripleDES(cek) if cipher is ContentCipher.DES_EDE3_CBC else algorithms.AES(cek)
@@ -247,7 +247,8 @@ def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: L
         )
     last: CmsError | None = None
     for ktri, pair in matched:
-        kt, pad = _asn1("key transport", lambda ktri=ktri: _key_transport(ktri["key_encryption_algorithm"]))
+        algorithm = ktri["key_encryption_algorithm"]
+        kt, pad = _asn1("key transport", lambda: _key_transport(algorithm))  # noqa: B023 -- called at once
         try:
             assert isinstance(pair.key, rsa.RSAPrivateKey)
             cek = pair.key.decrypt(ktri["encrypted_key"].native, pad)
@@ -280,7 +281,7 @@ class Verified:
 
 def _certificates(signed: Any, limits: Limits) -> list[tuple[Any, bytes]]:
     """(parsed, original DER) for each X.509 certificate the SignedData carries."""
-    out = []
+    out: list[tuple[Any, bytes]] = []
     certs = signed["certificates"]
     if certs.native is None:
         return out
@@ -350,11 +351,16 @@ def _attribute(attrs: Any, name: str) -> Any:
     return None
 
 
-def verify(signed: Any, detached_content: bytes | None, limits: Limits) -> Verified:
+def verify(
+    signed: Any, detached_content: bytes | None, limits: Limits, *, content_known: bool = True
+) -> Verified:
     """Check the one signature of a SignedData (RFC 5652 sections 5.4 and 5.6).
 
     ``detached_content`` is the exact signed bytes of a multipart/signed first
     part; ``None`` means the content is encapsulated (opaque signed-data).
+    With ``content_known=False`` (a bare detached signature, for diagnosis)
+    the signature over the signed attributes is still checked, but the
+    messageDigest cannot be.
     """
 
     def read() -> tuple[Any, list[tuple[Any, bytes]], bytes, str]:
@@ -365,6 +371,8 @@ def verify(signed: Any, detached_content: bytes | None, limits: Limits) -> Verif
         content_type = encap["content_type"].native
         if detached_content is None:
             if encap["content"].native is None:
+                if not content_known:
+                    return infos[0], _certificates(signed, limits), b"", str(content_type)
                 raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
             content = _octets(encap["content"])
         else:
@@ -399,11 +407,13 @@ def verify(signed: Any, detached_content: bytes | None, limits: Limits) -> Verif
         content_digest = hashlib.new(digest.value, content).digest()
         attrs = si["signed_attrs"]
         signing_time = None
+        if not attrs.contents and not content_known:
+            raise CmsError(RejectReason.MALFORMED, "a bare detached signature without signed attributes")
         if attrs.contents:
             expected = _attribute(attrs, "message_digest")
             if expected is None:
                 raise CmsError(RejectReason.MALFORMED, "signed attributes lack messageDigest (RFC 5652 5.3)")
-            if expected.native != content_digest:
+            if content_known and expected.native != content_digest:
                 raise CmsError(
                     RejectReason.DIGEST_MISMATCH,
                     f"the {digest.value} digest of the content does not match the signed messageDigest: "
@@ -584,8 +594,8 @@ def encrypt(
     oid = _CIPHER_OIDS[cipher]
     if cipher.authenticated:
         nonce = os.urandom(12)  # RFC 5084 section 3.2 recommends 12 octets
-        encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
-        ciphertext = encryptor.update(content) + encryptor.finalize()
+        gcm = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
+        ciphertext = gcm.update(content) + gcm.finalize()
         auth = cms.AuthEnvelopedData(
             {
                 "version": "v0",
@@ -598,7 +608,7 @@ def encrypt(
                     },
                     "encrypted_content": ciphertext,
                 },
-                "mac": encryptor.tag,
+                "mac": gcm.tag,
             }
         )
         info = cms.ContentInfo({"content_type": "authenticated_enveloped_data", "content": auth})

@@ -11,14 +11,23 @@ reported as findings; deciding is for the trust layer and the edge.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
 from . import cms
-from .certs import CertRef, KeyPair, utc
+from .certs import KeyPair, utc
 from .limits import DEFAULT_LIMITS, Limits
-from .mime import Entity, MimeError, addresses, canonical, decode_words, parse_entity, split_multipart
+from .mime import (
+    Entity,
+    MimeError,
+    addresses,
+    canonical,
+    decode_words,
+    parse_entity,
+    split_multipart,
+)
 from .outcomes import (
     Encryption,
     Envelope,
@@ -33,6 +42,7 @@ from .outcomes import (
     RejectReason,
     Signature,
     SignatureForm,
+    SignatureReport,
 )
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -279,13 +289,22 @@ def _findings(
     at: datetime,
 ) -> tuple[Finding, ...]:
     found: list[Finding] = []
-    signer: CertRef = signature.signer
     if encryption is None:
         found.append(Finding(Observation.NOT_ENCRYPTED, "the message was signed but not encrypted"))
     elif encryption.cipher.weak:
         found.append(
             Finding(Observation.WEAK_CIPHER, f"content encrypted with {encryption.cipher.value} (3DES)")
         )
+    found.extend(_signer_findings(signature, at))
+    if not wrapped:
+        found.append(Finding(Observation.NOT_WRAPPED, "the signed content is not a wrapped message/rfc822"))
+    found.extend(_mismatches(outer, inner, envelope, wrapped))
+    return tuple(found)
+
+
+def _signer_findings(signature: Signature, at: datetime) -> list[Finding]:
+    found = []
+    signer = signature.signer
     if signature.digest.weak:
         found.append(Finding(Observation.SHA1_DIGEST, "the signature uses SHA-1 (Direct requires SHA-256)"))
     if signer.key_algorithm == "rsa" and signer.key_bits < MIN_RSA_BITS:
@@ -306,10 +325,7 @@ def _findings(
                 f"the signer's certificate is valid only from {signer.not_before:%Y-%m-%d}",
             )
         )
-    if not wrapped:
-        found.append(Finding(Observation.NOT_WRAPPED, "the signed content is not a wrapped message/rfc822"))
-    found.extend(_mismatches(outer, inner, envelope, wrapped))
-    return tuple(found)
+    return found
 
 
 def _mismatches(outer: Headers, inner: Headers, envelope: Envelope | None, wrapped: bool) -> list[Finding]:
@@ -344,3 +360,40 @@ def _mismatches(outer: Headers, inner: Headers, envelope: Envelope | None, wrapp
                 )
             )
     return out
+
+
+def inspect_signature(
+    data: bytes, at: datetime, limits: Limits = DEFAULT_LIMITS
+) -> SignatureReport | Rejected:
+    """Read a bare CMS SignedData (DER, PEM or base64), as administrators meet them in logs.
+
+    The signer is found and its signature over the signed attributes checked;
+    the findings say what policy would refuse (SHA-1, short key, expiry).
+    """
+    at = utc(at)
+    try:
+        der = _bare_cms(data)
+        content_type, content, _ber = cms.load_content_info(der)
+        if content_type != "signed_data":
+            return Rejected(RejectReason.NOT_SIGNED, f"the CMS content is {content_type}, not signed-data")
+        verified = cms.verify(content, None, limits, content_known=False)
+    except cms.CmsError as exc:
+        return Rejected(exc.reason, exc.detail, exc.certificate)
+    form = SignatureForm.OPAQUE if verified.content else SignatureForm.DETACHED
+    signature = Signature(
+        form, verified.digest, verified.scheme, verified.signer, verified.certificates, verified.signing_time
+    )
+    findings = tuple(_signer_findings(signature, at))
+    return SignatureReport(signature, bool(verified.content), findings)
+
+
+def _bare_cms(data: bytes) -> bytes:
+    stripped = data.strip()
+    if stripped[:1] == b"\x30":
+        return data
+    if stripped.startswith(b"-----BEGIN"):
+        stripped = b"".join(line for line in stripped.splitlines() if not line.startswith(b"-----"))
+    try:
+        return binascii.a2b_base64(stripped)
+    except binascii.Error as exc:
+        raise cms.CmsError(RejectReason.MALFORMED, "neither DER, PEM nor base64 CMS") from exc

@@ -176,3 +176,14 @@ class Sealed:
     key_transport: KeyTransport
     digest: Digest
     recipients: tuple[CertRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureReport:
+    """A bare CMS signature read on its own (``inspect_signature``), for diagnosis."""
+
+    signature: Signature
+    content_checked: bool
+    """False for a detached signature read without its content: the signature
+    over the signed attributes was checked, the messageDigest could not be."""
+    findings: tuple[Finding, ...]
