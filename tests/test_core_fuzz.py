@@ -1,0 +1,97 @@
+"""Property: whatever bytes arrive, open_inbound answers Opened or a typed Rejected.
+
+Mutations are applied at three depths so they reach every parser: the raw
+message, the DER of the enveloped-data (re-encoded in base64, so the CMS parser
+sees it), and the signed entity inside a valid envelope (so the signature and
+MIME walkers see it). A hang shows up as a hypothesis deadline failure.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.core import Limits, Opened, Rejected, SealOptions, open_inbound, seal_outbound
+from gateway.core.mime import base64_lines
+
+from . import messages, pki, smime
+
+A = pki.hisp("a.test")
+B = pki.hisp("b.test")
+ALICE, BOB = A.address("alice"), B.address("bob")
+SEALED = seal_outbound(messages.with_attachment(), ALICE.pair, [BOB.ref], SealOptions(at=pki.NOW)).message
+HEAD, BODY = SEALED.split(b"\r\n\r\n", 1)
+DER = base64.b64decode(BODY)
+SIGNED_ENTITY = smime.detached(smime.wrap(messages.with_attachment()), ALICE.pair)
+LIMITS = Limits(max_mime_depth=8, max_mime_parts=50)
+
+FUZZ = settings(
+    max_examples=400,
+    deadline=timedelta(seconds=3),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@st.composite
+def mutated(draw, original: bytes) -> bytes:
+    data = bytearray(original)
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "duplicate"]))
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[at] ^= draw(st.integers(1, 255))
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "delete":
+            del data[at : at + draw(st.integers(1, 64))]
+        else:
+            data[at:at] = data[at : at + draw(st.integers(1, 64))]
+    return bytes(data)
+
+
+def check(raw: bytes) -> None:
+    result = open_inbound(raw, [BOB.pair], LIMITS, at=pki.NOW)
+    assert isinstance(result, Opened | Rejected)
+    if isinstance(result, Rejected):
+        assert result.detail
+
+
+@pytest.mark.slow
+@FUZZ
+@given(mutated(SEALED))
+def test_mutated_raw_message(raw):
+    check(raw)
+
+
+@pytest.mark.slow
+@FUZZ
+@given(mutated(DER))
+def test_mutated_cms_envelope(der):
+    check(HEAD + b"\r\n\r\n" + base64_lines(der))
+
+
+@pytest.mark.slow
+@FUZZ
+@given(mutated(SIGNED_ENTITY))
+def test_mutated_signed_entity_inside_a_valid_envelope(entity):
+    check(smime.envelope(entity, [BOB.ref]))
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes(raw):
+    check(raw)
+
+
+@settings(max_examples=30, deadline=timedelta(seconds=3))
+@given(st.integers(0, len(SEALED)))
+def test_every_truncation(n):
+    check(SEALED[:n])
