@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -52,7 +53,7 @@ class Issued:
     """A certificate with its key, and the authority that issued it."""
 
     cert: x509.Certificate
-    key: object = field(repr=False)
+    key: Any = field(repr=False)
     issuer: Issued | None = None
 
     @property
@@ -69,17 +70,17 @@ class Issued:
 
     @property
     def pair(self) -> KeyPair:
-        return KeyPair(self.key, self.ref)  # type: ignore[arg-type]
+        return KeyPair(self.key, self.ref)
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(  # type: ignore[attr-defined]
+        return self.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
 
     def key_der(self) -> bytes:
-        return self.key.private_bytes(  # type: ignore[attr-defined]
+        return self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -87,7 +88,8 @@ class Issued:
 
     def chain(self) -> list[Issued]:
         """This certificate, then each issuer up to the root."""
-        out, node = [], self
+        out: list[Issued] = []
+        node: Issued | None = self
         while node is not None:
             out.append(node)
             node = node.issuer

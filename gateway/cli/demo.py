@@ -31,7 +31,7 @@ CCDA = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the Direct round trip between two HISPs, printing each step")
     p.set_defaults(func=cmd_demo)
 

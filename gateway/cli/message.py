@@ -37,7 +37,7 @@ class UsageError(Exception):
     """A file or option the command cannot use; printed as one line, exit 2."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("open", help="decrypt a Direct message and check its signature")
     p.add_argument("message", type=Path, help="the message (RFC 5322), or a bare CMS signature")
     p.add_argument("--key", type=Path, action="append", default=[], help="our private key (repeatable)")

@@ -257,7 +257,8 @@ def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: L
             last = CmsError(
                 RejectReason.DECRYPTION_FAILED,
                 f"the message names our certificate {pair.cert.subject} (serial {pair.cert.serial:x}) "
-                "but could not be decrypted with its key",
+                "but it could not be decrypted with that key (a key that does not match, "
+                "or content altered in transit)",
                 pair.cert,
             )
             continue
