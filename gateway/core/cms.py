@@ -15,6 +15,7 @@ oracles.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from . import der
 from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
 from .certs import CertRef, KeyPair
 from .limits import Limits
@@ -96,16 +98,47 @@ def _asn1(what: str, fn: Callable[[], T]) -> T:
         raise CmsError(RejectReason.TOO_DEEP, f"the {what} nests too deeply") from exc
 
 
-def load_content_info(der: bytes) -> tuple[str, Any, bool]:
-    """(content type name, content, whether the outer encoding is BER indefinite-length)."""
+_CONTENT_TYPES = {
+    "1.2.840.113549.1.7.1": "data",
+    "1.2.840.113549.1.7.2": "signed_data",
+    "1.2.840.113549.1.7.3": "enveloped_data",
+    "1.2.840.113549.1.9.16.1.23": "authenticated_enveloped_data",
+    "1.2.840.113549.1.9.16.1.2": "authenticated_data",
+    "1.2.840.113549.1.9.16.1.9": "compressed_data",
+}
+ENVELOPED = ("enveloped_data", "authenticated_enveloped_data")
 
-    def parse() -> tuple[str, Any, bool]:
-        info = cms.ContentInfo.load(der)
-        ctype = info["content_type"].native
-        content = info["content"]
-        return str(ctype), content, len(der) > 1 and der[1] == 0x80
+Buffer = bytes | bytearray | memoryview
 
-    return _asn1("CMS structure", parse)
+
+def _der(what: str, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except der.DerError as exc:
+        raise CmsError(RejectReason.MALFORMED, f"the {what} is not valid BER/DER: {exc}") from exc
+
+
+def _content_info(buf: Buffer) -> tuple[str, der.Tlv]:
+    """(content type name, the [0] EXPLICIT content element) of a ContentInfo (RFC 5652 section 3)."""
+    top = der.read(buf, 0, len(buf))
+    if top.tag != 0x30:
+        raise der.DerError("a ContentInfo is a SEQUENCE")
+    kids = der.children(buf, top)
+    oid = der.oid(buf, next(kids, None) or _missing("contentType"))
+    wrapper = next(kids, None) or _missing("content")
+    if wrapper.tag != 0xA0:
+        raise der.DerError("the content is not [0] EXPLICIT")
+    return _CONTENT_TYPES.get(oid, oid), der.read(buf, wrapper.content_start, wrapper.content_end)
+
+
+def _missing(what: str) -> der.Tlv:
+    raise der.DerError(f"{what} is missing")
+
+
+def content_type(buf: Buffer) -> tuple[str, bool]:
+    """The CMS content type, and whether the encoding uses BER indefinite lengths."""
+    name, _ = _der("CMS structure", lambda: _content_info(buf))
+    return name, len(buf) > 1 and buf[1] == 0x80
 
 
 def _octets(value: Any) -> bytes:
@@ -115,8 +148,6 @@ def _octets(value: Any) -> bytes:
         return b""
     if isinstance(native, bytes):
         return native
-    if isinstance(native, list):  # pragma: no cover - asn1crypto joins chunks itself
-        return b"".join(native)
     raise CmsError(RejectReason.MALFORMED, "expected an OCTET STRING")
 
 
@@ -125,7 +156,7 @@ def _octets(value: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Decrypted:
-    content: bytes
+    content: bytearray
     cipher: ContentCipher
     key_transport: KeyTransport
     recipient: CertRef
@@ -185,9 +216,53 @@ def _candidates(
                 yield ri.chosen, pair
 
 
-def _decrypt_content(
-    cipher: ContentCipher, cek: bytes, params: Any, ciphertext: bytes, mac: bytes | None, aad: bytes | None
-) -> bytes:
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """The parts of an (Auth)EnvelopedData, located by offset: small ones as encodings, the
+    ciphertext as views into the received buffer (never copied)."""
+
+    recipient_infos: bytes
+    algorithm: bytes
+    ciphertext: tuple[memoryview, ...]
+    auth_attrs: bytes | None
+    mac: bytes | None
+
+
+def _envelope(buf: Buffer, authenticated: bool) -> _Envelope:
+    """RFC 5652 section 6.1 and RFC 5083 section 2.1, walked without copying the content."""
+    _, content = _content_info(buf)
+    kids = list(der.children(buf, content))
+    i = 1  # version
+    if i < len(kids) and kids[i].tag == 0xA0:  # originatorInfo [0]
+        i += 1
+    if i + 1 >= len(kids) or kids[i].tag != 0x31 or kids[i + 1].tag != 0x30:
+        raise der.DerError("recipientInfos and encryptedContentInfo not where RFC 5652 puts them")
+    recipients, eci = kids[i], kids[i + 1]
+    auth_attrs = mac = None
+    if authenticated:
+        rest = kids[i + 2 :]
+        if rest and rest[0].tag == 0xA1:
+            # Authenticated as a DER SET OF, not under its [1] IMPLICIT tag (RFC 5083 section 2.1).
+            auth_attrs = b"\x31" + der.encoded(buf, rest[0])[1:]
+            rest = rest[1:]
+        if not rest or rest[0].tag & 0xDF != 0x04:
+            raise der.DerError("authEnvelopedData lacks its mac")
+        mac = b"".join(bytes(c) for c in der.octet_chunks(buf, rest[0]))
+    eci_kids = list(der.children(buf, eci))
+    if len(eci_kids) < 3 or eci_kids[2].tag & 0xDF != 0x80:
+        raise CmsError(RejectReason.MALFORMED, "the enveloped-data carries no encrypted content")
+    return _Envelope(
+        der.encoded(buf, recipients),
+        der.encoded(buf, eci_kids[1]),
+        tuple(der.octet_chunks(buf, eci_kids[2])),
+        auth_attrs,
+        mac,
+    )
+
+
+def _content_cipher(
+    cipher: ContentCipher, cek: bytes, params: Any, mac: bytes | None, aad: bytes | None
+) -> tuple[Any, int]:
     if len(cek) != cipher.key_bytes:
         raise ValueError("content-encryption key of the wrong length")
     if cipher.authenticated:
@@ -195,29 +270,51 @@ def _decrypt_content(
         nonce, icvlen = gcm["aes_nonce"].native, gcm["aes_icvlen"].native
         if mac is None or len(mac) != icvlen:
             raise ValueError("GCM tag length does not match aes-ICVlen")
-        gcm_decryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
+        context = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
         if aad:
-            gcm_decryptor.authenticate_additional_data(aad)
-        return gcm_decryptor.update(ciphertext) + gcm_decryptor.finalize()
-    iv = params.native
+            context.authenticate_additional_data(aad)
+        return context, 0
     algorithm: algorithms.AES | TripleDES = (
         TripleDES(cek) if cipher is ContentCipher.DES_EDE3_CBC else algorithms.AES(cek)
     )
-    decryptor = Cipher(algorithm, modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(algorithm.block_size).unpadder()
-    return unpadder.update(padded) + unpadder.finalize()
+    return Cipher(algorithm, modes.CBC(params.native)).decryptor(), algorithm.block_size // 8
 
 
-def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
+def _decrypt_content(
+    cipher: ContentCipher, cek: bytes, params: Any, chunks: Sequence[memoryview], mac: bytes | None,
+    aad: bytes | None,
+) -> bytearray:
+    """Decrypt into one buffer, chunk by chunk, and strip the padding in place (no copies)."""
+    context, block = _content_cipher(cipher, cek, params, mac, aad)
+    total = sum(len(c) for c in chunks)
+    out = bytearray(total + 32)
+    view = memoryview(out)
+    n = 0
+    for chunk in chunks:
+        n += context.update_into(chunk, view[n:])
+    tail = context.finalize()
+    view.release()
+    out[n : n + len(tail)] = tail
+    n += len(tail)
+    del out[n:]
+    if block:  # CBC: PKCS#7 padding (RFC 5652 section 6.3)
+        pad = out[-1] if out else 0
+        if not 1 <= pad <= block or not hmac.compare_digest(out[-pad:], bytes([pad]) * pad):
+            raise ValueError("bad padding")
+        del out[-pad:]
+    return out
+
+
+def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
     """Open EnvelopedData or AuthEnvelopedData (RFC 5652 section 6, RFC 5083) with one of our keys."""
-    authenticated = content_type == "authenticated_enveloped_data"
-    if content_type not in ("enveloped_data", "authenticated_enveloped_data"):
-        raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {content_type}, not enveloped-data")
+    content_type_name, _ = _der("CMS structure", lambda: _content_info(buf))
+    if content_type_name not in ENVELOPED:
+        raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {content_type_name}, not enveloped-data")
+    authenticated = content_type_name == "authenticated_enveloped_data"
+    envelope = _der("enveloped-data", lambda: _envelope(buf, authenticated))
 
-    def structure() -> tuple[Any, ContentCipher, bytes, bytes | None, bytes | None, int]:
-        eci = envelope["auth_encrypted_content_info" if authenticated else "encrypted_content_info"]
-        alg = eci["content_encryption_algorithm"]
+    def structure() -> tuple[Any, ContentCipher, Any]:
+        alg = algos.EncryptionAlgorithm.load(envelope.algorithm)
         name = alg["algorithm"].native
         cipher = _CIPHERS.get(name)
         if cipher is None or cipher.authenticated != authenticated:
@@ -226,19 +323,11 @@ def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: L
                 f"content encryption {alg['algorithm'].dotted} ({name}) is not supported "
                 "(AES-CBC, AES-GCM and, for policy to judge, 3DES are)",
             )
-        if not eci["encrypted_content"].contents and eci["encrypted_content"].native is None:
-            raise CmsError(RejectReason.MALFORMED, "the enveloped-data carries no encrypted content")
-        ciphertext = _octets(eci["encrypted_content"])
-        mac = aad = None
-        if authenticated:
-            mac = envelope["mac"].native
-            attrs = envelope["auth_attrs"]
-            if attrs.contents:  # RFC 5083 section 2.1: authenticated as a DER SET OF
-                aad = b"\x31" + attrs.dump()[1:]
-        return alg["parameters"], cipher, ciphertext, mac, aad, len(envelope["recipient_infos"])
+        return alg["parameters"], cipher, cms.RecipientInfos.load(envelope.recipient_infos)
 
-    params, cipher, ciphertext, mac, aad, count = _asn1("enveloped-data", structure)
-    matched = _asn1("recipient infos", lambda: list(_candidates(envelope["recipient_infos"], keys, limits)))
+    params, cipher, recipient_infos = _asn1("enveloped-data", structure)
+    count = _asn1("recipient infos", lambda: len(recipient_infos))
+    matched = _asn1("recipient infos", lambda: list(_candidates(recipient_infos, keys, limits)))
     if not matched:
         raise CmsError(
             RejectReason.NO_KEY_FOR_RECIPIENT,
@@ -252,7 +341,7 @@ def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: L
         try:
             assert isinstance(pair.key, rsa.RSAPrivateKey)
             cek = pair.key.decrypt(ktri["encrypted_key"].native, pad)
-            content = _decrypt_content(cipher, cek, params, ciphertext, mac, aad)
+            content = _decrypt_content(cipher, cek, params, envelope.ciphertext, envelope.mac, envelope.auth_attrs)
         except (ValueError, InvalidTag, UnsupportedAlgorithm, TypeError):
             last = CmsError(
                 RejectReason.DECRYPTION_FAILED,
@@ -272,7 +361,7 @@ def decrypt(content_type: str, envelope: Any, keys: Sequence[KeyPair], limits: L
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    content: bytes
+    content: Buffer
     digest: Digest
     scheme: SignatureScheme
     signer: CertRef
@@ -284,7 +373,7 @@ def _certificates(signed: Any, limits: Limits) -> list[tuple[Any, bytes]]:
     """(parsed, original DER) for each X.509 certificate the SignedData carries."""
     out: list[tuple[Any, bytes]] = []
     certs = signed["certificates"]
-    if certs.native is None:
+    if isinstance(certs, core.Void):
         return out
     if len(certs) > limits.max_cms_certificates:
         raise CmsError(
@@ -298,7 +387,7 @@ def _certificates(signed: Any, limits: Limits) -> list[tuple[Any, bytes]]:
 
 
 def _find_signer(sid: Any, certs: list[tuple[Any, bytes]]) -> bytes | None:
-    for parsed, der in certs:
+    for parsed, encoding in certs:
         tbs = parsed["tbs_certificate"]
         if sid.name == "issuer_and_serial_number":
             ias = sid.chosen
@@ -307,9 +396,9 @@ def _find_signer(sid: Any, certs: list[tuple[Any, bytes]]) -> bytes | None:
             if ias["serial_number"].native == tbs["serial_number"].native and (
                 ias["issuer"].dump() == tbs["issuer"].dump()
             ):
-                return der
+                return encoding
         elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
-            return der
+            return encoding
     return None
 
 
@@ -353,7 +442,7 @@ def _attribute(attrs: Any, name: str) -> Any:
 
 
 def verify(
-    signed: Any, detached_content: bytes | None, limits: Limits, *, content_known: bool = True
+    buf: Buffer, detached_content: Buffer | None, limits: Limits, *, content_known: bool = True
 ) -> Verified:
     """Check the one signature of a SignedData (RFC 5652 sections 5.4 and 5.6).
 
@@ -364,7 +453,11 @@ def verify(
     messageDigest cannot be.
     """
 
-    def read() -> tuple[Any, list[tuple[Any, bytes]], bytes, str]:
+    def read() -> tuple[Any, list[tuple[Any, bytes]], Buffer, str]:
+        info = cms.ContentInfo.load(bytes(buf))
+        if info["content_type"].native != "signed_data":
+            raise CmsError(RejectReason.NOT_SIGNED, f"the CMS content is {info['content_type'].native}")
+        signed = info["content"]
         infos = signed["signer_infos"]
         if len(infos) == 0:
             raise CmsError(RejectReason.NOT_SIGNED, "the signed-data has no signer")
@@ -375,7 +468,7 @@ def verify(
                 if not content_known:
                     return infos[0], _certificates(signed, limits), b"", str(content_type)
                 raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
-            content = _octets(encap["content"])
+            content: Buffer = _octets(encap["content"])
         else:
             content = detached_content
         return infos[0], _certificates(signed, limits), content, str(content_type)

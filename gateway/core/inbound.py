@@ -20,6 +20,7 @@ from . import cms
 from .certs import KeyPair, utc
 from .limits import DEFAULT_LIMITS, Limits
 from .mime import (
+    Buffer,
     Entity,
     MimeError,
     addresses,
@@ -51,7 +52,7 @@ MIN_RSA_BITS = 2048  # specs/direct.md item 14
 
 
 def open_inbound(
-    raw: bytes,
+    raw: Buffer,
     our_keys: Sequence[KeyPair],
     limits: Limits = DEFAULT_LIMITS,
     at: datetime | None = None,
@@ -91,7 +92,7 @@ def open_inbound(
 
 
 def _open(
-    raw: bytes,
+    raw: Buffer,
     keys: Sequence[KeyPair],
     limits: Limits,
     at: datetime,
@@ -108,9 +109,11 @@ def _open(
             raise MimeError(f"more than {limits.max_mime_depth} nested S/MIME layers", too_deep=True)
         ctype = entity.content_type
         if ctype in PKCS7_MIME:
-            content_type, content, ber = cms.load_content_info(_cms_bytes(entity))
-            if content_type in ("enveloped_data", "authenticated_enveloped_data"):
-                decrypted = cms.decrypt(content_type, content, keys, limits)
+            blob = _cms_bytes(entity)
+            content_type, ber = cms.content_type(blob)
+            if content_type in cms.ENVELOPED:
+                decrypted = cms.decrypt(blob, keys, limits)
+                del blob  # hold one copy of a large message at a time
                 if encryption is None:
                     encryption = Encryption(
                         decrypted.cipher,
@@ -128,14 +131,17 @@ def _open(
                 )
             if encryption is None and require_encryption:
                 return _not_encrypted()
-            verified = cms.verify(content, None, limits)
-            signed = canonical(verified.content)
+            verified = cms.verify(blob, None, limits)
+            opaque = canonical(bytes(verified.content))
+            signed = parse_entity(opaque, limits)
+            signed_view = memoryview(opaque)
             form = SignatureForm.OPAQUE
             break
         if ctype == "multipart/signed":
             if encryption is None and require_encryption:
                 return _not_encrypted()
             signed, verified = _detached(entity, limits)
+            signed_view = memoryview(signed.buf)[signed_region(signed)]
             form = SignatureForm.DETACHED
             break
         if encryption is None and require_encryption:
@@ -149,14 +155,16 @@ def _open(
     signature = Signature(
         form, verified.digest, verified.scheme, verified.signer, verified.certificates, verified.signing_time
     )
-    content_entity = parse_entity(signed, limits)
     outer_headers = _headers(outer)
-    wrapped = content_entity.content_type == "message/rfc822"
+    wrapped = signed.content_type == "message/rfc822"
     if wrapped:
-        message = parse_entity(canonical(content_entity.decoded_body()), limits)
+        if signed.transfer_encoding in ("7bit", "8bit", "binary"):
+            message = parse_entity(signed.buf, limits, signed.start, signed.end)
+        else:
+            message = parse_entity(canonical(signed.decoded_body()), limits)
         inner_headers = _headers(message)
     else:
-        message = content_entity
+        message = signed
         inner_headers = outer_headers
 
     parts: list[Part] = []
@@ -169,10 +177,15 @@ def _open(
         kind=_kind(message),
         encryption=encryption,
         signature=signature,
-        content=signed,
+        content=bytes(signed_view),
         parts=tuple(parts),
         findings=findings,
     )
+
+
+def signed_region(entity: Entity) -> slice:
+    """The whole entity (headers and body) a detached signature covers."""
+    return slice(entity.header_start, entity.end)
 
 
 def _not_encrypted() -> Rejected:
@@ -182,30 +195,32 @@ def _not_encrypted() -> Rejected:
     )
 
 
-def _cms_bytes(entity: Entity) -> bytes:
-    if entity.transfer_encoding in ("7bit", "8bit", "binary") and entity.body[:1] == b"\x30":
+def _cms_bytes(entity: Entity) -> Buffer:
+    if entity.transfer_encoding in ("7bit", "8bit", "binary") and entity.buf[entity.start : entity.start + 1] == b"\x30":
         return entity.body
     return entity.decoded_body()
 
 
-def _detached(entity: Entity, limits: Limits) -> tuple[bytes, cms.Verified]:
+def _detached(entity: Entity, limits: Limits) -> tuple[Entity, cms.Verified]:
     boundary = entity.param("boundary")
     if boundary is None:
         raise MimeError("multipart/signed without a boundary parameter")
-    parts = split_multipart(entity.body, boundary, limits)
+    parts = split_multipart(entity, boundary, limits)
     if len(parts) != 2:
         raise MimeError(f"multipart/signed must have 2 parts (RFC 1847), this one has {len(parts)}")
-    signed, sig_raw = parts
-    sig_entity = parse_entity(sig_raw, limits)
+    (s_start, s_end), (g_start, g_end) = parts
+    sig_entity = parse_entity(entity.buf, limits, g_start, g_end)
     if sig_entity.content_type not in PKCS7_SIGNATURE:
         raise cms.CmsError(
             RejectReason.UNSUPPORTED_ALGORITHM,
             f"the signature part is {sig_entity.content_type}, not application/pkcs7-signature",
         )
-    content_type, content, _ber = cms.load_content_info(_cms_bytes(sig_entity))
+    blob = _cms_bytes(sig_entity)
+    content_type, _ber = cms.content_type(blob)
     if content_type != "signed_data":
         raise cms.CmsError(RejectReason.MALFORMED, f"the signature part holds {content_type}, not signed-data")
-    return signed, cms.verify(content, signed, limits)
+    signed = parse_entity(entity.buf, limits, s_start, s_end)
+    return signed, cms.verify(blob, memoryview(entity.buf)[s_start:s_end], limits)
 
 
 def _headers(entity: Entity) -> Headers:
@@ -242,12 +257,12 @@ def _collect_parts(entity: Entity, limits: Limits, depth: int, out: list[Part]) 
         boundary = entity.param("boundary")
         if boundary is None:
             raise MimeError(f"{ctype} without a boundary parameter")
-        for raw in split_multipart(entity.body, boundary, limits):
-            _collect_parts(parse_entity(raw, limits), limits, depth + 1, out)
+        for start, end in split_multipart(entity, boundary, limits):
+            _collect_parts(parse_entity(entity.buf, limits, start, end), limits, depth + 1, out)
             if len(out) > limits.max_mime_parts:
                 raise MimeError(f"more than {limits.max_mime_parts} parts", too_large=True)
         return
-    data = entity.decoded_body()
+    data = bytes(entity.decoded_body())
     filename = entity.filename
     out.append(
         Part(
@@ -373,10 +388,10 @@ def inspect_signature(
     at = utc(at)
     try:
         der = _bare_cms(data)
-        content_type, content, _ber = cms.load_content_info(der)
+        content_type, _ber = cms.content_type(der)
         if content_type != "signed_data":
             return Rejected(RejectReason.NOT_SIGNED, f"the CMS content is {content_type}, not signed-data")
-        verified = cms.verify(content, None, limits, content_known=False)
+        verified = cms.verify(der, None, limits, content_known=False)
     except cms.CmsError as exc:
         return Rejected(exc.reason, exc.detail, exc.certificate)
     form = SignatureForm.OPAQUE if verified.content else SignatureForm.DETACHED

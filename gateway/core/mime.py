@@ -14,7 +14,8 @@ from __future__ import annotations
 import binascii
 import email.message
 import email.utils
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.policy import compat32
 from functools import cached_property
@@ -31,25 +32,44 @@ class MimeError(ValueError):
         self.too_large = too_large
 
 
-def canonical(raw: bytes) -> bytes:
+Buffer = bytes | bytearray
+
+
+def canonical(raw: Buffer) -> Buffer:
     """CRLF line ends everywhere (RFC 5322 section 2.1; RFC 8551 section 3.1.1).
 
     Mail stored in files usually has bare LF; the signature was computed over
     the CRLF form, so bare LFs are converted. Input already canonical is
     returned as is, without a copy.
     """
-    lf = raw.count(b"\n")
-    if lf == raw.count(b"\r\n"):
+    if raw.count(b"\n") == raw.count(b"\r\n"):
         return raw
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass(frozen=True)
 class Entity:
-    """One MIME entity: its parsed header fields and the exact bytes of its body."""
+    """One MIME entity: its parsed header fields, and where its body lies in ``buf``.
+
+    Bodies are windows over the received (or decrypted) buffer, not copies,
+    so a 10 MB message is held once however deep its structure.
+    """
 
     fields: tuple[tuple[str, str], ...]
-    body: bytes
+    buf: Buffer = field(repr=False)
+    start: int
+    """Where the body starts."""
+    end: int
+    header_start: int = 0
+    """Where the entity itself (its first header line) starts."""
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self.buf[self.start : self.end])
+
+    @property
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[self.start : self.end]
 
     def get(self, name: str) -> str | None:
         lname = name.lower()
@@ -63,37 +83,32 @@ class Entity:
         return [v for k, v in self.fields if k.lower() == lname]
 
     @cached_property
-    def _content_type(self) -> email.message.Message:
-        msg = email.message.Message(policy=compat32)
-        value = self.get("Content-Type")
-        if value is not None:
-            msg["Content-Type"] = value
-        return msg
+    def _content_type(self) -> tuple[str, dict[str, str]]:
+        return parse_content_type(self.get("Content-Type"))
 
     @property
     def content_type(self) -> str:
-        """Lower-case type/subtype; text/plain when absent (RFC 2045 section 5.2)."""
-        return self._content_type.get_content_type()
+        """Lower-case type/subtype; text/plain when absent or unreadable (RFC 2045 section 5.2)."""
+        return self._content_type[0]
 
     def param(self, name: str) -> str | None:
-        value = self._content_type.get_param(name)
-        if value is None or isinstance(value, str):
-            return value
-        return email.utils.collapse_rfc2231_value(value)
+        return self._content_type[1].get(name.lower())
 
     @property
     def transfer_encoding(self) -> str:
         return (self.get("Content-Transfer-Encoding") or "7bit").strip().lower()
 
-    def decoded_body(self) -> bytes:
+    def decoded_body(self) -> Buffer:
         encoding = self.transfer_encoding
         try:
             if encoding == "base64":
-                return binascii.a2b_base64(self.body)
+                return binascii.a2b_base64(self.view)
             if encoding == "quoted-printable":
-                return binascii.a2b_qp(self.body)
+                return binascii.a2b_qp(self.view)
         except (binascii.Error, ValueError) as exc:
             raise MimeError(f"the {encoding} body cannot be decoded: {exc}") from exc
+        if self.start == 0 and self.end == len(self.buf):
+            return self.buf
         return self.body
 
     @property
@@ -114,33 +129,61 @@ class Entity:
         return disposition == "attachment"
 
 
+_SIMPLE_PARAMS = re.compile(r'\s*;\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """(type/subtype, parameters) per RFC 2045 section 5.1; RFC 2231 forms go to the stdlib."""
+    if not value:
+        return "text/plain", {}
+    head, _, rest = value.partition(";")
+    ctype = head.strip().lower()
+    if ctype.count("/") != 1:
+        ctype = "text/plain"
+    if "*" in rest:  # RFC 2231 continuations and charsets: let the stdlib decode them
+        msg = email.message.Message(policy=compat32)
+        msg["Content-Type"] = value
+        params: dict[str, str] = {}
+        for key, val in (msg.get_params() or [])[1:]:
+            params[key.lower()] = val if isinstance(val, str) else email.utils.collapse_rfc2231_value(val)
+        return ctype, params
+    params = {}
+    for m in _SIMPLE_PARAMS.finditer(";" + rest):
+        key, val = m.group(1).lower(), m.group(2)
+        if val.startswith('"'):
+            val = re.sub(r"\\(.)", r"\1", val[1:-1])
+        params.setdefault(key, val)
+    return ctype, params
+
+
 def decode_words(value: str) -> str:
     """RFC 2047 encoded words to text; malformed words are left as they came."""
+    if "=?" not in value:
+        return value
     try:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError):
         return value
 
 
-def _split_head(raw: bytes) -> tuple[bytes, bytes]:
-    if raw.startswith(b"\r\n"):
-        return b"", raw[2:]
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        return raw, b""
-    return raw[: end + 2], raw[end + 4 :]
-
-
-def parse_entity(raw: bytes, limits: Limits) -> Entity:
-    """Split one entity into header fields (unfolded, RFC 5322 section 2.2.3) and body bytes."""
-    head, body = _split_head(raw)
-    if len(head) > limits.max_header_bytes:
-        raise MimeError(
-            f"the header section is {len(head)} bytes, over the limit of {limits.max_header_bytes}",
-            too_large=True,
-        )
+def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = None) -> Entity:
+    """Split the entity in ``buf[start:end]`` into header fields (unfolded, RFC 5322
+    section 2.2.3) and a body window."""
+    end = len(buf) if end is None else end
+    if buf[start : start + 2] == b"\r\n":
+        head_end, body_start = start, start + 2
+    else:
+        blank = buf.find(b"\r\n\r\n", start, min(end, start + limits.max_header_bytes + 4))
+        if blank < 0:
+            if end - start > limits.max_header_bytes and buf.find(b"\r\n\r\n", start, end) >= 0:
+                raise MimeError(f"the header section is over the limit of {limits.max_header_bytes} bytes", too_large=True)
+            head_end, body_start = end, end
+        else:
+            head_end, body_start = blank + 2, blank + 4
+    if head_end - start > limits.max_header_bytes:
+        raise MimeError(f"the header section is over the limit of {limits.max_header_bytes} bytes", too_large=True)
     fields: list[tuple[str, str]] = []
-    for line in head.split(b"\r\n"):
+    for line in bytes(buf[start:head_end]).split(b"\r\n"):
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
@@ -154,53 +197,60 @@ def parse_entity(raw: bytes, limits: Limits) -> Entity:
             raise MimeError(f"header line without a field name: {line[:60]!r}")
         name = line[:colon].decode("ascii", "replace").strip()
         fields.append((name, line[colon + 1 :].strip().decode("utf-8", "replace")))
-    return Entity(tuple(fields), body)
+    return Entity(tuple(fields), buf, body_start, max(body_start, end), start)
 
 
-def split_multipart(body: bytes, boundary: str, limits: Limits) -> list[bytes]:
-    """The exact bytes of each body part (RFC 2046 section 5.1.1).
+def split_multipart(entity: Entity, boundary: str, limits: Limits) -> list[tuple[int, int]]:
+    """(start, end) in ``entity.buf`` of each body part (RFC 2046 section 5.1.1).
 
-    The CRLF before a delimiter belongs to the delimiter, so a part's bytes end
-    just before it; this is what a multipart/signed signature covers.
+    The CRLF before a delimiter belongs to the delimiter, so a part ends just
+    before it; this is exactly what a multipart/signed signature covers.
     """
     if not boundary or len(boundary) > 70:
         raise MimeError("multipart boundary missing or longer than 70 characters (RFC 2046)")
+    buf, lo, hi = entity.buf, entity.start, entity.end
     dash = b"--" + boundary.encode("ascii", "replace")
     marker = b"\r\n" + dash
 
     def delimiter_at(start: int) -> int:
-        pos = body.find(marker, start)
+        pos = buf.find(marker, start, hi)
         while pos >= 0:
-            after = body[pos + len(marker) : pos + len(marker) + 2]
+            after = bytes(buf[pos + len(marker) : min(hi, pos + len(marker) + 2)])
             if after[:1] in (b"\r", b" ", b"\t") or after == b"--" or not after:
                 return pos + 2
-            pos = body.find(marker, pos + 1)
+            pos = buf.find(marker, pos + 1, hi)
         return -1
 
-    pos = 0 if body.startswith(dash) else delimiter_at(0)
+    pos = lo if buf[lo : lo + len(dash)] == dash else delimiter_at(lo)
     if pos < 0:
         raise MimeError(f"multipart body has no boundary line --{boundary}")
-    parts: list[bytes] = []
+    parts: list[tuple[int, int]] = []
     while True:
         after = pos + len(dash)
-        if body[after : after + 2] == b"--":
+        if buf[after : after + 2] == b"--":
             return parts
-        eol = body.find(b"\r\n", after)
+        eol = buf.find(b"\r\n", after, hi)
         if eol < 0:
             raise MimeError("multipart body ends inside a boundary line")
         start = eol + 2
         nxt = delimiter_at(eol)
         if nxt < 0:
             raise MimeError(f"multipart body lacks its closing boundary --{boundary}--")
-        parts.append(body[start : max(start, nxt - 2)])
+        parts.append((start, max(start, nxt - 2)))
         if len(parts) > limits.max_mime_parts:
             raise MimeError(f"more than {limits.max_mime_parts} body parts", too_large=True)
         pos = nxt
 
 
+_SIMPLE_ADDRESS = re.compile(r"^\s*(?:[^<>\"(),;:@]*<([^<>\s]+@[^<>\s]+)>|([^<>\s\"(),;:]+@[^<>\s\"(),;:]+))\s*$")
+
+
 def addresses(values: list[str]) -> tuple[str, ...]:
     """Bare, lower-cased addresses from address header values (RFC 5322 section 3.4)."""
     found = []
+    simple = [_SIMPLE_ADDRESS.match(part) for v in values for part in v.split(",")]
+    if all(simple):  # the common case, without the stdlib's full RFC 5322 grammar
+        return tuple((m.group(1) or m.group(2)).lower() for m in simple if m)
     for _name, addr in email.utils.getaddresses([decode_words(v) for v in values]):
         if addr:
             found.append(addr.strip().lower())
