@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -141,15 +141,6 @@ def content_type(buf: Buffer) -> tuple[str, bool]:
     return name, len(buf) > 1 and buf[1] == 0x80
 
 
-def _octets(value: Any) -> bytes:
-    """The bytes of an OCTET STRING, joining BER constructed chunks."""
-    native = value.native
-    if native is None:
-        return b""
-    if isinstance(native, bytes):
-        return native
-    raise CmsError(RejectReason.MALFORMED, "expected an OCTET STRING")
-
 
 # --------------------------------------------------------------------------- decrypt
 
@@ -188,32 +179,72 @@ def _key_transport(alg: Any) -> tuple[KeyTransport, asym.AsymmetricPadding]:
     )
 
 
-def _recipient_matches(rid: Any, pair: KeyPair) -> bool:
-    if rid.name == "issuer_and_serial_number":
-        ias = rid.chosen
-        return bool(
-            ias["serial_number"].native == pair.cert.serial and ias["issuer"].dump() == pair.cert.issuer_der
-        )
-    if rid.name == "subject_key_identifier":
-        return bool(rid.chosen.native == pair.cert.subject_key_identifier)
-    return False
+@dataclass(frozen=True, slots=True)
+class _Identifier:
+    """A SignerIdentifier or RecipientIdentifier (RFC 5652 sections 5.3, 6.2.1)."""
+
+    issuer: bytes | None
+    serial: int | None
+    key_id: bytes | None
+
+    def names(self, cert: CertRef) -> bool:
+        if self.key_id is not None:
+            return self.key_id == cert.subject_key_identifier
+        # Compare DER bytes, not parsed Names: normalising comparison is slow
+        # (shared/PERFORMANCE.md) and DER is canonical anyway.
+        return self.serial == cert.serial and self.issuer == cert.issuer_der
 
 
-def _candidates(
-    recipient_infos: Any, keys: Sequence[KeyPair], limits: Limits
-) -> Iterator[tuple[Any, KeyPair]]:
-    count = len(recipient_infos)
-    if count > limits.max_cms_recipients:
+def _identifier(buf: Buffer, element: der.Tlv) -> _Identifier:
+    if element.tag == 0x80:  # [0] subjectKeyIdentifier
+        return _Identifier(None, None, bytes(buf[element.content_start : element.content_end]))
+    if element.tag != 0x30:
+        raise der.DerError("an identifier is issuerAndSerialNumber or [0] subjectKeyIdentifier")
+    issuer, serial = list(der.children(buf, element))[:2]
+    return _Identifier(der.encoded(buf, issuer), _integer(buf, serial), None)
+
+
+def _integer(buf: Buffer, element: der.Tlv) -> int:
+    if element.tag != 0x02:
+        raise der.DerError("expected an INTEGER")
+    return int.from_bytes(bytes(buf[element.content_start : element.content_end]), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyTransportRecipient:
+    rid: _Identifier
+    algorithm: bytes
+    encrypted_key: bytes
+
+
+def _recipients(buf: bytes, limits: Limits) -> tuple[list[_KeyTransportRecipient], int]:
+    """The key-transport recipients (RFC 5652 section 6.2.1) and how many recipients there are."""
+    top = der.read(buf, 0, len(buf))
+    infos = list(der.children(buf, top))
+    if len(infos) > limits.max_cms_recipients:
         raise CmsError(
-            RejectReason.TOO_LARGE,
-            f"{count} recipients exceed the limit of {limits.max_cms_recipients}",
+            RejectReason.TOO_LARGE, f"{len(infos)} recipients exceed the limit of {limits.max_cms_recipients}"
         )
-    for ri in recipient_infos:
-        if ri.name != "ktri":
-            continue  # key agreement (EC) and KEK recipients: not ours
-        for pair in keys:
-            if isinstance(pair.key, rsa.RSAPrivateKey) and _recipient_matches(ri.chosen["rid"], pair):
-                yield ri.chosen, pair
+    out = []
+    for info in infos:
+        if info.tag != 0x30:
+            continue  # kari [1], kekri [2], pwri [3], ori [4]: key agreement (EC) and others, not ours
+        fields = list(der.children(buf, info))
+        if len(fields) < 4:
+            raise der.DerError("a KeyTransRecipientInfo has four fields")
+        key = b"".join(bytes(c) for c in der.octet_chunks(buf, fields[3]))
+        out.append(_KeyTransportRecipient(_identifier(buf, fields[1]), der.encoded(buf, fields[2]), key))
+    return out, len(infos)
+
+
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+
+
+def _transport_for(encoding: bytes) -> tuple[KeyTransport, asym.AsymmetricPadding]:
+    top = der.read(encoding, 0, len(encoding))
+    if der.oid(encoding, next(der.children(encoding, top))) == _RSA_ENCRYPTION:
+        return KeyTransport.RSA_PKCS1V15, asym.PKCS1v15()
+    return _asn1("key transport", lambda: _key_transport(cms.KeyEncryptionAlgorithm.load(encoding)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +344,7 @@ def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
     authenticated = content_type_name == "authenticated_enveloped_data"
     envelope = _der("enveloped-data", lambda: _envelope(buf, authenticated))
 
-    def structure() -> tuple[Any, ContentCipher, Any]:
+    def structure() -> tuple[Any, ContentCipher]:
         alg = algos.EncryptionAlgorithm.load(envelope.algorithm)
         name = alg["algorithm"].native
         cipher = _CIPHERS.get(name)
@@ -323,11 +354,16 @@ def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
                 f"content encryption {alg['algorithm'].dotted} ({name}) is not supported "
                 "(AES-CBC, AES-GCM and, for policy to judge, 3DES are)",
             )
-        return alg["parameters"], cipher, cms.RecipientInfos.load(envelope.recipient_infos)
+        return alg["parameters"], cipher
 
-    params, cipher, recipient_infos = _asn1("enveloped-data", structure)
-    count = _asn1("recipient infos", lambda: len(recipient_infos))
-    matched = _asn1("recipient infos", lambda: list(_candidates(recipient_infos, keys, limits)))
+    params, cipher = _asn1("enveloped-data", structure)
+    recipients, count = _der("recipient infos", lambda: _recipients(envelope.recipient_infos, limits))
+    matched = [
+        (r, pair)
+        for r in recipients
+        for pair in keys
+        if isinstance(pair.key, rsa.RSAPrivateKey) and r.rid.names(pair.cert)
+    ]
     if not matched:
         raise CmsError(
             RejectReason.NO_KEY_FOR_RECIPIENT,
@@ -335,12 +371,11 @@ def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
             f"{len(keys)} certificates ({', '.join(k.cert.subject for k in keys) or 'no keys loaded'})",
         )
     last: CmsError | None = None
-    for ktri, pair in matched:
-        algorithm = ktri["key_encryption_algorithm"]
-        kt, pad = _asn1("key transport", lambda: _key_transport(algorithm))  # noqa: B023 -- called at once
+    for recipient, pair in matched:
+        kt, pad = _der("key transport", lambda: _transport_for(recipient.algorithm))  # noqa: B023 -- called at once
         try:
             assert isinstance(pair.key, rsa.RSAPrivateKey)
-            cek = pair.key.decrypt(ktri["encrypted_key"].native, pad)
+            cek = pair.key.decrypt(recipient.encrypted_key, pad)
             content = _decrypt_content(cipher, cek, params, envelope.ciphertext, envelope.mac, envelope.auth_attrs)
         except (ValueError, InvalidTag, UnsupportedAlgorithm, TypeError):
             last = CmsError(
@@ -369,43 +404,153 @@ class Verified:
     signing_time: datetime | None
 
 
-def _certificates(signed: Any, limits: Limits) -> list[tuple[Any, bytes]]:
-    """(parsed, original DER) for each X.509 certificate the SignedData carries."""
-    out: list[tuple[Any, bytes]] = []
-    certs = signed["certificates"]
-    if isinstance(certs, core.Void):
-        return out
-    if len(certs) > limits.max_cms_certificates:
-        raise CmsError(
-            RejectReason.TOO_LARGE,
-            f"{len(certs)} certificates exceed the limit of {limits.max_cms_certificates}",
-        )
-    for choice in certs:
-        if choice.name == "certificate":
-            out.append((choice.chosen, choice.chosen.dump()))
-    return out
+@dataclass(frozen=True, slots=True)
+class _CarriedCert:
+    """A certificate from the SignedData, with the two fields signer lookup needs,
+    read by offset (parsing whole certificates with asn1crypto cost more than the RSA)."""
+
+    encoding: bytes
+    issuer: bytes
+    serial: int
 
 
-def _find_signer(sid: Any, certs: list[tuple[Any, bytes]]) -> bytes | None:
-    for parsed, encoding in certs:
-        tbs = parsed["tbs_certificate"]
-        if sid.name == "issuer_and_serial_number":
-            ias = sid.chosen
-            # Compare DER bytes, not asn1crypto Names: Name.__eq__ normalises
-            # and is slow (shared/PERFORMANCE.md).
-            if ias["serial_number"].native == tbs["serial_number"].native and (
-                ias["issuer"].dump() == tbs["issuer"].dump()
-            ):
-                return encoding
-        elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
-            return encoding
+def _carried(buf: Buffer, element: der.Tlv) -> _CarriedCert:
+    tbs = next(der.children(buf, element))
+    fields = list(der.children(buf, tbs))
+    i = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] EXPLICIT version
+    if len(fields) < i + 3 or fields[i].tag != 0x02:
+        raise der.DerError("a certificate without serialNumber and issuer")
+    serial = int.from_bytes(bytes(buf[fields[i].content_start : fields[i].content_end]), "big", signed=True)
+    return _CarriedCert(der.encoded(buf, element), der.encoded(buf, fields[i + 2]), serial)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    content_type: str
+    content: Buffer | None
+    certificates: tuple[_CarriedCert, ...]
+    signer_info: bytes
+
+
+def _signed_data(buf: Buffer, limits: Limits) -> _Signed:
+    """RFC 5652 section 5.1, walked by offset; only the SignerInfo goes to asn1crypto."""
+    name, content = _content_info(buf)
+    if name != "signed_data":
+        raise CmsError(RejectReason.NOT_SIGNED, f"the CMS content is {name}, not signed-data")
+    kids = list(der.children(buf, content))
+    if len(kids) < 4 or kids[2].tag != 0x30 or kids[-1].tag != 0x31:
+        raise der.DerError("a SignedData without encapContentInfo or signerInfos")
+    encap = list(der.children(buf, kids[2]))
+    encap_type = _CONTENT_TYPES.get(der.oid(buf, encap[0]), "other") if encap else "other"
+    encapsulated: Buffer | None = None
+    if len(encap) > 1 and encap[1].tag == 0xA0:
+        inner = der.read(buf, encap[1].content_start, encap[1].content_end)
+        encapsulated = b"".join(bytes(c) for c in der.octet_chunks(buf, inner))
+    certs: list[_CarriedCert] = []
+    for element in kids[3:-1]:
+        if element.tag != 0xA0:
+            continue  # crls [1]
+        for choice in der.children(buf, element):
+            if choice.tag == 0x30:  # other choices (attribute certificates) cannot sign
+                certs.append(_carried(buf, choice))
+                if len(certs) > limits.max_cms_certificates:
+                    raise CmsError(
+                        RejectReason.TOO_LARGE,
+                        f"more than {limits.max_cms_certificates} certificates in one signature",
+                    )
+    signers = list(der.children(buf, kids[-1]))
+    if not signers:
+        raise CmsError(RejectReason.NOT_SIGNED, "the signed-data has no signer")
+    return _Signed(encap_type, encapsulated, tuple(certs), der.encoded(buf, signers[0]))
+
+
+def _find_signer(sid: _Identifier, certs: Sequence[_CarriedCert]) -> bytes | None:
+    for cert in certs:
+        if sid.key_id is None:
+            if sid.serial == cert.serial and sid.issuer == cert.issuer:
+                return cert.encoding
+        elif CertRef(cert.encoding).subject_key_identifier == sid.key_id:
+            return cert.encoding
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _SignerInfo:
+    sid: _Identifier
+    digest_oid: str
+    signed_attrs: bytes | None
+    """The [0] IMPLICIT SET OF as it travelled (the signature covers it re-tagged as SET)."""
+    attributes: dict[str, bytes]
+    """Attribute OID to the encoding of its one value."""
+    signature_algorithm: bytes
+    signature: bytes
+
+
+_DIGEST_OIDS = {
+    "1.3.14.3.2.26": Digest.SHA1,
+    "2.16.840.1.101.3.4.2.1": Digest.SHA256,
+    "2.16.840.1.101.3.4.2.2": Digest.SHA384,
+    "2.16.840.1.101.3.4.2.3": Digest.SHA512,
+}
+_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_SIGNING_TIME = "1.2.840.113549.1.9.5"
+
+
+def _signer_info(buf: bytes) -> _SignerInfo:
+    """RFC 5652 section 5.3, walked by offset."""
+    top = der.read(buf, 0, len(buf))
+    fields = list(der.children(buf, top))
+    if len(fields) < 5:
+        raise der.DerError("a SignerInfo has at least five fields")
+    sid = _identifier(buf, fields[1])
+    digest_oid = der.oid(buf, next(der.children(buf, fields[2])))
+    i = 3
+    signed_attrs = None
+    attributes: dict[str, bytes] = {}
+    if fields[i].tag == 0xA0:
+        signed_attrs = der.encoded(buf, fields[i])
+        for attr in der.children(buf, fields[i]):
+            attr_type, values = list(der.children(buf, attr))[:2]
+            name = der.oid(buf, attr_type)
+            found = list(der.children(buf, values))
+            if name in attributes or len(found) != 1:
+                # RFC 5652 section 5.3: each of these attributes once, with one value.
+                raise CmsError(RejectReason.MALFORMED, f"signed attribute {name} must appear once with one value")
+            attributes[name] = der.encoded(buf, found[0])
+        i += 1
+    if len(fields) < i + 2:
+        raise der.DerError("a SignerInfo lacks its signature")
+    signature = b"".join(bytes(c) for c in der.octet_chunks(buf, fields[i + 1]))
+    return _SignerInfo(sid, digest_oid, signed_attrs, attributes, der.encoded(buf, fields[i]), signature)
+
+
+def _attribute_octets(encoding: bytes | None) -> bytes | None:
+    if encoding is None:
+        return None
+    element = der.read(encoding, 0, len(encoding))
+    if element.tag != 0x04:
+        raise der.DerError("messageDigest is an OCTET STRING")
+    return encoding[element.content_start : element.content_end]
+
+
+def _attribute_oid(encoding: bytes | None) -> str | None:
+    return None if encoding is None else der.oid(encoding, der.read(encoding, 0, len(encoding)))
+
+
+def _signing_time(encoding: bytes | None) -> datetime | None:
+    if encoding is None:
+        return None
+    value = (core.UTCTime if encoding[:1] == b"\x17" else core.GeneralizedTime).load(encoding).native
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _signature_params(
-    si: Any, digest: Digest, public_key: Any
-) -> tuple[SignatureScheme, Callable[[bytes, bytes], None]]:
-    alg = si["signature_algorithm"]
+    encoding: bytes, digest: Digest, public_key: Any
+) -> tuple[SignatureScheme, Callable[[bytes, Buffer], None]]:
+    alg = algos.SignedDigestAlgorithm.load(encoding)
     try:
         algo = alg.signature_algo
     except ValueError as exc:
@@ -431,16 +576,6 @@ def _signature_params(
     )
 
 
-def _attribute(attrs: Any, name: str) -> Any:
-    for attr in attrs:
-        if attr["type"].native == name:
-            values = attr["values"]
-            if len(values) != 1:
-                raise CmsError(RejectReason.MALFORMED, f"signed attribute {name} must have one value")
-            return values[0]
-    return None
-
-
 def verify(
     buf: Buffer, detached_content: Buffer | None, limits: Limits, *, content_known: bool = True
 ) -> Verified:
@@ -453,94 +588,72 @@ def verify(
     messageDigest cannot be.
     """
 
-    def read() -> tuple[Any, list[tuple[Any, bytes]], Buffer, str]:
-        info = cms.ContentInfo.load(bytes(buf))
-        if info["content_type"].native != "signed_data":
-            raise CmsError(RejectReason.NOT_SIGNED, f"the CMS content is {info['content_type'].native}")
-        signed = info["content"]
-        infos = signed["signer_infos"]
-        if len(infos) == 0:
-            raise CmsError(RejectReason.NOT_SIGNED, "the signed-data has no signer")
-        encap = signed["encap_content_info"]
-        content_type = encap["content_type"].native
-        if detached_content is None:
-            if encap["content"].native is None:
-                if not content_known:
-                    return infos[0], _certificates(signed, limits), b"", str(content_type)
-                raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
-            content: Buffer = _octets(encap["content"])
-        else:
-            content = detached_content
-        return infos[0], _certificates(signed, limits), content, str(content_type)
-
-    si, certs, content, content_type = _asn1("signed-data", read)
-
-    def check() -> Verified:
-        digest_name = si["digest_algorithm"]["algorithm"].native
-        digest = _DIGESTS.get(digest_name)
-        if digest is None:
-            raise CmsError(
-                RejectReason.UNSUPPORTED_ALGORITHM,
-                f"digest {si['digest_algorithm']['algorithm'].dotted} is not supported (SHA-1/2 are)",
-            )
-        signer_der = _find_signer(si["sid"], certs)
-        if signer_der is None:
-            raise CmsError(
-                RejectReason.SIGNER_NOT_FOUND,
-                f"the signer's certificate is not among the {len(certs)} certificates the message carries "
-                "(Direct requires it to be included)",
-            )
-        signer = CertRef(signer_der)
-        try:
-            public_key = signer.x509.public_key()
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise CmsError(
-                RejectReason.UNSUPPORTED_ALGORITHM, f"the signer's key cannot be used: {exc}", signer
-            ) from exc
-        scheme, check_signature = _signature_params(si, digest, public_key)
-        content_digest = hashlib.new(digest.value, content).digest()
-        attrs = si["signed_attrs"]
-        signing_time = None
-        if not attrs.contents and not content_known:
+    parsed = _der("signed-data", lambda: _signed_data(buf, limits))
+    if detached_content is not None:
+        content: Buffer = detached_content
+    elif parsed.content is not None:
+        content = parsed.content
+    elif not content_known:
+        content = b""
+    else:
+        raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
+    content_type = parsed.content_type
+    certs = parsed.certificates
+    si = _der("signer info", lambda: _signer_info(parsed.signer_info))
+    digest = _DIGEST_OIDS.get(si.digest_oid)
+    if digest is None:
+        raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"digest {si.digest_oid} is not supported (SHA-1/2 are)")
+    signer_der = _find_signer(si.sid, certs)
+    if signer_der is None:
+        raise CmsError(
+            RejectReason.SIGNER_NOT_FOUND,
+            f"the signer's certificate is not among the {len(certs)} certificates the message carries "
+            "(Direct requires it to be included)",
+        )
+    signer = CertRef(signer_der)
+    try:
+        public_key = signer.x509.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"the signer's key cannot be used: {exc}", signer) from exc
+    scheme, check_signature = _asn1(
+        "signature algorithm", lambda: _signature_params(si.signature_algorithm, digest, public_key)
+    )
+    signing_time = None
+    if si.signed_attrs is None:
+        if not content_known:
             raise CmsError(RejectReason.MALFORMED, "a bare detached signature without signed attributes")
-        if attrs.contents:
-            expected = _attribute(attrs, "message_digest")
-            if expected is None:
-                raise CmsError(RejectReason.MALFORMED, "signed attributes lack messageDigest (RFC 5652 5.3)")
-            if content_known and expected.native != content_digest:
-                raise CmsError(
-                    RejectReason.DIGEST_MISMATCH,
-                    f"the {digest.value} digest of the content does not match the signed messageDigest: "
-                    "the content was changed after signing",
-                    signer,
-                )
-            signed_type = _attribute(attrs, "content_type")
-            if signed_type is None or signed_type.native != content_type:
-                raise CmsError(
-                    RejectReason.MALFORMED,
-                    "the signed contentType attribute is missing or differs from the content (RFC 5652 11.1)",
-                    signer,
-                )
-            st = _attribute(attrs, "signing_time")
-            signing_time = st.native if st is not None else None
-            # Signed over the DER SET OF, not the [0] IMPLICIT tag it travels under.
-            to_verify = b"\x31" + attrs.dump()[1:]
-        else:
-            to_verify = content
-        try:
-            check_signature(si["signature"].native, to_verify)
-        except InvalidSignature:
+        to_verify: Buffer = content
+    else:
+        expected = _der("messageDigest", lambda: _attribute_octets(si.attributes.get(_MESSAGE_DIGEST)))
+        if expected is None:
+            raise CmsError(RejectReason.MALFORMED, "signed attributes lack messageDigest (RFC 5652 5.3)", signer)
+        if content_known and expected != hashlib.new(digest.value, content).digest():
             raise CmsError(
-                RejectReason.SIGNATURE_INVALID,
-                f"the signature by {signer.subject} (serial {signer.serial:x}) does not verify",
+                RejectReason.DIGEST_MISMATCH,
+                f"the {digest.value} digest of the content does not match the signed messageDigest: "
+                "the content was changed after signing",
                 signer,
-            ) from None
-        others = tuple(CertRef(der) for _, der in certs if der != signer_der)
-        if signing_time is not None and signing_time.tzinfo is None:
-            signing_time = signing_time.replace(tzinfo=UTC)
-        return Verified(content, digest, scheme, signer, others, signing_time)
-
-    return _asn1("signer info", check)
+            )
+        signed_type = _der("contentType", lambda: _attribute_oid(si.attributes.get(_CONTENT_TYPE)))
+        if signed_type is None or _CONTENT_TYPES.get(signed_type, "other") != content_type:
+            raise CmsError(
+                RejectReason.MALFORMED,
+                "the signed contentType attribute is missing or differs from the content (RFC 5652 11.1)",
+                signer,
+            )
+        signing_time = _asn1("signingTime", lambda: _signing_time(si.attributes.get(_SIGNING_TIME)))
+        # Signed over the DER SET OF, not the [0] IMPLICIT tag it travels under.
+        to_verify = b"\x31" + si.signed_attrs[1:]
+    try:
+        check_signature(si.signature, to_verify)
+    except InvalidSignature:
+        raise CmsError(
+            RejectReason.SIGNATURE_INVALID,
+            f"the signature by {signer.subject} (serial {signer.serial:x}) does not verify",
+            signer,
+        ) from None
+    others = tuple(CertRef(c.encoding) for c in certs if c.encoding != signer_der)
+    return Verified(content, digest, scheme, signer, others, signing_time)
 
 
 # --------------------------------------------------------------------------- sign
