@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -259,9 +260,8 @@ class _Envelope:
     mac: bytes | None
 
 
-def _envelope(buf: Buffer, authenticated: bool) -> _Envelope:
+def _envelope(buf: Buffer, authenticated: bool, content: der.Tlv) -> _Envelope:
     """RFC 5652 section 6.1 and RFC 5083 section 2.1, walked without copying the content."""
-    _, content = _content_info(buf)
     kids = list(der.children(buf, content))
     i = 1  # version
     if i < len(kids) and kids[i].tag == 0xA0:  # originatorInfo [0]
@@ -338,11 +338,11 @@ def _decrypt_content(
 
 def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
     """Open EnvelopedData or AuthEnvelopedData (RFC 5652 section 6, RFC 5083) with one of our keys."""
-    content_type_name, _ = _der("CMS structure", lambda: _content_info(buf))
+    content_type_name, element = _der("CMS structure", lambda: _content_info(buf))
     if content_type_name not in ENVELOPED:
         raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {content_type_name}, not enveloped-data")
     authenticated = content_type_name == "authenticated_enveloped_data"
-    envelope = _der("enveloped-data", lambda: _envelope(buf, authenticated))
+    envelope = _der("enveloped-data", lambda: _envelope(buf, authenticated, element))
 
     def structure() -> tuple[Any, ContentCipher]:
         alg = algos.EncryptionAlgorithm.load(envelope.algorithm)
@@ -416,7 +416,7 @@ class _CarriedCert:
 
 def _carried(buf: Buffer, element: der.Tlv) -> _CarriedCert:
     tbs = next(der.children(buf, element))
-    fields = list(der.children(buf, tbs))
+    fields = list(itertools.islice(der.children(buf, tbs), 4))
     i = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] EXPLICIT version
     if len(fields) < i + 3 or fields[i].tag != 0x02:
         raise der.DerError("a certificate without serialNumber and issuer")
