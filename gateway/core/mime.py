@@ -111,35 +111,36 @@ class Entity:
             return self.buf
         return self.body
 
+    @cached_property
+    def _disposition(self) -> tuple[str, dict[str, str]]:
+        value = self.get("Content-Disposition")
+        if not value:
+            return "", {}
+        kind, params = parse_content_type(value, default="")
+        return kind, params
+
     @property
     def filename(self) -> str | None:
-        disposition = self.get("Content-Disposition")
-        if disposition:
-            msg = email.message.Message(policy=compat32)
-            msg["Content-Disposition"] = disposition
-            value = msg.get_filename()
-            if value:
-                return str(value)
-        name = self.param("name")
+        name = self._disposition[1].get("filename") or self.param("name")
         return decode_words(name) if name else None
 
     @property
     def is_attachment(self) -> bool:
-        disposition = (self.get("Content-Disposition") or "").split(";")[0].strip().lower()
-        return disposition == "attachment"
+        return self._disposition[0] == "attachment"
 
 
 _SIMPLE_PARAMS = re.compile(r'\s*;\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 
 
-def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """(type/subtype, parameters) per RFC 2045 section 5.1; RFC 2231 forms go to the stdlib."""
+def parse_content_type(value: str | None, default: str = "text/plain") -> tuple[str, dict[str, str]]:
+    """(type/subtype, parameters) per RFC 2045 section 5.1 (and the same grammar of
+    Content-Disposition, RFC 2183); RFC 2231 forms go to the stdlib."""
     if not value:
-        return "text/plain", {}
+        return default, {}
     head, _, rest = value.partition(";")
     ctype = head.strip().lower()
-    if ctype.count("/") != 1:
-        ctype = "text/plain"
+    if default and ctype.count("/") != 1:
+        ctype = default
     if "*" in rest:  # RFC 2231 continuations and charsets: let the stdlib decode them
         msg = email.message.Message(policy=compat32)
         msg["Content-Type"] = value
