@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import hashes, padding  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding as asym  # noqa: E402
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gateway import devpki  # noqa: E402
-from gateway.core import Opened, SealOptions, open_inbound, seal_outbound  # noqa: E402
+from gateway import devpki
+from gateway.core import Opened, SealOptions, open_inbound, seal_outbound
 
 
 def ccda(size: int) -> bytes:
