@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from gateway import logs
+
 COMMAND_MODULES = (
     "gateway.cli.message",
     "gateway.cli.demo",
@@ -21,6 +23,8 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="directgw", description="Secure Direct messaging gateway")
+    parser.add_argument("--log-json", action="store_true", help="logs as JSON lines (for servers)")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -30,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure(json=args.log_json, level=args.log_level)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
