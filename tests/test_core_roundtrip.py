@@ -207,3 +207,13 @@ def test_mdn_kind_is_recognised_so_we_never_answer_it(alice, bob):
     opened = open_inbound(sealed.message, [bob.pair], at=pki.NOW)
     assert opened.kind is MessageKind.MDN
     assert not opened.has(Observation.NOT_WRAPPED)
+
+
+def test_outer_headers_are_ascii_even_for_non_ascii_names(alice, bob):
+    msg = "From: José Müller <alice@a.test>\r\nTo: bob@b.test\r\nSubject: Überweisung\r\n\r\nHallo\r\n".encode()
+    sealed = seal_outbound(msg, alice.pair, [bob.ref], SealOptions(at=pki.NOW, expose_subject=True))
+    head = sealed.message.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii() and b"=?utf-8?" in head
+    opened = open_inbound(sealed.message, [bob.pair], at=pki.NOW)
+    assert opened.inner.subject == "Überweisung"
+    assert opened.outer.from_ == ("alice@a.test",)

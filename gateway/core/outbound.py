@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.utils import format_datetime
 
 from . import cms
@@ -138,7 +139,8 @@ def seal_outbound(
         ("Content-Transfer-Encoding", "base64"),
         ("Content-Disposition", "attachment; filename=smime.p7m"),
     ]
-    sealed = format_headers([(k, v) for k, v in outer if v is not None]) + b"\r\n" + base64_lines(enveloped)
+    ascii_outer = [(k, _ascii(v)) for k, v in outer if v is not None]  # ETT DTS 196
+    sealed = format_headers(ascii_outer) + b"\r\n" + base64_lines(enveloped)
     return Sealed(
         message=sealed,
         message_id=message_id,
@@ -147,6 +149,13 @@ def seal_outbound(
         digest=options.digest,
         recipients=tuple(recipient_certs),
     )
+
+
+def _ascii(value: str) -> str:
+    """Outer headers are ASCII (specs/direct.md item 7): other text as RFC 2047 encoded words."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode()
 
 
 def _sender_domain(sender: KeyPair, from_header: str) -> str:
