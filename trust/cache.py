@@ -1,0 +1,66 @@
+"""Reusing trust decisions: a busy sender costs one validation, not one per message.
+
+A decision is keyed by everything it depends on: the certificates (by DER
+hash), the purpose, the address or domain it was bound to, the anchor set
+(domain, direction and version, which changes whenever the set does) and the
+policy value. It is reused from the moment it was made until the earliest of
+the certificates' expiry, the nextUpdate of the CRLs and OCSP answers it
+relied on, and the policy's TTL. Temporary failures are kept only briefly, so
+a CRL server coming back is noticed soon while a burst of mail during an
+outage does not wait on the network once per message.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from .types import TrustDecision
+
+TEMPORARY_FAILURE_TTL = timedelta(minutes=1)
+MAX_ENTRIES = 10_000
+"""A HISP talks to a few thousand peers; past that the oldest decisions go."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    decision: TrustDecision
+    made_at: datetime
+    expires: datetime
+
+
+class DecisionCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._max = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, at: datetime) -> TrustDecision | None:
+        entry = self._entries.get(key)
+        if entry is None or not (entry.made_at <= at < entry.expires):
+            if entry is not None and at >= entry.expires:
+                del self._entries[key]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return replace(entry.decision, at=at, cached=True)
+
+    def put(self, key: Hashable, decision: TrustDecision, expires: datetime) -> None:
+        if decision.temporary:
+            expires = min(expires, decision.at + TEMPORARY_FAILURE_TTL)
+        if expires <= decision.at:
+            return
+        self._entries[key] = _Entry(decision, decision.at, expires)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,110 @@
+"""The inbound step after ``open_inbound``: is the signer trusted?
+
+Direct item 8: the signer's certificate must chain to an INCOMING anchor of
+the recipient's local domain, be usable for signing (item 13) and be bound
+to the sender (item 12): the inner From address (the one the signature
+covers), or the outer From when the message was not wrapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Protocol
+
+from anchors.source import Direction
+from gateway.core.certs import CertRef
+from gateway.core.outcomes import Opened
+
+from .types import Check, Purpose, TrustDecision, TrustFailure
+
+
+class Decider(Protocol):
+    async def decide(
+        self,
+        cert: CertRef,
+        *,
+        purpose: Purpose,
+        bound_to: str,
+        local_domain: str,
+        direction: Direction,
+        at: datetime,
+        intermediates: tuple[CertRef, ...] = (),
+        binding: bool = True,
+    ) -> TrustDecision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    decision: TrustDecision
+
+    @property
+    def trusted(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The message opened, but its signer is not trusted; ``decision`` says why.
+    (Not ``gateway.core.Rejected``: that one is about the message itself.)"""
+
+    decision: TrustDecision
+
+    @property
+    def trusted(self) -> bool:
+        return False
+
+    @property
+    def failure(self) -> TrustFailure:
+        assert self.decision.failure is not None
+        return self.decision.failure
+
+    @property
+    def temporary(self) -> bool:
+        return self.decision.temporary
+
+    def __str__(self) -> str:
+        return str(self.decision)
+
+
+InboundVerdict = Accepted | Rejected
+
+
+def _address(value: str) -> str:
+    return parseaddr(value)[1] or value.strip()
+
+
+def sender_of(opened: Opened) -> str | None:
+    """The address the signature must be bound to: inner From, else outer From."""
+    for headers in (opened.inner, opened.outer):
+        if headers.from_:
+            return _address(headers.from_[0]).lower()
+    return None
+
+
+async def check_inbound(
+    service: Decider, opened: Opened, *, recipient: str, at: datetime, binding: bool = True
+) -> InboundVerdict:
+    signer = opened.signature.signer
+    sender = sender_of(opened)
+    local_domain = recipient.rpartition("@")[2].lower()
+    if sender is None:
+        failure = TrustFailure(Check.BINDING, signer, "the message names no From address to bind the signer to")
+        return Rejected(
+            TrustDecision(
+                trusted=False, certificate=signer, purpose=Purpose.SIGNING, bound_to="", direction=Direction.INCOMING,
+                local_domain=local_domain, anchors="(not consulted)", anchors_version="", at=at, failure=failure,
+            )
+        )
+    decision = await service.decide(
+        signer,
+        purpose=Purpose.SIGNING,
+        bound_to=sender,
+        local_domain=local_domain,
+        direction=Direction.INCOMING,
+        at=at,
+        intermediates=tuple(opened.signature.certificates),
+        binding=binding,
+    )
+    return Accepted(decision) if decision.trusted else Rejected(decision)

@@ -1,0 +1,285 @@
+"""RFC 5280 path validation and revocation checking, through pyhanko-certvalidator.
+
+How it works, and why this way:
+
+1. One ``ValidationContext`` per decision, built from exactly the decision's
+   certificates (those the message carried plus those fetched through AIA)
+   and the anchor set, parsed fresh from their original DER (asn1crypto can
+   re-encode a reused certificate differently, its issue #249). A context
+   shared across decisions grew slower and once accepted a CRL with a bad
+   signature (shared/specs/direct.md, library notes).
+2. pyhanko builds and validates the path (RFC 5280 6.1: signatures, validity
+   at ``at`` for every certificate, basic constraints, name constraints,
+   policy processing) with its own revocation checking switched off...
+3. ...because its revocation modes decide per position (end entity or CA),
+   and its ``hard-fail`` mode ignores a CRL we hold for a certificate that
+   names no distribution point. Instead, for each certificate on the path we
+   collect what we hold or can fetch (``RevocationCache.lookup``) and run
+   pyhanko's own RFC 5280 6.3 CRL and RFC 6960 OCSP processing on it
+   (``verify_crl``, ``verify_ocsp_response``) in a second context that holds
+   that revocation information. Revoked anywhere on the path: rejected.
+   Status unknown for a certificate that declares a source, or for which a
+   held CRL or answer does not validate: ``REVOCATION_UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import x509 as asn1_x509
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (
+    CRLNoMatchesError,
+    CRLValidationError,
+    DisallowedAlgorithmError,
+    ExpiredError,
+    InvalidCertificateError,
+    NotYetValidError,
+    OCSPNoMatchesError,
+    OCSPValidationError,
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+    ValidationError,
+)
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (
+    NO_REVOCATION,
+    CertRevTrustPolicy,
+    DisallowWeakAlgorithmsPolicy,
+)
+from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
+from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
+
+from gateway.core.certs import CertRef
+
+from .policy import Policy
+from .revinfo import RevocationCache, RevocationInfo
+from .types import Check, TrustFailure
+
+_POSITION = re.compile(r"intermediate certificate (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class PathOutcome:
+    path: tuple[CertRef, ...]
+    """Leaf first, anchor last; empty when no path was validated."""
+    failure: TrustFailure | None
+    expires: datetime | None
+    """The earliest nextUpdate of the revocation information used."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationFinding:
+    certificate: CertRef
+    revoked: bool
+    detail: str
+
+
+class _Parsed:
+    """asn1crypto views of one decision's certificates, mapped back to ``CertRef``."""
+
+    def __init__(self, refs: Sequence[CertRef]) -> None:
+        self.objects: dict[bytes, asn1_x509.Certificate] = {}
+        self._by_id: dict[int, CertRef] = {}
+        self._by_serial: dict[bytes, CertRef] = {}
+        for ref in refs:
+            if ref.der in self.objects:
+                continue
+            obj = asn1_x509.Certificate.load(ref.der)
+            self.objects[ref.der] = obj
+            self._by_id[id(obj)] = ref
+            self._by_serial[obj.issuer_serial] = ref
+
+    def of(self, ref: CertRef) -> asn1_x509.Certificate:
+        return self.objects[ref.der]
+
+    def ref(self, obj: asn1_x509.Certificate) -> CertRef:
+        found = self._by_id.get(id(obj)) or self._by_serial.get(obj.issuer_serial)
+        return found if found is not None else CertRef(obj.dump())
+
+
+def _algorithm_policy(policy: Policy) -> DisallowWeakAlgorithmsPolicy:
+    weak = {"md2", "md5"} if policy.allow_sha1 else {"md2", "md5", "sha1"}
+    return DisallowWeakAlgorithmsPolicy(frozenset(weak), rsa_key_size_threshold=policy.min_rsa_bits)
+
+
+def _context(
+    parsed: _Parsed,
+    anchors: Sequence[CertRef],
+    others: Sequence[CertRef],
+    at: datetime,
+    policy: Policy,
+    info: Sequence[RevocationInfo] = (),
+) -> ValidationContext:
+    return ValidationContext(
+        trust_roots=[parsed.of(a) for a in anchors],
+        other_certs=[parsed.of(c) for c in others],
+        moment=at,
+        crls=[c.parsed for i in info for c in i.crls],
+        ocsps=[o.parsed for i in info for o in i.ocsp],
+        revinfo_policy=CertRevTrustPolicy(NO_REVOCATION),
+        algorithm_usage_policy=_algorithm_policy(policy),
+        # RFC 5280 6.1.3 (a)(2): valid at the time of interest, no slack
+        time_tolerance=timedelta(0),
+    )
+
+
+def _failing_cert(exc: PathValidationError, parsed: _Parsed, leaf: CertRef) -> CertRef:
+    """pyhanko names the position ('intermediate certificate 2'); map it back."""
+    path = exc.current_path
+    m = _POSITION.search(str(exc))
+    if m:
+        try:
+            return parsed.ref(path[int(m.group(1))])
+        except (IndexError, KeyError):
+            pass
+    return leaf
+
+
+def _map_validation_error(exc: ValidationError, parsed: _Parsed, leaf: CertRef) -> TrustFailure:
+    if isinstance(exc, ExpiredError):
+        cert = next(
+            (parsed.ref(c) for c in exc.current_path if c["tbs_certificate"]["validity"]["not_after"].native == exc.expired_dt),
+            _failing_cert(exc, parsed, leaf),
+        )
+        return TrustFailure(Check.EXPIRED, cert, f"the certificate expired on {exc.expired_dt:%Y-%m-%d %H:%M:%SZ}")
+    if isinstance(exc, NotYetValidError):
+        cert = next(
+            (parsed.ref(c) for c in exc.current_path if c["tbs_certificate"]["validity"]["not_before"].native == exc.valid_from),
+            _failing_cert(exc, parsed, leaf),
+        )
+        return TrustFailure(Check.NOT_YET_VALID, cert, f"the certificate is not valid before {exc.valid_from:%Y-%m-%d %H:%M:%SZ}")
+    if isinstance(exc, DisallowedAlgorithmError):
+        check = Check.KEY_SIZE if "Key size" in str(exc) else Check.WEAK_SIGNATURE_ALGORITHM
+        return TrustFailure(check, _failing_cert(exc, parsed, leaf), str(exc))
+    if isinstance(exc, PathValidationError):
+        check = Check.CHAIN if "signature" in str(exc) else Check.PATH_CONSTRAINTS
+        return TrustFailure(check, _failing_cert(exc, parsed, leaf), str(exc))
+    return TrustFailure(Check.CHAIN, leaf, str(exc))
+
+
+def _no_path(chain: Sequence[CertRef], anchors: Sequence[CertRef], extra: str) -> TrustFailure:
+    top = chain[-1]
+    if top.subject_der == top.issuer_der and top not in anchors:
+        return TrustFailure(
+            Check.UNTRUSTED_ROOT,
+            top,
+            f"the chain ends at {top.subject}, which is not among the anchors{extra}",
+        )
+    return TrustFailure(
+        Check.CHAIN,
+        top,
+        f"no certificate of the issuer {top.issuer} was carried, fetched or anchored{extra}",
+    )
+
+
+async def validate(
+    leaf: CertRef,
+    *,
+    chain_hint: Sequence[CertRef],
+    pool: Sequence[CertRef],
+    anchors: Sequence[CertRef],
+    at: datetime,
+    policy: Policy,
+    revocation: RevocationCache,
+) -> PathOutcome:
+    """Validate ``leaf`` to one of ``anchors`` through ``pool``, then check revocation."""
+    parsed = _Parsed([leaf, *pool, *anchors])
+    others = [c for c in pool if c not in anchors]
+    context = _context(parsed, anchors, others, at, policy)
+    validator = CertificateValidator(parsed.of(leaf), validation_context=context)
+    try:
+        vpath = await validator.async_validate_path()
+    except InvalidCertificateError:
+        return PathOutcome((), _no_path([leaf], anchors, ""), None)
+    except PathBuildingError:
+        return PathOutcome((), _no_path(chain_hint, anchors, ""), None)
+    except ValidationError as exc:
+        return PathOutcome((), _map_validation_error(exc, parsed, leaf), None)
+
+    path = tuple(parsed.ref(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
+    return await _check_revocation(path, vpath, parsed, anchors, others, at, policy, revocation)
+
+
+async def _check_revocation(
+    path: tuple[CertRef, ...],
+    vpath: ValidationPath,
+    parsed: _Parsed,
+    anchors: Sequence[CertRef],
+    others: Sequence[CertRef],
+    at: datetime,
+    policy: Policy,
+    revocation: RevocationCache,
+) -> PathOutcome:
+    # The anchor itself is trusted as configured (RFC 5280 6.1.1 (d)); every
+    # certificate below it is checked, top down (Direct item 10).
+    subjects = [c for c in path if c not in anchors]
+    infos = [await revocation.lookup(cert, path[i + 1] if i + 1 < len(path) else None, at) for i, cert in enumerate(subjects)]
+    context = _context(parsed, anchors, others, at, policy, infos)
+    findings: list[RevocationFinding] = []
+    for cert, info in zip(reversed(subjects), reversed(infos), strict=True):
+        finding = await _status(cert, info, vpath, parsed, context)
+        if finding is not None:
+            findings.append(finding)
+    expires = min((i.expires for i in infos if i.expires), default=None)
+    revoked = next((f for f in findings if f.revoked), None)
+    if revoked is not None:
+        return PathOutcome(path, TrustFailure(Check.REVOKED, revoked.certificate, revoked.detail), expires)
+    if findings:
+        f = findings[0]
+        return PathOutcome(path, TrustFailure(Check.REVOCATION_UNKNOWN, f.certificate, f.detail, temporary=True), expires)
+    return PathOutcome(path, None, expires)
+
+
+async def _status(
+    cert: CertRef, info: RevocationInfo, vpath: ValidationPath, parsed: _Parsed, context: ValidationContext
+) -> RevocationFinding | None:
+    """None when the certificate is known not revoked, or nothing declares or holds its status."""
+    obj = parsed.of(cert)
+    try:
+        sub_path = vpath.truncate_to_issuer_and_append(obj)
+    except LookupError:
+        sub_path = vpath
+    problems: list[str] = [str(p) for p in info.problems]
+    if info.ocsp:
+        try:
+            await verify_ocsp_response(obj, sub_path, context)
+            return None
+        except RevokedError as exc:
+            return RevocationFinding(cert, True, _revoked_detail("OCSP", exc))
+        except OCSPNoMatchesError:
+            pass
+        except OCSPValidationError as exc:
+            problems.append(f"OCSP: {exc}{_failures(exc)}")
+    if info.crls:
+        try:
+            await verify_crl(obj, sub_path, context)
+            return None
+        except RevokedError as exc:
+            return RevocationFinding(cert, True, _revoked_detail("CRL", exc))
+        except CRLNoMatchesError:
+            if info.declared:
+                problems.append("no CRL held for the certificate's issuer is in scope for it")
+        except CRLValidationError as exc:
+            problems.append(f"CRL: {exc}{_failures(exc)}")
+    if problems or info.declared:
+        return RevocationFinding(
+            cert,
+            False,
+            "revocation status could not be established: " + ("; ".join(problems) or "no CRL or OCSP answer obtained"),
+        )
+    return None
+
+
+def _failures(exc: Exception) -> str:
+    failures = getattr(exc, "failures", None) or []
+    texts = [str(f[0]) if isinstance(f, tuple) else str(f) for f in failures]
+    return f" ({'; '.join(texts)})" if texts else ""
+
+
+def _revoked_detail(kind: str, exc: RevokedError) -> str:
+    return f"revoked on {exc.revocation_dt:%Y-%m-%d %H:%M:%SZ} ({exc.reason.human_friendly}), according to the {kind}"
