@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
     CRLNoMatchesError,
@@ -202,6 +203,13 @@ async def validate(
         return PathOutcome((), _map_validation_error(exc, parsed, leaf), None)
 
     path = tuple(parsed.ref(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
+    # RFC 5280 leaves the anchor's own dates to the relying party; Direct item 9
+    # says "anywhere in the chain", so an expired anchor fails too.
+    anchor = path[-1]
+    if at > anchor.not_after:
+        return PathOutcome(path, TrustFailure(Check.EXPIRED, anchor, f"the trust anchor expired on {anchor.not_after:%Y-%m-%d %H:%M:%SZ}"), None)
+    if at < anchor.not_before:
+        return PathOutcome(path, TrustFailure(Check.NOT_YET_VALID, anchor, f"the trust anchor is not valid before {anchor.not_before:%Y-%m-%d %H:%M:%SZ}"), None)
     return await _check_revocation(path, vpath, parsed, anchors, others, at, policy, revocation)
 
 
@@ -221,8 +229,10 @@ async def _check_revocation(
     infos = [await revocation.lookup(cert, path[i + 1] if i + 1 < len(path) else None, at) for i, cert in enumerate(subjects)]
     context = _context(parsed, anchors, others, at, policy, infos)
     findings: list[RevocationFinding] = []
-    for cert, info in zip(reversed(subjects), reversed(infos), strict=True):
-        finding = await _status(cert, info, vpath, parsed, context)
+    for i in reversed(range(len(subjects))):
+        cert, info = subjects[i], infos[i]
+        issuer = path[i + 1] if i + 1 < len(path) else None
+        finding = await _status(cert, issuer, info, vpath, parsed, context, anchors, at)
         if finding is not None:
             findings.append(finding)
     expires = min((i.expires for i in infos if i.expires), default=None)
@@ -236,7 +246,14 @@ async def _check_revocation(
 
 
 async def _status(
-    cert: CertRef, info: RevocationInfo, vpath: ValidationPath, parsed: _Parsed, context: ValidationContext
+    cert: CertRef,
+    issuer: CertRef | None,
+    info: RevocationInfo,
+    vpath: ValidationPath,
+    parsed: _Parsed,
+    context: ValidationContext,
+    anchors: Sequence[CertRef],
+    at: datetime,
 ) -> RevocationFinding | None:
     """None when the certificate is known not revoked, or nothing declares or holds its status."""
     obj = parsed.of(cert)
@@ -245,27 +262,45 @@ async def _status(
     except LookupError:
         sub_path = vpath
     problems: list[str] = [str(p) for p in info.problems]
+    known_good = False
+    # Both sources are consulted when both are held: a CA may revoke on its
+    # CRL before its OCSP responder catches up, and revoked by either is revoked.
     if info.ocsp:
         try:
             await verify_ocsp_response(obj, sub_path, context)
-            return None
+            known_good = True
         except RevokedError as exc:
             return RevocationFinding(cert, True, _revoked_detail("OCSP", exc))
         except OCSPNoMatchesError:
             pass
         except OCSPValidationError as exc:
             problems.append(f"OCSP: {exc}{_failures(exc)}")
-    if info.crls:
+    if info.crls and issuer is not None and issuer in anchors and issuer.subject_der != issuer.issuer_der:
+        # pyhanko cannot place a CRL issuer that is a non-self-signed anchor
+        # (an intermediate configured as anchor) on a path; its key is trusted
+        # as configured, so check its CRLs directly (RFC 5280 6.3.3 (f)-(i)).
+        anchored = anchor_crl_status(cert, issuer, info, at)
+        if anchored is not None and anchored.revoked:
+            return anchored
+        if anchored is None:
+            known_good = True
+        else:
+            problems.append(anchored.detail)
+    elif info.crls:
         try:
             await verify_crl(obj, sub_path, context)
-            return None
+            known_good = True
         except RevokedError as exc:
             return RevocationFinding(cert, True, _revoked_detail("CRL", exc))
         except CRLNoMatchesError:
-            if info.declared:
+            if info.declared and not known_good:
                 problems.append("no CRL held for the certificate's issuer is in scope for it")
         except CRLValidationError as exc:
+            # a CRL that names this issuer but does not validate (bad signature,
+            # stale) is never taken as "not revoked"; a good OCSP answer still is
             problems.append(f"CRL: {exc}{_failures(exc)}")
+    if known_good:
+        return None
     if problems or info.declared:
         return RevocationFinding(
             cert,
@@ -283,3 +318,31 @@ def _failures(exc: Exception) -> str:
 
 def _revoked_detail(kind: str, exc: RevokedError) -> str:
     return f"revoked on {exc.revocation_dt:%Y-%m-%d %H:%M:%SZ} ({exc.reason.human_friendly}), according to the {kind}"
+
+
+def anchor_crl_status(cert: CertRef, issuer: CertRef, info: RevocationInfo, at: datetime) -> RevocationFinding | None:
+    """Complete CRLs signed by an anchor's key: None when one shows ``cert`` not revoked."""
+    problems: list[str] = []
+    for held in info.crls:
+        meta = x509.load_der_x509_crl(held.der)
+        if meta.issuer.public_bytes() != issuer.subject_der:
+            continue
+        if not meta.is_signature_valid(issuer.x509.public_key()):  # type: ignore[arg-type]
+            problems.append(f"the CRL from {held.source} does not verify with the anchor's key")
+            continue
+        critical = [e.oid.dotted_string for e in meta.extensions if e.critical]
+        if critical:
+            problems.append(f"the CRL from {held.source} has critical extensions {critical} (partitioned or delta CRLs are not supported for intermediate anchors)")
+            continue
+        if meta.last_update_utc > at or (meta.next_update_utc is not None and at > meta.next_update_utc):
+            problems.append(f"the CRL from {held.source} is not current at {at:%Y-%m-%d %H:%M:%SZ}")
+            continue
+        entry = meta.get_revoked_certificate_by_serial_number(cert.serial)
+        if entry is not None and entry.revocation_date_utc <= at:
+            try:
+                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+            except x509.ExtensionNotFound:
+                reason = "unspecified"
+            return RevocationFinding(cert, True, f"revoked on {entry.revocation_date_utc:%Y-%m-%d %H:%M:%SZ} ({reason}), according to the CRL")
+        return None
+    return RevocationFinding(cert, False, "; ".join(problems) or "no CRL of the anchor is in scope")

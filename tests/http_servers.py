@@ -1,0 +1,48 @@
+"""A real HTTP server on 127.0.0.1 for CRLs, CA certificates (AIA) and OCSP.
+
+Routes map a path to bytes (GET) or to a function of the request body (POST);
+``hits`` counts requests per path, so a test can prove a cache held.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+class LoopbackHttp:
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.posts: dict[str, Callable[[bytes], bytes]] = {}
+        self.hits: Counter[str] = Counter()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        if request.method == "POST" and request.path in self.posts:
+            body = await request.read()
+            return web.Response(body=self.posts[request.path](body), content_type="application/ocsp-response")
+        if request.method == "GET" and request.path in self.files:
+            return web.Response(body=self.files[request.path], content_type="application/octet-stream")
+        return web.Response(status=404)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,322 @@
+"""TrustService.decide on the generated PKI, at a pinned time, with a real HTTP
+server on 127.0.0.1 for CRLs, AIA and OCSP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from anchors.source import AnchorSet, Direction, StaticAnchors
+from gateway.core.certs import CertRef
+from trust import (
+    Check,
+    DomainPolicies,
+    HttpFetcher,
+    Policy,
+    Purpose,
+    RevocationUnknown,
+    TrustService,
+)
+
+from .http_servers import LoopbackHttp
+from .pki import NOW, Issued, issue, new_key
+from .trust_pki import crl, ocsp_response, resigned
+
+DAY = dt.timedelta(days=1)
+PAST = NOW - 3 * 365 * DAY
+FUTURE = NOW + 3 * 365 * DAY
+
+
+@functools.cache
+def role_key(role: str, kind: str = "rsa", size: int = 2048):
+    """One key per role for the whole run: RSA generation dominates test time."""
+    return new_key(kind, size)
+
+
+@pytest.fixture
+async def http():
+    server = LoopbackHttp()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def fetcher():
+    f = HttpFetcher(timeout=2.0)
+    yield f
+    await f.close()
+
+
+@dataclass
+class World:
+    """Root -> intermediate -> leaves; the intermediate and leaves name CRLs on the server."""
+
+    http: LoopbackHttp
+    root: Issued
+    inter: Issued
+    alice: Issued
+    org: Issued
+    revoked: list[Issued] = field(default_factory=list)
+
+    def publish(self) -> None:
+        self.http.files["/root.crl"] = crl(self.root, [c for c in self.revoked if c.issuer is self.root])
+        self.http.files["/int.crl"] = crl(self.inter, [c for c in self.revoked if c.issuer is self.inter])
+        self.http.files["/int.cer"] = self.inter.der
+
+    def leaf(self, cn: str = "carol@a.test", **kw) -> Issued:
+        kw.setdefault("key", role_key("leaf2"))
+        kw.setdefault("email", cn)
+        kw.setdefault("crl_urls", (self.http.url("/int.crl"),))
+        return issue(cn, issuer=self.inter, **kw)
+
+
+def build_world(http: LoopbackHttp, *, root_kw=None, inter_kw=None, leaf_kw=None) -> World:
+    root = issue("Test Root CA", ca=True, key=role_key("root"), **(root_kw or {}))
+    inter = issue(
+        "Test Intermediate CA", issuer=root, ca=True, key=role_key("inter"),
+        crl_urls=(http.url("/root.crl"),), **(inter_kw or {}),
+    )
+    leaf_common = {"issuer": inter, "crl_urls": (http.url("/int.crl"),), **(leaf_kw or {})}
+    alice = issue("alice@a.test", email="alice@a.test", key=role_key("alice"), **leaf_common)
+    org = issue("a.test", dns="a.test", key=role_key("org"), **leaf_common)
+    w = World(http, root, inter, alice, org)
+    w.publish()
+    return w
+
+
+def service(fetcher, *anchors: Issued, policy: Policy | None = None) -> TrustService:
+    policies = DomainPolicies(policy) if policy else None
+    return TrustService(StaticAnchors(tuple(a.ref for a in anchors)), fetcher, policies)
+
+
+async def decide(svc: TrustService, leaf: Issued, bound_to: str = "alice@a.test", *, chain=(), at=NOW, **kw):
+    kw.setdefault("purpose", Purpose.SIGNING)
+    kw.setdefault("direction", Direction.INCOMING)
+    kw.setdefault("local_domain", "b.test")
+    return await svc.decide(
+        leaf.ref, bound_to=bound_to, at=at, intermediates=[c.ref for c in chain], **kw
+    )
+
+
+# --- trusted paths ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "bound_to", "anchor"),
+    [
+        ("alice", "alice@a.test", "root"),
+        ("alice", "ALICE@A.TEST", "root"),
+        ("org", "anyone@a.test", "root"),
+        ("org", "a.test", "root"),
+        ("alice", "alice@a.test", "inter"),
+    ],
+    ids=["address-bound", "address-case-insensitive", "org-bound-address", "org-bound-domain", "intermediate-as-anchor"],
+)
+async def test_trusted(http, fetcher, who, bound_to, anchor):
+    w = build_world(http)
+    svc = service(fetcher, getattr(w, anchor))
+    d = await decide(svc, getattr(w, who), bound_to, chain=[w.inter])
+    assert d.trusted, d
+    expected = (getattr(w, who).ref, w.inter.ref) + ((w.root.ref,) if anchor == "root" else ())
+    assert d.path == expected
+    assert d.failure is None and "incoming anchors of b.test" in d.anchors
+
+
+# --- failures, each naming the certificate that failed ---------------------------
+
+
+def _case(w: World, name: str):
+    """(leaf, chain, bound_to, purpose, expected check, failing certificate)"""
+    S, E = Purpose.SIGNING, Purpose.ENCRYPTION
+    cases = {
+        "wrong-binding": lambda: (w.alice, [w.inter], "mallory@a.test", S, Check.BINDING, w.alice),
+        "org-binding-other-domain": lambda: (w.org, [w.inter], "bob@b.test", S, Check.BINDING, w.org),
+        "no-digital-signature": lambda: (
+            w.leaf(digital_signature=False), [w.inter], "carol@a.test", S, Check.KEY_USAGE, None),
+        "no-key-encipherment": lambda: (
+            w.leaf(key_encipherment=False), [w.inter], "carol@a.test", E, Check.KEY_USAGE, None),
+        "eku-server-auth-only": lambda: (
+            w.leaf(eku=(ExtendedKeyUsageOID.SERVER_AUTH,)), [w.inter], "carol@a.test", S, Check.EXTENDED_KEY_USAGE, None),
+        "sha1-leaf": lambda: (
+            resigned(w.leaf()), [w.inter], "carol@a.test", S, Check.WEAK_SIGNATURE_ALGORITHM, None),
+        "rsa-1024-leaf": lambda: (
+            w.leaf(key=role_key("small", "rsa", 1024)), [w.inter], "carol@a.test", S, Check.KEY_SIZE, None),
+        "ec-p521-leaf": lambda: (
+            w.leaf(key=role_key("p521", "ec", 521), key_kind="ec"), [w.inter], "carol@a.test", S, Check.KEY_SIZE, None),
+        "expired-leaf": lambda: (
+            w.leaf(not_before=PAST, not_after=NOW - DAY), [w.inter], "carol@a.test", S, Check.EXPIRED, None),
+        "not-yet-valid-leaf": lambda: (
+            w.leaf(not_before=NOW + DAY, not_after=FUTURE), [w.inter], "carol@a.test", S, Check.NOT_YET_VALID, None),
+        "missing-intermediate": lambda: (w.alice, [], "alice@a.test", S, Check.CHAIN, w.alice),
+    }
+    leaf, chain, bound_to, purpose, check, failing = cases[name]()
+    return leaf, chain, bound_to, purpose, check, failing or leaf
+
+
+FAILURES = [
+    "wrong-binding", "org-binding-other-domain", "no-digital-signature", "no-key-encipherment",
+    "eku-server-auth-only", "sha1-leaf", "rsa-1024-leaf", "ec-p521-leaf", "expired-leaf",
+    "not-yet-valid-leaf", "missing-intermediate",
+]
+
+
+@pytest.mark.parametrize("name", FAILURES)
+async def test_leaf_failures(http, fetcher, name):
+    w = build_world(http)
+    leaf, chain, bound_to, purpose, check, failing = _case(w, name)
+    d = await decide(service(fetcher, w.root), leaf, bound_to, chain=chain, purpose=purpose)
+    assert not d.trusted
+    assert d.failure is not None
+    assert d.failure.check is check, d.failure
+    assert d.failure.certificate == failing.ref
+    assert not d.failure.temporary
+    assert d.path == ()
+
+
+@pytest.mark.parametrize(
+    ("where", "validity", "check"),
+    [
+        ("inter", {"not_before": PAST, "not_after": NOW - DAY}, Check.EXPIRED),
+        ("inter", {"not_before": NOW + DAY, "not_after": FUTURE}, Check.NOT_YET_VALID),
+        ("root", {"not_before": PAST, "not_after": NOW - DAY}, Check.EXPIRED),
+        ("root", {"not_before": NOW + DAY, "not_after": FUTURE}, Check.NOT_YET_VALID),
+    ],
+    ids=["expired-intermediate", "not-yet-valid-intermediate", "expired-anchor", "not-yet-valid-anchor"],
+)
+async def test_validity_anywhere_in_chain(http, fetcher, where, validity, check):
+    w = build_world(http, **{f"{where}_kw": validity})
+    d = await decide(service(fetcher, w.root), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is check, d
+    assert d.failure.certificate == getattr(w, where).ref
+
+
+async def test_sha1_intermediate_refused(http, fetcher):
+    w = build_world(http)
+    d = await decide(service(fetcher, w.root), w.alice, chain=[resigned(w.inter)])
+    assert d.failure is not None and d.failure.check is Check.WEAK_SIGNATURE_ALGORITHM
+    assert d.failure.certificate == resigned(w.inter).ref
+
+
+async def test_sha1_allowed_by_policy(http, fetcher):
+    w = build_world(http)
+    leaf = resigned(w.leaf())
+    d = await decide(service(fetcher, w.root, policy=Policy(allow_sha1=True)), leaf, "carol@a.test", chain=[w.inter])
+    assert d.trusted, d
+
+
+async def test_no_binding_skips_only_the_binding(http, fetcher):
+    w = build_world(http)
+    svc = service(fetcher, w.root)
+    assert (await decide(svc, w.alice, "other@x.test", chain=[w.inter], binding=False)).trusted
+    leaf = w.leaf(digital_signature=False)
+    d = await decide(svc, leaf, "other@x.test", chain=[w.inter], binding=False)
+    assert d.failure is not None and d.failure.check is Check.KEY_USAGE
+
+
+async def test_untrusted_root(http, fetcher):
+    w = build_world(http)
+    other = issue("Other Root CA", ca=True, key=role_key("other-root"))
+    d = await decide(service(fetcher, other), w.alice, chain=[w.inter, w.root])
+    assert d.failure is not None and d.failure.check is Check.UNTRUSTED_ROOT, d
+    assert d.failure.certificate == w.root.ref
+
+
+async def test_intermediate_not_carried_without_aia_is_a_chain_failure(http, fetcher):
+    w = build_world(http)
+    d = await decide(service(fetcher, w.root), w.alice)
+    assert d.failure is not None and d.failure.check is Check.CHAIN
+    assert w.inter.subject if hasattr(w.inter, "subject") else True
+    assert "Intermediate" in d.failure.detail
+
+
+async def test_bad_signature_in_chain(http, fetcher):
+    """A leaf claiming the intermediate as issuer but signed by another key."""
+    w = build_world(http)
+    impostor = issue("Test Intermediate CA", ca=True, key=role_key("impostor"))
+    forged = issue("carol@a.test", issuer=impostor, email="carol@a.test", key=role_key("leaf2"))
+    d = await decide(service(fetcher, w.root), forged, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.CHAIN, d
+    assert d.failure.certificate == forged.ref
+
+
+# --- policy OIDs ----------------------------------------------------------------
+
+COMMUNITY = "1.3.6.1.4.1.41179.0.1.2"
+
+
+@pytest.mark.parametrize(
+    ("asserted", "trusted"), [((COMMUNITY,), True), (("1.2.3.4",), False), ((), False)],
+    ids=["community-policy", "other-policy", "no-policy"],
+)
+async def test_required_policy_oid(http, fetcher, asserted, trusted):
+    w = build_world(http)
+    leaf = w.leaf(policies=asserted)
+    svc = service(fetcher, w.root, policy=Policy(required_policy_oids=frozenset({COMMUNITY})))
+    d = await decide(svc, leaf, "carol@a.test", chain=[w.inter])
+    assert d.trusted is trusted, d
+    if not trusted:
+        assert d.failure is not None and d.failure.check is Check.POLICY_OID
+
+
+async def test_required_eku(http, fetcher):
+    w = build_world(http)
+    svc = service(fetcher, w.root, policy=Policy(required_eku=frozenset({ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string})))
+    plain = await decide(svc, w.alice, chain=[w.inter])
+    assert plain.failure is not None and plain.failure.check is Check.EXTENDED_KEY_USAGE
+    leaf = w.leaf(eku=(ExtendedKeyUsageOID.EMAIL_PROTECTION,))
+    assert (await decide(svc, leaf, "carol@a.test", chain=[w.inter])).trusted
+
+
+# --- anchors per domain and direction ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class OneDomainAnchors:
+    """Anchors for one (domain, direction) only: an ``AnchorSource`` like the store's."""
+
+    domain: str
+    direction: Direction
+    certs: tuple[CertRef, ...]
+
+    async def anchors(self, domain: str, direction: Direction) -> AnchorSet:
+        held = self.certs if (domain, direction) == (self.domain, self.direction) else ()
+        return AnchorSet.of(domain, direction, held)
+
+
+@pytest.mark.parametrize(
+    ("local_domain", "direction", "trusted"),
+    [
+        ("b.test", Direction.INCOMING, True),
+        ("c.test", Direction.INCOMING, False),
+        ("b.test", Direction.OUTGOING, False),
+    ],
+    ids=["own-domain-incoming", "another-domain", "other-direction"],
+)
+async def test_anchors_apply_to_their_domain_and_direction(http, fetcher, local_domain, direction, trusted):
+    w = build_world(http)
+    svc = TrustService(OneDomainAnchors("b.test", Direction.INCOMING, (w.root.ref,)), fetcher)
+    d = await decide(svc, w.alice, chain=[w.inter], local_domain=local_domain, direction=direction)
+    assert d.trusted is trusted, d
+    assert d.local_domain == local_domain and d.direction is direction
+    if not trusted:
+        assert d.failure is not None and d.failure.check is Check.NO_ANCHORS
+
+
+async def test_anchors_of_another_domain_do_not_chain(http, fetcher):
+    """Another domain's anchors are present but do not reach this chain."""
+    w = build_world(http)
+    other = issue("Other Root CA", ca=True, key=role_key("other-root"))
+
+    class Two:
+        async def anchors(self, domain: str, direction: Direction) -> AnchorSet:
+            return AnchorSet.of(domain, direction, (w.root.ref,) if domain == "b.test" else (other.ref,))
+
+    svc = TrustService(Two(), fetcher)
+    assert (await decide(svc, w.alice, chain=[w.inter], local_domain="b.test")).trusted
+    d = await decide(svc, w.alice, chain=[w.inter], local_domain="c.test")
+    assert d.failure is not None and d.failure.check in (Check.CHAIN, Check.UNTRUSTED_ROOT)
