@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from aiohttp import web
+
+from trust import HttpFetcher
 
 
 class LoopbackHttp:
@@ -46,3 +49,18 @@ class LoopbackHttp:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@pytest.fixture(name="http")
+async def http_fixture():
+    server = LoopbackHttp()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(name="fetcher")
+async def fetcher_fixture():
+    f = HttpFetcher(timeout=2.0)
+    yield f
+    await f.close()

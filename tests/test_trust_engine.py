@@ -3,105 +3,23 @@ server on 127.0.0.1 for CRLs, AIA and OCSP."""
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from anchors.source import AnchorSet, Direction, StaticAnchors
+from anchors.source import AnchorSet, Direction
 from gateway.core.certs import CertRef
 from trust import (
     Check,
-    DomainPolicies,
-    HttpFetcher,
     Policy,
     Purpose,
-    RevocationUnknown,
     TrustService,
 )
 
-from .http_servers import LoopbackHttp
-from .pki import NOW, Issued, issue, new_key
-from .trust_pki import crl, ocsp_response, resigned
-
-DAY = dt.timedelta(days=1)
-PAST = NOW - 3 * 365 * DAY
-FUTURE = NOW + 3 * 365 * DAY
-
-
-@functools.cache
-def role_key(role: str, kind: str = "rsa", size: int = 2048):
-    """One key per role for the whole run: RSA generation dominates test time."""
-    return new_key(kind, size)
-
-
-@pytest.fixture
-async def http():
-    server = LoopbackHttp()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def fetcher():
-    f = HttpFetcher(timeout=2.0)
-    yield f
-    await f.close()
-
-
-@dataclass
-class World:
-    """Root -> intermediate -> leaves; the intermediate and leaves name CRLs on the server."""
-
-    http: LoopbackHttp
-    root: Issued
-    inter: Issued
-    alice: Issued
-    org: Issued
-    revoked: list[Issued] = field(default_factory=list)
-
-    def publish(self) -> None:
-        self.http.files["/root.crl"] = crl(self.root, [c for c in self.revoked if c.issuer is self.root])
-        self.http.files["/int.crl"] = crl(self.inter, [c for c in self.revoked if c.issuer is self.inter])
-        self.http.files["/int.cer"] = self.inter.der
-
-    def leaf(self, cn: str = "carol@a.test", **kw) -> Issued:
-        kw.setdefault("key", role_key("leaf2"))
-        kw.setdefault("email", cn)
-        kw.setdefault("crl_urls", (self.http.url("/int.crl"),))
-        return issue(cn, issuer=self.inter, **kw)
-
-
-def build_world(http: LoopbackHttp, *, root_kw=None, inter_kw=None, leaf_kw=None) -> World:
-    root = issue("Test Root CA", ca=True, key=role_key("root"), **(root_kw or {}))
-    inter = issue(
-        "Test Intermediate CA", issuer=root, ca=True, key=role_key("inter"),
-        crl_urls=(http.url("/root.crl"),), **(inter_kw or {}),
-    )
-    leaf_common = {"issuer": inter, "crl_urls": (http.url("/int.crl"),), **(leaf_kw or {})}
-    alice = issue("alice@a.test", email="alice@a.test", key=role_key("alice"), **leaf_common)
-    org = issue("a.test", dns="a.test", key=role_key("org"), **leaf_common)
-    w = World(http, root, inter, alice, org)
-    w.publish()
-    return w
-
-
-def service(fetcher, *anchors: Issued, policy: Policy | None = None) -> TrustService:
-    policies = DomainPolicies(policy) if policy else None
-    return TrustService(StaticAnchors(tuple(a.ref for a in anchors)), fetcher, policies)
-
-
-async def decide(svc: TrustService, leaf: Issued, bound_to: str = "alice@a.test", *, chain=(), at=NOW, **kw):
-    kw.setdefault("purpose", Purpose.SIGNING)
-    kw.setdefault("direction", Direction.INCOMING)
-    kw.setdefault("local_domain", "b.test")
-    return await svc.decide(
-        leaf.ref, bound_to=bound_to, at=at, intermediates=[c.ref for c in chain], **kw
-    )
-
+from .http_servers import fetcher_fixture, http_fixture  # noqa: F401
+from .pki import NOW, issue
+from .trust_pki import DAY, FUTURE, PAST, World, build_world, decide, resigned, role_key, service
 
 # --- trusted paths ---------------------------------------------------------------
 

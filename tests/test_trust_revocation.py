@@ -1,0 +1,273 @@
+"""Revocation (Direct item 10), AIA path building (item 11) and the decision cache,
+against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from anchors.source import StaticAnchors
+from trust import Check, DomainPolicies, Policy, RevocationUnknown, TrustService
+
+from .http_servers import fetcher_fixture, http_fixture  # noqa: F401
+from .pki import NOW, issue
+from .trust_pki import DAY, build_world, crl, decide, ocsp_response, role_key, service
+
+
+@pytest.mark.parametrize("who", ["alice", "org"], ids=["address-bound", "org-bound"])
+async def test_leaf_revoked_on_crl_over_http(http, fetcher, who):
+    w = build_world(http)
+    leaf = getattr(w, who)
+    w.revoked.append(leaf)
+    w.publish()
+    d = await decide(service(fetcher, w.root), leaf, "alice@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+    assert d.failure.certificate == leaf.ref
+    assert not d.failure.temporary
+    assert "compromised key" in d.failure.detail
+    assert http.hits["/int.crl"] == 1
+
+
+async def test_intermediate_revoked_on_root_crl(http, fetcher):
+    w = build_world(http)
+    w.revoked.append(w.inter)
+    w.publish()
+    d = await decide(service(fetcher, w.root), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED
+    assert d.failure.certificate == w.inter.ref
+
+
+async def test_not_revoked_consults_both_crls(http, fetcher):
+    w = build_world(http)
+    d = await decide(service(fetcher, w.root), w.alice, chain=[w.inter])
+    assert d.trusted
+    assert http.hits["/int.crl"] == 1 and http.hits["/root.crl"] == 1
+
+
+async def test_revoked_by_ocsp_responder(http, fetcher):
+    w = build_world(http)
+    revoked: set[int] = set()
+    http.posts["/ocsp"] = lambda body: ocsp_response(body, [w.inter, w.root], revoked)
+    leaf = w.leaf(crl_urls=(), ocsp_urls=(http.url("/ocsp"),))
+    svc = service(fetcher, w.root)
+    good = await decide(svc, leaf, "carol@a.test", chain=[w.inter])
+    assert good.trusted, good
+    revoked.add(leaf.cert.serial_number)
+    svc = service(fetcher, w.root)  # a fresh service: no cached answer
+    d = await decide(svc, leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+    assert "OCSP" in d.failure.detail and d.failure.certificate == leaf.ref
+
+
+async def test_ocsp_good_does_not_hide_a_crl_revocation(http, fetcher):
+    w = build_world(http)
+    http.posts["/ocsp"] = lambda body: ocsp_response(body, [w.inter], set())
+    leaf = w.leaf(ocsp_urls=(http.url("/ocsp"),))
+    w.revoked.append(leaf)
+    w.publish()
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED
+
+
+@pytest.mark.parametrize(
+    ("mode", "trusted", "temporary"),
+    [
+        (RevocationUnknown.TEMPORARY, False, True),
+        (RevocationUnknown.HARD_FAIL, False, False),
+        (RevocationUnknown.SOFT_PASS, True, False),
+    ],
+    ids=["default-temporary", "hard-fail", "soft-pass"],
+)
+async def test_crl_server_down(http, fetcher, mode, trusted, temporary):
+    w = build_world(http)
+    down = "http://127.0.0.1:9/int.crl"  # discard port: nothing listens
+    leaf = w.leaf(crl_urls=(down,))
+    d = await decide(service(fetcher, w.root, policy=Policy(revocation_unknown=mode)), leaf, "carol@a.test", chain=[w.inter])
+    assert d.trusted is trusted, d
+    if not trusted:
+        assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN
+        assert d.failure.temporary is temporary
+        assert d.failure.certificate == leaf.ref and "127.0.0.1:9" in d.failure.detail
+
+
+async def test_crl_missing_404_is_temporary(http, fetcher):
+    w = build_world(http)
+    leaf = w.leaf(crl_urls=(http.url("/nowhere.crl"),))
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN and d.temporary
+    assert "HTTP 404" in d.failure.detail
+
+
+async def test_crl_garbage_is_unknown(http, fetcher):
+    w = build_world(http)
+    http.files["/int.crl"] = b"not a crl"
+    d = await decide(service(fetcher, w.root), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN
+
+
+async def test_stale_crl_is_unknown(http, fetcher):
+    w = build_world(http)
+    http.files["/int.crl"] = crl(w.inter, next_update=NOW - DAY, this_update=NOW - 8 * DAY)
+    d = await decide(service(fetcher, w.root), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN, d
+
+
+# --- CRLs the administrator supplied count without a distribution point ----------
+
+
+async def test_supplied_crl_counts_without_distribution_point(http, fetcher):
+    w = build_world(http)
+    leaf = w.leaf(crl_urls=())
+    svc = TrustService(StaticAnchors((w.root.ref,)), fetcher, supplied_crls=[crl(w.inter, [leaf])])
+    d = await decide(svc, leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+
+
+async def test_fetched_crl_counts_for_a_sibling_without_distribution_point(http, fetcher):
+    w = build_world(http)
+    sibling = w.leaf(crl_urls=())
+    w.revoked.append(sibling)
+    w.publish()
+    svc = service(fetcher, w.root)
+    assert (await decide(svc, w.alice, chain=[w.inter])).trusted  # brings the intermediate's CRL in
+    d = await decide(svc, sibling, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED
+
+
+async def test_no_distribution_point_and_no_crl_held_passes(http, fetcher):
+    w = build_world(http, inter_kw={"crl_urls": ()}, leaf_kw={"crl_urls": ()})
+    assert (await decide(service(fetcher, w.root), w.alice, chain=[w.inter])).trusted
+    assert sum(http.hits.values()) == 0
+
+
+@pytest.mark.parametrize("count", [0, 40], ids=["alone", "forty-intermediates-loaded"])
+async def test_badly_signed_crl_rejected_even_with_many_intermediates(http, fetcher, count):
+    """Library-notes regression: preloading many intermediates once made
+    pyhanko accept a CRL whose signature it never checked."""
+    w = build_world(http)
+    crowd = [
+        issue(f"Crowd CA {n}", issuer=w.root, ca=True, key=role_key("crowd"), crl_urls=(http.url("/root.crl"),))
+        for n in range(count)
+    ]
+    leaf = w.leaf(crl_urls=())
+    forged = crl(w.inter, [], signer_key=role_key("impostor"))
+    svc = TrustService(StaticAnchors((w.root.ref,)), fetcher, supplied_crls=[forged])
+    d = await decide(svc, leaf, "carol@a.test", chain=[*crowd, w.inter, *crowd])
+    assert not d.trusted
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN, d
+    assert d.failure.certificate == leaf.ref
+    # and a genuine CRL for the same issuer next to it still decides
+    svc2 = TrustService(StaticAnchors((w.root.ref,)), fetcher, supplied_crls=[forged, crl(w.inter, [leaf])])
+    d2 = await decide(svc2, leaf, "carol@a.test", chain=[*crowd, w.inter])
+    assert d2.failure is not None and d2.failure.check is Check.REVOKED
+
+
+async def test_intermediate_anchor_revokes_through_its_crl(http, fetcher):
+    w = build_world(http)
+    w.revoked.append(w.alice)
+    w.publish()
+    d = await decide(service(fetcher, w.inter), w.alice, chain=[])
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+    forged = crl(w.inter, [], signer_key=role_key("impostor"))
+    http.files["/int.crl"] = forged
+    d = await decide(service(fetcher, w.inter), w.org, "a.test")
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN, d
+
+
+# --- AIA caIssuers (Direct item 11, DCDT D18) -------------------------------------
+
+
+async def test_intermediate_reachable_only_through_aia(http, fetcher):
+    w = build_world(http)
+    leaf = w.leaf(aia_ca_issuers=(http.url("/int.cer"),))
+    svc = service(fetcher, w.root)
+    d = await decide(svc, leaf, "carol@a.test", chain=[])
+    assert d.trusted, d
+    assert d.path == (leaf.ref, w.inter.ref, w.root.ref)
+    assert http.hits["/int.cer"] == 1
+
+
+async def test_aia_pointing_nowhere_is_a_chain_failure(http, fetcher):
+    w = build_world(http)
+    leaf = w.leaf(aia_ca_issuers=(http.url("/missing.cer"),))
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[])
+    assert d.failure is not None and d.failure.check is Check.CHAIN
+
+
+# --- the decision cache ------------------------------------------------------------
+
+
+async def test_second_decision_is_cached_and_fetches_nothing(http, fetcher):
+    w = build_world(http)
+    svc = service(fetcher, w.root)
+    first = await decide(svc, w.alice, chain=[w.inter])
+    hits = sum(http.hits.values())
+    second = await decide(svc, w.alice, chain=[w.inter], at=NOW + DAY / 1440)
+    assert first.trusted and second.trusted and second.cached and not first.cached
+    assert sum(http.hits.values()) == hits
+    assert svc.cache.hits == 1
+
+
+async def test_cached_decision_expires_at_crl_next_update(http, fetcher):
+    w = build_world(http)
+    http.files["/int.crl"] = crl(w.inter, next_update=NOW + 2 * DAY)
+    svc = service(fetcher, w.root, policy=Policy(decision_ttl=__import__("datetime").timedelta(days=30)))
+    await decide(svc, w.alice, chain=[w.inter])
+    assert (await decide(svc, w.alice, chain=[w.inter], at=NOW + DAY)).cached
+    http.files["/int.crl"] = crl(w.inter, [w.alice], this_update=NOW + 2 * DAY, next_update=NOW + 9 * DAY)
+    later = await decide(svc, w.alice, chain=[w.inter], at=NOW + 3 * DAY)
+    assert not later.cached
+    assert later.failure is not None and later.failure.check is Check.REVOKED
+    assert http.hits["/int.crl"] == 2
+
+
+async def test_cache_expires_with_ttl_and_differs_per_key(http, fetcher):
+    import datetime as dt
+
+    w = build_world(http)
+    svc = service(fetcher, w.root, policy=Policy(decision_ttl=dt.timedelta(minutes=10)))
+    await decide(svc, w.alice, chain=[w.inter])
+    assert not (await decide(svc, w.alice, chain=[w.inter], at=NOW + dt.timedelta(minutes=11))).cached
+    # another purpose, address or direction is another decision
+    from trust import Purpose
+
+    assert not (await decide(svc, w.alice, chain=[w.inter], purpose=Purpose.ENCRYPTION)).cached
+    later = NOW + dt.timedelta(minutes=12)
+    assert (await decide(svc, w.alice, "ALICE@a.test", chain=[w.inter], at=later)).cached  # lowercased
+
+
+async def test_cache_respects_anchor_set_version(http, fetcher):
+    w = build_world(http)
+
+    class Mutable:
+        certs = (w.root.ref,)
+
+        async def anchors(self, domain, direction):
+            from anchors.source import AnchorSet
+
+            return AnchorSet.of(domain, direction, self.certs)
+
+    source = Mutable()
+    svc = TrustService(source, fetcher)
+    assert (await decide(svc, w.alice, chain=[w.inter])).trusted
+    source.certs = ()
+    d = await decide(svc, w.alice, chain=[w.inter])
+    assert not d.trusted and not d.cached
+
+
+async def test_temporary_failure_cached_briefly(http, fetcher):
+    import datetime as dt
+
+    w = build_world(http)
+    leaf = w.leaf(crl_urls=(http.url("/later.crl"),))
+    svc = service(fetcher, w.root)
+    assert (await decide(svc, leaf, "carol@a.test", chain=[w.inter])).temporary
+    assert (await decide(svc, leaf, "carol@a.test", chain=[w.inter], at=NOW + dt.timedelta(seconds=30))).cached
+    http.files["/later.crl"] = crl(w.inter)
+    d = await decide(svc, leaf, "carol@a.test", chain=[w.inter], at=NOW + dt.timedelta(minutes=2))
+    assert d.trusted and not d.cached
+
+
+def test_domain_policies_lookup():
+    strict, lax = Policy(), Policy(allow_sha1=True)
+    p = DomainPolicies(strict, {"old.test": lax})
+    assert p.for_domain("OLD.test") is lax and p.for_domain("new.test") is strict
