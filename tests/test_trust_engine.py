@@ -148,7 +148,6 @@ async def test_intermediate_not_carried_without_aia_is_a_chain_failure(http, fet
     w = build_world(http)
     d = await decide(service(fetcher, w.root), w.alice)
     assert d.failure is not None and d.failure.check is Check.CHAIN
-    assert w.inter.subject if hasattr(w.inter, "subject") else True
     assert "Intermediate" in d.failure.detail
 
 

@@ -1,0 +1,206 @@
+"""The inbound step after open_inbound (Direct item 8), the RI vectors, and the
+policy table read from configuration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from anchors.source import Direction, StaticAnchors
+from gateway.core import Opened, open_inbound
+from gateway.core.certs import KeyPair, load_certificates, load_private_key
+from trust import (
+    Accepted,
+    Check,
+    DomainPolicies,
+    OfflineFetcher,
+    Policy,
+    PolicyError,
+    Purpose,
+    Rejected,
+    RevocationUnknown,
+    TrustService,
+    policies_from_mapping,
+    policy_from_mapping,
+)
+from trust import direct as direct_checks
+
+from . import messages, smime
+from .pki import NOW, Issued, issue
+from .trust_pki import role_key
+
+
+def _pki() -> tuple[Issued, Issued, Issued]:
+    root = issue("Inbound Root CA", ca=True, key=role_key("root"))
+    inter = issue("Inbound Intermediate CA", issuer=root, ca=True, key=role_key("inter"))
+    alice = issue("alice@a.test", issuer=inter, email="alice@a.test", key=role_key("alice"))
+    return root, inter, alice
+
+
+def _opened(raw: bytes) -> Opened:
+    opened = open_inbound(raw, [], at=NOW, require_encryption=False)
+    assert isinstance(opened, Opened), opened
+    return opened
+
+
+def _signed(signer: Issued, sender: str, chain=(), wrap: bool = True) -> bytes:
+    body = messages.plain(sender=sender)
+    entity = smime.wrap(body) if wrap else body
+    headers = f"From: {sender}\r\nTo: bob@b.test\r\nMIME-Version: 1.0\r\n".encode()
+    return headers + smime.detached(entity, signer.pair, chain=chain)
+
+
+async def test_signer_accepted_with_chain_carried_in_the_cms():
+    root, inter, alice = _pki()
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(_opened(_signed(alice, "alice@a.test", chain=[inter.ref])), recipient="bob@b.test", at=NOW)
+    assert isinstance(verdict, Accepted), verdict
+    d = verdict.decision
+    assert d.purpose is Purpose.SIGNING and d.direction is Direction.INCOMING
+    assert d.local_domain == "b.test" and d.bound_to == "alice@a.test"
+    assert d.path == (alice.ref, inter.ref, root.ref)
+
+
+async def test_signer_not_bound_to_the_sender_is_rejected():
+    root, inter, alice = _pki()
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(
+        _opened(_signed(alice, "mallory@a.test", chain=[inter.ref])), recipient="bob@b.test", at=NOW
+    )
+    assert isinstance(verdict, Rejected)
+    assert verdict.failure.check is Check.BINDING and not verdict.temporary
+    assert verdict.failure.certificate == alice.ref
+
+
+async def test_outer_from_is_the_fallback_when_not_wrapped():
+    root, inter, alice = _pki()
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(
+        _opened(_signed(alice, "alice@a.test", chain=[inter.ref], wrap=False)), recipient="bob@b.test", at=NOW
+    )
+    assert isinstance(verdict, Accepted), verdict
+
+
+async def test_untrusted_signer_names_the_anchor_set():
+    _root, inter, alice = _pki()
+    other = issue("Other Root", ca=True, key=role_key("other-root"))
+    svc = TrustService(StaticAnchors((other.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(_opened(_signed(alice, "alice@a.test", chain=[inter.ref])), recipient="bob@b.test", at=NOW)
+    assert isinstance(verdict, Rejected)
+    assert verdict.failure.check in (Check.CHAIN, Check.UNTRUSTED_ROOT)
+    assert "incoming anchors of b.test" in verdict.decision.anchors
+
+
+async def test_offline_crl_declared_is_temporary():
+    root, inter, _ = _pki()
+    alice = issue("alice@a.test", issuer=inter, email="alice@a.test", key=role_key("alice"), crl_urls=("http://crl.a.test/i.crl",))
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(_opened(_signed(alice, "alice@a.test", chain=[inter.ref])), recipient="bob@b.test", at=NOW)
+    assert isinstance(verdict, Rejected) and verdict.temporary
+    assert verdict.failure.check is Check.REVOCATION_UNKNOWN
+
+
+# --- the Direct Project reference implementation's vectors --------------------------
+
+
+@pytest.fixture
+def ryan(ri_vectors):
+    agent = ri_vectors / "agent"
+    return KeyPair(load_private_key((agent / "ryanKey.der").read_bytes()), load_certificates((agent / "ryan.der").read_bytes())[0])
+
+
+SHA1_OK = DomainPolicies(Policy(allow_sha1=True))
+
+
+async def test_ri_gm2552_chains_to_its_anchor(ri_vectors):
+    agent = ri_vectors / "agent"
+    gm2552 = load_certificates((agent / "gm2552.der").read_bytes())[0]
+    anchor = load_certificates((agent / "secureHealthEmailCACert.der").read_bytes())[0]
+    at = gm2552.not_before + timedelta(days=1)
+    kw = {"purpose": Purpose.SIGNING, "bound_to": "gm2552@securehealthemail.com",
+          "local_domain": "securehealthemail.com", "direction": Direction.INCOMING, "at": at}
+    trusted = await TrustService(StaticAnchors((anchor,)), OfflineFetcher(), SHA1_OK).decide(gm2552, **kw)
+    assert trusted.trusted, trusted
+    assert trusted.path == (gm2552, anchor)
+    # the same certificate under the strict default: it is signed with SHA-1
+    strict = await TrustService(StaticAnchors((anchor,)), OfflineFetcher()).decide(gm2552, **kw)
+    assert strict.failure is not None and strict.failure.check is Check.WEAK_SIGNATURE_ALGORITHM
+    other = issue("Some Other Root", ca=True, key=role_key("other-root"))
+    untrusted = await TrustService(StaticAnchors((other.ref,)), OfflineFetcher(), SHA1_OK).decide(gm2552, **kw)
+    assert not untrusted.trusted
+    assert untrusted.failure is not None and untrusted.failure.check in (Check.CHAIN, Check.UNTRUSTED_ROOT)
+
+
+async def test_ri_encrypted_message_full_inbound(ri_vectors, ryan):
+    agent = ri_vectors / "agent"
+    anchor = load_certificates((agent / "secureHealthEmailCACert.der").read_bytes())[0]
+    raw = (agent / "EncryptedMessage2.txt").read_bytes()
+    at = anchor.not_before + timedelta(days=2)
+    opened = open_inbound(raw, [ryan], at=at)
+    assert isinstance(opened, Opened), opened
+    accepted = await TrustService(StaticAnchors((anchor,)), OfflineFetcher(), SHA1_OK).check_inbound(
+        opened, recipient="ryan@securehealthemail.com", at=at
+    )
+    assert isinstance(accepted, Accepted), accepted
+    without = await TrustService(StaticAnchors(()), OfflineFetcher(), SHA1_OK).check_inbound(
+        opened, recipient="ryan@securehealthemail.com", at=at
+    )
+    assert isinstance(without, Rejected) and without.failure.check is Check.NO_ANCHORS
+
+
+@pytest.mark.parametrize(
+    ("name", "signing", "encryption"),
+    [("digSigOnly", True, False), ("keyEncOnly", False, True), ("dualUse", True, True)],
+    ids=["dig-sig-only", "key-enc-only", "dual-use"],
+)
+def test_ri_key_usage_certificates(ri_vectors, name, signing, encryption):
+    cert = load_certificates((ri_vectors / "gateway" / f"{name}.der").read_bytes())[0]
+    assert (direct_checks.check_key_usage(cert, Purpose.SIGNING) is None) is signing
+    assert (direct_checks.check_key_usage(cert, Purpose.ENCRYPTION) is None) is encryption
+
+
+# --- policy from configuration ------------------------------------------------------
+
+
+def test_policy_from_mapping_defaults_are_strict():
+    p = policy_from_mapping({})
+    assert p == Policy()
+    assert p.min_rsa_bits == 2048 and not p.allow_sha1
+    assert p.revocation_unknown is RevocationUnknown.TEMPORARY
+
+
+def test_policies_from_mapping_with_domain_overrides():
+    table = {
+        "revocation_unknown": "hard-fail",
+        "required_policy_oids": ["1.3.6.1.4.1.41179.0.1.2"],
+        "decision_ttl": 600,
+        "domains": {"Old.Example": {"allow_sha1": True, "min-rsa-bits": 1024, "revocation_unknown": "soft-pass"}},
+    }
+    policies = policies_from_mapping(table)
+    assert policies.default.revocation_unknown is RevocationUnknown.HARD_FAIL
+    assert policies.default.decision_ttl == timedelta(minutes=10)
+    old = policies.for_domain("old.example")
+    assert old.allow_sha1 and old.min_rsa_bits == 1024
+    assert old.revocation_unknown is RevocationUnknown.SOFT_PASS
+    assert old.required_policy_oids == frozenset({"1.3.6.1.4.1.41179.0.1.2"})  # inherited
+    assert policies.for_domain("new.example") == policies.default
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"allow_sha1": "yes"}, "allow_sha1"),
+        ({"min_rsa_bits": 512}, "min_rsa_bits"),
+        ({"revocation_unknown": "maybe"}, "revocation_unknown"),
+        ({"required_eku": ["emailProtection"]}, "required_eku"),
+        ({"allowed_curves": ["curve25519"]}, "allowed_curves"),
+        ({"colour": "blue"}, "colour"),
+        ({"domains": {"x.test": 3}}, "domains.x.test"),
+    ],
+    ids=["bool", "rsa-too-small", "unknown-mode", "eku-not-oid", "unknown-curve", "unknown-key", "domain-not-table"],
+)
+def test_policy_errors_name_the_key(table, key):
+    with pytest.raises(PolicyError) as info:
+        policies_from_mapping(table)
+    assert info.value.key == key
