@@ -174,7 +174,8 @@ def _no_path(chain: Sequence[CertRef], anchors: Sequence[CertRef], extra: str) -
     return TrustFailure(
         Check.CHAIN,
         top,
-        f"no certificate of the issuer {top.issuer} was carried, fetched or anchored{extra}",
+        f"the chain stops at {top.subject}: its issuer {top.issuer} is not an anchor, "
+        f"and no certificate of it was carried or fetched{extra}",
     )
 
 

@@ -18,6 +18,7 @@ from gateway import logs
 COMMAND_MODULES = (
     "gateway.cli.message",
     "gateway.cli.demo",
+    "gateway.cli.verify",
 )
 
 
