@@ -271,3 +271,38 @@ def test_domain_policies_lookup():
     strict, lax = Policy(), Policy(allow_sha1=True)
     p = DomainPolicies(strict, {"old.test": lax})
     assert p.for_domain("OLD.test") is lax and p.for_domain("new.test") is strict
+
+
+async def test_concurrent_decisions_fetch_each_crl_once(http, fetcher):
+    import asyncio
+
+    w = build_world(http)
+    svc = service(fetcher, w.root)
+    results = await asyncio.gather(*(decide(svc, leaf, bound, chain=[w.inter]) for leaf, bound in
+                                     [(w.alice, "alice@a.test"), (w.org, "a.test")] * 3))
+    assert all(d.trusted for d in results)
+    assert http.hits["/int.crl"] == 1 and http.hits["/root.crl"] == 1
+
+
+async def test_unparseable_carried_certificate_is_ignored(http, fetcher):
+    from gateway.core.certs import CertRef
+
+    w = build_world(http)
+    d = await w_decide_with_junk(w, fetcher, CertRef(b"\x30\x03\x02\x01\x01"))
+    assert d.trusted, d
+
+
+async def w_decide_with_junk(w, fetcher, junk):
+    from anchors.source import Direction
+    from trust import Purpose
+
+    return await service(fetcher, w.root).decide(
+        w.alice.ref, purpose=Purpose.SIGNING, bound_to="alice@a.test", local_domain="b.test",
+        direction=Direction.INCOMING, at=NOW, intermediates=[junk, w.inter.ref],
+    )
+
+
+async def test_leaf_pinned_as_anchor_is_trusted(http, fetcher):
+    w = build_world(http)
+    d = await decide(service(fetcher, w.alice), w.alice)
+    assert d.trusted and d.path == (w.alice.ref,)

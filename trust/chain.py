@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
 from gateway.core.certs import CertRef, KeyMaterialError, load_certificates
@@ -55,6 +56,17 @@ def parse_ca_certificates(data: bytes, url: str) -> list[CertRef]:
     except (ValueError, TypeError, KeyError):
         pass
     raise FetchError(url, FetchProblem.INVALID, "neither a certificate nor a PKCS#7 certs-only bundle")
+
+
+def _parses(cert: CertRef) -> bool:
+    """A certificate a message carried that cannot be parsed is left out of path
+    building rather than failing the decision: the path may not need it."""
+    try:
+        cert.x509  # noqa: B018
+        asn1_x509.Certificate.load(cert.der).native  # noqa: B018
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _one_der(data: bytes) -> CertRef:
@@ -107,7 +119,7 @@ async def gather(
     reached; every non-anchor certificate available for path building; fetch
     problems met on the way).
     """
-    pool: list[CertRef] = list(dict.fromkeys(c for c in given if c != leaf))
+    pool: list[CertRef] = list(dict.fromkeys(c for c in given if c != leaf and _parses(c)))
     anchor_set = set(anchors)
     chain = [leaf]
     problems: list[FetchError] = []

@@ -16,9 +16,10 @@ is decided by the validation step, not here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -29,6 +30,10 @@ from cryptography.x509 import ocsp
 from gateway.core.certs import CertRef, pem_blocks
 
 from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, Fetcher, FetchError, FetchProblem
+
+MAX_OCSP_ENTRIES = 10_000
+"""One answer per certificate; a HISP talks to a few thousand peers."""
+T = TypeVar("T")
 
 CRL_TTL_WITHOUT_NEXT_UPDATE = timedelta(hours=1)
 """RFC 5280 5.1.2.5 makes nextUpdate mandatory for conforming CAs; for one that
@@ -123,7 +128,7 @@ class RevocationCache:
         self._by_url: dict[str, CachedCrl] = {}
         self._by_issuer: dict[bytes, dict[bytes, CachedCrl]] = {}
         self._ocsp: dict[str, CachedOcsp] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self.fetches = 0
         for data in supplied_crls:
             self.add_crl(parse_crl(data, "supplied"))
@@ -135,49 +140,71 @@ class RevocationCache:
         if entry.source != "supplied":
             self._by_url[entry.source] = entry
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        # one fetch per URL at a time: a burst from one sender costs one download
-        return self._locks.setdefault(key, asyncio.Lock())
+    async def _once(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+        """One fetch per key at a time: a burst of mail from one sender, or
+        several decisions needing the same CRL, cost one download."""
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return cast(T, await asyncio.shield(pending))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await make()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; waiters get it re-raised
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
 
     async def _crl(self, url: str, at: datetime) -> CachedCrl:
-        async with self._lock(url):
-            cached = self._by_url.get(url)
-            if cached is not None and cached.usable_at(at):
-                return cached
-            self.fetches += 1
-            data = await self._fetcher.get(url, max_bytes=MAX_CRL_BYTES)
-            entry = parse_crl(data, url)
-            if entry.next_update is None:
-                entry = CachedCrl(entry.der, entry.parsed, entry.issuer_der, at + CRL_TTL_WITHOUT_NEXT_UPDATE, url)
-            self.add_crl(entry)
-            return entry
+        cached = self._by_url.get(url)
+        if cached is not None and cached.usable_at(at):
+            return cached
+        return await self._once(url, lambda: self._fetch_crl(url, at))
+
+    async def _fetch_crl(self, url: str, at: datetime) -> CachedCrl:
+        self.fetches += 1
+        data = await self._fetcher.get(url, max_bytes=MAX_CRL_BYTES)
+        entry = parse_crl(data, url)
+        if entry.next_update is None:
+            entry = CachedCrl(entry.der, entry.parsed, entry.issuer_der, at + CRL_TTL_WITHOUT_NEXT_UPDATE, url)
+        self.add_crl(entry)
+        return entry
 
     async def _ocsp_answer(self, url: str, cert: CertRef, issuer: CertRef, at: datetime) -> CachedOcsp:
         key = f"{cert.sha256}|{url}"
-        async with self._lock(key):
-            cached = self._ocsp.get(key)
-            if cached is not None and cached.next_update is not None and at <= cached.next_update:
-                return cached
-            # RFC 6960 4.1.1 / RFC 5019 2.1.1: the CertID hashes are SHA-1 in practice
-            request = ocsp.OCSPRequestBuilder().add_certificate(cert.x509, issuer.x509, hashes.SHA1()).build()
-            self.fetches += 1
-            data = await self._fetcher.post(
-                url,
-                request.public_bytes(serialization.Encoding.DER),
-                content_type="application/ocsp-request",
-                max_bytes=MAX_OCSP_BYTES,
-            )
-            try:
-                meta = ocsp.load_der_ocsp_response(data)
-                parsed = asn1_ocsp.OCSPResponse.load(data)
-                parsed.native  # noqa: B018 -- parse now, fail here
-            except (ValueError, TypeError) as exc:
-                raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
-            if meta.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-                raise FetchError(url, FetchProblem.INVALID, f"the responder answered {meta.response_status.name}")
-            entry = CachedOcsp(parsed, meta.next_update_utc, url)
-            self._ocsp[key] = entry
-            return entry
+        cached = self._ocsp.get(key)
+        if cached is not None and cached.next_update is not None and at <= cached.next_update:
+            return cached
+        return await self._once(key, lambda: self._fetch_ocsp(key, url, cert, issuer))
+
+    async def _fetch_ocsp(self, key: str, url: str, cert: CertRef, issuer: CertRef) -> CachedOcsp:
+        # RFC 6960 4.1.1 / RFC 5019 2.1.1: the CertID hashes are SHA-1 in practice
+        request = ocsp.OCSPRequestBuilder().add_certificate(cert.x509, issuer.x509, hashes.SHA1()).build()
+        self.fetches += 1
+        data = await self._fetcher.post(
+            url,
+            request.public_bytes(serialization.Encoding.DER),
+            content_type="application/ocsp-request",
+            max_bytes=MAX_OCSP_BYTES,
+        )
+        try:
+            meta = ocsp.load_der_ocsp_response(data)
+            parsed = asn1_ocsp.OCSPResponse.load(data)
+            parsed.native  # noqa: B018 -- parse now, fail here
+        except (ValueError, TypeError) as exc:
+            raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
+        if meta.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise FetchError(url, FetchProblem.INVALID, f"the responder answered {meta.response_status.name}")
+        entry = CachedOcsp(parsed, meta.next_update_utc, url)
+        if len(self._ocsp) >= MAX_OCSP_ENTRIES:
+            self._ocsp.pop(next(iter(self._ocsp)))
+        self._ocsp[key] = entry
+        return entry
 
     def held_crls(self, cert: CertRef, at: datetime) -> list[CachedCrl]:
         return list(self._by_issuer.get(cert.issuer_der, {}).values())
