@@ -204,3 +204,25 @@ def test_policy_errors_name_the_key(table, key):
     with pytest.raises(PolicyError) as info:
         policies_from_mapping(table)
     assert info.value.key == key
+
+
+async def test_build_trust_service_from_the_trust_table(tmp_path):
+    from trust import build_trust_service, settings_from_mapping
+    from trust.policy import PolicyError as Err
+
+    root, inter, alice = _pki()
+    from .trust_pki import crl
+
+    (tmp_path / "i.crl").write_bytes(crl(inter, [alice]))
+    table = {"allow_sha1": True, "crl_files": [str(tmp_path / "i.crl")], "fetch_timeout": 3,
+             "domains": {"b.test": {"revocation_unknown": "hard-fail"}}}
+    assert settings_from_mapping(table).fetch_timeout == 3.0
+    svc, fetcher = build_trust_service(table, StaticAnchors((root.ref,)))
+    try:
+        d = await svc.decide(alice.ref, purpose=Purpose.SIGNING, bound_to="alice@a.test", local_domain="b.test",
+                             direction=Direction.INCOMING, at=NOW, intermediates=[inter.ref])
+        assert d.failure is not None and d.failure.check is Check.REVOKED  # the configured CRL counts
+    finally:
+        await fetcher.close()
+    with pytest.raises(Err):
+        build_trust_service({"crl_files": [str(tmp_path / "missing.crl")]}, StaticAnchors(()))

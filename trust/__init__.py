@@ -2,9 +2,8 @@
 
 Build one ``TrustService`` at the composition root::
 
-    policies = policies_from_mapping(config.section("trust"))
-    fetcher = HttpFetcher()
-    trust = TrustService(anchor_store, fetcher, policies)
+    trust, fetcher = build_trust_service(config.section("trust"), anchor_store)
+    # or by hand: TrustService(anchor_store, HttpFetcher(), policies_from_mapping(table))
     decision = await trust.decide(cert, purpose=Purpose.ENCRYPTION, bound_to="bob@b.test",
                                   local_domain="a.test", direction=Direction.OUTGOING, at=now)
     verdict = await trust.check_inbound(opened, recipient="bob@b.test", at=now)
@@ -25,11 +24,13 @@ from .policy import (
 )
 from .revinfo import RevocationCache
 from .service import TrustService
+from .settings import TrustSettings, build_trust_service, settings_from_mapping
 from .types import Check, Purpose, TrustDecision, TrustFailure
 
 __all__ = [
     "DEFAULT_POLICY", "Accepted", "Check", "DecisionCache", "DomainPolicies", "FetchError", "FetchProblem",
     "Fetcher", "HttpFetcher", "InboundVerdict", "OfflineFetcher", "Policy", "PolicyError", "PolicyLookup",
     "Purpose", "Rejected", "RevocationCache", "RevocationUnknown", "TrustDecision", "TrustFailure",
-    "TrustService", "policies_from_mapping", "policy_from_mapping",
+    "TrustService", "TrustSettings", "build_trust_service", "policies_from_mapping", "policy_from_mapping",
+    "settings_from_mapping",
 ]

@@ -1,0 +1,66 @@
+"""The ``[trust]`` table of the configuration, and building the service from it.
+
+```toml
+[trust]
+revocation_unknown = "temporary"   # or "hard-fail", "soft-pass" (Direct item 10)
+allow_sha1 = false                 # Direct item 2: receivers MAY accept, as policy
+min_rsa_bits = 2048                # Direct item 14
+required_policy_oids = []          # e.g. a trust community's certificate policy
+required_eku = []
+decision_ttl = 3600                # seconds
+crl_files = ["/etc/directgw/crl/partner.crl"]   # honoured without a distribution point
+fetch_timeout = 10                 # seconds, for AIA, CRL and OCSP over HTTP
+
+[trust.domains."hisp.example.org"]  # overrides for one local domain
+allow_sha1 = true
+```
+
+The composition root does ``build_trust_service(config.section("trust"), anchor_store)``
+once and hands the service to the inbound and outbound workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anchors.source import AnchorSource
+
+from .fetch import FETCH_TIMEOUT_SECONDS, HttpFetcher
+from .policy import DomainPolicies, PolicyError, policies_from_mapping
+from .service import TrustService
+
+_SERVICE_KEYS = ("crl_files", "fetch_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSettings:
+    policies: DomainPolicies
+    crl_files: tuple[Path, ...] = ()
+    fetch_timeout: float = FETCH_TIMEOUT_SECONDS
+
+
+def settings_from_mapping(table: Mapping[str, Any]) -> TrustSettings:
+    policy_table = {k: v for k, v in table.items() if k.replace("-", "_") not in _SERVICE_KEYS}
+    crl_files = table.get("crl_files", table.get("crl-files", []))
+    if not isinstance(crl_files, list) or not all(isinstance(p, str) for p in crl_files):
+        raise PolicyError("crl_files", "expected a list of file paths")
+    timeout = table.get("fetch_timeout", table.get("fetch-timeout", FETCH_TIMEOUT_SECONDS))
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 120:
+        raise PolicyError("fetch_timeout", "expected seconds between 0 and 120")
+    return TrustSettings(policies_from_mapping(policy_table), tuple(Path(p) for p in crl_files), float(timeout))
+
+
+def build_trust_service(table: Mapping[str, Any], anchors: AnchorSource) -> tuple[TrustService, HttpFetcher]:
+    """The service and its fetcher (close the fetcher at shutdown). Reads the CRL files now."""
+    settings = settings_from_mapping(table)
+    crls = []
+    for path in settings.crl_files:
+        try:
+            crls.append(path.read_bytes())
+        except OSError as exc:
+            raise PolicyError("crl_files", f"cannot read {path}: {exc.strerror}") from exc
+    fetcher = HttpFetcher(timeout=settings.fetch_timeout)
+    return TrustService(anchors, fetcher, settings.policies, supplied_crls=crls), fetcher
