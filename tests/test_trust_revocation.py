@@ -306,3 +306,24 @@ async def test_leaf_pinned_as_anchor_is_trusted(http, fetcher):
     w = build_world(http)
     d = await decide(service(fetcher, w.alice), w.alice)
     assert d.trusted and d.path == (w.alice.ref,)
+
+
+async def test_leaf_directly_under_the_root_revoked(http, fetcher):
+    w = build_world(http)
+    direct = issue("erin@a.test", issuer=w.root, email="erin@a.test", key=role_key("leaf2"), crl_urls=(http.url("/root.crl"),))
+    w.revoked.append(direct)
+    w.publish()
+    d = await decide(service(fetcher, w.root), direct, "erin@a.test")
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+
+
+@pytest.mark.parametrize("revoked", [False, True], ids=["good", "revoked"])
+async def test_ocsp_with_an_intermediate_anchor(http, fetcher, revoked):
+    w = build_world(http)
+    leaf = w.leaf(crl_urls=(), ocsp_urls=(http.url("/ocsp"),))
+    serials = {leaf.cert.serial_number} if revoked else set()
+    http.posts["/ocsp"] = lambda body: ocsp_response(body, [w.inter], serials)
+    d = await decide(service(fetcher, w.inter), leaf, "carol@a.test")
+    assert d.trusted is not revoked, d
+    if revoked:
+        assert d.failure is not None and d.failure.check is Check.REVOKED
