@@ -327,3 +327,13 @@ async def test_ocsp_with_an_intermediate_anchor(http, fetcher, revoked):
     assert d.trusted is not revoked, d
     if revoked:
         assert d.failure is not None and d.failure.check is Check.REVOKED
+
+
+async def test_not_yet_valid_decision_is_not_reused_once_valid(http, fetcher):
+    w = build_world(http)
+    soon = w.leaf(not_before=NOW + DAY / 24, not_after=NOW + 300 * DAY)
+    svc = service(fetcher, w.root)
+    first = await decide(svc, soon, "carol@a.test", chain=[w.inter])
+    assert first.failure is not None and first.failure.check is Check.NOT_YET_VALID
+    later = await decide(svc, soon, "carol@a.test", chain=[w.inter], at=NOW + DAY / 12)
+    assert later.trusted and not later.cached

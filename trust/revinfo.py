@@ -214,9 +214,10 @@ class RevocationCache:
         and add every CRL already held for its issuer."""
         problems: list[FetchError] = []
         urls = crl_urls(cert)
+        named: list[CachedCrl] = []
         for url in urls:
             try:
-                await self._crl(url, at)
+                named.append(await self._crl(url, at))
             except FetchError as exc:
                 problems.append(exc)
         answers: list[CachedOcsp] = []
@@ -228,7 +229,10 @@ class RevocationCache:
                 except FetchError as exc:
                     problems.append(exc)
         declared = bool(urls or responders or _declares_crl(cert))
-        return RevocationInfo(tuple(self.held_crls(cert, at)), tuple(answers), declared, tuple(problems))
+        # the issuer's CRLs, plus what its own distribution points gave (an
+        # indirect CRL names another issuer, RFC 5280 5.2.5)
+        crls = tuple(dict.fromkeys([*self.held_crls(cert, at), *named]))
+        return RevocationInfo(crls, tuple(answers), declared, tuple(problems))
 
 
 def _declares_crl(cert: CertRef) -> bool:

@@ -143,6 +143,9 @@ class TrustService:
         if outcome.expires is not None:
             expires = min(expires, outcome.expires)
         failure = outcome.failure
+        if failure is not None and failure.check is Check.NOT_YET_VALID:
+            # the same question gets another answer once the certificate starts
+            expires = min(expires, failure.certificate.not_before)
         if failure is not None and failure.check is Check.REVOCATION_UNKNOWN:
             if policy.revocation_unknown is RevocationUnknown.SOFT_PASS:
                 return result(None, outcome.path), min(expires, at + timedelta(seconds=SOFT_PASS_TTL_SECONDS))
