@@ -10,9 +10,11 @@ issues grow this into SMTP, DNS discovery, the queue and the records bridge.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 from datetime import UTC, datetime
 
+from anchors.source import StaticAnchors
 from gateway import devpki
 from gateway.core import (
     ContentCipher,
@@ -23,6 +25,7 @@ from gateway.core import (
     open_inbound,
     seal_outbound,
 )
+from trust import DomainPolicies, OfflineFetcher, TrustService
 
 CCDA = (
     b'<?xml version="1.0" encoding="UTF-8"?>\r\n<ClinicalDocument xmlns="urn:hl7-org:v3">\r\n'
@@ -62,7 +65,10 @@ def submitted_message() -> bytes:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    at = datetime.now(UTC)
+    return asyncio.run(story(datetime.now(UTC)))
+
+
+async def story(at: datetime) -> int:
     story = Story()
     hospital = devpki.hisp("hospital.example")
     clinic = devpki.hisp("clinic.example")
@@ -115,6 +121,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for p in opened.parts
         ],
         f"findings: {', '.join(str(f) for f in opened.findings) or 'none'}",
+    )
+
+    # The clinic trusts the hospital's root for mail coming in to clinic.example.
+    trust = TrustService(StaticAnchors((hospital.root.ref,)), OfflineFetcher(), DomainPolicies())
+    verdict = await trust.check_inbound(opened, recipient="bob@clinic.example", at=at)
+    decision = verdict.decision
+    story.say(
+        "Trust: the signer's chain against the incoming anchors of clinic.example (RFC 5280, Direct policy)",
+        f"{'TRUSTED' if verdict.trusted else 'NOT TRUSTED'}: {decision}",
+    )
+    stranger = devpki.hisp("elsewhere.example").address("eve")
+    forged_from = plain.replace(b"alice@hospital.example", b"eve@elsewhere.example")
+    other = seal_outbound(forged_from, stranger.pair, [bob.ref], SealOptions(at=at))
+    assert not isinstance(other, Rejected)
+    other_opened = open_inbound(other.message, [bob.pair], at=at)
+    assert isinstance(other_opened, Opened)
+    untrusted = await trust.check_inbound(other_opened, recipient="bob@clinic.example", at=at)
+    failure = untrusted.decision.failure
+    print(
+        "    a message signed under a CA the clinic does not trust: "
+        f"{'TRUSTED?!' if untrusted.trusted else 'NOT TRUSTED'}"
+        + (f" ({failure.check.value}: {failure.detail})" if failure else "")
     )
 
     story.say("What is refused, and why (typed reasons, never a silent drop)")
