@@ -157,8 +157,8 @@ async def story(at: datetime) -> int:
         ("ciphertext changed in transit", tampered, [clinic.org.pair, bob.pair]),
     ]:
         result = open_inbound(raw, keys, at=at)
-        verdict = f"{result.reason.value}: {result.detail}" if isinstance(result, Rejected) else "opened?!"
-        print(f"    {label:34} -> {verdict}")
+        outcome = f"{result.reason.value}: {result.detail}" if isinstance(result, Rejected) else "opened?!"
+        print(f"    {label:34} -> {outcome}")
     for cipher, transport in [
         (ContentCipher.AES128_GCM, KeyTransport.RSA_OAEP_SHA256),
         (ContentCipher.AES128_CBC, KeyTransport.RSA_OAEP_SHA1),
