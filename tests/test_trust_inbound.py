@@ -226,3 +226,34 @@ async def test_build_trust_service_from_the_trust_table(tmp_path):
         await fetcher.close()
     with pytest.raises(Err):
         build_trust_service({"crl_files": [str(tmp_path / "missing.crl")]}, StaticAnchors(()))
+
+
+@pytest.mark.parametrize(
+    ("allow", "accepted"), [(False, False), (True, True)], ids=["sha1-digest-refused", "sha1-digest-allowed"]
+)
+async def test_sha1_message_digest_follows_policy(allow, accepted):
+    from gateway.core import Digest
+
+    root, inter, alice = _pki()
+    head = b"From: alice@a.test\r\nTo: bob@b.test\r\nMIME-Version: 1.0\r\n"
+    raw = head + smime.detached(smime.wrap(messages.plain()), alice.pair, digest=Digest.SHA1, chain=[inter.ref])
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher(), DomainPolicies(Policy(allow_sha1=allow)))
+    verdict = await svc.check_inbound(_opened(raw), recipient="bob@b.test", at=NOW)
+    assert isinstance(verdict, Accepted) is accepted, verdict
+    if not accepted:
+        assert isinstance(verdict, Rejected) and verdict.failure.check is Check.WEAK_MESSAGE_ALGORITHM
+        assert not verdict.temporary and "SHA-1" in verdict.failure.detail
+
+
+@pytest.mark.parametrize(("allow", "accepted"), [(False, False), (True, True)], ids=["3des-refused", "3des-allowed"])
+async def test_3des_message_follows_policy(allow, accepted):
+    from dataclasses import replace
+
+    from gateway.core import Finding, Observation
+
+    root, inter, alice = _pki()
+    opened = _opened(_signed(alice, "alice@a.test", chain=[inter.ref]))
+    opened = replace(opened, findings=(Finding(Observation.WEAK_CIPHER, "content encrypted with 3DES"),))
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher(), DomainPolicies(Policy(allow_3des=allow)))
+    verdict = await svc.check_inbound(opened, recipient="bob@b.test", at=NOW)
+    assert isinstance(verdict, Accepted) is accepted, verdict

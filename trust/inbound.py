@@ -15,8 +15,9 @@ from typing import Protocol
 
 from anchors.source import Direction
 from gateway.core.certs import CertRef
-from gateway.core.outcomes import Opened
+from gateway.core.outcomes import Observation, Opened
 
+from .policy import Policy
 from .types import Check, Purpose, TrustDecision, TrustFailure
 
 
@@ -83,17 +84,39 @@ def sender_of(opened: Opened) -> str | None:
     return None
 
 
+def weak_algorithms(opened: Opened, policy: Policy) -> str | None:
+    """The message's own algorithms the policy refuses (the core reports, policy decides)."""
+    refused = []
+    if opened.has(Observation.SHA1_DIGEST) and not policy.allow_sha1:
+        refused.append("the signature digest is SHA-1 (Direct requires SHA-256)")
+    if opened.has(Observation.WEAK_CIPHER) and not policy.allow_3des:
+        refused.append("the content is encrypted with 3DES")
+    return "; ".join(refused) or None
+
+
 async def check_inbound(
-    service: Decider, opened: Opened, *, recipient: str, at: datetime, binding: bool = True
+    service: Decider,
+    opened: Opened,
+    *,
+    recipient: str,
+    at: datetime,
+    binding: bool = True,
+    policy: Policy | None = None,
 ) -> InboundVerdict:
     signer = opened.signature.signer
     sender = sender_of(opened)
     local_domain = recipient.rpartition("@")[2].lower()
-    if sender is None:
-        failure = TrustFailure(Check.BINDING, signer, "the message names no From address to bind the signer to")
+    weak = weak_algorithms(opened, policy) if policy is not None else None
+    if sender is None or weak is not None:
+        failure = (
+            TrustFailure(Check.WEAK_MESSAGE_ALGORITHM, signer, weak)
+            if weak is not None
+            else TrustFailure(Check.BINDING, signer, "the message names no From address to bind the signer to")
+        )
         return Rejected(
             TrustDecision(
-                trusted=False, certificate=signer, purpose=Purpose.SIGNING, bound_to="", direction=Direction.INCOMING,
+                trusted=False, certificate=signer, purpose=Purpose.SIGNING, bound_to=sender or "",
+                direction=Direction.INCOMING,
                 local_domain=local_domain, anchors="(not consulted)", anchors_version="", at=at, failure=failure,
             )
         )

@@ -52,7 +52,10 @@ class Policy:
     """Direct item 14 (ETT "SVAP 2022": below 2048 is an error)."""
     allowed_curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
     allow_sha1: bool = False
-    """SHA-1 certificate signatures (Direct item 2: receivers MAY accept, as policy)."""
+    """SHA-1 certificate signatures and message digests (Direct item 2: receivers
+    MAY accept them for backward compatibility, as policy)."""
+    allow_3des: bool = False
+    """Messages encrypted with 3DES (Direct item 3 era HISPs)."""
     required_policy_oids: frozenset[str] = frozenset()
     """The leaf must assert at least one of these (e.g. a trust community's)."""
     required_eku: frozenset[str] = frozenset()
@@ -110,7 +113,7 @@ def _apply(base: Policy, table: Mapping[str, Any]) -> Policy:
             if unknown:
                 raise PolicyError(key, f"unknown curves {sorted(unknown)}")
             changes[k] = curves
-        elif k in ("allow_sha1", "eku_must_allow_email"):
+        elif k in ("allow_sha1", "allow_3des", "eku_must_allow_email"):
             if not isinstance(value, bool):
                 raise PolicyError(key, "expected true or false")
             changes[k] = value

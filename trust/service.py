@@ -157,4 +157,5 @@ class TrustService:
         self, opened: Opened, *, recipient: str, at: datetime, binding: bool = True
     ) -> InboundVerdict:
         """The signer of an opened message against the INCOMING anchors of ``recipient``'s domain."""
-        return await check_inbound(self, opened, recipient=recipient, at=at, binding=binding)
+        policy = self._policies.for_domain(recipient.rpartition("@")[2])
+        return await check_inbound(self, opened, recipient=recipient, at=at, binding=binding, policy=policy)

@@ -41,6 +41,7 @@ class Check(enum.Enum):
     REVOKED = "revoked"  # Direct item 10
     REVOCATION_UNKNOWN = "revocation-unknown"  # Direct item 10: status could not be established
     NO_ANCHORS = "no-anchors"  # the domain has no anchors for that direction
+    WEAK_MESSAGE_ALGORITHM = "weak-message-algorithm"  # Direct item 2: SHA-1 digest or 3DES on the message
 
 
 @dataclass(frozen=True, slots=True)
