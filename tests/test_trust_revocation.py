@@ -337,3 +337,17 @@ async def test_not_yet_valid_decision_is_not_reused_once_valid(http, fetcher):
     assert first.failure is not None and first.failure.check is Check.NOT_YET_VALID
     later = await decide(svc, soon, "carol@a.test", chain=[w.inter], at=NOW + DAY / 12)
     assert later.trusted and not later.cached
+
+
+async def test_unreachable_crl_is_not_retried_for_a_minute(http, fetcher):
+    import datetime as dt
+
+    w = build_world(http)
+    a = w.leaf(crl_urls=(http.url("/down.crl"),))
+    b = w.leaf("dave@a.test", crl_urls=(http.url("/down.crl"),), key=role_key("dave"))
+    svc = service(fetcher, w.root)
+    assert (await decide(svc, a, "carol@a.test", chain=[w.inter])).temporary
+    assert (await decide(svc, b, "dave@a.test", chain=[w.inter], at=NOW + dt.timedelta(seconds=20))).temporary
+    assert http.hits["/down.crl"] == 1
+    http.files["/down.crl"] = crl(w.inter)
+    assert (await decide(svc, b, "dave@a.test", chain=[w.inter], at=NOW + dt.timedelta(seconds=90))).trusted

@@ -36,6 +36,8 @@ MAX_OCSP_ENTRIES = 10_000
 T = TypeVar("T")
 
 CRL_TTL_WITHOUT_NEXT_UPDATE = timedelta(hours=1)
+FAILED_FETCH_BACKOFF = timedelta(seconds=60)
+"""Matches the decision cache's temporary-failure TTL: retried about once a minute."""
 """RFC 5280 5.1.2.5 makes nextUpdate mandatory for conforming CAs; for one that
 omits it, fetch again after this long."""
 
@@ -129,6 +131,7 @@ class RevocationCache:
         self._by_issuer: dict[bytes, dict[bytes, CachedCrl]] = {}
         self._ocsp: dict[str, CachedOcsp] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._failed: dict[str, tuple[datetime, FetchError]] = {}
         self.fetches = 0
         for data in supplied_crls:
             self.add_crl(parse_crl(data, "supplied"))
@@ -140,9 +143,16 @@ class RevocationCache:
         if entry.source != "supplied":
             self._by_url[entry.source] = entry
 
-    async def _once(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+    async def _once(self, key: str, at: datetime, make: Callable[[], Awaitable[T]]) -> T:
         """One fetch per key at a time: a burst of mail from one sender, or
-        several decisions needing the same CRL, cost one download."""
+        several decisions needing the same CRL, cost one download. A failed
+        fetch is not retried for FAILED_FETCH_BACKOFF, so an unreachable CRL
+        server costs one timeout, not one per new sender."""
+        failed = self._failed.get(key)
+        if failed is not None:
+            if at < failed[0]:
+                raise failed[1]
+            del self._failed[key]
         pending = self._inflight.get(key)
         if pending is not None:
             return cast(T, await asyncio.shield(pending))
@@ -151,6 +161,10 @@ class RevocationCache:
         try:
             result = await make()
         except BaseException as exc:
+            if isinstance(exc, FetchError):
+                if len(self._failed) >= MAX_OCSP_ENTRIES:
+                    self._failed.pop(next(iter(self._failed)))
+                self._failed[key] = (at + FAILED_FETCH_BACKOFF, exc)
             future.set_exception(exc)
             future.exception()  # retrieved here; waiters get it re-raised
             raise
@@ -164,7 +178,7 @@ class RevocationCache:
         cached = self._by_url.get(url)
         if cached is not None and cached.usable_at(at):
             return cached
-        return await self._once(url, lambda: self._fetch_crl(url, at))
+        return await self._once(url, at, lambda: self._fetch_crl(url, at))
 
     async def _fetch_crl(self, url: str, at: datetime) -> CachedCrl:
         self.fetches += 1
@@ -180,7 +194,7 @@ class RevocationCache:
         cached = self._ocsp.get(key)
         if cached is not None and cached.next_update is not None and at <= cached.next_update:
             return cached
-        return await self._once(key, lambda: self._fetch_ocsp(key, url, cert, issuer))
+        return await self._once(key, at, lambda: self._fetch_ocsp(key, url, cert, issuer))
 
     async def _fetch_ocsp(self, key: str, url: str, cert: CertRef, issuer: CertRef) -> CachedOcsp:
         # RFC 6960 4.1.1 / RFC 5019 2.1.1: the CertID hashes are SHA-1 in practice
