@@ -6,6 +6,7 @@ Routes map a path to bytes (GET) or to a function of the request body (POST);
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 
@@ -20,6 +21,8 @@ class LoopbackHttp:
         self.files: dict[str, bytes] = {}
         self.posts: dict[str, Callable[[bytes], bytes]] = {}
         self.hits: Counter[str] = Counter()
+        self.delays: dict[str, float] = {}
+        """Seconds to wait before answering a path (a responder that hangs)."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -28,6 +31,8 @@ class LoopbackHttp:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        if request.path in self.delays:
+            await asyncio.sleep(self.delays[request.path])
         if request.method == "POST" and request.path in self.posts:
             body = await request.read()
             return web.Response(body=self.posts[request.path](body), content_type="application/ocsp-response")
