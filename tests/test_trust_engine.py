@@ -237,3 +237,13 @@ async def test_anchors_of_another_domain_do_not_chain(http, fetcher):
     assert (await decide(svc, w.alice, chain=[w.inter], local_domain="b.test")).trusted
     d = await decide(svc, w.alice, chain=[w.inter], local_domain="c.test")
     assert d.failure is not None and d.failure.check in (Check.CHAIN, Check.UNTRUSTED_ROOT)
+
+
+async def test_end_entity_used_as_a_ca_breaks_the_path(http, fetcher):
+    w = build_world(http)
+    not_a_ca = issue("Not A CA", issuer=w.inter, key=role_key("dave"), email="dave@a.test")
+    leaf = issue("carol@a.test", issuer=not_a_ca, email="carol@a.test", key=role_key("leaf2"))
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[not_a_ca, w.inter])
+    assert d.failure is not None, d
+    assert d.failure.check in (Check.PATH_CONSTRAINTS, Check.CHAIN), d.failure
+    assert d.failure.certificate == not_a_ca.ref

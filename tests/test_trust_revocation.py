@@ -351,3 +351,17 @@ async def test_unreachable_crl_is_not_retried_for_a_minute(http, fetcher):
     assert http.hits["/down.crl"] == 1
     http.files["/down.crl"] = crl(w.inter)
     assert (await decide(svc, b, "dave@a.test", chain=[w.inter], at=NOW + dt.timedelta(seconds=90))).trusted
+
+
+@pytest.mark.parametrize("answer", ["down", "unauthorized"])
+async def test_ocsp_responder_without_an_answer_is_unknown(http, fetcher, answer):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import ocsp
+
+    w = build_world(http)
+    if answer == "unauthorized":
+        refusal = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        http.posts["/ocsp"] = lambda body: refusal.public_bytes(serialization.Encoding.DER)
+    leaf = w.leaf(crl_urls=(), ocsp_urls=(http.url("/ocsp") if answer != "down" else "http://127.0.0.1:9/ocsp",))
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN and d.temporary, d
