@@ -365,3 +365,11 @@ async def test_ocsp_responder_without_an_answer_is_unknown(http, fetcher, answer
     leaf = w.leaf(crl_urls=(), ocsp_urls=(http.url("/ocsp") if answer != "down" else "http://127.0.0.1:9/ocsp",))
     d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[w.inter])
     assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN and d.temporary, d
+
+
+async def test_aia_server_down_is_a_temporary_chain_failure(http, fetcher):
+    w = build_world(http)
+    leaf = w.leaf(aia_ca_issuers=("http://127.0.0.1:9/int.cer",))
+    d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[])
+    assert d.failure is not None and d.failure.check is Check.CHAIN and d.temporary, d
+    assert "127.0.0.1:9" in d.failure.detail

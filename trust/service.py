@@ -131,13 +131,14 @@ class TrustService:
         if failure is not None:
             return result(failure), ttl_end
 
-        chain, pool, _problems = await gather(cert, intermediates, anchors, self.issuers, at)
+        chain, pool, problems = await gather(cert, intermediates, anchors, self.issuers, at)
         failure = direct.check_issuers([c for c in chain[1:] if c not in anchors], policy)
         if failure is not None:
             return result(failure), ttl_end
 
         outcome = await validate(
-            cert, chain_hint=chain, pool=pool, anchors=anchors, at=at, policy=policy, revocation=self.revocation
+            cert, chain_hint=chain, pool=pool, anchors=anchors, at=at, policy=policy, revocation=self.revocation,
+            fetch_problems=problems,
         )
         expires = min([ttl_end, *(c.not_after for c in (outcome.path or chain))])
         if outcome.expires is not None:

@@ -58,6 +58,7 @@ from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
 from gateway.core.certs import CertRef
 
+from .fetch import FetchError, FetchProblem
 from .policy import Policy
 from .revinfo import RevocationCache, RevocationInfo
 from .types import Check, TrustFailure
@@ -164,8 +165,11 @@ def _map_validation_error(exc: ValidationError, parsed: _Parsed, leaf: CertRef) 
     return TrustFailure(Check.CHAIN, leaf, str(exc))
 
 
-def _no_path(chain: Sequence[CertRef], anchors: Sequence[CertRef], extra: str) -> TrustFailure:
+def _no_path(chain: Sequence[CertRef], anchors: Sequence[CertRef], problems: Sequence[FetchError] = ()) -> TrustFailure:
     top = chain[-1]
+    extra = "".join(f"; fetching {p.url} failed: {p.problem.value}, {p.detail}" for p in problems)
+    # an issuer we could not fetch because its server is down may be fetched later
+    temporary = any(p.problem in (FetchProblem.UNREACHABLE, FetchProblem.TIMEOUT) for p in problems)
     if top.subject_der == top.issuer_der and top not in anchors:
         return TrustFailure(
             Check.UNTRUSTED_ROOT,
@@ -177,6 +181,7 @@ def _no_path(chain: Sequence[CertRef], anchors: Sequence[CertRef], extra: str) -
         top,
         f"the chain stops at {top.subject}: its issuer {top.issuer} is not an anchor, "
         f"and no certificate of it was carried or fetched{extra}",
+        temporary=temporary,
     )
 
 
@@ -189,8 +194,11 @@ async def validate(
     at: datetime,
     policy: Policy,
     revocation: RevocationCache,
+    fetch_problems: Sequence[FetchError] = (),
 ) -> PathOutcome:
-    """Validate ``leaf`` to one of ``anchors`` through ``pool``, then check revocation."""
+    """Validate ``leaf`` to one of ``anchors`` through ``pool``, then check revocation.
+
+    ``fetch_problems`` are the AIA fetches that failed while gathering ``pool``."""
     parsed = _Parsed([leaf, *pool, *anchors])
     others = [c for c in pool if c not in anchors]
     context = _context(parsed, anchors, others, at, policy)
@@ -198,9 +206,9 @@ async def validate(
     try:
         vpath = await validator.async_validate_path()
     except InvalidCertificateError:
-        return PathOutcome((), _no_path([leaf], anchors, ""), None)
+        return PathOutcome((), _no_path([leaf], anchors), None)
     except PathBuildingError:
-        return PathOutcome((), _no_path(chain_hint, anchors, ""), None)
+        return PathOutcome((), _no_path(chain_hint, anchors, fetch_problems), None)
     except ValidationError as exc:
         return PathOutcome((), _map_validation_error(exc, parsed, leaf), None)
 
