@@ -22,6 +22,10 @@ from .fetch import MAX_CERT_BYTES, Fetcher, FetchError, FetchProblem
 
 MAX_CHAIN_LENGTH = 8
 """Longest path we look for (Direct HISPs use 2-4; a bound stops loops and fetch storms)."""
+MAX_CARRIED_CERTIFICATES = 32
+"""Certificates a message may bring for path building; more are ignored. A
+Direct chain needs two or three; thousands would make path building the
+attacker's lever."""
 AIA_CACHE_TTL = timedelta(hours=24)
 AIA_CACHE_ENTRIES = 1024
 
@@ -119,7 +123,8 @@ async def gather(
     reached; every non-anchor certificate available for path building; fetch
     problems met on the way).
     """
-    pool: list[CertRef] = list(dict.fromkeys(c for c in given if c != leaf and _parses(c)))
+    carried = list(dict.fromkeys(c for c in given if c != leaf))[:MAX_CARRIED_CERTIFICATES]
+    pool: list[CertRef] = [c for c in carried if _parses(c)]
     anchor_set = set(anchors)
     chain = [leaf]
     problems: list[FetchError] = []
