@@ -3,6 +3,7 @@ policy table read from configuration."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -257,3 +258,26 @@ async def test_3des_message_follows_policy(allow, accepted):
     svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher(), DomainPolicies(Policy(allow_3des=allow)))
     verdict = await svc.check_inbound(opened, recipient="bob@b.test", at=NOW)
     assert isinstance(verdict, Accepted) is accepted, verdict
+
+
+_KEYS = ["allow_sha1", "allow_3des", "min_rsa_bits", "allowed_curves", "required_policy_oids", "required_eku",
+         "eku_must_allow_email", "revocation_unknown", "decision_ttl", "domains", "other"]
+
+
+def test_policy_tables_fail_only_with_policy_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-10, 10_000) | st.text(max_size=12),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3),
+        max_leaves=6,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.sampled_from(_KEYS), values, max_size=4))
+    def check(table):
+        with contextlib.suppress(PolicyError):
+            policies_from_mapping(table)
+
+    check()
