@@ -107,7 +107,9 @@ class TrustService:
         intermediates: Sequence[CertRef],
         binding: bool,
     ) -> tuple[TrustDecision, datetime]:
-        def result(failure: TrustFailure | None, path: tuple[CertRef, ...] = ()) -> TrustDecision:
+        def result(
+            failure: TrustFailure | None, path: tuple[CertRef, ...] = (), waived: tuple[TrustFailure, ...] = ()
+        ) -> TrustDecision:
             return TrustDecision(
                 trusted=failure is None,
                 certificate=cert,
@@ -120,6 +122,7 @@ class TrustService:
                 at=at,
                 path=path if failure is None else (),
                 failure=failure,
+                waived=waived,
             )
 
         ttl_end = at + policy.decision_ttl
@@ -149,7 +152,8 @@ class TrustService:
             expires = min(expires, failure.certificate.not_before)
         if failure is not None and failure.check is Check.REVOCATION_UNKNOWN:
             if policy.revocation_unknown is RevocationUnknown.SOFT_PASS:
-                return result(None, outcome.path), min(expires, at + timedelta(seconds=SOFT_PASS_TTL_SECONDS))
+                waived = (TrustFailure(failure.check, failure.certificate, failure.detail, temporary=True),)
+                return result(None, outcome.path, waived), min(expires, at + timedelta(seconds=SOFT_PASS_TTL_SECONDS))
             temporary = policy.revocation_unknown is RevocationUnknown.TEMPORARY
             failure = TrustFailure(failure.check, failure.certificate, failure.detail, temporary=temporary)
         return result(failure, outcome.path), expires

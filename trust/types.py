@@ -74,6 +74,8 @@ class TrustDecision:
     """Leaf first, anchor last, when trusted."""
     failure: TrustFailure | None = None
     cached: bool = False
+    waived: tuple[TrustFailure, ...] = ()
+    """Failures the policy let pass (revocation unknown under ``soft-pass``), for the log."""
 
     def __post_init__(self) -> None:
         if self.trusted == (self.failure is not None):

@@ -67,6 +67,8 @@ def _decision(d: TrustDecision) -> dict[str, Any]:
     }
     if d.trusted:
         out["path"] = [c.subject for c in d.path]
+        if d.waived:
+            out["waived"] = [str(f) for f in d.waived]
     else:
         assert d.failure is not None
         out.update(
