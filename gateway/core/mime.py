@@ -201,11 +201,15 @@ def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = 
     return Entity(tuple(fields), buf, body_start, max(body_start, end), start)
 
 
-def split_multipart(entity: Entity, boundary: str, limits: Limits) -> list[tuple[int, int]]:
+def split_multipart(
+    entity: Entity, boundary: str, limits: Limits, *, lenient: bool = False
+) -> list[tuple[int, int]]:
     """(start, end) in ``entity.buf`` of each body part (RFC 2046 section 5.1.1).
 
     The CRLF before a delimiter belongs to the delimiter, so a part ends just
     before it; this is exactly what a multipart/signed signature covers.
+    ``lenient`` accepts a body without its closing delimiter (some reports
+    omit it), ending the last part at the end of the body.
     """
     if not boundary or len(boundary) > 70:
         raise MimeError("multipart boundary missing or longer than 70 characters (RFC 2046)")
@@ -235,6 +239,10 @@ def split_multipart(entity: Entity, boundary: str, limits: Limits) -> list[tuple
             raise MimeError("multipart body ends inside a boundary line")
         start = eol + 2
         nxt = delimiter_at(eol)
+        if nxt < 0 and lenient:
+            end = hi - 2 if buf[hi - 2 : hi] == b"\r\n" else hi
+            parts.append((start, max(start, end)))
+            return parts
         if nxt < 0:
             raise MimeError(f"multipart body lacks its closing boundary --{boundary}--")
         parts.append((start, max(start, nxt - 2)))
