@@ -119,3 +119,5 @@ def test_demo_tells_the_story(capsys):
     out = capsys.readouterr().out
     assert "decrypts with one of its keys" in out
     assert "not-encrypted" in out and "no-key-for-recipient" in out and "decryption-failed" in out
+    assert "TRUSTED:" in out and "NOT TRUSTED" in out
+    assert "dispatched: sealed by the clinic" in out and "never (no MDN to an MDN)" in out

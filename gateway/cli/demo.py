@@ -25,6 +25,7 @@ from gateway.core import (
     open_inbound,
     seal_outbound,
 )
+from gateway.core.mdn import Disposition, Mdn, build_mdn, mdn_request, parse_mdn
 from trust import DomainPolicies, OfflineFetcher, TrustService
 
 CCDA = (
@@ -145,6 +146,28 @@ async def story(at: datetime) -> int:
         + (f" ({failure.check.value}: {failure.detail})" if failure else "")
     )
 
+    request = mdn_request(opened.kind, opened.inner)
+    assert request is not None
+    notes = [Disposition.PROCESSED] + ([Disposition.DISPATCHED] if request.reliable else [])
+    lines = [f"reliable delivery requested: {'yes' if request.reliable else 'no'}"]
+    for disposition in notes:
+        mdn = build_mdn(
+            disposition, original=opened.inner, final_recipient="bob@clinic.example",
+            reporting_domain="clinic.example", at=at,
+        )
+        back = seal_outbound(mdn, bob.pair, [alice.ref], SealOptions(at=at))
+        assert not isinstance(back, Rejected)
+        received = open_inbound(back.message, [alice.pair], at=at)
+        assert isinstance(received, Opened)
+        parsed = parse_mdn(received.content.split(b"\r\n\r\n", 1)[1])
+        assert isinstance(parsed, Mdn)
+        lines.append(
+            f"{disposition.value}: sealed by the clinic ({len(back.message)} bytes), opened by the hospital as "
+            f"{received.kind.value} for {parsed.original_message_id}; answered with an MDN? "
+            f"{'yes' if mdn_request(received.kind, received.inner) else 'never (no MDN to an MDN)'}"
+        )
+    story.say("The clinic acknowledges with MDNs, themselves signed and encrypted Direct messages", *lines)
+
     story.say("What is refused, and why (typed reasons, never a silent drop)")
     head, body = sealed.message.split(b"\r\n\r\n", 1)
     der = bytearray(base64.b64decode(body))
@@ -166,5 +189,5 @@ async def story(at: datetime) -> int:
         again = seal_outbound(plain, alice.pair, [bob.ref], SealOptions(at=at, cipher=cipher, key_transport=transport))
         ok = not isinstance(again, Rejected) and isinstance(open_inbound(again.message, [bob.pair], at=at), Opened)
         print(f"    round trip {cipher.value} + {transport.value:16} -> {'opened' if ok else 'FAILED'}")
-    print("\nDone: sealed, opened, verified; tampering and misdirection refused with typed reasons.")
+    print("\nDone: sealed, opened, verified, trusted, acknowledged; bad messages refused with typed reasons.")
     return 0
