@@ -31,16 +31,7 @@ AIA_CACHE_ENTRIES = 1024
 
 
 def ca_issuer_urls(cert: CertRef) -> list[str]:
-    try:
-        ext = cert.x509.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return []
-    return [
-        d.access_location.value
-        for d in ext.value
-        if d.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS
-        and isinstance(d.access_location, x509.UniformResourceIdentifier)
-    ]
+    return cert.access_urls(x509.AuthorityInformationAccessOID.CA_ISSUERS)
 
 
 def parse_ca_certificates(data: bytes, url: str) -> list[CertRef]:

@@ -107,16 +107,7 @@ def crl_urls(cert: CertRef) -> list[str]:
 
 
 def ocsp_urls(cert: CertRef) -> list[str]:
-    try:
-        ext = cert.x509.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return []
-    return [
-        d.access_location.value
-        for d in ext.value
-        if d.access_method == x509.AuthorityInformationAccessOID.OCSP
-        and isinstance(d.access_location, x509.UniformResourceIdentifier)
-    ]
+    return cert.access_urls(x509.AuthorityInformationAccessOID.OCSP)
 
 
 class RevocationCache:

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 from cryptography.hazmat.primitives.serialization.pkcs12 import load_key_and_certificates
-from cryptography.x509 import KeyUsage
+from cryptography.x509 import KeyUsage, ObjectIdentifier
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -135,6 +135,18 @@ class CertRef:
             return self.x509.extensions.get_extension_for_class(x509.KeyUsage).value
         except x509.ExtensionNotFound:
             return None
+
+    def access_urls(self, method: ObjectIdentifier) -> list[str]:
+        """URIs of the authorityInfoAccess entries of one kind (caIssuers, OCSP; RFC 5280 4.2.2.1)."""
+        try:
+            ext = self.x509.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+        except x509.ExtensionNotFound:
+            return []
+        return [
+            d.access_location.value
+            for d in ext.value
+            if d.access_method == method and isinstance(d.access_location, x509.UniformResourceIdentifier)
+        ]
 
     @property
     def can_sign(self) -> bool:

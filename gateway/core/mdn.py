@@ -241,6 +241,23 @@ def _report_part(raw: bytes, report_type: str, part_type: str, limits: Limits) -
     return NotAReport(NotAReportReason.NO_REPORT_PART, f"no {part_type} part")
 
 
+def _report(
+    raw: bytes, report_type: str, part_type: str, limits: Limits
+) -> tuple[Entity, list[Entity]] | NotAReport:
+    """The report's outer headers and the field blocks of its machine-readable part."""
+    part = _report_part(raw, report_type, part_type, limits)
+    if isinstance(part, NotAReport):
+        return part
+    try:
+        outer = parse_entity(canonical(raw), limits)
+        blocks = _blocks(part, limits)
+    except MimeError as exc:
+        return NotAReport(NotAReportReason.MALFORMED, str(exc))
+    if not blocks:
+        return NotAReport(NotAReportReason.MALFORMED, f"the {part_type} part is empty")
+    return outer, blocks
+
+
 def _blocks(part: Entity, limits: Limits) -> list[Entity]:
     """The field blocks of a report body (RFC 3464 section 2.1: per-message, then per-recipient)."""
     body = bytes(part.decoded_body())
@@ -262,17 +279,10 @@ _DISPOSITION = re.compile(
 
 
 def parse_mdn(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Mdn | NotAReport:
-    part = _report_part(raw, "disposition-notification", "message/disposition-notification", limits)
-    if isinstance(part, NotAReport):
-        return part
-    try:
-        outer = parse_entity(canonical(raw), limits)
-        fields = _blocks(part, limits)
-    except MimeError as exc:
-        return NotAReport(NotAReportReason.MALFORMED, str(exc))
-    if not fields:
-        return NotAReport(NotAReportReason.MALFORMED, "the disposition-notification part is empty")
-    block = fields[0]
+    report = _report(raw, "disposition-notification", "message/disposition-notification", limits)
+    if isinstance(report, NotAReport):
+        return report
+    outer, (block, *_) = report
     disposition_value = block.get("Disposition")
     if disposition_value is None:
         return NotAReport(NotAReportReason.MALFORMED, "no Disposition field (RFC 3798 section 3.2.6)")
@@ -306,17 +316,10 @@ def parse_mdn(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Mdn | NotAReport:
 
 def parse_dsn(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Dsn | NotAReport:
     """A delivery status notification (RFC 3464): who failed, with which status."""
-    part = _report_part(raw, "delivery-status", "message/delivery-status", limits)
-    if isinstance(part, NotAReport):
-        return part
-    try:
-        outer = parse_entity(canonical(raw), limits)
-        blocks = _blocks(part, limits)
-    except MimeError as exc:
-        return NotAReport(NotAReportReason.MALFORMED, str(exc))
-    if not blocks:
-        return NotAReport(NotAReportReason.MALFORMED, "the delivery-status part is empty")
-    per_message, per_recipient = blocks[0], blocks[1:]
+    report = _report(raw, "delivery-status", "message/delivery-status", limits)
+    if isinstance(report, NotAReport):
+        return report
+    outer, (per_message, *per_recipient) = report
     original_id = next(
         (v for k, v in per_message.fields if k.lower().endswith("original-message-id")), None
     )
