@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core import Headers, MessageKind, Opened, SealOptions, open_inbound, seal_outbound
 from gateway.core.mdn import (
@@ -155,3 +159,16 @@ def test_ri_reliable_request_is_recognised(ri_vectors):
     entity = parse_entity(canonical(raw), DEFAULT_LIMITS)
     assert requests_reliable_delivery(entity.get("Disposition-Notification-Options"))
     assert isinstance(parse_mdn(raw), NotAReport)
+
+
+@settings(max_examples=300, deadline=timedelta(seconds=2))
+@given(st.binary(max_size=1500), st.sampled_from(["mdn", "dsn"]))
+def test_report_parsers_answer_a_value_for_any_bytes(noise, which):
+    raw = SAMPLE[: len(noise) % len(SAMPLE)] + noise
+    result = (parse_mdn if which == "mdn" else parse_dsn)(raw)
+    assert isinstance(result, Mdn | Dsn | NotAReport)
+
+
+SAMPLE = build_mdn(
+    Disposition.DISPATCHED, original=ORIGINAL, final_recipient="bob@b.test", reporting_domain="b.test", at=pki.NOW
+)
