@@ -547,9 +547,30 @@ def _signing_time(encoding: bytes | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+_SIGNATURE_FAMILIES = {
+    "1.2.840.113549.1.1.1": "rsa",  # rsaEncryption, as RFC 3370 section 3.2 allows
+    "1.2.840.113549.1.1.5": "rsa",  # sha1WithRSAEncryption
+    "1.2.840.113549.1.1.11": "rsa",  # sha256WithRSAEncryption
+    "1.2.840.113549.1.1.12": "rsa",
+    "1.2.840.113549.1.1.13": "rsa",
+    "1.2.840.10045.4.1": "ecdsa",  # ecdsa-with-SHA1
+    "1.2.840.10045.4.3.2": "ecdsa",  # ecdsa-with-SHA256
+    "1.2.840.10045.4.3.3": "ecdsa",
+    "1.2.840.10045.4.3.4": "ecdsa",
+}
+
+
 def _signature_params(
     encoding: bytes, digest: Digest, public_key: Any
 ) -> tuple[SignatureScheme, Callable[[bytes, Buffer], None]]:
+    top = der.read(encoding, 0, len(encoding))
+    family = _SIGNATURE_FAMILIES.get(der.oid(encoding, next(der.children(encoding, top))))
+    h = _hash(digest)
+    # The common algorithms by OID alone; parameters (RSASSA-PSS) need asn1crypto.
+    if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
+        return SignatureScheme.RSA_PKCS1V15, lambda s, d: public_key.verify(s, d, asym.PKCS1v15(), h)
+    if family == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+        return SignatureScheme.ECDSA, lambda s, d: public_key.verify(s, d, ec.ECDSA(h))
     alg = algos.SignedDigestAlgorithm.load(encoding)
     try:
         algo = alg.signature_algo
@@ -557,9 +578,6 @@ def _signature_params(
         raise CmsError(
             RejectReason.UNSUPPORTED_ALGORITHM, f"signature algorithm {alg['algorithm'].dotted} is not supported"
         ) from exc
-    h = _hash(digest)
-    if algo == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
-        return SignatureScheme.RSA_PKCS1V15, lambda s, d: public_key.verify(s, d, asym.PKCS1v15(), h)
     if algo == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
         params = alg["parameters"]
         pss_hash = _DIGESTS.get(params["hash_algorithm"]["algorithm"].native)
@@ -568,8 +586,6 @@ def _signature_params(
             raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, "RSASSA-PSS with an unsupported hash")
         pss = asym.PSS(mgf=asym.MGF1(_hash(mgf_hash)), salt_length=params["salt_length"].native)
         return SignatureScheme.RSA_PSS, lambda s, d: public_key.verify(s, d, pss, _hash(pss_hash))
-    if algo == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
-        return SignatureScheme.ECDSA, lambda s, d: public_key.verify(s, d, ec.ECDSA(h))
     raise CmsError(
         RejectReason.UNSUPPORTED_ALGORITHM,
         f"signature algorithm {algo} does not fit the signer's {type(public_key).__name__} key",
