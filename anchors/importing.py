@@ -1,0 +1,284 @@
+"""Reading trust anchors from the files administrators actually have.
+
+Accepted: PEM (one or many CERTIFICATE blocks), one DER certificate, a
+certs-only PKCS#7 ``.p7b`` (DER or PEM ``PKCS7``), and a signed ``.p7m``
+bundle: CMS SignedData whose encapsulated content is itself such a file
+(Direct item 15). A signed bundle's signature is always checked; when a
+signer is configured the signer must be exactly that certificate.
+
+A file with no certificate in it is refused with a ``AnchorFileError`` that
+says what the file IS (a private key, a CRL, a PKCS#12 store, a CSR, an HTML
+page...), because the reference implementation's users uploaded the wrong
+file and saw it "work" with no anchors. A certificate that is not a CA is
+accepted with a warning: Direct allows pinning an end-entity certificate.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import cms as asn1_cms
+from asn1crypto import keys as asn1_keys
+from asn1crypto import pkcs12 as asn1_pkcs12
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_private_key, pkcs7
+
+from gateway.core.certs import CertRef, KeyMaterialError, load_certificates, pem_blocks
+from gateway.core.cms import CmsError, verify
+from gateway.core.der import DerError
+from gateway.core.limits import DEFAULT_LIMITS
+
+MAX_ANCHOR_FILE_BYTES = 5 * 1024 * 1024
+"""Far above any trust bundle in use (the largest community bundles hold a few
+hundred certificates, under 1 MiB); bounds parsing of a wrong upload."""
+
+
+class FileKind(enum.Enum):
+    """What a file that is not a certificate turned out to be."""
+
+    EMPTY = "an empty file"
+    PRIVATE_KEY = "a private key"
+    PUBLIC_KEY = "a bare public key"
+    CRL = "a certificate revocation list (CRL)"
+    PKCS12 = "a PKCS#12 key store (.p12/.pfx)"
+    CSR = "a certificate signing request (CSR)"
+    HTML = "an HTML page"
+    TEXT = "plain text"
+    EMPTY_BUNDLE = "a PKCS#7 bundle with no certificates"
+    OTHER_CMS = "a CMS message that is not a certificate bundle"
+    TOO_LARGE = "larger than any trust bundle"
+    UNKNOWN = "unrecognised binary data"
+
+
+class AnchorProblem(enum.Enum):
+    NOT_CERTIFICATES = "not-certificates"
+    MALFORMED = "malformed"
+    INVALID_SIGNATURE = "invalid-signature"
+    WRONG_SIGNER = "wrong-signer"
+    UNSIGNED = "unsigned"
+
+
+class AnchorFileError(Exception):
+    """A file refused as a source of anchors: which file, what went wrong, and
+    (for NOT_CERTIFICATES) what the file is instead."""
+
+    def __init__(self, source: str, problem: AnchorProblem, detail: str, kind: FileKind | None = None) -> None:
+        self.source = source
+        self.problem = problem
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{source}: {detail}")
+
+
+class Format(enum.Enum):
+    PEM = "pem"
+    DER = "der"
+    P7B = "p7b"
+    P7M = "p7m"
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    source: str
+    format: Format
+    certificates: tuple[CertRef, ...]
+    warnings: tuple[str, ...] = ()
+    signer: CertRef | None = None
+    """Who signed a .p7m bundle (checked against the configured signer, if any)."""
+
+
+_KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "DSA PRIVATE KEY")
+_PEM_KINDS = {
+    **dict.fromkeys(_KEY_LABELS, FileKind.PRIVATE_KEY),
+    "X509 CRL": FileKind.CRL,
+    "CERTIFICATE REQUEST": FileKind.CSR,
+    "NEW CERTIFICATE REQUEST": FileKind.CSR,
+    "PUBLIC KEY": FileKind.PUBLIC_KEY,
+    "RSA PUBLIC KEY": FileKind.PUBLIC_KEY,
+}
+_PKCS7_LABELS = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
+
+
+def read_anchor_file(
+    data: bytes, source: str, *, at: datetime, signer: CertRef | None = None
+) -> Imported:
+    """The certificates in one anchor file, or an ``AnchorFileError``."""
+    if len(data) > MAX_ANCHOR_FILE_BYTES:
+        raise _not_certs(source, FileKind.TOO_LARGE, f"{len(data)} bytes")
+    imported = _read(data, source, signer, nested=False)
+    if signer is not None and imported.format is not Format.P7M:
+        raise AnchorFileError(
+            source, AnchorProblem.UNSIGNED,
+            f"a bundle signer is configured ({signer.subject}) but this {imported.format.value} file is not signed",
+        )
+    return _with_warnings(imported, at)
+
+
+def _read(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:
+    stripped = data.strip()
+    if not stripped:
+        raise _not_certs(source, FileKind.EMPTY, "")
+    if b"-----BEGIN " in data:
+        return _read_pem(data, source, signer, nested=nested)
+    if stripped[:1] == b"\x30":
+        return _read_der(data, source, signer, nested=nested)
+    return _refuse_text(stripped, source)
+
+
+def _read_pem(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:
+    try:
+        blocks = pem_blocks(data)
+    except KeyMaterialError as exc:
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, str(exc)) from exc
+    labels = [label for label, _ in blocks]
+    if any(label in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE") for label in labels):
+        try:
+            certs = load_certificates(data)
+        except KeyMaterialError as exc:
+            raise AnchorFileError(source, AnchorProblem.MALFORMED, str(exc)) from exc
+        return Imported(source, Format.PEM, tuple(certs))
+    for label, der in blocks:
+        if label in _PKCS7_LABELS:
+            return _read_der(der, source, signer, nested=nested)
+    for label in labels:
+        if label in _PEM_KINDS:
+            raise _not_certs(source, _PEM_KINDS[label], f"PEM {label}")
+    if not blocks:
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, "a PEM header without a complete block")
+    raise _not_certs(source, FileKind.UNKNOWN, f"PEM blocks labelled {', '.join(sorted(set(labels)))}")
+
+
+def _read_der(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        pass
+    else:
+        return Imported(source, Format.DER, (CertRef(data),))
+    signed = _signed_data(data)
+    if signed is not None:
+        return _read_pkcs7(data, signed, source, signer, nested=nested)
+    raise _not_certs(source, _der_kind(data), "")
+
+
+def _signed_data(data: bytes) -> asn1_cms.SignedData | None:
+    try:
+        info = asn1_cms.ContentInfo.load(data, strict=True)
+        if info["content_type"].native != "signed_data":
+            return None
+        signed = info["content"]
+        signed["signer_infos"].native  # noqa: B018 -- parse now
+        return signed
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _read_pkcs7(
+    data: bytes, signed: asn1_cms.SignedData, source: str, signer: CertRef | None, *, nested: bool
+) -> Imported:
+    if len(signed["signer_infos"]) == 0:
+        try:
+            certs = pkcs7.load_der_pkcs7_certificates(data)
+        except ValueError as exc:
+            raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a PKCS#7 bundle that does not parse: {exc}") from exc
+        if not certs:
+            raise _not_certs(source, FileKind.EMPTY_BUNDLE, "")
+        return Imported(source, Format.P7B, tuple(CertRef(c.public_bytes(Encoding.DER)) for c in certs))
+    if nested:
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, "a signed bundle inside a signed bundle")
+    try:
+        verified = verify(data, None, DEFAULT_LIMITS)
+    except (CmsError, DerError) as exc:
+        raise AnchorFileError(
+            source, AnchorProblem.INVALID_SIGNATURE, f"the signed bundle's signature does not verify: {exc}"
+        ) from exc
+    if signer is not None and verified.signer != signer:
+        raise AnchorFileError(
+            source, AnchorProblem.WRONG_SIGNER,
+            f"the bundle is signed by {verified.signer.subject} (sha256 {verified.signer.sha256[:16]}), "
+            f"not by the configured signer {signer.subject} (sha256 {signer.sha256[:16]})",
+        )
+    inner = _read(bytes(verified.content), source, None, nested=True)
+    warnings = inner.warnings
+    if signer is None:
+        warnings += (f"signed by {verified.signer.subject}, but no bundle signer is configured to check it against",)
+    return Imported(source, Format.P7M, inner.certificates, warnings, verified.signer)
+
+
+def _der_kind(data: bytes) -> FileKind:
+    """What a DER structure that is not a certificate is."""
+    try:
+        x509.load_der_x509_crl(data)
+        return FileKind.CRL
+    except ValueError:
+        pass
+    try:
+        x509.load_der_x509_csr(data)
+        return FileKind.CSR
+    except ValueError:
+        pass
+    try:
+        load_der_private_key(data, None)
+        return FileKind.PRIVATE_KEY
+    except (TypeError, UnsupportedAlgorithm):
+        return FileKind.PRIVATE_KEY  # needs a password, or a key type we do not use: still a key
+    except ValueError:
+        pass
+    for spec, kind in (
+        (asn1_keys.EncryptedPrivateKeyInfo, FileKind.PRIVATE_KEY),
+        (asn1_pkcs12.Pfx, FileKind.PKCS12),
+        (asn1_keys.PublicKeyInfo, FileKind.PUBLIC_KEY),
+    ):
+        try:
+            spec.load(data, strict=True).native  # noqa: B018
+            return kind
+        except (ValueError, TypeError, KeyError):
+            continue
+    try:
+        if asn1_cms.ContentInfo.load(data, strict=True)["content_type"].native:
+            return FileKind.OTHER_CMS
+    except (ValueError, TypeError, KeyError):
+        pass
+    return FileKind.UNKNOWN
+
+
+def _refuse_text(data: bytes, source: str) -> Imported:
+    head = data[:512].lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head:
+        raise _not_certs(source, FileKind.HTML, "perhaps a login or error page saved instead of the file")
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        raise _not_certs(source, FileKind.TEXT, "")
+    raise _not_certs(source, FileKind.UNKNOWN, "")
+
+
+def _not_certs(source: str, kind: FileKind, hint: str) -> AnchorFileError:
+    detail = f"this is {kind.value}, not a certificate"
+    if hint:
+        detail += f" ({hint})"
+    if kind is FileKind.PRIVATE_KEY:
+        detail += "; an anchor is the CA's certificate, and private keys belong to `domains add`"
+    return AnchorFileError(source, AnchorProblem.NOT_CERTIFICATES, detail, kind)
+
+
+def _with_warnings(imported: Imported, at: datetime) -> Imported:
+    warnings = list(imported.warnings)
+    for cert in imported.certificates:
+        try:
+            bc = cert.x509.extensions.get_extension_for_class(x509.BasicConstraints).value
+            is_ca = bc.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            warnings.append(
+                f"{cert.subject} is not a CA certificate: only that certificate itself will be trusted (pinned)"
+            )
+        if not cert.valid_at(at):
+            warnings.append(f"{cert.subject} is not valid now (valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d})")
+    return Imported(imported.source, imported.format, imported.certificates, tuple(warnings), imported.signer)

@@ -1,0 +1,224 @@
+"""Our local domains and their keys: what we sign with, decrypt with and publish.
+
+A domain has an org-bound certificate (dNSName = the domain, Direct item 12)
+and may have address-bound ones (rfc822Name, or the legacy emailAddress in the
+subject). Adding a second key for a domain or address is a rollover: every key
+stays in the key ring for decryption, and ``signing_pair`` picks the newest
+valid one. Key usage decides what a certificate is used for (Direct item 13):
+digitalSignature to sign, keyEncipherment to be encrypted to.
+
+Private keys are stored in the database as unencrypted PKCS#8 PEM, so every
+node of a PostgreSQL deployment sees the same keys; docs/storage.md explains
+the choice and what it asks of the database's protection.
+"""
+
+from __future__ import annotations
+
+import enum
+import stat
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.core.certs import CertRef, KeyPair, load_private_key
+from gateway.store import Store, StoreError, StoreProblem, schema
+from gateway.store.lookups import domain_id, normalise_domain
+
+
+class DomainProblem(enum.Enum):
+    NOT_BOUND = "not-bound"
+    KEY_FILE_EXPOSED = "key-file-exposed"
+    DUPLICATE = "duplicate"
+
+
+class DomainError(Exception):
+    def __init__(self, problem: DomainProblem, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: int
+    domain: str
+    address: str | None
+    certificate: CertRef
+    can_sign: bool
+    can_encrypt: bool
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    name: str
+    created_at: datetime
+    keys: tuple[KeyRecord, ...]
+
+
+def check_key_file(path: Path) -> None:
+    """Refuse a private key file others can read: a key that leaked on disk
+    before import is not one to trust (the same rule as ssh's private keys)."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DomainError(
+            DomainProblem.KEY_FILE_EXPOSED,
+            f"{path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"run `chmod 600 {path}` and, if others could read it, replace the key",
+        )
+
+
+def check_binding(cert: CertRef, domain: str, address: str | None = None) -> None:
+    """Direct item 12: a domain certificate names the domain in dNSName; an
+    address certificate names the address in rfc822Name or emailAddress."""
+    if address is None:
+        if domain not in cert.dns_names:
+            found = ", ".join(cert.dns_names) or "no dNSName"
+            raise DomainError(
+                DomainProblem.NOT_BOUND,
+                f"the certificate {cert.subject} is not bound to {domain}: its subjectAltName has {found}",
+            )
+        return
+    if address not in cert.email_addresses:
+        found = ", ".join(cert.email_addresses) or "no address"
+        raise DomainError(
+            DomainProblem.NOT_BOUND,
+            f"the certificate {cert.subject} is not bound to {address}: it names {found}",
+        )
+
+
+def split_address(address: str) -> tuple[str, str]:
+    local, sep, domain = address.strip().lower().rpartition("@")
+    if not sep or not local:
+        raise ValueError(f"{address!r} is not an address (local@domain)")
+    return local, normalise_domain(domain)
+
+
+def _key_pem(pair: KeyPair) -> bytes:
+    return pair.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+_KEYS = (
+    select(schema.keys, schema.domains.c.name.label("domain"))
+    .join(schema.domains, schema.domains.c.id == schema.keys.c.domain_id)
+)
+
+
+def _pair(row: object) -> KeyPair:
+    r = row._mapping  # type: ignore[attr-defined]
+    return KeyPair(load_private_key(bytes(r["key_pem"])), CertRef(bytes(r["cert_der"])))
+
+
+class LocalDomains:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create(self, domain: str, *, at: datetime) -> bool:
+        """Make sure the domain exists (keys come later); True if it is new."""
+        name = normalise_domain(domain)
+        async with self._store.begin() as conn:
+            if await conn.scalar(select(schema.domains.c.id).where(schema.domains.c.name == name)) is not None:
+                return False
+            await conn.execute(schema.domains.insert().values(name=name, created_at=at))
+            return True
+
+    async def add_key(self, domain: str, pair: KeyPair, *, at: datetime, address: str | None = None) -> KeyRecord:
+        """Add a key (creating the domain if needed); a second key is a rollover."""
+        name = normalise_domain(domain)
+        if address is not None:
+            address = address.strip().lower()
+            _, addr_domain = split_address(address)
+            if addr_domain != name:
+                raise DomainError(DomainProblem.NOT_BOUND, f"{address} is not an address of {name}")
+        check_binding(pair.cert, name, address)
+        await self.create(name, at=at)
+        cert = pair.cert
+        try:
+            async with self._store.begin() as conn:
+                did = await domain_id(conn, name)
+                result = await conn.execute(
+                    schema.keys.insert().values(
+                        domain_id=did, address=address, cert_der=cert.der, sha256=cert.sha256, key_pem=_key_pem(pair),
+                        can_sign=cert.can_sign, can_encrypt=cert.can_encrypt, not_before=cert.not_before,
+                        not_after=cert.not_after, added_at=at,
+                    )
+                )
+                assert result.inserted_primary_key is not None
+                key_id = int(result.inserted_primary_key[0])
+        except IntegrityError:
+            raise DomainError(DomainProblem.DUPLICATE, f"{cert.subject} is already a key of {name}") from None
+        return KeyRecord(key_id, name, address, cert, cert.can_sign, cert.can_encrypt, at)
+
+    async def all(self) -> list[DomainRecord]:
+        async with self._store.engine.connect() as conn:
+            domains = (await conn.execute(select(schema.domains).order_by(schema.domains.c.name))).all()
+            keys = (await conn.execute(_KEYS.order_by(schema.keys.c.id))).all()
+        out = []
+        for d in domains:
+            records = tuple(
+                KeyRecord(k.id, k.domain, k.address, CertRef(bytes(k.cert_der)), k.can_sign, k.can_encrypt, k.added_at)
+                for k in keys
+                if k.domain == d.name
+            )
+            out.append(DomainRecord(d.name, d.created_at, records))
+        return out
+
+    async def remove(self, domain: str) -> None:
+        """The domain, its keys, anchors and bundles (foreign keys cascade)."""
+        async with self._store.begin() as conn:
+            did = await domain_id(conn, domain)
+            await conn.execute(delete(schema.domains).where(schema.domains.c.id == did))
+
+    async def key_ring(self, domain: str) -> list[KeyPair]:
+        """Every key of the domain and its addresses, old ones included: mail
+        encrypted to a certificate we rolled away from must still open."""
+        query = _KEYS.where(schema.domains.c.name == normalise_domain(domain)).order_by(
+            schema.keys.c.not_before.desc(), schema.keys.c.id.desc()
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_pair(r) for r in rows]
+
+    async def signing_pair(self, address: str, at: datetime) -> KeyPair | None:
+        """The key to sign mail from ``address`` at ``at``: its own certificate
+        before the domain's, valid at ``at``, allowed to sign, newest first."""
+        address = address.strip().lower()
+        _, domain = split_address(address)
+        query = (
+            _KEYS.where(schema.domains.c.name == domain)
+            .where((schema.keys.c.address == address) | schema.keys.c.address.is_(None))
+            .where(schema.keys.c.can_sign.is_(True))
+            .where(schema.keys.c.not_before <= at)
+            .where(schema.keys.c.not_after >= at)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = list((await conn.execute(query)).all())
+        rows.sort(key=lambda r: (r.address is not None, r.not_before, r.id), reverse=True)
+        return _pair(rows[0]) if rows else None
+
+    async def published_certificates(self, domain: str) -> list[tuple[str, CertRef]]:
+        """(DNS owner name, certificate) for CERT records (Direct item 16):
+        ``local.domain`` for an address-bound certificate, ``domain`` for the
+        org-bound one. Newest first within each name."""
+        query = _KEYS.where(schema.domains.c.name == normalise_domain(domain)).order_by(
+            schema.keys.c.address, schema.keys.c.not_before.desc(), schema.keys.c.id.desc()
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out = []
+        for r in rows:
+            owner = r.domain if r.address is None else f"{split_address(r.address)[0]}.{r.domain}"
+            out.append((owner, CertRef(bytes(r.cert_der))))
+        return out
+
+
+__all__ = [
+    "DomainError", "DomainProblem", "DomainRecord", "KeyRecord", "LocalDomains", "StoreError", "StoreProblem",
+    "check_binding", "check_key_file", "split_address",
+]

@@ -1,0 +1,43 @@
+"""Everything that differs between SQLite and PostgreSQL, in one place.
+
+- SQLite: foreign keys are off unless asked for per connection, and WAL lets
+  readers run beside the one writer; both are set on every new connection.
+- Insert-if-absent: both speak ``INSERT ... ON CONFLICT DO NOTHING``, but
+  SQLAlchemy builds it from each dialect's own ``insert``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""A second writer (the CLI while the server runs) waits this long for the lock."""
+
+
+def create_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def insert_ignoring_duplicates(dialect_name: str, table: Table) -> Insert:
+    """An insert that skips rows violating a unique constraint."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect_name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database {dialect_name}")

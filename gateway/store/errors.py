@@ -1,0 +1,19 @@
+"""Typed failures of the storage layer."""
+
+from __future__ import annotations
+
+import enum
+
+
+class StoreProblem(enum.Enum):
+    UNREACHABLE = "unreachable"
+    MIGRATION_FAILED = "migration-failed"
+    NOT_FOUND = "not-found"
+    CONFLICT = "conflict"
+
+
+class StoreError(Exception):
+    def __init__(self, problem: StoreProblem, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(detail)
