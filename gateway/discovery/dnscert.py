@@ -1,0 +1,74 @@
+"""CERT records (RFC 4398) as certificates.
+
+Types read (RFC 4398 section 2.1): PKIX (1) holds a DER certificate; IPKIX (4)
+holds the URL of one; URI (253, a private type Direct implementations use the
+same way) holds a URL too. URLs are fetched through the same bounded fetcher
+the trust engine uses for AIA (a size cap and a timeout, http only). Other
+types (PGP, SPKI...) are not for S/MIME and are passed over.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from gateway.core.certs import CertRef, KeyMaterialError
+from trust.fetch import MAX_CERT_BYTES, Fetcher, FetchError
+
+from .cache import TtlCache
+from .dnsclient import DnsClient, Status
+from .parsing import certificates_in
+from .types import Outcome, Source, SourceReport
+
+CERT_PKIX = 1
+CERT_IPKIX = 4
+CERT_URI = 253
+URL_TYPES = (CERT_IPKIX, CERT_URI)
+URL_CACHE_TTL = timedelta(hours=1)
+"""A fetched URL is reused as long as the record naming it, and at most an hour."""
+
+
+class DnsCertSource:
+    def __init__(self, dns: DnsClient, fetcher: Fetcher) -> None:
+        self.dns = dns
+        self.fetcher = fetcher
+        self._fetched: TtlCache[tuple[CertRef, ...]] = TtlCache()
+
+    async def lookup(self, name: str, *, at: datetime) -> SourceReport:
+        answer = await self.dns.query(name, "CERT", at=at)
+        query = answer.describe()
+        if answer.status is Status.FAILED:
+            return SourceReport(Source.DNS, query, Outcome.UNREACHABLE, detail=answer.detail, cached=answer.cached)
+        if answer.status is Status.NXDOMAIN:
+            return SourceReport(Source.DNS, query, Outcome.NO_SUCH_NAME, cached=answer.cached)
+        if answer.status is Status.NODATA or answer.rrset is None:
+            return SourceReport(Source.DNS, query, Outcome.EMPTY, detail="no CERT record", cached=answer.cached)
+        certs: list[CertRef] = []
+        problems: list[str] = []
+        ttl = timedelta(seconds=answer.rrset.ttl)
+        for rdata in answer.rrset:
+            kind = rdata.certificate_type
+            if kind == CERT_PKIX:
+                try:
+                    certs.extend(certificates_in(rdata.certificate))
+                except KeyMaterialError as exc:
+                    problems.append(f"a PKIX record is not a certificate: {exc}")
+            elif kind in URL_TYPES:
+                url = rdata.certificate.decode("utf-8", "replace").strip()
+                try:
+                    certs.extend(await self._fetch(url, at, min(ttl, URL_CACHE_TTL)))
+                except (FetchError, KeyMaterialError) as exc:
+                    problems.append(f"{url}: {exc}")
+            else:
+                problems.append(f"CERT type {kind} skipped (not X.509)")
+        unique = tuple(dict.fromkeys(certs))
+        outcome = Outcome.FOUND if unique else (Outcome.ERROR if problems else Outcome.EMPTY)
+        return SourceReport(Source.DNS, query, outcome, unique, "; ".join(problems), cached=answer.cached)
+
+    async def _fetch(self, url: str, at: datetime, ttl: timedelta) -> tuple[CertRef, ...]:
+        hit = self._fetched.get(url, at)
+        if hit is not None:
+            return hit
+        body = await self.fetcher.get(url, max_bytes=MAX_CERT_BYTES)
+        certs = tuple(certificates_in(body))
+        self._fetched.put(url, certs, at, ttl)
+        return certs

@@ -1,0 +1,97 @@
+"""The ``[discovery]`` table, and building discovery from it.
+
+```toml
+[discovery]
+nameservers = ["127.0.0.1:5353"]   # host:port; required (no system resolver)
+dns_timeout = 3.0                  # seconds per server and question
+ldap_timeout = 5.0                 # seconds to connect, and per operation
+negative_ttl = 60                  # seconds "no record" is believed
+ldap = true                        # false: DNS only
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from trust.fetch import Fetcher
+
+from .dnscert import DnsCertSource
+from .dnsclient import (
+    DEFAULT_NEGATIVE_TTL,
+    DEFAULT_TIMEOUT_SECONDS,
+    DnsClient,
+    Nameserver,
+    NameserverError,
+)
+from .judge import CertificateJudge
+from .ldapsource import DEFAULT_TIMEOUT_SECONDS as LDAP_TIMEOUT
+from .ldapsource import Ldap3Directory, LdapDirectory
+from .service import Discovery
+from .srv import Draw
+
+KNOWN = {"nameservers", "dns_timeout", "ldap_timeout", "negative_ttl", "ldap"}
+
+
+class DiscoverySettingsError(ValueError):
+    def __init__(self, key: str, detail: str) -> None:
+        self.key = key
+        self.detail = detail
+        super().__init__(f"[discovery] {key}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    nameservers: tuple[Nameserver, ...]
+    dns_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ldap_timeout: float = LDAP_TIMEOUT
+    negative_ttl: timedelta = DEFAULT_NEGATIVE_TTL
+    ldap: bool = True
+
+
+def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DiscoverySettingsError(key, f"expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def settings_from_mapping(table: Mapping[str, Any]) -> DiscoverySettings:
+    unknown = set(table) - KNOWN
+    if unknown:
+        raise DiscoverySettingsError(sorted(unknown)[0], f"unknown setting (known: {', '.join(sorted(KNOWN))})")
+    raw = table.get("nameservers")
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, str) for s in raw):
+        raise DiscoverySettingsError("nameservers", 'expected a list like ["127.0.0.1:5353"]')
+    try:
+        servers = tuple(Nameserver.parse(s) for s in raw)
+    except NameserverError as exc:
+        raise DiscoverySettingsError("nameservers", str(exc)) from None
+    ldap = table.get("ldap", True)
+    if not isinstance(ldap, bool):
+        raise DiscoverySettingsError("ldap", "expected true or false")
+    return DiscoverySettings(
+        servers,
+        dns_timeout=_seconds(table, "dns_timeout", DEFAULT_TIMEOUT_SECONDS),
+        ldap_timeout=_seconds(table, "ldap_timeout", LDAP_TIMEOUT),
+        negative_ttl=timedelta(seconds=_seconds(table, "negative_ttl", DEFAULT_NEGATIVE_TTL.total_seconds())),
+        ldap=ldap,
+    )
+
+
+def build_discovery(
+    settings: DiscoverySettings,
+    judge: CertificateJudge,
+    fetcher: Fetcher,
+    *,
+    ldap: LdapDirectory | None = None,
+    draw: Draw | None = None,
+) -> Discovery:
+    dns = DnsClient(settings.nameservers, timeout=settings.dns_timeout, negative_ttl=settings.negative_ttl)
+    return Discovery(
+        dns, DnsCertSource(dns, fetcher), ldap or Ldap3Directory(settings.ldap_timeout), judge,
+        draw=draw, use_ldap=settings.ldap,
+    )
