@@ -1,0 +1,59 @@
+"""What the server fixtures share: binaries, free ports, waiting for readiness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+START_TIMEOUT_SECONDS = 15.0
+"""knotd and slapd start in well under a second here; a loaded CI runner is slower."""
+
+
+def require_server_binary(name: str) -> str:
+    """The binary's path; skips (or fails under CI=true) when it is not installed."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        reason = f"{name} is not installed (Debian packages in .ci/packages.txt; .ci/run installs them)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 right now (DNS serves both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become ready within {timeout} s")
+
+
+def tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
