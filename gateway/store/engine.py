@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .dialects import create_engine
+from .dialects import create_engine, sqlite_file
 from .errors import StoreError, StoreProblem
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -83,9 +83,15 @@ def _describe(exc: BaseException) -> str:
 async def open_store(url: str, *, migrate: bool = True) -> Store:
     """The store at ``url``, migrated to the current schema."""
     try:
+        file = sqlite_file(url)
         engine = create_engine(url)
     except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(StoreProblem.UNREACHABLE, f"cannot use database URL: {_describe(exc)}") from exc
+    if file is not None and not file.parent.is_dir():
+        # Checked here rather than left to the driver: aiosqlite's failed
+        # connect leaves its worker thread racing the event loop's shutdown.
+        await engine.dispose()
+        raise StoreError(StoreProblem.UNREACHABLE, f"cannot open the database: {file.parent} is not a directory")
     store = Store(engine)
     if not migrate:
         return store

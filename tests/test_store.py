@@ -1,0 +1,129 @@
+"""The storage layer on both databases: migrations from empty, the schema
+they build matching schema.py, time round trips, and the anchors table as
+the trust engine sees it."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import UniqueConstraint, inspect, select
+
+from anchors.source import Direction
+from anchors.store import DbAnchors
+from gateway.domains import LocalDomains
+from gateway.store import StoreError, StoreProblem, head_revision, open_store, schema
+from tests.pki import NOW, hisp
+from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
+
+AT = NOW
+
+
+async def test_migrates_from_empty_and_again(store_url):
+    first = await open_store(store_url)
+    try:
+        assert await first.revision() == head_revision() == "0001"
+    finally:
+        await first.close()
+    second = await open_store(store_url)  # already at head: nothing to do, nothing lost
+    try:
+        assert await second.revision() == head_revision()
+    finally:
+        await second.close()
+
+
+async def test_migrated_schema_matches_schema_module(store):
+    def describe(conn):
+        insp = inspect(conn)
+        return {
+            name: (
+                {c["name"]: c["nullable"] for c in insp.get_columns(name)},
+                sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(name)),
+            )
+            for name in insp.get_table_names()
+            if name != "alembic_version"
+        }
+
+    async with store.engine.connect() as conn:
+        found = await conn.run_sync(describe)
+    expected = {
+        t.name: (
+            {c.name: c.nullable for c in t.columns},
+            sorted(tuple(c.name for c in u.columns) for u in t.constraints if isinstance(u, UniqueConstraint)),
+        )
+        for t in schema.metadata.sorted_tables
+    }
+    assert found == expected
+
+
+async def test_times_come_back_aware_utc(store):
+    local = datetime(2026, 6, 1, 14, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    async with store.begin() as conn:
+        await conn.execute(schema.domains.insert().values(name="a.test", created_at=local))
+    async with store.begin() as conn:
+        created = await conn.scalar(select(schema.domains.c.created_at))
+    assert created == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+    assert created.tzinfo is not None
+    with pytest.raises(Exception, match="naive"):
+        async with store.begin() as conn:
+            await conn.execute(schema.domains.insert().values(name="b.test", created_at=datetime(2026, 1, 1)))
+
+
+async def test_unreachable_database_is_a_typed_error(tmp_path):
+    with pytest.raises(StoreError) as err:
+        await open_store("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
+    assert err.value.problem is StoreProblem.UNREACHABLE
+    with pytest.raises(StoreError) as err:
+        await open_store(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/x.db")
+    assert err.value.problem is StoreProblem.UNREACHABLE
+
+
+async def test_anchors_apply_to_their_domain_and_direction_only(store):
+    a, b = hisp("a.test"), hisp("b.test")
+    domains, anchors = LocalDomains(store), DbAnchors(store)
+    await domains.create("a.test", at=AT)
+    await domains.create("b.test", at=AT)
+    await anchors.add("a.test", [Direction.INCOMING], [a.root.ref], at=AT)
+    await anchors.add("b.test", [Direction.OUTGOING], [b.root.ref, b.intermediate.ref], at=AT)
+
+    assert (await anchors.anchors("a.test", Direction.INCOMING)).certificates == (a.root.ref,)
+    assert (await anchors.anchors("a.test", Direction.OUTGOING)).certificates == ()
+    assert (await anchors.anchors("b.test", Direction.INCOMING)).certificates == ()
+    assert set((await anchors.anchors("B.TEST.", Direction.OUTGOING)).certificates) == {b.root.ref, b.intermediate.ref}
+    assert (await anchors.anchors("c.test", Direction.INCOMING)).certificates == ()
+
+
+async def test_anchor_set_version_follows_contents(store):
+    a = hisp("a.test")
+    anchors = DbAnchors(store)
+    await LocalDomains(store).create("a.test", at=AT)
+    empty = await anchors.anchors("a.test", Direction.INCOMING)
+    added = await anchors.add("a.test", tuple(Direction), [a.root.ref, a.root.ref], at=AT)
+    assert [r.direction for r in added.added] == [Direction.INCOMING, Direction.OUTGOING]
+    one = await anchors.anchors("a.test", Direction.INCOMING)
+    assert one.version != empty.version
+
+    again = await anchors.add("a.test", [Direction.INCOMING], [a.root.ref], at=AT)
+    assert again.added == () and again.already_present == ((Direction.INCOMING, a.root.ref),)
+    assert (await anchors.anchors("a.test", Direction.INCOMING)).version == one.version
+
+    incoming_id = next(r.id for r in added.added if r.direction is Direction.INCOMING)
+    removed = await anchors.remove(incoming_id)
+    assert removed.subject == a.root.ref.subject
+    assert (await anchors.anchors("a.test", Direction.INCOMING)).version == empty.version
+    assert (await anchors.anchors("a.test", Direction.OUTGOING)).certificates == (a.root.ref,)
+    with pytest.raises(StoreError) as err:
+        await anchors.remove(incoming_id)
+    assert err.value.problem is StoreProblem.NOT_FOUND
+
+
+async def test_anchors_need_a_local_domain(store):
+    with pytest.raises(StoreError, match="not a local domain"):
+        await DbAnchors(store).add("nowhere.test", [Direction.INCOMING], [hisp("x.test").root.ref], at=AT)
+
+
+async def test_removing_a_domain_removes_its_anchors(store):
+    a = hisp("a.test")
+    await LocalDomains(store).create("a.test", at=AT)
+    await DbAnchors(store).add("a.test", tuple(Direction), [a.root.ref], at=AT)
+    await LocalDomains(store).remove("a.test")
+    async with store.engine.connect() as conn:  # foreign keys cascade (SQLite needs PRAGMA foreign_keys)
+        assert (await conn.execute(select(schema.anchors))).all() == []
