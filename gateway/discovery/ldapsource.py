@@ -11,11 +11,18 @@ never waits on a socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPSocketReceiveError
+from ldap3.core.exceptions import (
+    LDAPBindError,
+    LDAPException,
+    LDAPSocketOpenError,
+    LDAPSocketReceiveError,
+)
 from ldap3.utils.conv import escape_filter_chars
 
 from gateway.core.certs import CertRef, KeyMaterialError
@@ -76,11 +83,16 @@ class Ldap3Directory:
         return SourceReport(Source.LDAP, query, outcome, unique, "; ".join([detail, *problems]).strip("; "))
 
     def _read(self, host: str, port: int, mail: str) -> tuple[list[tuple[str, bytes]] | None, str]:
+        # ldap3 packs the receive timeout into SO_RCVTIMEO as whole seconds: an int, or it fails
+        seconds = max(1, math.ceil(self.timeout))
         srv = ldap3.Server(host, port=port, get_info=ldap3.DSA, connect_timeout=self.timeout)
         conn = ldap3.Connection(
-            srv, auto_bind=ldap3.AUTO_BIND_NO_TLS, receive_timeout=self.timeout, read_only=True, raise_exceptions=False
+            srv, auto_bind=ldap3.AUTO_BIND_NONE, receive_timeout=seconds, read_only=True, raise_exceptions=False
         )
         try:
+            conn.open()
+            if not conn.bind():  # anonymous (Direct item 19)
+                raise LDAPBindError(f"anonymous bind refused: {conn.result}")
             info = srv.info
             bases = list(info.naming_contexts) if info is not None and info.naming_contexts else []
             if not bases:
@@ -90,7 +102,7 @@ class Ldap3Directory:
             for base in bases:
                 conn.search(
                     base, f"(mail={escape_filter_chars(mail)})", ldap3.SUBTREE,
-                    attributes=list(CERT_ATTRIBUTES), size_limit=MAX_ENTRIES, time_limit=int(self.timeout) or 1,
+                    attributes=list(CERT_ATTRIBUTES), size_limit=MAX_ENTRIES, time_limit=seconds,
                 )
                 for entry in conn.response or []:
                     if entry.get("type") != "searchResEntry":
@@ -103,4 +115,10 @@ class Ldap3Directory:
                 return None, f"no entry under {', '.join(bases)}"
             return found, f"{entries} entr{'y' if entries == 1 else 'ies'}"
         finally:
-            conn.unbind()
+            with contextlib.suppress(LDAPException, OSError):
+                conn.unbind()
+            # ldap3 keeps the socket of a connect that failed; close it ourselves
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
