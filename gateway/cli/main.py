@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "gateway.cli.message",
     "gateway.cli.demo",
     "gateway.cli.verify",
+    "gateway.cli.discovery",
     "gateway.cli.admin",
 )
 
