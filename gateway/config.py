@@ -107,15 +107,20 @@ def load_config(path: Path) -> Config:
     return parse_config(text, path)
 
 
-def starter_config(domain: str, data_dir: str) -> str:
+def starter_config(domain: str, data_dir: str, storage_url: str | None = None) -> str:
     """What ``directgw init`` writes."""
+    url = (
+        f"url = {_toml_string(storage_url)}\n"
+        if storage_url
+        else '# url = "postgresql+asyncpg://directgw@127.0.0.1/directgw"\n'
+    )
     return (
         "# directgw configuration (see docs/storage.md and docs/trust.md)\n"
         f"data_dir = {_toml_string(data_dir)}\n"
         "\n"
         "[storage]\n"
         "# default: SQLite in data_dir; for several nodes use PostgreSQL:\n"
-        '# url = "postgresql+asyncpg://directgw@127.0.0.1/directgw"\n'
+        + url +
         "\n"
         f"# local domains and their keys live in the database: directgw domains list\n"
         f"# (created for {domain})\n"

@@ -26,7 +26,7 @@ from anchors.bundles import DEFAULT_REFRESH, BundleRecord, Bundles, RefreshOutco
 from anchors.importing import AnchorFileError, read_anchor_file
 from anchors.source import Direction
 from anchors.store import AnchorRecord, DbAnchors
-from gateway.config import DEFAULT_CONFIG_NAME, ConfigError, load_config, starter_config
+from gateway.config import DEFAULT_CONFIG_NAME, ConfigError, load_config, parse_config, starter_config
 from gateway.core.certs import (
     CertRef,
     KeyMaterialError,
@@ -130,13 +130,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         domain = _domain(args.domain)
         if path.exists():
             raise AdminError(f"{path} already exists; edit it, or give another --config")
-        data_dir = args.data_dir or "data"
+        text = starter_config(domain, args.data_dir or "data", args.storage_url)
+        config = parse_config(text, path)  # a bad --storage-url fails before anything is written
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(starter_config(domain, data_dir), encoding="utf-8")
+            path.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise AdminError(f"cannot write {path}: {exc.strerror}") from exc
-        config = load_config(path)
         try:
             # the database holds private keys: only the gateway's user may enter
             config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -194,9 +194,8 @@ def _uses(signing: bool, encryption: bool) -> str:
 
 
 def cmd_domains_add(args: argparse.Namespace) -> int:
-    domain = _domain(args.domain)
-
     async def body(store: Store) -> int:
+        domain = _domain(args.domain)
         pair = _load_pair(args)
         rec = await LocalDomains(store).add_key(domain, pair, at=_now())
         print(f"{domain}: added key {rec.id} for {rec.certificate.subject} ({_uses(rec.can_sign, rec.can_encrypt)}, "
@@ -244,9 +243,8 @@ def cmd_domains_list(args: argparse.Namespace) -> int:
 
 
 def cmd_domains_remove(args: argparse.Namespace) -> int:
-    domain = _domain(args.domain)
-
     async def body(store: Store) -> int:
+        domain = _domain(args.domain)
         await LocalDomains(store).remove(domain)
         print(f"removed {domain} with its keys, anchors and bundles")
         return 0
@@ -271,10 +269,9 @@ def _signer(path: Path | None) -> CertRef | None:
 
 
 def cmd_anchors_add(args: argparse.Namespace) -> int:
-    domain = _domain(args.domain)
-    directions = DIRECTIONS[args.direction]
-
     async def body(store: Store) -> int:
+        domain = _domain(args.domain)
+        directions = DIRECTIONS[args.direction]
         at = _now()
         signer = _signer(args.signer)
         certs: list[CertRef] = []
@@ -343,10 +340,9 @@ def _report(outcome: RefreshOutcome) -> bool:
 
 
 def cmd_bundles_add(args: argparse.Namespace) -> int:
-    domain = _domain(args.domain)
-    refresh = _duration(args.refresh)
-
     async def body(store: Store) -> int:
+        domain = _domain(args.domain)
+        refresh = _duration(args.refresh)
         at = _now()
         signer = _signer(args.signer)
         async with aiohttp.ClientSession() as session:
@@ -411,6 +407,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", parents=[common], help="write a starter configuration and database")
     p.add_argument("--data-dir", help="where the database lives (default ./data beside the configuration)")
     p.add_argument("--domain", required=True, help="the first local domain")
+    p.add_argument("--storage-url", help="a PostgreSQL database (postgresql+asyncpg://...) instead of SQLite")
     p.set_defaults(func=cmd_init)
 
     dom = sub.add_parser("domains", help="local domains and their keys").add_subparsers(metavar="ACTION", required=True)

@@ -1,0 +1,193 @@
+"""The administrator's commands end to end, through ``directgw``'s own
+``main`` in a temporary directory, on both databases: ``init``, then
+``domains add``, ``anchors add``, ``anchors list --json``, bundles served by
+a real HTTP server on loopback, and the failures an administrator meets
+(one line on stderr, exit 1, never a traceback)."""
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gateway.cli.main import main
+from tests import anchor_files as files
+from tests.pki import hisp, issue
+from tests.storage_fixtures import store_url_fixture  # noqa: F401 -- fixture
+
+A, B = hisp("a.test"), hisp("b.test")
+SIGNER = issue("Bundle signer")
+
+
+@pytest.fixture(name="site")
+def site_fixture(tmp_path, monkeypatch):
+    """A working directory with certificate and key files as an admin has them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIRECTGW_CONFIG", raising=False)
+    for name, data in {
+        "org.pem": A.org.pem, "org.key": A.org.key_pem(), "bob.pem": A.address("bob").pem,
+        "root.pem": A.root.pem, "b-roots.p7b": files.p7b(B.root, B.intermediate), "signer.pem": SIGNER.pem,
+        "org.p12": files.p12(A.org), "pw": b"secret\n",
+    }.items():
+        (tmp_path / name).write_bytes(data)
+    bob = A.address("bob")
+    (tmp_path / "bob.pem").write_bytes(bob.pem)
+    (tmp_path / "bob.key").write_bytes(bob.key_pem())
+    for key in ("org.key", "bob.key", "org.p12", "pw"):
+        os.chmod(tmp_path / key, 0o600)
+    return tmp_path
+
+
+class Bundle(BaseHTTPRequestHandler):
+    """Serves ``files`` by path; 404 otherwise. Threaded, because each CLI
+    command runs its own event loop to completion."""
+
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 -- the stdlib's name
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(name="web")
+def web_fixture():
+    Bundle.files = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bundle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Bundle.files, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def init(capsys, store_url):
+    args = ["init", "--domain", "a.test"]
+    if store_url.startswith("postgresql"):
+        args += ["--storage-url", store_url]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    return out
+
+
+def test_init_domains_anchors_end_to_end(site, capsys, store_url):
+    out = init(capsys, store_url)
+    assert "directgw.toml" in out and (site / "directgw.toml").is_file()
+    if store_url.startswith("sqlite"):
+        assert (site / "data" / "directgw.db").is_file()
+        assert oct((site / "data").stat().st_mode & 0o777) == "0o700"
+
+    code, out, err = run(capsys, "domains", "add", "a.test", "--cert", "org.pem", "--key", "org.key")
+    assert code == 0, err
+    assert "signing+encryption" in out
+    code, out, err = run(capsys, "domains", "add-address", "bob@a.test", "--cert", "bob.pem", "--key", "bob.key")
+    assert code == 0, err
+    code, out, err = run(capsys, "domains", "add", "a.test", "--p12", "org.p12", "--password-file", "pw")
+    assert code == 1 and "already a key of a.test" in err  # the same certificate, from a PKCS#12 file
+
+    code, out, err = run(capsys, "anchors", "add", "--domain", "a.test", "--direction", "incoming", "root.pem", "b-roots.p7b")
+    assert code == 0, err
+    code, out, err = run(capsys, "anchors", "add", "--domain", "a.test", "--direction", "outgoing", "b-roots.p7b")
+    assert code == 0, err
+
+    code, out, err = run(capsys, "anchors", "list", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert sorted((a["direction"], a["subject"]) for a in listed) == sorted(
+        [("incoming", A.root.ref.subject), ("incoming", B.root.ref.subject), ("incoming", B.intermediate.ref.subject),
+         ("outgoing", B.root.ref.subject), ("outgoing", B.intermediate.ref.subject)]
+    )
+    assert {a["domain"] for a in listed} == {"a.test"} and {a["source"] for a in listed} == {"manual"}
+
+    code, out, err = run(capsys, "domains", "list", "--json")
+    [domain] = json.loads(out)
+    assert domain["domain"] == "a.test"
+    assert sorted(str(k["address"]) for k in domain["keys"]) == ["None", "bob@a.test"]
+
+    first = listed[0]["id"]
+    code, out, err = run(capsys, "anchors", "remove", first)
+    assert code == 0 and "removed" in out
+    code, out, err = run(capsys, "anchors", "remove", first)
+    assert code == 1 and err.strip() == f"directgw: no anchor with id {first}"
+
+    code, out, err = run(capsys, "domains", "remove", "a.test")
+    assert code == 0
+    code, out, err = run(capsys, "anchors", "list", "--json")
+    assert json.loads(out) == []
+
+
+def test_bundles_through_the_cli(site, capsys, web, store_url):
+    served, base = web
+    init(capsys, store_url)
+    served["/community.p7m"] = files.p7m(files.p7b(B.root), SIGNER)
+    code, out, err = run(capsys, "bundles", "add", f"{base}/community.p7m", "--domain", "a.test",
+                         "--direction", "incoming", "--refresh", "30m", "--signer", "signer.pem")
+    assert code == 0, err
+    assert "updated, 1 certificates" in out
+
+    served["/community.p7m"] = b"<html>gone</html>"
+    code, out, err = run(capsys, "bundles", "refresh")
+    assert code == 1
+    assert "invalid-format" in err and "keeping the last good copy, 1 certificates" in err
+
+    code, out, err = run(capsys, "bundles", "list", "--json")
+    [bundle] = json.loads(out)
+    assert bundle["last_status"] == "invalid-format" and bundle["certificates"] == 1
+    assert bundle["refresh_seconds"] == 1800 and bundle["signer"] == SIGNER.ref.subject
+    code, out, err = run(capsys, "anchors", "list", "--json")
+    assert [a["subject"] for a in json.loads(out)] == [B.root.ref.subject]
+
+    code, out, err = run(capsys, "bundles", "add", f"{base}/missing.p7b", "--domain", "a.test")
+    assert code == 1 and "not-found" in err
+
+
+WRONG = {
+    "private key": (["anchors", "add", "--domain", "a.test", "org.key"], "this is a private key"),
+    "unbound cert": (["domains", "add", "b.test", "--cert", "org.pem", "--key", "org.key"], "not bound to b.test"),
+    "unknown domain": (["anchors", "add", "--domain", "c.test", "root.pem"], "c.test is not a local domain"),
+    "missing file": (["anchors", "add", "--domain", "a.test", "nope.pem"], "cannot read nope.pem"),
+    "wrong key": (["domains", "add", "a.test", "--cert", "org.pem", "--key", "bob.key"], "does not belong"),
+    "bad interval": (["bundles", "add", "http://x.test/b", "--domain", "a.test", "--refresh", "soon"], "--refresh"),
+}
+
+
+@pytest.mark.parametrize(("argv", "message"), WRONG.values(), ids=WRONG.keys())
+def test_errors_are_one_line(site, capsys, argv, message):
+    assert run(capsys, "init", "--domain", "a.test")[0] == 0
+    code, out, err = run(capsys, *argv)
+    assert code in (1, 2)
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("directgw: ")
+
+
+def test_exposed_key_file_refused(site, capsys):
+    run(capsys, "init", "--domain", "a.test")
+    os.chmod(site / "org.key", 0o644)
+    code, _, err = run(capsys, "domains", "add", "a.test", "--cert", "org.pem", "--key", "org.key")
+    assert code == 1 and "readable by group or others" in err
+
+
+def test_config_from_environment_and_missing_config(site, capsys, monkeypatch):
+    code, _, err = run(capsys, "anchors", "list")
+    assert code == 1 and "directgw init" in err
+    monkeypatch.setenv("DIRECTGW_CONFIG", str(site / "etc" / "gw.toml"))
+    assert run(capsys, "init", "--domain", "a.test")[0] == 0
+    assert (site / "etc" / "data" / "directgw.db").is_file()
+    code, out, _ = run(capsys, "domains", "list")
+    assert code == 0 and "a.test" in out
+    code, _, err = run(capsys, "init", "--domain", "a.test")
+    assert code == 1 and "already exists" in err
