@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -43,9 +44,9 @@ class Bundle(BaseHTTPRequestHandler):
     """Serves ``files`` by path; 404 otherwise. Threaded, because each CLI
     command runs its own event loop to completion."""
 
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
-    def do_GET(self):  # noqa: N802 -- the stdlib's name
+    def do_GET(self):
         body = self.files.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Length", str(len(body or b"")))
@@ -168,7 +169,7 @@ WRONG = {
 @pytest.mark.parametrize(("argv", "message"), WRONG.values(), ids=WRONG.keys())
 def test_errors_are_one_line(site, capsys, argv, message):
     assert run(capsys, "init", "--domain", "a.test")[0] == 0
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code in (1, 2)
     assert message in err
     assert err.count("\n") == 1 and err.startswith("directgw: ")

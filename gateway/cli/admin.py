@@ -26,7 +26,13 @@ from anchors.bundles import DEFAULT_REFRESH, BundleRecord, Bundles, RefreshOutco
 from anchors.importing import AnchorFileError, read_anchor_file
 from anchors.source import Direction
 from anchors.store import AnchorRecord, DbAnchors
-from gateway.config import DEFAULT_CONFIG_NAME, ConfigError, load_config, parse_config, starter_config
+from gateway.config import (
+    DEFAULT_CONFIG_NAME,
+    ConfigError,
+    load_config,
+    parse_config,
+    starter_config,
+)
 from gateway.core.certs import (
     CertRef,
     KeyMaterialError,
