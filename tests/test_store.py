@@ -17,6 +17,7 @@ from trust import Check, Purpose, build_trust_service
 
 AT = NOW
 
+
 async def test_migrates_from_empty_and_again(store_url):
     first = await open_store(store_url)
     try:
@@ -28,6 +29,7 @@ async def test_migrates_from_empty_and_again(store_url):
         assert await second.revision() == head_revision()
     finally:
         await second.close()
+
 
 async def test_migrated_schema_matches_schema_module(store):
     def describe(conn):
@@ -52,6 +54,7 @@ async def test_migrated_schema_matches_schema_module(store):
     }
     assert found == expected
 
+
 async def test_times_come_back_aware_utc(store):
     local = datetime(2026, 6, 1, 14, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
     async with store.begin() as conn:
@@ -64,6 +67,7 @@ async def test_times_come_back_aware_utc(store):
         async with store.begin() as conn:
             await conn.execute(schema.domains.insert().values(name="b.test", created_at=datetime(2026, 1, 1)))
 
+
 async def test_unreachable_database_is_a_typed_error(tmp_path):
     with pytest.raises(StoreError) as err:
         await open_store("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
@@ -71,6 +75,7 @@ async def test_unreachable_database_is_a_typed_error(tmp_path):
     with pytest.raises(StoreError) as err:
         await open_store(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/x.db")
     assert err.value.problem is StoreProblem.UNREACHABLE
+
 
 async def test_anchors_apply_to_their_domain_and_direction_only(store):
     a, b = hisp("a.test"), hisp("b.test")
@@ -85,6 +90,7 @@ async def test_anchors_apply_to_their_domain_and_direction_only(store):
     assert (await anchors.anchors("b.test", Direction.INCOMING)).certificates == ()
     assert set((await anchors.anchors("B.TEST.", Direction.OUTGOING)).certificates) == {b.root.ref, b.intermediate.ref}
     assert (await anchors.anchors("c.test", Direction.INCOMING)).certificates == ()
+
 
 async def test_anchor_set_version_follows_contents(store):
     a = hisp("a.test")
@@ -109,9 +115,11 @@ async def test_anchor_set_version_follows_contents(store):
         await anchors.remove(incoming_id)
     assert err.value.problem is StoreProblem.NOT_FOUND
 
+
 async def test_anchors_need_a_local_domain(store):
     with pytest.raises(StoreError, match="not a local domain"):
         await DbAnchors(store).add("nowhere.test", [Direction.INCOMING], [hisp("x.test").root.ref], at=AT)
+
 
 async def test_removing_a_domain_removes_its_anchors(store):
     a = hisp("a.test")
@@ -120,6 +128,7 @@ async def test_removing_a_domain_removes_its_anchors(store):
     await LocalDomains(store).remove("a.test")
     async with store.engine.connect() as conn:  # foreign keys cascade (SQLite needs PRAGMA foreign_keys)
         assert (await conn.execute(select(schema.anchors))).all() == []
+
 
 async def test_trust_engine_judges_with_database_anchors(store):
     """The composition the server does: build_trust_service(config.section("trust"), DbAnchors(store))."""
