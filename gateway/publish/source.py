@@ -2,9 +2,10 @@
 
 ``PublishedCertificates`` is the one question the responder asks: which
 certificates does a domain of ours publish, and under which owner. An owner
-is an address (``bob@b.test``: address-bound, published at ``bob.b.test``)
-or the domain itself (org-bound, published at ``b.test``), per
-specs/direct.md item 16. The store answers it from the database; the
+is an address (``bob@b.test``) or its DNS name (``bob.b.test``) for an
+address-bound certificate, or the domain itself (``b.test``) for an org-bound
+one, per specs/direct.md item 16; ``zone.owner_name`` maps either form. The
+store (``gateway.domains.LocalDomains``) answers it from the database; the
 ``[dns] certificates`` files and the tests use ``StaticPublished``.
 """
 
