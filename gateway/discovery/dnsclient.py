@@ -30,6 +30,9 @@ DEFAULT_TIMEOUT_SECONDS = 3.0
 discovery runs before every first message to a new address."""
 DEFAULT_NEGATIVE_TTL = timedelta(seconds=60)
 """How long "no such record" is believed; brief, so a new publication is seen soon."""
+EDNS_PAYLOAD = 1232
+"""EDNS0 (RFC 6891) UDP size: the DNS Flag Day 2020 value, which avoids IP
+fragmentation; a 2048-bit certificate fits, a 4096-bit one comes back truncated."""
 MAX_POSITIVE_TTL = timedelta(days=1)
 """A record claiming a week-long TTL is re-asked daily anyway (as resolvers cap it)."""
 
@@ -125,7 +128,7 @@ class DnsClient:
         wanted = dns.rdatatype.from_text(rdtype)
         problems = []
         for server in self.nameservers:
-            q = dns.message.make_query(qname, wanted)
+            q = dns.message.make_query(qname, wanted, use_edns=0, payload=EDNS_PAYLOAD)
             try:
                 r, tcp = await dns.asyncquery.udp_with_fallback(
                     q, server.host, timeout=self.timeout, port=server.port

@@ -1,0 +1,104 @@
+"""Discovery finds our own published certificates through our own DNS
+responder (gateway.publish) on loopback, over UDP and, for a 4096-bit
+certificate, TCP; and ``directgw discover`` prints what it found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from anchors.source import StaticAnchors
+from gateway.cli.main import main
+from gateway.discovery import (
+    Binding,
+    Discovered,
+    DiscoverySettings,
+    DoNotSend,
+    Nameserver,
+    Outcome,
+    TrustServiceJudge,
+    build_discovery,
+)
+from gateway.publish import DnsSettings, StaticPublished, start_responder
+from trust import HttpFetcher, TrustService
+
+from .pki import NOW, address_leaf, issue, new_key, org_leaf, root
+
+ZONE = "pub.test"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    anchor = root("Published Root")
+    return {
+        "anchor": anchor,
+        "bob": address_leaf(anchor, f"bob@{ZONE}"),
+        "org": org_leaf(anchor, ZONE),
+        "big": issue(f"big@{ZONE}", issuer=anchor, email=f"big@{ZONE}", key=new_key("rsa", 4096), key_size=4096),
+        "big-2": issue(f"big@{ZONE}", issuer=anchor, email=f"big@{ZONE}", key=new_key("rsa", 4096), key_size=4096),
+    }
+
+
+@pytest.fixture
+async def responder(pki):
+    published = StaticPublished.of([pki[k].ref for k in ("bob", "org", "big", "big-2")])
+    running = await start_responder(DnsSettings(zones=(ZONE,)), published, host="127.0.0.1", port=0)
+    yield running
+    await running.close()
+
+
+async def _discover(running, pki, address):
+    fetcher = HttpFetcher(timeout=2.0)
+    try:
+        trust = TrustService(StaticAnchors((pki["anchor"].ref,)), fetcher)
+        settings = DiscoverySettings((Nameserver("127.0.0.1", running.port),), dns_timeout=2.0, ldap=False)
+        return await build_discovery(settings, TrustServiceJudge(trust), fetcher).discover(
+            address, local_domain="sender.test", at=NOW
+        )
+    finally:
+        await fetcher.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "who", "binding", "tcp"),
+    [(f"bob@{ZONE}", ("bob",), Binding.ADDRESS, False), (f"alice@{ZONE}", ("org",), Binding.ORG, False),
+     (f"big@{ZONE}", ("big", "big-2"), Binding.ADDRESS, True)],
+    ids=["address-bound-udp", "org-bound-after-nxdomain", "two-4096-bit-over-tcp"],
+)
+async def test_discovery_finds_our_published_certificates(responder, pki, address, who, binding, tcp):
+    result = await _discover(responder, pki, address)
+    assert isinstance(result, Discovered), result
+    assert set(result.certificates) == {pki[w].ref for w in who} and result.binding is binding
+    assert result.reports[-1].query.endswith("(tcp)") is tcp
+
+
+async def test_a_domain_we_do_not_serve_is_refused(responder, pki):
+    result = await _discover(responder, pki, "bob@elsewhere.test")
+    assert isinstance(result, DoNotSend)
+    assert [r.outcome for r in result.reports] == [Outcome.UNREACHABLE, Outcome.UNREACHABLE]
+    assert "REFUSED" in result.reports[0].detail
+
+
+def test_cli_discover_json(pki, tmp_path, capsys):
+    """The command line against the responder, run in a thread of its own loop."""
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(pki["anchor"].pem)
+    published = StaticPublished.of([pki["bob"].ref])
+
+    async def scenario():
+        running = await start_responder(DnsSettings(zones=(ZONE,)), published, host="127.0.0.1", port=0)
+        try:
+            argv = ["discover", f"bob@{ZONE}", "--nameserver", f"127.0.0.1:{running.port}", "--anchor", str(anchor),
+                    "--no-ldap", "--at", NOW.isoformat(), "--json"]
+            return await asyncio.to_thread(main, argv)
+        finally:
+            await running.close()
+
+    code = asyncio.run(scenario())
+    printed = capsys.readouterr().out
+    out = json.loads(printed[printed.index("\n{") + 1 :] if not printed.startswith("{") else printed)
+    assert code == 0 and out["send"] is True and out["binding"] == "address"
+    assert out["selected"][0]["addresses"] == [f"bob@{ZONE}"]
+    assert out["asked"][0]["outcome"] == "found"
