@@ -174,7 +174,8 @@ async def test_publishing_a_certificate_serves_it_at_once():
             return list(self.entries)
 
     source = Growing()
-    running = await start_responder(dns_settings({"zones": ["b.test"]}), source, host="127.0.0.1", port=0)
+    settings = dns_settings({"zones": ["b.test"], "refresh": 0})
+    running = await start_responder(settings, source, host="127.0.0.1", port=0)
     try:
         before = await ask(running, "bob.b.test", "CERT", tcp=False)
         source.entries.append(("bob@b.test", BOB.ref))
@@ -183,6 +184,34 @@ async def test_publishing_a_certificate_serves_it_at_once():
         await running.close()
     assert before.rcode() == dns.rcode.NXDOMAIN
     assert certs_in(after) == [BOB.der]
+
+
+async def test_a_zone_is_read_once_per_refresh_interval():
+    """A burst of queries costs the source one read; a change shows after ``refresh`` seconds."""
+
+    class Counting:
+        def __init__(self) -> None:
+            self.reads = 0
+            self.entries: list[tuple[str, CertRef]] = [("bob@b.test", BOB.ref)]
+
+        async def published_certificates(self, domain: str) -> list[tuple[str, CertRef]]:
+            self.reads += 1
+            await asyncio.sleep(0.01)  # a database round trip, during which more queries arrive
+            return list(self.entries)
+
+    now = [1000.0]
+    source = Counting()
+    responder = DnsResponder(dns_settings({"zones": ["b.test"], "refresh": 5}), source, clock=lambda: now[0])
+    query = dns.message.make_query("bob.b.test", "CERT").to_wire()
+    answers = await asyncio.gather(*(responder.respond(query, over_tcp=True) for _ in range(50)))
+    assert source.reads == 1
+    assert all(certs_in(dns.message.from_wire(a)) == [BOB.der] for a in answers if a)
+    source.entries.clear()
+    now[0] += 4.9
+    assert certs_in(dns.message.from_wire(await responder.respond(query, over_tcp=True) or b"")) == [BOB.der]
+    now[0] += 0.2
+    after = dns.message.from_wire(await responder.respond(query, over_tcp=True) or b"")
+    assert (after.rcode(), source.reads) == (dns.rcode.NXDOMAIN, 2)
 
 
 async def test_store_failure_is_servfail():

@@ -27,7 +27,8 @@ async def _cert(port: int, name: str) -> tuple[int, list[bytes]]:
 
 async def test_database_keys_are_published(store):
     domains = LocalDomains(store)
-    running = await start_responder(dns_settings({"zones": ["b.test"]}), domains, host="127.0.0.1", port=0)
+    settings = dns_settings({"zones": ["b.test"], "refresh": 0})  # read the database on every query
+    running = await start_responder(settings, domains, host="127.0.0.1", port=0)
     try:
         assert await _cert(running.port, "bob.b.test") == (dns.rcode.NXDOMAIN, [])
         await domains.add_key("b.test", B.org.pair, at=NOW)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -30,7 +32,7 @@ import structlog
 
 from .settings import DnsSettings
 from .source import PublishedCertificates
-from .zone import answer, build_zone, find_zone
+from .zone import Zone, answer, build_zone, find_zone
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +51,48 @@ MAX_TCP_CONNECTIONS = 256
 
 
 class DnsResponder:
-    """Turns query bytes into answer bytes; knows nothing of sockets."""
+    """Turns query bytes into answer bytes; knows nothing of sockets.
 
-    def __init__(self, settings: DnsSettings, source: PublishedCertificates) -> None:
+    A zone built from the source is reused for ``settings.refresh`` seconds
+    (``clock`` is monotonic seconds), and queries arriving while it is being
+    built wait for that one build: a burst of queries, or a flood, costs the
+    database one read per zone per interval rather than one per packet.
+    """
+
+    def __init__(
+        self, settings: DnsSettings, source: PublishedCertificates, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.source = source
+        self._clock = clock
+        self._zones: dict[str, tuple[Zone, float]] = {}
+        self._building: dict[str, asyncio.Future[Zone]] = {}
+
+    async def zone(self, name: str) -> Zone:
+        """The zone as the source holds it now (or at most ``refresh`` seconds ago)."""
+        held = self._zones.get(name)
+        if held is not None and self._clock() < held[1]:
+            return held[0]
+        pending = self._building.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Zone] = asyncio.get_running_loop().create_future()
+        self._building[name] = future
+        try:
+            zone = build_zone(name, await self.source.published_certificates(name), self.settings)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marked retrieved: the waiters, if any, re-raise it
+            raise
+        finally:
+            del self._building[name]
+        if self.settings.refresh > 0:
+            self._zones[name] = (zone, self._clock() + self.settings.refresh)
+        future.set_result(zone)
+        return zone
 
     async def respond(self, wire: bytes, *, over_tcp: bool) -> bytes | None:
         """The answer to send, or None to send nothing (unparseable, or itself a response)."""
@@ -76,12 +115,11 @@ class DnsResponder:
             zone = None
             if zone_name is not None:
                 try:
-                    entries = await self.source.published_certificates(zone_name)
+                    zone = await self.zone(zone_name)
                 except Exception:  # a store failure is SERVFAIL (try later), and logged, never a crash
                     log.exception("dns.published_certificates failed", zone=zone_name)
                     response.set_rcode(dns.rcode.SERVFAIL)
                     return response.to_wire(max_size=CLASSIC_UDP_SIZE)
-                zone = build_zone(zone_name, entries, self.settings)
             answer(query, zone, response)
         return _encode(query, response, over_tcp)
 

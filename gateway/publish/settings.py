@@ -9,6 +9,7 @@ nameservers = ["ns1.b.test"]         # the zones' NS records (default: ns.<zone>
 nameserver_addresses = ["192.0.2.1"] # A/AAAA for those names when they lie inside a zone
 ttl = 3600                           # CERT, NS, A records
 negative_ttl = 300                   # SOA MINIMUM: how long others may hold "no such name"
+refresh = 5                          # seconds a zone read from the database is reused (0: every query)
 certificates = ["certs/bob.pem"]     # files published besides what the database holds
 ```
 """
@@ -29,6 +30,11 @@ DEFAULT_NEGATIVE_TTL = 300
 newly added address should become reachable sooner than that."""
 
 
+DEFAULT_REFRESH_SECONDS = 5
+"""A new key is published within five seconds, while a query flood costs one
+database read per zone per five seconds."""
+
+
 class DnsSettingsError(ValueError):
     """A ``[dns]`` table that cannot be used, naming the key."""
 
@@ -45,6 +51,7 @@ class DnsSettings:
     ttl: int = DEFAULT_TTL
     negative_ttl: int = DEFAULT_NEGATIVE_TTL
     certificates: tuple[str, ...] = ()
+    refresh: int = DEFAULT_REFRESH_SECONDS
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -83,7 +90,7 @@ def _seconds(table: Mapping[str, Any], key: str, default: int) -> int:
 
 def dns_settings(table: Mapping[str, Any]) -> DnsSettings:
     known = {"enabled", "listen", "zones", "nameservers", "nameserver_addresses", "ttl", "negative_ttl",
-             "certificates"}
+             "certificates", "refresh"}
     unknown = set(table) - known
     if unknown:
         raise DnsSettingsError(f"dns: unknown key(s) {', '.join(sorted(unknown))}")
@@ -110,4 +117,5 @@ def dns_settings(table: Mapping[str, Any]) -> DnsSettings:
         ttl=_seconds(table, "ttl", DEFAULT_TTL),
         negative_ttl=_seconds(table, "negative_ttl", DEFAULT_NEGATIVE_TTL),
         certificates=_strings(table, "certificates"),
+        refresh=_seconds(table, "refresh", DEFAULT_REFRESH_SECONDS),
     )
