@@ -88,6 +88,59 @@ def test_mdn_goes_to_disposition_notification_to_when_given():
     assert b"To: ehr@a.test\r\n" in raw
 
 
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("x\r\nBcc: evil@x.test", "Processed: x Bcc: evil@x.test"),
+        ("Überweisung für Bob", "Processed: Überweisung für Bob"),
+        ("  spaced\tout  ", "Processed: spaced out"),
+        (None, "Processed: (no subject)"),
+    ],
+    ids=["crlf-injection", "non-ascii", "whitespace", "none"],
+)
+def test_the_original_subject_becomes_one_ascii_header_line(subject, expected):
+    original = Headers(("alice@a.test",), ("bob@b.test",), (), subject, "<m3@a.test>", None)
+    raw = build_mdn(Disposition.PROCESSED, original=original, final_recipient="bob@b.test",
+                    reporting_domain="b.test", at=pki.NOW)
+    assert raw.isascii()
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(line.lower().startswith(b"bcc") for line in head.split(b"\r\n"))
+    mdn = parse_mdn(raw)
+    assert isinstance(mdn, Mdn) and mdn.subject == expected
+
+
+@pytest.mark.parametrize(
+    ("failure", "reported"),
+    [
+        ("mailbox unavailable", "mailbox unavailable"),
+        ("two\r\nlines", "two lines"),
+        ("Empfänger unbekannt", "Empf?nger unbekannt"),
+    ],
+    ids=["plain", "multi-line", "non-ascii"],
+)
+def test_failed_carries_the_error_modifier_and_an_ascii_reason(failure, reported):
+    raw = build_mdn(Disposition.FAILED, original=ORIGINAL, final_recipient="bob@b.test",
+                    reporting_domain="b.test", at=pki.NOW, failure=failure)
+    assert raw.isascii(), "RFC 5751 section 3.1.2: 7-bit content before signing"
+    mdn = parse_mdn(raw)
+    assert isinstance(mdn, Mdn), mdn
+    assert mdn.disposition is Disposition.FAILED and mdn.modifiers == ("error",)
+    assert mdn.failure == mdn.error == reported
+
+
+@pytest.mark.parametrize(
+    ("original_recipient", "expected"),
+    [(None, None), ("Bob@B.test", "bob@b.test")],
+    ids=["absent-unless-known", "copied"],
+)
+def test_original_recipient_is_copied_never_invented(original_recipient, expected):
+    raw = build_mdn(Disposition.PROCESSED, original=ORIGINAL, final_recipient="bob@b.test",
+                    reporting_domain="b.test", at=pki.NOW, original_recipient=original_recipient)
+    mdn = parse_mdn(raw)
+    assert isinstance(mdn, Mdn) and mdn.original_recipient == expected
+    assert (b"Original-Recipient" in raw) is (original_recipient is not None)
+
+
 def test_failed_requires_a_reason():
     with pytest.raises(ValueError, match="says why"):
         build_mdn(Disposition.FAILED, original=ORIGINAL, final_recipient="bob@b.test",

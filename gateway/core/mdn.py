@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import enum
 import os
+import quopri
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.header import Header
 from email.utils import format_datetime
 
 from .certs import utc
@@ -110,10 +112,17 @@ def build_mdn(
     at: datetime,
     notify: tuple[str, ...] | None = None,
     failure: str | None = None,
+    original_recipient: str | None = None,
 ) -> bytes:
     """A complete MDN message (RFC 3798 section 3), from ``final_recipient`` to the original sender.
 
     ``failure`` is required for FAILED and says why, in words for the sender.
+    ``original_recipient`` is the ORCPT/Original-Recipient the original carried, if any:
+    RFC 3798 section 3.2.3 has the field copy that value, never invent it.
+
+    Every value that came from the original (subject, Message-ID, addresses) is
+    reduced to one line first: a decoded RFC 2047 subject can hold CR LF, which
+    would otherwise inject header fields into our MDN.
     """
     if disposition is Disposition.FAILED and not failure:
         raise ValueError("a failed MDN says why (RFC 3798 section 3.2.7)")
@@ -124,37 +133,48 @@ def build_mdn(
         raise ValueError("an MDN refers to the Original-Message-ID; the original has none")
     at = utc(at)
     boundary = f"mdn_{os.urandom(10).hex()}"
-    report: list[tuple[str, str]] = [
-        ("Reporting-UA", f"{reporting_domain}; {REPORTING_UA_PRODUCT}"),
-        ("Original-Recipient", f"rfc822;{final_recipient}"),
+    message_id = _one_line(original.message_id)
+    final_recipient = _one_line(final_recipient)
+    reporting_domain = _one_line(reporting_domain)
+    # Direct's guide pairs "failed" with a Failure field; RFC 3798 section 3.2.6.3
+    # says a processing error is the "error" modifier, explained by an Error field
+    # (section 3.2.7). Readers of either convention find the reason.
+    modifier = "/error" if failure else ""
+    report: list[tuple[str, str]] = [("Reporting-UA", f"{reporting_domain}; {REPORTING_UA_PRODUCT}")]
+    if original_recipient:
+        report.append(("Original-Recipient", f"rfc822;{_one_line(original_recipient)}"))
+    report += [
         ("Final-Recipient", f"rfc822;{final_recipient}"),
-        ("Original-Message-ID", original.message_id),
-        ("Disposition", f"automatic-action/MDN-sent-automatically;{disposition.value}"),
+        ("Original-Message-ID", message_id),
+        ("Disposition", f"automatic-action/MDN-sent-automatically;{disposition.value}{modifier}"),
     ]
     if disposition is Disposition.DISPATCHED:
         # The Direct extension field marks the notification of final delivery.
         report.append((FINAL_DESTINATION, ""))
     if failure:
-        report.append(("Failure", _one_line(failure)))
-    subject = f"{_SUBJECT_PREFIX[disposition]}: {original.subject or '(no subject)'}"
+        reason = _ascii_line(failure)
+        report += [("Failure", reason), ("Error", reason)]
+    subject = f"{_SUBJECT_PREFIX[disposition]}: {_one_line(original.subject or '') or '(no subject)'}"
     human = _HUMAN.get(disposition, f"Disposition: {disposition.value}.")
     if failure:
         human += f"\r\nReason: {_one_line(failure)}"
+    human_body, human_cte = _seven_bit(human)
     headers = [
         ("From", final_recipient),
-        ("To", ", ".join(to)),
-        ("Subject", subject),
+        ("To", ", ".join(_one_line(a) for a in to)),
+        ("Subject", _encoded_header(subject)),
         ("Date", format_datetime(at)),
         ("Message-ID", f"<{os.urandom(16).hex()}@{reporting_domain}>"),
-        ("In-Reply-To", original.message_id),
-        ("References", original.message_id),
+        ("In-Reply-To", message_id),
+        ("References", message_id),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/report; report-type=disposition-notification; boundary="{boundary}"'),
     ]
     return (
         format_headers(headers)
-        + f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n".encode()
-        + human.encode()
+        + f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: {human_cte}\r\n\r\n".encode()
+        + human_body
         + f"\r\n--{boundary}\r\nContent-Type: message/disposition-notification\r\n\r\n".encode()
         + "".join(f"{k}: {v}\r\n" if v else f"{k}:\r\n" for k, v in report).encode()
         + f"\r\n--{boundary}--\r\n".encode()
@@ -162,7 +182,31 @@ def build_mdn(
 
 
 def _one_line(text: str) -> str:
+    """Whitespace (CR and LF included) collapsed: a value that cannot start a new header field."""
     return " ".join(text.split())
+
+
+def _ascii_line(text: str) -> str:
+    """Report fields are US-ASCII (RFC 3798 section 3.1.1; UTF-8 needs RFC 6533's
+    message/global-disposition-notification, which peers may not read)."""
+    return _one_line(text).encode("ascii", "replace").decode("ascii")
+
+
+def _encoded_header(text: str) -> str:
+    """ASCII as is; otherwise RFC 2047 encoded words, folded with CRLF."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def _seven_bit(text: str) -> tuple[bytes, str]:
+    """The human-readable part as 7-bit data: the MDN is signed next, and RFC 5751
+    section 3.1.2 asks for 7-bit content so that no relay changes the signed bytes."""
+    data = text.encode("utf-8")
+    if data.isascii():
+        return data, "7bit"
+    encoded = quopri.encodestring(data.replace(b"\r\n", b"\n"))
+    return encoded.rstrip(b"\n").replace(b"\n", b"\r\n"), "quoted-printable"
 
 
 # --------------------------------------------------------------------------- parsing
