@@ -53,6 +53,10 @@ class RefreshError(Exception):
         super().__init__(f"{url}: {problem.value}: {detail}")
 
 
+class BundleDefinitionError(ValueError):
+    """A bundle that cannot be added as given (its URL or interval)."""
+
+
 class RefreshStatus(enum.Enum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
@@ -142,9 +146,9 @@ class Bundles:
         signer: CertRef | None, at: datetime,
     ) -> BundleRecord:
         if not url.startswith(("http://", "https://")):
-            raise StoreError(StoreProblem.CONFLICT, f"{url}: a bundle URL must be http:// or https://")
+            raise BundleDefinitionError(f"{url}: a bundle URL must be http:// or https://")
         if refresh < MIN_REFRESH:
-            raise StoreError(StoreProblem.CONFLICT, f"refresh interval under {MIN_REFRESH} would hammer {url}")
+            raise BundleDefinitionError(f"a refresh interval under {MIN_REFRESH} would hammer {url}")
         async with self._store.begin() as conn:
             did = await domain_id(conn, domain)
             taken = await conn.scalar(

@@ -281,4 +281,7 @@ def _with_warnings(imported: Imported, at: datetime) -> Imported:
             )
         if not cert.valid_at(at):
             warnings.append(f"{cert.subject} is not valid now (valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d})")
+    signer = imported.signer
+    if signer is not None and not signer.valid_at(at):
+        warnings.append(f"the bundle signer {signer.subject} is not valid now (until {signer.not_after:%Y-%m-%d})")
     return Imported(imported.source, imported.format, imported.certificates, tuple(warnings), imported.signer)

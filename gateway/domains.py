@@ -176,10 +176,14 @@ class LocalDomains:
             await conn.execute(delete(schema.domains).where(schema.domains.c.id == did))
 
     async def key_ring(self, domain: str) -> list[KeyPair]:
-        """Every key of the domain and its addresses, old ones included: mail
-        encrypted to a certificate we rolled away from must still open."""
-        query = _KEYS.where(schema.domains.c.name == normalise_domain(domain)).order_by(
-            schema.keys.c.not_before.desc(), schema.keys.c.id.desc()
+        """Every decryption key of the domain and its addresses, expired and
+        rolled-over ones included: mail encrypted to a certificate we rolled
+        away from must still open. Signing-only certificates are left out
+        (no sender encrypts to them, Direct item 13)."""
+        query = (
+            _KEYS.where(schema.domains.c.name == normalise_domain(domain))
+            .where(schema.keys.c.can_encrypt.is_(True))
+            .order_by(schema.keys.c.not_before.desc(), schema.keys.c.id.desc())
         )
         async with self._store.engine.connect() as conn:
             rows = (await conn.execute(query)).all()

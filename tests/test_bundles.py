@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from anchors.bundles import Bundles, RefreshProblem, RefreshStatus
+from anchors.bundles import BundleDefinitionError, Bundles, RefreshProblem, RefreshStatus
 from anchors.source import Direction
 from anchors.store import DbAnchors
 from gateway.domains import LocalDomains
@@ -144,9 +144,9 @@ async def test_unreachable_and_oversized(store, http, session):
 async def test_bundle_urls_and_intervals_checked(store):
     await LocalDomains(store).create("a.test", at=NOW)
     bundles = Bundles(store)
-    with pytest.raises(StoreError, match="http"):
+    with pytest.raises(BundleDefinitionError, match="http"):
         await bundles.add("file:///etc/passwd", "a.test", (Direction.INCOMING,), refresh=timedelta(hours=1), signer=None, at=NOW)
-    with pytest.raises(StoreError, match="hammer"):
+    with pytest.raises(BundleDefinitionError, match="hammer"):
         await bundles.add("http://x.test/b", "a.test", (Direction.INCOMING,), refresh=timedelta(seconds=5), signer=None, at=NOW)
     await bundles.add("http://x.test/b", "a.test", (Direction.INCOMING,), refresh=timedelta(hours=1), signer=None, at=NOW)
     with pytest.raises(StoreError, match="already"):

@@ -15,6 +15,7 @@ BOB = A.address("bob")
 # a rollover: the next domain certificate, valid from a month after NOW
 NEXT_ORG = org_leaf(A.intermediate, "a.test", not_before=NOW + timedelta(days=30), not_after=NOW + timedelta(days=800))
 BOB_ENCRYPT_ONLY = A.address("bob", digital_signature=False)
+CAROL_SIGN_ONLY = A.address("carol", key_encipherment=False)
 LEGACY_BOB = address_leaf(A.intermediate, "bob@a.test", email_in_subject=True)
 
 
@@ -41,28 +42,31 @@ async def test_address_key_must_name_the_address(store):
 
 async def test_key_ring_signing_and_published_certificates(store):
     domains = LocalDomains(store)
-    for pair, address in [
-        (A.org.pair, None), (NEXT_ORG.pair, None), (BOB_ENCRYPT_ONLY.pair, "bob@a.test"),
-    ]:
-        await domains.add_key("a.test", pair, at=NOW, address=address)
+    await domains.add_key("a.test", A.org.pair, at=NOW)
+    await domains.add_key("a.test", NEXT_ORG.pair, at=NOW)
+    await domains.add_key("a.test", BOB_ENCRYPT_ONLY.pair, at=NOW, address="bob@a.test")
+    await domains.add_key("a.test", CAROL_SIGN_ONLY.pair, at=NOW, address="carol@a.test")
 
+    # every key that can decrypt, the rolled-over and not-yet-valid ones included
     ring = await domains.key_ring("A.TEST")
     assert {p.cert for p in ring} == {A.org.ref, NEXT_ORG.ref, BOB_ENCRYPT_ONLY.ref}
 
-    # bob's own certificate cannot sign, so the domain's does; the newest valid one
+    # carol's own certificate signs for her: address-bound before the domain's
+    assert (await domains.signing_pair("carol@a.test", NOW)).cert == CAROL_SIGN_ONLY.ref
+    # bob's own certificate cannot sign, so the domain's does: the newest valid one
     assert (await domains.signing_pair("bob@a.test", NOW)).cert == A.org.ref
-    assert (await domains.signing_pair("bob@a.test", NOW + timedelta(days=31))).cert == NEXT_ORG.ref
+    assert (await domains.signing_pair("BOB@a.test", NOW + timedelta(days=31))).cert == NEXT_ORG.ref
     assert await domains.signing_pair("bob@a.test", NOW + timedelta(days=900)) is None
-    assert await domains.signing_pair("bob@b.test", NOW) is None
-
-    await domains.add_key("a.test", BOB.pair, at=NOW, address="bob@a.test")
-    assert (await domains.signing_pair("BOB@a.test", NOW)).cert == BOB.ref  # address-bound preferred
     assert (await domains.signing_pair("alice@a.test", NOW)).cert == A.org.ref
+    assert await domains.signing_pair("bob@b.test", NOW) is None
+    # a dual-use certificate for bob: now his own signs
+    await domains.add_key("a.test", BOB.pair, at=NOW, address="bob@a.test")
+    assert (await domains.signing_pair("bob@a.test", NOW)).cert == BOB.ref
 
     published = await domains.published_certificates("a.test")
     assert sorted((owner, c.sha256) for owner, c in published) == sorted(
-        [("a.test", A.org.ref.sha256), ("a.test", NEXT_ORG.ref.sha256),
-         ("bob.a.test", BOB.ref.sha256), ("bob.a.test", BOB_ENCRYPT_ONLY.ref.sha256)]
+        [("a.test", A.org.ref.sha256), ("a.test", NEXT_ORG.ref.sha256), ("bob.a.test", BOB.ref.sha256),
+         ("bob.a.test", BOB_ENCRYPT_ONLY.ref.sha256), ("carol.a.test", CAROL_SIGN_ONLY.ref.sha256)]
     )
 
 

@@ -22,7 +22,14 @@ from typing import Any
 
 import aiohttp
 
-from anchors.bundles import DEFAULT_REFRESH, BundleRecord, Bundles, RefreshOutcome, RefreshStatus
+from anchors.bundles import (
+    DEFAULT_REFRESH,
+    BundleDefinitionError,
+    BundleRecord,
+    Bundles,
+    RefreshOutcome,
+    RefreshStatus,
+)
 from anchors.importing import AnchorFileError, read_anchor_file
 from anchors.source import Direction
 from anchors.store import AnchorRecord, DbAnchors
@@ -113,7 +120,9 @@ def _guard(fn: Callable[[], int]) -> int:
     except AdminUsageError as exc:
         print(f"directgw: {exc}", file=sys.stderr)
         return 2
-    except (AdminError, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError) as exc:
+    except (
+        AdminError, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError, BundleDefinitionError,
+    ) as exc:
         print(f"directgw: {exc}", file=sys.stderr)
         return 1
 

@@ -2,6 +2,8 @@
 
 - SQLite: foreign keys are off unless asked for per connection, and WAL lets
   readers run beside the one writer; both are set on every new connection.
+- Migrations: several PostgreSQL nodes may start at once, so the upgrade
+  holds a transaction-scoped advisory lock; SQLite serialises writers itself.
 - Insert-if-absent: both speak ``INSERT ... ON CONFLICT DO NOTHING``, but
   SQLAlchemy builds it from each dialect's own ``insert``.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, make_url
+from sqlalchemy import Connection, Table, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
@@ -50,3 +52,13 @@ def insert_ignoring_duplicates(dialect_name: str, table: Table) -> Insert:
     if dialect_name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     raise ValueError(f"unsupported database {dialect_name}")
+
+
+MIGRATION_LOCK_KEY = int.from_bytes(b"directgw", "big") >> 1
+"""Any fixed 63-bit number other applications are unlikely to pick."""
+
+
+def lock_for_migration(conn: Connection) -> None:
+    """Serialise concurrent ``open_store`` migrations (released at commit)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

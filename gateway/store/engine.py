@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .dialects import create_engine, sqlite_file
+from .dialects import create_engine, lock_for_migration, sqlite_file
 from .errors import StoreError, StoreProblem
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -71,6 +71,7 @@ def _current_revision(conn: Connection) -> str | None:
 
 def _upgrade(conn: Connection) -> None:
     cfg = _alembic_config()
+    lock_for_migration(conn)
     cfg.attributes["connection"] = conn  # env.py migrates on this connection
     command.upgrade(cfg, "head")
 
