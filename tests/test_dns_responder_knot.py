@@ -62,6 +62,7 @@ QUESTIONS = [
     ("smith.b.test", "CERT"),  # an empty non-terminal: NODATA, not NXDOMAIN (RFC 8020)
     ("bob.example.com", "CERT"),
     ("big.b.test", "CERT"),
+    ("b.test", "ANY"),
 ]
 TRANSPORTS = ["udp-edns", "udp-512", "tcp"]
 

@@ -144,7 +144,9 @@ def answer(query: dns.message.Message, zone: Zone | None, response: dns.message.
         response.authority.append(_negative_soa(zone))
         return
     if qtype == dns.rdatatype.ANY:
-        found = list(node.values())
+        # RFC 8482 4.1: answer ANY with one RRset, so it is no amplification tool;
+        # the lowest type, as Knot DNS does
+        found = [node[min(node)]]
     else:
         found = [node[qtype]] if qtype in node else []
     if not found:
