@@ -114,7 +114,28 @@ def read_anchor_file(
             source, AnchorProblem.UNSIGNED,
             f"a bundle signer is configured ({signer.subject}) but this {imported.format.value} file is not signed",
         )
+    for n, cert in enumerate(imported.certificates, 1):
+        _check_parses(cert, source, n)
+    if imported.signer is not None:
+        _check_parses(imported.signer, source, 0)
     return _with_warnings(imported, at)
+
+
+def _check_parses(cert: CertRef, source: str, n: int) -> None:
+    """Parse every part later code reads, now: cryptography parses extensions
+    and keys lazily, and a damaged one must fail here, typed, not in the
+    trust engine."""
+    try:
+        x = cert.x509
+        x.extensions  # noqa: B018
+        x.public_key()
+        cert.subject  # noqa: B018
+        cert.issuer  # noqa: B018
+        x.not_valid_before_utc  # noqa: B018
+        x.not_valid_after_utc  # noqa: B018
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        which = "the signer's certificate" if n == 0 else f"certificate {n}"
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, f"{which} does not parse: {exc}") from exc
 
 
 def _read(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:
