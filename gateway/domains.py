@@ -33,6 +33,7 @@ class DomainProblem(enum.Enum):
     NOT_BOUND = "not-bound"
     KEY_FILE_EXPOSED = "key-file-exposed"
     DUPLICATE = "duplicate"
+    UNUSABLE_CERTIFICATE = "unusable-certificate"
 
 
 class DomainError(Exception):
@@ -136,6 +137,10 @@ class LocalDomains:
             _, addr_domain = split_address(address)
             if addr_domain != name:
                 raise DomainError(DomainProblem.NOT_BOUND, f"{address} is not an address of {name}")
+        try:
+            pair.cert.x509.extensions  # noqa: B018 -- parsed lazily; a damaged one fails here, typed
+        except ValueError as exc:
+            raise DomainError(DomainProblem.UNUSABLE_CERTIFICATE, f"the certificate does not parse: {exc}") from exc
         check_binding(pair.cert, name, address)
         await self.create(name, at=at)
         cert = pair.cert
