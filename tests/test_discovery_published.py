@@ -102,3 +102,45 @@ def test_cli_discover_json(pki, tmp_path, capsys):
     assert code == 0 and out["send"] is True and out["binding"] == "address"
     assert out["selected"][0]["addresses"] == [f"bob@{ZONE}"]
     assert out["asked"][0]["outcome"] == "found"
+
+
+class _CountingRelay(asyncio.DatagramProtocol):
+    """A UDP relay on loopback in front of the real responder, counting questions."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.questions = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.questions += 1
+        asyncio.get_running_loop().create_task(self._relay(data, addr))
+
+    async def _relay(self, data: bytes, addr) -> None:
+        import dns.asyncquery
+        import dns.message
+
+        reply = await dns.asyncquery.udp(dns.message.from_wire(data), "127.0.0.1", port=self.upstream, timeout=2)
+        assert self.transport is not None
+        self.transport.sendto(reply.to_wire(), addr)
+
+
+async def test_concurrent_lookups_share_one_question(responder, pki):
+    loop = asyncio.get_running_loop()
+    transport, relay = await loop.create_datagram_endpoint(
+        lambda: _CountingRelay(responder.port), local_addr=("127.0.0.1", 0)
+    )
+    fetcher = HttpFetcher(timeout=2.0)
+    try:
+        trust = TrustService(StaticAnchors((pki["anchor"].ref,)), fetcher)
+        settings = DiscoverySettings((Nameserver("127.0.0.1", transport.get_extra_info("sockname")[1]),), ldap=False)
+        d = build_discovery(settings, TrustServiceJudge(trust), fetcher)
+        results = await asyncio.gather(*(d.discover(f"bob@{ZONE}", local_domain="s.test", at=NOW) for _ in range(20)))
+    finally:
+        await fetcher.close()
+        transport.close()
+    assert all(isinstance(r, Discovered) and r.certificates == (pki["bob"].ref,) for r in results)
+    assert relay.questions == 1

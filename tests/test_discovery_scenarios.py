@@ -319,3 +319,14 @@ async def test_untrusted_when_sender_domain_has_other_anchors(servers: Servers):
         await fetcher.close()
     assert isinstance(result, DoNotSend)
     assert [d.reason for d in result.dropped] == [DropReason.UNTRUSTED]
+
+
+async def test_ldap_answers_are_cached_for_the_srv_ttl(servers: Servers, discovery):
+    address = f"bob@ldap-addr.{ZONE}"
+    first = await discovery.discover(address, local_domain=SENDER_DOMAIN, at=NOW)
+    again = await discovery.discover(address, local_domain=SENDER_DOMAIN, at=NOW + dt.timedelta(seconds=299))
+    later = await discovery.discover(address, local_domain=SENDER_DOMAIN, at=NOW + dt.timedelta(seconds=301))
+    assert [r.cached for r in first.reports] == [False] * 4
+    # the two negative DNS answers lasted the SOA minimum (60 s); SRV and LDAP last the SRV TTL (300 s)
+    assert [r.cached for r in again.reports] == [False, False, True, True]
+    assert not later.reports[-1].cached

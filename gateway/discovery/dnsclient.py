@@ -10,6 +10,7 @@ SERVFAIL, REFUSED and timeouts move on to the next.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -110,13 +111,29 @@ class DnsClient:
         self.timeout = timeout
         self.negative_ttl = negative_ttl
         self.cache: TtlCache[DnsAnswer] = cache if cache is not None else TtlCache()
+        self._in_flight: dict[tuple[str, str], asyncio.Future[tuple[DnsAnswer, timedelta]]] = {}
 
     async def query(self, name: str, rdtype: str, *, at: datetime) -> DnsAnswer:
         key = (name.lower().rstrip("."), rdtype)
         hit = self.cache.get(key, at)
         if hit is not None:
             return _cached(hit)
-        answer, ttl = await self._ask(name, rdtype)
+        # concurrent lookups of one name share one question (a burst to a new route costs one)
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            answer, _ = await asyncio.shield(pending)
+            return answer
+        future: asyncio.Future[tuple[DnsAnswer, timedelta]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            answer, ttl = await self._ask(name, rdtype)
+            future.set_result((answer, ttl))
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: waiters re-raise it, nobody else need
+            raise
+        finally:
+            del self._in_flight[key]
         self.cache.put(key, answer, at, ttl)
         return answer
 

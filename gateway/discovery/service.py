@@ -17,12 +17,16 @@ Nothing valid anywhere gives ``DoNotSend`` (item 21), naming every place asked.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from cryptography import x509
 
 from gateway.core.certs import CertRef
 
+from .cache import TtlCache
 from .dnscert import DnsCertSource
-from .dnsclient import DnsClient, Status
+from .dnsclient import MAX_POSITIVE_TTL, DnsClient, Status
 from .judge import CertificateJudge
 from .ldapsource import LdapDirectory, LdapServer
 from .srv import Draw, SrvTarget, rfc2782_order
@@ -70,6 +74,7 @@ class Discovery:
         self.judge = judge
         self._draw = draw
         self.use_ldap = use_ldap
+        self._ldap_cache: TtlCache[SourceReport] = TtlCache()
 
     async def discover(self, address: str, *, local_domain: str, at: datetime) -> Discovered | DoNotSend:
         """``local_domain`` is our sender's domain: its outgoing anchors judge the certificates."""
@@ -92,14 +97,14 @@ class Discovery:
             if found:
                 return found
         if self.use_ldap:
-            targets, srv_report = await self._ldap_servers(domain, at)
+            targets, srv_report, srv_ttl = await self._ldap_servers(domain, at)
             if srv_report is not None:
                 reports.append(srv_report)
             for target in targets:
                 server = LdapServer(target.host.rstrip("."), target.port)
                 connect_to = await self._resolve(server.host, at)
                 for mail, binding in ((address, Binding.ADDRESS), (domain, Binding.ORG)):
-                    report = await self.ldap.certificates(server, mail, connect_to=connect_to)
+                    report = await self._ldap_lookup(server, mail, connect_to, srv_ttl, at)
                     found = await attempt(report, binding)
                     if found:
                         return found
@@ -107,19 +112,38 @@ class Discovery:
                         break  # the org-bound search would only time out again
         return DoNotSend(address, tuple(reports), tuple(dropped))
 
-    async def _ldap_servers(self, domain: str, at: datetime) -> tuple[list[SrvTarget], SourceReport | None]:
+    async def _ldap_servers(
+        self, domain: str, at: datetime
+    ) -> tuple[list[SrvTarget], SourceReport | None, timedelta]:
         name = f"_ldap._tcp.{domain}"
         answer = await self.dns.query(name, "SRV", at=at)
         query = answer.describe()
         if answer.status is Status.FAILED:
-            return [], SourceReport(Source.DNS, query, Outcome.UNREACHABLE, detail=answer.detail, cached=answer.cached)
+            report = SourceReport(Source.DNS, query, Outcome.UNREACHABLE, detail=answer.detail, cached=answer.cached)
+            return [], report, timedelta(0)
         if answer.rrset is None:
             outcome = Outcome.NO_SUCH_NAME if answer.status is Status.NXDOMAIN else Outcome.EMPTY
-            return [], SourceReport(Source.DNS, query, outcome, detail="no LDAP server published", cached=answer.cached)
+            report = SourceReport(Source.DNS, query, outcome, detail="no LDAP server published", cached=answer.cached)
+            return [], report, timedelta(0)
         targets = [SrvTarget(r.priority, r.weight, r.port, r.target.to_text()) for r in answer.rrset]
         ordered = rfc2782_order(targets, self._draw) if self._draw else rfc2782_order(targets)
         detail = "servers in order: " + ", ".join(str(t) for t in ordered)
-        return ordered, SourceReport(Source.DNS, query, Outcome.FOUND, detail=detail, cached=answer.cached)
+        report = SourceReport(Source.DNS, query, Outcome.FOUND, detail=detail, cached=answer.cached)
+        return ordered, report, timedelta(seconds=answer.rrset.ttl)
+
+    async def _ldap_lookup(
+        self, server: LdapServer, mail: str, connect_to: str | None, srv_ttl: timedelta, at: datetime
+    ) -> SourceReport:
+        """A directory has no TTLs: its answers are believed as long as the SRV record
+        that named the server, and "nothing there" (or a dead server) only briefly."""
+        key = (server, mail.lower())
+        hit = self._ldap_cache.get(key, at)
+        if hit is not None:
+            return replace(hit, cached=True)
+        report = await self.ldap.certificates(server, mail, connect_to=connect_to)
+        ttl = min(srv_ttl, MAX_POSITIVE_TTL) if report.outcome is Outcome.FOUND else self.dns.negative_ttl
+        self._ldap_cache.put(key, report, at, ttl)
+        return report
 
     async def _resolve(self, host: str, at: datetime) -> str | None:
         """The SRV target through our own nameservers; None leaves it to the system resolver
@@ -162,8 +186,6 @@ class Discovery:
 
 
 def _is_ca(cert: CertRef) -> bool:
-    from cryptography import x509
-
     try:
         return bool(cert.x509.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
