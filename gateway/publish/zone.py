@@ -50,10 +50,13 @@ class Zone:
     origin: dns.name.Name
     nodes: dict[dns.name.Name, RRsets]
     soa: dns.rrset.RRset
+    negative_soa: dns.rrset.RRset
+    """The SOA as negative answers carry it (RFC 2308 section 3), made once per zone."""
+    names: frozenset[dns.name.Name]
+    """Every name that exists: those with records and the empty non-terminals above them (RFC 8020)."""
 
     def exists(self, name: dns.name.Name) -> bool:
-        """The name has records, or is an empty non-terminal above a name that has (RFC 8020)."""
-        return name in self.nodes or any(n.is_subdomain(name) for n in self.nodes)
+        return name in self.names
 
 
 def owner_name(owner: str) -> dns.name.Name:
@@ -113,12 +116,18 @@ def build_zone(zone: str, entries: Iterable[tuple[str, CertRef]], settings: DnsS
             continue  # the source gave us another zone's owner: not ours to publish
         cert_rd = dns.rdtypes.ANY.CERT.CERT(_IN, dns.rdatatype.CERT, CERT_TYPE_PKIX, 0, 0, cert.der)
         _add(nodes, name, cert_rd, settings.ttl)
-    return Zone(origin, nodes, nodes[origin][dns.rdatatype.SOA])
+    names: set[dns.name.Name] = set()
+    for name in nodes:
+        while name != origin and name not in names:
+            names.add(name)
+            name = name.parent()
+    names.add(origin)
+    soa = nodes[origin][dns.rdatatype.SOA]
+    return Zone(origin, nodes, soa, _negative_soa(soa), frozenset(names))
 
 
-def _negative_soa(zone: Zone) -> dns.rrset.RRset:
+def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
     """RFC 2308 section 3: the SOA's TTL in a negative answer is min(SOA TTL, MINIMUM)."""
-    soa = zone.soa
     minimum = soa[0].minimum
     out = dns.rrset.RRset(soa.name, _IN, dns.rdatatype.SOA)
     out.add(soa[0], min(soa.ttl, minimum))
@@ -141,7 +150,7 @@ def answer(query: dns.message.Message, zone: Zone | None, response: dns.message.
     if node is None:
         if not zone.exists(qname):
             response.set_rcode(dns.rcode.NXDOMAIN)
-        response.authority.append(_negative_soa(zone))
+        response.authority.append(zone.negative_soa)
         return
     if qtype == dns.rdatatype.ANY:
         # RFC 8482 4.1: answer ANY with one RRset, so it is no amplification tool;
@@ -150,6 +159,6 @@ def answer(query: dns.message.Message, zone: Zone | None, response: dns.message.
     else:
         found = [node[qtype]] if qtype in node else []
     if not found:
-        response.authority.append(_negative_soa(zone))  # NODATA (RFC 2308 section 2.2)
+        response.authority.append(zone.negative_soa)  # NODATA (RFC 2308 section 2.2)
         return
     response.answer.extend(found)
