@@ -354,3 +354,37 @@ def test_ci_fails_rather_than_skips_without_kdig(monkeypatch):
     with pytest.raises(pytest.fail.Exception):
         require_server_binary("no-such-dns-tool")
     assert os.environ["CI"] == "true"
+
+
+async def test_udp_queries_in_flight_are_bounded(monkeypatch):
+    """Past the bound, datagrams are dropped (clients retry) rather than queued without limit."""
+    import gateway.publish.responder as responder_module
+
+    monkeypatch.setattr(responder_module, "MAX_UDP_IN_FLIGHT", 2)
+    release = asyncio.Event()
+
+    class Slow:
+        async def published_certificates(self, domain: str) -> list[tuple[str, CertRef]]:
+            await release.wait()
+            return [("bob@b.test", BOB.ref)]
+
+    running = await start_responder(dns_settings({"zones": ["b.test"]}), Slow(), host="127.0.0.1", port=0)
+    loop = asyncio.get_running_loop()
+    answers: list[bytes] = []
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr) -> None:
+            answers.append(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", running.port))
+    try:
+        for _ in range(5):
+            transport.sendto(dns.message.make_query("bob.b.test", "CERT", use_edns=0, payload=1232).to_wire())
+        await asyncio.sleep(0.2)
+        assert len(running.tasks) == 2
+        release.set()
+        await asyncio.sleep(0.2)
+        assert len(answers) == 2 and not running.tasks
+    finally:
+        transport.close()
+        await running.close()

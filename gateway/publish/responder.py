@@ -44,6 +44,8 @@ MAX_TCP_MESSAGE = 65_535
 """RFC 1035 4.2.2: the two-byte length prefix."""
 TCP_IDLE_SECONDS = 10.0
 """RFC 7766 6.2.3: close idle connections after some seconds, so clients cannot hold them all."""
+MAX_UDP_IN_FLIGHT = 1024
+"""UDP queries being answered at once; more are dropped until some finish (a flood must not grow memory)."""
 BIND_ATTEMPTS = 20
 """Tries at finding a port free for both UDP and TCP when asked for any port (tests)."""
 MAX_TCP_CONNECTIONS = 256
@@ -163,6 +165,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if len(self.tasks) >= MAX_UDP_IN_FLIGHT:
+            return  # shed load: a UDP client asks again (RFC 1035 4.2.1), memory stays bounded
         task = asyncio.get_running_loop().create_task(self._answer(data, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
