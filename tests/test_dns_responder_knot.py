@@ -12,6 +12,7 @@ from __future__ import annotations
 import dns.asyncquery
 import dns.flags
 import dns.message
+import dns.rcode
 import dns.rdatatype
 import pytest
 
@@ -99,3 +100,16 @@ async def test_same_answer_as_knot(knot, ours, name, rdtype, transport):
     assert mine == theirs
     if (name, rdtype) == ("bob.b.test", "CERT") and transport != "udp-512":
         assert mine["answer"] and mine["answer"] != "truncated"  # the comparison is not vacuous
+
+
+async def test_same_badvers_as_knot(knot, ours):
+    """RFC 6891 6.1.3: a query with EDNS version 1 gets BADVERS and our version, 0.
+    (Opcodes other than QUERY differ on purpose: Knot answers NOTIFY and UPDATE
+    NOTAUTH, its ACLs refusing them; we implement neither and say NOTIMP.)"""
+    q = dns.message.make_query("b.test", "SOA", use_edns=1, payload=1232)
+
+    async def ask(port: int) -> tuple[int, int, bool]:
+        r = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+        return r.rcode(), r.edns, bool(r.answer)
+
+    assert await ask(ours.port) == await ask(knot.port) == (dns.rcode.BADVERS, 0, False)

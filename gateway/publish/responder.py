@@ -106,7 +106,10 @@ class DnsResponder:
             return None  # never answer an answer: no reflection loops
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags &= ~dns.flags.RA  # RFC 1035 4.1.1: we offer no recursion
-        if query.opcode() != dns.opcode.QUERY:
+        if query.edns > 0:
+            response.use_edns(0, payload=MAX_UDP_PAYLOAD)
+            response.set_rcode(dns.rcode.BADVERS)  # RFC 6891 6.1.3: we speak EDNS version 0 only
+        elif query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
         elif len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
