@@ -14,6 +14,7 @@ from gateway.core.mdn import (
     Dsn,
     Mdn,
     NotAReport,
+    NotAReportReason,
     build_mdn,
     mdn_request,
     parse_dsn,
@@ -139,6 +140,69 @@ def test_original_recipient_is_copied_never_invented(original_recipient, expecte
     mdn = parse_mdn(raw)
     assert isinstance(mdn, Mdn) and mdn.original_recipient == expected
     assert (b"Original-Recipient" in raw) is (original_recipient is not None)
+
+
+def test_an_original_without_message_id_still_gets_an_mdn():
+    original = Headers(("alice@a.test",), ("bob@b.test",), (), "x", None, None)
+    raw = build_mdn(Disposition.PROCESSED, original=original, final_recipient="bob@b.test",
+                    reporting_domain="b.test", at=pki.NOW)
+    mdn = parse_mdn(raw)
+    assert isinstance(mdn, Mdn) and mdn.original_message_id is None
+    assert b"In-Reply-To" not in raw and b"Original-Message-ID" not in raw
+
+
+def _report(disposition_field: str | None, report_type: str = "disposition-notification") -> bytes:
+    fields = "Final-Recipient: rfc822;bob@b.test\r\nOriginal-Message-ID: <m@a.test>\r\nX-Trace: 7\r\n"
+    if disposition_field is not None:
+        fields += f"Disposition: {disposition_field}\r\n"
+    return (
+        f"From: bob@b.test\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type={report_type}; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nhuman\r\n"
+        f"--b\r\nContent-Type: message/disposition-notification\r\n\r\n{fields}\r\n--b--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "disposition", "modes", "modifiers"),
+    [
+        ("manual-action/MDN-sent-manually; displayed", Disposition.DISPLAYED, ("manual-action", "MDN-sent-manually"), ()),
+        ("automatic-action / MDN-sent-automatically ; deleted", Disposition.DELETED,
+         ("automatic-action", "MDN-sent-automatically"), ()),
+        ("automatic-action/MDN-sent-automatically;denied", Disposition.DENIED,
+         ("automatic-action", "MDN-sent-automatically"), ()),
+        ("automatic-action/MDN-sent-automatically;failed/error, warning", Disposition.FAILED,
+         ("automatic-action", "MDN-sent-automatically"), ("error", "warning")),
+        ("automatic-action/MDN-sent-automatically;Processed", Disposition.PROCESSED,
+         ("automatic-action", "MDN-sent-automatically"), ()),
+        ("automatic-action/MDN-sent-automatically;x-archived", None, ("automatic-action", "MDN-sent-automatically"), ()),
+    ],
+    ids=["displayed-manual", "deleted-spaced", "denied", "failed-modifiers", "case-insensitive", "unknown-type"],
+)
+def test_disposition_field_grammar(field, disposition, modes, modifiers):
+    """RFC 8098 section 3.2.6: mode "/" mode ";" type ["/" modifier *("," modifier)], with OWS."""
+    mdn = parse_mdn(_report(field))
+    assert isinstance(mdn, Mdn), mdn
+    assert mdn.disposition is disposition
+    assert (mdn.action_mode, mdn.sending_mode) == modes
+    assert mdn.modifiers == modifiers
+    assert mdn.extension_fields == {"X-Trace": "7"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (_report(None), NotAReportReason.MALFORMED),
+        (_report("processed"), NotAReportReason.MALFORMED),
+        (_report("automatic-action/MDN-sent-automatically;processed", "delivery-status"), NotAReportReason.NOT_A_REPORT),
+        (b"From: a@a.test\r\nContent-Type: text/plain\r\n\r\nhello\r\n", NotAReportReason.NOT_A_REPORT),
+        (b"", NotAReportReason.NOT_A_REPORT),
+    ],
+    ids=["no-disposition", "no-mode", "other-report-type", "plain-message", "empty"],
+)
+def test_not_an_mdn_is_a_value_with_a_reason(raw, reason):
+    result = parse_mdn(raw)
+    assert isinstance(result, NotAReport) and result.reason is reason
 
 
 def test_failed_requires_a_reason():

@@ -129,11 +129,11 @@ def build_mdn(
     to = notify or original.disposition_notification_to or original.from_
     if not to:
         raise ValueError("the original message names no sender to notify")
-    if not original.message_id:
-        raise ValueError("an MDN refers to the Original-Message-ID; the original has none")
     at = utc(at)
     boundary = f"mdn_{os.urandom(10).hex()}"
-    message_id = _one_line(original.message_id)
+    # RFC 3798 section 3.2.5: Original-Message-ID is supplied when the original had a
+    # Message-ID; without one the MDN still goes, matched by the sender on other fields.
+    message_id = _one_line(original.message_id or "")
     final_recipient = _one_line(final_recipient)
     reporting_domain = _one_line(reporting_domain)
     # Direct's guide pairs "failed" with a Failure field; RFC 3798 section 3.2.6.3
@@ -145,7 +145,7 @@ def build_mdn(
         report.append(("Original-Recipient", f"rfc822;{_one_line(original_recipient)}"))
     report += [
         ("Final-Recipient", f"rfc822;{final_recipient}"),
-        ("Original-Message-ID", message_id),
+        *([("Original-Message-ID", message_id)] if message_id else []),
         ("Disposition", f"automatic-action/MDN-sent-automatically;{disposition.value}{modifier}"),
     ]
     if disposition is Disposition.DISPATCHED:
@@ -165,8 +165,7 @@ def build_mdn(
         ("Subject", _encoded_header(subject)),
         ("Date", format_datetime(at)),
         ("Message-ID", f"<{os.urandom(16).hex()}@{reporting_domain}>"),
-        ("In-Reply-To", message_id),
-        ("References", message_id),
+        *([("In-Reply-To", message_id), ("References", message_id)] if message_id else []),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/report; report-type=disposition-notification; boundary="{boundary}"'),
     ]
