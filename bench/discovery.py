@@ -95,7 +95,6 @@ async def main() -> None:
 
         async def cold_dns() -> None:
             warm_d.dns.cache.clear()
-            warm_d.dns_certs._fetched.clear()
             await warm_d.discover(ADDRESS, local_domain="sender.test", at=NOW)
 
         async def cold() -> None:

@@ -10,6 +10,7 @@ types (PGP, SPKI...) are not for S/MIME and are passed over.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from gateway.core.certs import CertRef, KeyMaterialError
 from trust.fetch import MAX_CERT_BYTES, Fetcher, FetchError
@@ -25,6 +26,12 @@ CERT_URI = 253
 URL_TYPES = (CERT_IPKIX, CERT_URI)
 URL_CACHE_TTL = timedelta(hours=1)
 """A fetched URL is reused as long as the record naming it, and at most an hour."""
+
+
+class CertificateRecords(Protocol):
+    """Certificates published in DNS under one name (what discovery asks of DNS)."""
+
+    async def lookup(self, name: str, *, at: datetime) -> SourceReport: ...
 
 
 class DnsCertSource:

@@ -25,7 +25,7 @@ from cryptography import x509
 from gateway.core.certs import CertRef
 
 from .cache import TtlCache
-from .dnscert import DnsCertSource
+from .dnscert import CertificateRecords
 from .dnsclient import MAX_POSITIVE_TTL, DnsClient, Status
 from .judge import CertificateJudge
 from .ldapsource import LdapDirectory, LdapServer
@@ -61,7 +61,7 @@ class Discovery:
     def __init__(
         self,
         dns: DnsClient,
-        dns_certs: DnsCertSource,
+        dns_certs: CertificateRecords,
         ldap: LdapDirectory,
         judge: CertificateJudge,
         *,
