@@ -74,6 +74,22 @@ async def test_discovery_finds_our_published_certificates(responder, pki, addres
     assert result.reports[-1].query.endswith("(tcp)") is tcp
 
 
+async def test_a_dead_nameserver_passes_the_question_to_the_next(responder, pki):
+    from .servers.common import free_port
+
+    fetcher = HttpFetcher(timeout=2.0)
+    try:
+        trust = TrustService(StaticAnchors((pki["anchor"].ref,)), fetcher)
+        dead, alive = Nameserver("127.0.0.1", free_port()), Nameserver("127.0.0.1", responder.port)
+        settings = DiscoverySettings((dead, alive), dns_timeout=0.3, ldap=False)
+        result = await build_discovery(settings, TrustServiceJudge(trust), fetcher).discover(
+            f"bob@{ZONE}", local_domain="sender.test", at=NOW
+        )
+    finally:
+        await fetcher.close()
+    assert isinstance(result, Discovered) and result.reports[0].query.endswith(f"@{alive}")
+
+
 async def test_a_domain_we_do_not_serve_is_refused(responder, pki):
     result = await _discover(responder, pki, "bob@elsewhere.test")
     assert isinstance(result, DoNotSend)

@@ -164,6 +164,14 @@ def build_world(http_port: int, ports: dict[str, int]) -> tuple[World, Issued]:
     w.named("uri", uri)
     w.files["/uri.pem"] = uri.pem  # served as PEM: both encodings are read
     z.append(url_cert_line("bob.uri", w.url("/uri.pem"), cert_type="URI"))
+    # wrong key usage (signing only), and issued under a root the sender's domain does not trust
+    z.append(cert_line("bob.wrong-usage", w.named("sign-only", addr("bob", "wrong-usage", key_encipherment=False))))
+    stranger = root("Stranger Root")
+    z.append(cert_line("bob.untrusted", w.named("stranger",
+                                                address_leaf(stranger, f"bob@untrusted.{ZONE}"))))
+    # an intermediate published beside the leaf (no AIA): used to build the path, not encrypted to
+    z.append(cert_line("bob.beside", w.named("beside", address_leaf(inter, f"bob@beside.{ZONE}"))))
+    z.append(cert_line("bob.beside", inter.der))
     # bound to another address: published at bob's name, naming alice
     z.append(cert_line("bob.other", w.named("alice", addr("alice", "other"))))
     return w, anchor
@@ -204,6 +212,9 @@ SCENARIOS = [
     Scenario("intermediate-only-via-aia", "aia", ("aia",), Binding.ADDRESS, Source.DNS),
     Scenario("cert-type-ipkix-url", "ipkix", ("ipkix",), Binding.ADDRESS, Source.DNS),
     Scenario("cert-type-uri-url", "uri", ("uri",), Binding.ADDRESS, Source.DNS),
+    Scenario("wrong-key-usage", "wrong-usage", dropped=(("sign-only", DropReason.WRONG_KEY_USAGE),)),
+    Scenario("untrusted-root", "untrusted", dropped=(("stranger", DropReason.UNTRUSTED),)),
+    Scenario("intermediate-published-beside", "beside", ("beside",), Binding.ADDRESS, Source.DNS),
     Scenario("bound-to-another-address", "other", dropped=(("alice", DropReason.OTHER_BINDING),)),
 ]
 
