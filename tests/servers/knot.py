@@ -25,6 +25,7 @@ import dns.rcode
 from .common import free_port, require_server_binary, wait_until
 
 ZONE_TTL = 300
+PORT_ATTEMPTS = 3
 
 
 def cert_line(owner: str, der: bytes, ttl: int = ZONE_TTL, cert_type: str = "PKIX") -> str:
@@ -47,6 +48,7 @@ class KnotServer:
         self.knotc = require_server_binary("knotc")
         self.dir = Path(workdir)
         self.zones = {z.rstrip(".").lower(): list(lines) for z, lines in zones.items()}
+        self._auto_port = port is None
         self.port = port or free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -83,6 +85,10 @@ class KnotServer:
         return conf
 
     def _answers(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"knotd exited with status {self._proc.returncode}")
+        if b"cannot bind" in (self.dir / "knotd.log").read_bytes():
+            raise RuntimeError(f"knotd cannot bind port {self.port}")  # it stays up, serving nothing
         zone = next(iter(self.zones))
         try:
             r = dns.query.udp(dns.message.make_query(zone, "SOA"), "127.0.0.1", port=self.port, timeout=0.3)
@@ -91,6 +97,17 @@ class KnotServer:
         return r.rcode() == dns.rcode.NOERROR and bool(r.answer)
 
     def start(self) -> KnotServer:
+        # a free port found beforehand can be taken by another process before knotd binds it
+        for attempt in range(PORT_ATTEMPTS if self._auto_port else 1):
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == PORT_ATTEMPTS - 1 or not self._auto_port:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> KnotServer:
         conf = self._write()
         check = subprocess.run([self.knotc, "-c", str(conf), "conf-check"], capture_output=True, text=True)
         if check.returncode != 0:

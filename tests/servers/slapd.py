@@ -24,6 +24,7 @@ from pathlib import Path
 from .common import free_port, require_server_binary, tcp_open, wait_until
 
 DEFAULT_SUFFIX = "dc=test"
+PORT_ATTEMPTS = 3
 
 
 def _attr(name: str, value: bytes | str) -> str:
@@ -75,6 +76,7 @@ class SlapdServer:
         self.dir = Path(workdir)
         self.suffix = suffix
         self.entries = list(entries)
+        self._auto_port = port is None
         self.port = port or free_port()
         self._pid: int | None = None
 
@@ -112,6 +114,17 @@ class SlapdServer:
         )
         if load.returncode != 0:
             raise RuntimeError(f"slapadd failed: {load.stderr}")
+        # a free port found beforehand can be taken by another process before slapd binds it
+        for attempt in range(PORT_ATTEMPTS if self._auto_port else 1):
+            try:
+                return self._run(conf)
+            except RuntimeError:
+                if attempt == PORT_ATTEMPTS - 1 or not self._auto_port:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _run(self, conf: Path) -> SlapdServer:
         run = subprocess.run(
             [self.slapd, "-f", str(conf), "-h", self.url], capture_output=True, text=True
         )
