@@ -20,6 +20,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.certs import CertRef
 from gateway.publish import (
@@ -388,3 +390,35 @@ async def test_udp_queries_in_flight_are_bounded(monkeypatch):
     finally:
         transport.close()
         await running.close()
+
+
+# --- any bytes ------------------------------------------------------------------------------
+
+_FUZZ_RESPONDER = DnsResponder(dns_settings({"zones": ["b.test"]}), StaticPublished.of([BOB.ref, ORG.ref]))
+_VALID = dns.message.make_query("bob.b.test", "CERT", use_edns=0, payload=1232).to_wire()
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    flips = st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), max_size=6)
+    mutated = flips.map(lambda fs: bytes(_mutate(_VALID, fs)))
+    return st.one_of(st.binary(max_size=600), mutated, st.binary(max_size=40).map(lambda b: _VALID + b))
+
+
+def _mutate(data: bytes, flips: list[tuple[int, int]]) -> bytearray:
+    out = bytearray(data)
+    for i, v in flips:
+        out[i] = v
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(wire=_mutations(), over_tcp=st.booleans())
+def test_any_bytes_get_nothing_or_a_well_formed_answer(wire, over_tcp):
+    """The responder never raises on what arrives; whatever it sends parses and fits the transport."""
+    out = asyncio.run(_FUZZ_RESPONDER.respond(wire, over_tcp=over_tcp))
+    if out is None:
+        return
+    assert out[:2] == wire[:2]  # the id echoed
+    assert len(out) <= (65_535 if over_tcp else 1232)
+    reply = dns.message.from_wire(out)
+    assert reply.flags & dns.flags.QR
