@@ -135,13 +135,18 @@ class Gpgsm:
         key, cert, p12 = self.home / "k.pem", self.home / "c.pem", self.home / "k.p12"
         key.write_bytes(pair.key_pem())
         cert.write_bytes(pair.pem)
-        _run(["openssl", "pkcs12", "-export", "-inkey", str(key), "-in", str(cert), "-passout", "pass:pw",
-              "-certpbe", "NONE", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-out", str(p12)])
-        key.unlink()
-        for _ in range(3):  # imports fail now and then (TOOLING.md)
-            self._gpgsm("--import", str(p12), passphrase=True)
-            if self._has_secret(pair):
-                return
+        try:
+            for _ in range(3):  # imports fail now and then (TOOLING.md): a fresh export each time
+                _run(["openssl", "pkcs12", "-export", "-inkey", str(key), "-in", str(cert), "-passout", "pass:pw",
+                      "-certpbe", "NONE", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-out", str(p12)])
+                try:
+                    self._gpgsm("--import", str(p12), passphrase=True)
+                except PeerError:
+                    continue
+                if self._has_secret(pair):
+                    return
+        finally:
+            key.unlink(missing_ok=True)
         raise PeerError("gpgsm did not import the secret key")
 
     def _has_secret(self, pair: Issued) -> bool:
