@@ -93,7 +93,7 @@ async def test_a_dead_nameserver_passes_the_question_to_the_next(responder, pki)
 async def test_a_domain_we_do_not_serve_is_refused(responder, pki):
     result = await _discover(responder, pki, "bob@elsewhere.test")
     assert isinstance(result, DoNotSend)
-    assert [r.outcome for r in result.reports] == [Outcome.UNREACHABLE, Outcome.UNREACHABLE]
+    assert [r.outcome for r in result.reports] == [Outcome.ERROR, Outcome.ERROR]
     assert "REFUSED" in result.reports[0].detail
 
 

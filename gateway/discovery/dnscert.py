@@ -43,8 +43,8 @@ class DnsCertSource:
     async def lookup(self, name: str, *, at: datetime) -> SourceReport:
         answer = await self.dns.query(name, "CERT", at=at)
         query = answer.describe()
-        if answer.status is Status.FAILED:
-            return SourceReport(Source.DNS, query, Outcome.UNREACHABLE, detail=answer.detail, cached=answer.cached)
+        if answer.status in (Status.FAILED, Status.UNREACHABLE):
+            return SourceReport(Source.DNS, query, answer.status.outcome, detail=answer.detail, cached=answer.cached)
         if answer.status is Status.NXDOMAIN:
             return SourceReport(Source.DNS, query, Outcome.NO_SUCH_NAME, cached=answer.cached)
         if answer.status is Status.NODATA or answer.rrset is None:

@@ -25,6 +25,7 @@ import dns.rdatatype
 import dns.rrset
 
 from .cache import TtlCache
+from .types import Outcome
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
 """Per server and question; the sender's SMTP client waits minutes, but
@@ -74,7 +75,12 @@ class Status(enum.Enum):
     ANSWER = "answer"
     NODATA = "nodata"
     NXDOMAIN = "nxdomain"
-    FAILED = "failed"  # every server timed out, refused or failed
+    FAILED = "failed"  # a server answered, but with SERVFAIL, REFUSED..., and none did better
+    UNREACHABLE = "unreachable"  # no server answered at all (timeouts, connection errors)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.ERROR if self is Status.FAILED else Outcome.UNREACHABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,7 @@ class DnsClient:
             return DnsAnswer(name, rdtype, Status.FAILED, detail=f"not a DNS name: {exc}"), timedelta(0)
         wanted = dns.rdatatype.from_text(rdtype)
         problems = []
+        answered = False
         for server in self.nameservers:
             q = dns.message.make_query(qname, wanted, use_edns=0, payload=EDNS_PAYLOAD)
             try:
@@ -156,6 +163,7 @@ class DnsClient:
             except (OSError, dns.exception.DNSException) as exc:
                 problems.append(f"{server}: {exc}")
                 continue
+            answered = True
             rcode = r.rcode()
             if rcode == dns.rcode.NXDOMAIN:
                 return DnsAnswer(name, rdtype, Status.NXDOMAIN, server=str(server), tcp=tcp), self._negative(r)
@@ -171,7 +179,8 @@ class DnsClient:
             return DnsAnswer(name, rdtype, Status.ANSWER, rrset, additional, str(server), tcp), ttl
         # failures are cached for the negative time too, so a dead server costs one timeout per route
         detail = "; ".join(problems)
-        return DnsAnswer(name, rdtype, Status.FAILED, detail=detail), self.negative_ttl
+        status = Status.FAILED if answered else Status.UNREACHABLE
+        return DnsAnswer(name, rdtype, status, detail=detail), self.negative_ttl
 
     def _negative(self, r: dns.message.Message) -> timedelta:
         """RFC 2308 section 5: the SOA's minimum (and TTL) bounds a negative answer."""

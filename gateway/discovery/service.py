@@ -118,8 +118,8 @@ class Discovery:
         name = f"_ldap._tcp.{domain}"
         answer = await self.dns.query(name, "SRV", at=at)
         query = answer.describe()
-        if answer.status is Status.FAILED:
-            report = SourceReport(Source.DNS, query, Outcome.UNREACHABLE, detail=answer.detail, cached=answer.cached)
+        if answer.status in (Status.FAILED, Status.UNREACHABLE):
+            report = SourceReport(Source.DNS, query, answer.status.outcome, detail=answer.detail, cached=answer.cached)
             return [], report, timedelta(0)
         if answer.rrset is None:
             outcome = Outcome.NO_SUCH_NAME if answer.status is Status.NXDOMAIN else Outcome.EMPTY
