@@ -335,3 +335,30 @@ def test_ri_sha1_1024_bit_expired_signature_is_reported(ri_vectors):
         Observation.SHORT_RSA_KEY,
         Observation.SIGNER_EXPIRED,
     }
+
+
+@pytest.mark.parametrize(
+    ("offset_of", "patch"),
+    [
+        (lambda der: 12, lambda der, i: der[:i] + b"\x03" + der[i + 1 :]),  # version INTEGER 3 (v4)
+        (
+            lambda der: der.index(b"\x04\x02\x30\x00") + 2,  # a leaf's basicConstraints SEQUENCE made a SET
+            lambda der, i: der[:i] + b"\x31" + der[i + 1 :],
+        ),
+    ],
+    ids=["x509-version-4", "extension-not-parseable"],
+)
+def test_a_signer_certificate_that_does_not_parse_is_malformed(w, offset_of, patch):
+    from asn1crypto import cms as acms
+
+    entity = signed_wrapped(w)
+    head, rest = entity.split(b"Content-Transfer-Encoding: base64\r\n\r\n", 1)
+    b64, tail = rest.split(b"--sig", 1)
+    info = acms.ContentInfo.load(base64.b64decode(b64))
+    signer_der = w.alice.der
+    broken = patch(signer_der, offset_of(signer_der))
+    raw = info.dump().replace(signer_der, broken)
+    forged = head + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    result = open_inbound(smime.envelope(forged + b"--sig" + tail, [w.bob.ref]), [w.bob.pair], at=pki.NOW)
+    assert isinstance(result, Rejected), result
+    assert result.reason in (RejectReason.MALFORMED, RejectReason.SIGNER_NOT_FOUND)

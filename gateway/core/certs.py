@@ -22,6 +22,10 @@ from cryptography.x509 import KeyUsage, ObjectIdentifier
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
+CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion)
+"""What cryptography raises for a certificate (or one of its extensions) that does not parse;
+``InvalidVersion`` is not a ValueError."""
+
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
 )
@@ -202,8 +206,8 @@ def load_certificates(data: bytes) -> list[CertRef]:
         certs = [CertRef(data)]
     for c in certs:
         try:
-            c.x509  # noqa: B018 -- parse now, so a bad file fails here
-        except ValueError as exc:
+            c.x509.extensions  # noqa: B018 -- parse now, so a bad file fails here
+        except CERTIFICATE_ERRORS as exc:
             raise KeyMaterialError(f"not an X.509 certificate: {exc}") from exc
     if not certs:
         raise KeyMaterialError("no certificate found (expected PEM CERTIFICATE blocks or DER)")

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import der
 from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
-from .certs import CertRef, KeyPair
+from .certs import CERTIFICATE_ERRORS, CertRef, KeyPair
 from .limits import Limits
 from .outcomes import RejectReason
 
@@ -469,9 +469,17 @@ def _find_signer(sid: _Identifier, certs: Sequence[_CarriedCert]) -> bytes | Non
         if sid.key_id is None:
             if sid.serial == cert.serial and sid.issuer == cert.issuer:
                 return cert.encoding
-        elif CertRef(cert.encoding).subject_key_identifier == sid.key_id:
+        elif _key_identifier(cert.encoding) == sid.key_id:
             return cert.encoding
     return None
+
+
+def _key_identifier(encoding: bytes) -> bytes | None:
+    """A carried certificate's subjectKeyIdentifier; one that does not parse names no signer."""
+    try:
+        return CertRef(encoding).subject_key_identifier
+    except CERTIFICATE_ERRORS:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,6 +635,10 @@ def verify(
             "(Direct requires it to be included)",
         )
     signer = CertRef(signer_der)
+    try:
+        signer.x509.extensions  # noqa: B018 -- a signer certificate that does not parse is refused here
+    except CERTIFICATE_ERRORS as exc:
+        raise CmsError(RejectReason.MALFORMED, f"the signer's certificate does not parse: {exc}") from exc
     try:
         public_key = signer.x509.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
