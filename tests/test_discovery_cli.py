@@ -41,7 +41,8 @@ def gateway_config(tmp_path_factory):
     path = base / "directgw.toml"
     path.write_text(
         'data_dir = "data"\n'
-        f'[dns]\nlisten = "127.0.0.1:{port}"\nzones = ["{DOMAIN}"]\n'
+        f'[dns]\nlisten = "127.0.0.1:{port}"\n'  # no zones: every local domain in the database
+
         f'[discovery]\nnameservers = ["127.0.0.1:{port}"]\nldap = false\ndns_timeout = 0.5\n'
     )
 

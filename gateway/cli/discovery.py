@@ -22,7 +22,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from gateway.discovery import (
 from gateway.discovery.dnsclient import NameserverError
 from gateway.discovery.ldif import export_ldif
 from gateway.discovery.types import Dropped
+from gateway.store import StoreError
 
 CONFIG_ENV = "DIRECTGW_CONFIG"
 
@@ -100,7 +101,7 @@ def _guard(run: Any) -> int:
     except UsageError as exc:
         print(f"directgw: {exc}", file=sys.stderr)
         return 2
-    except (ConfigError, DiscoverySettingsError, NameserverError, KeyMaterialError, OSError, ValueError) as exc:
+    except (ConfigError, DiscoverySettingsError, NameserverError, KeyMaterialError, StoreError, OSError, ValueError) as exc:
         print(f"directgw: {exc}", file=sys.stderr)
         return 1
 
@@ -248,13 +249,19 @@ async def _dns(args: argparse.Namespace) -> int:
     assert config is not None
     settings = dns_settings(config.section("dns"))
     if args.listen:
-        from dataclasses import replace
-
         host, port = parse_listen(args.listen)
         settings = replace(settings, host=host, port=port)
+    # certificate files are named relative to the configuration file, as data_dir is
+    files = [config.path.parent / Path(p).expanduser() for p in settings.certificates]
     store = await open_store(config.storage_url)
     try:
-        source = _Both((LocalDomains(store), load_published(settings.certificates)))
+        domains = LocalDomains(store)
+        if not settings.zones:
+            # no [dns] zones: answer for every local domain the database holds
+            settings = replace(settings, zones=tuple(d.name for d in await domains.all()))
+        if not settings.zones:
+            raise UsageError("no zone to answer for: add a local domain or set [dns] zones")
+        source = _Both((domains, load_published(files)))
         print(f"directgw dns: answering for {', '.join(settings.zones)} on {settings.host}:{settings.port}",
               file=sys.stderr)
         await serve(settings, source)
