@@ -160,3 +160,21 @@ async def test_concurrent_lookups_share_one_question(responder, pki):
         transport.close()
     assert all(isinstance(r, Discovered) and r.certificates == (pki["bob"].ref,) for r in results)
     assert relay.questions == 1
+
+
+async def test_discovered_certificates_go_straight_to_seal_outbound(responder, pki):
+    """Both certificates found for big@ are encrypted to, and each key opens the message."""
+    from gateway.core import Opened, open_inbound
+    from gateway.core.outbound import Sealed, SealOptions, seal_outbound
+
+    from . import messages
+
+    result = await _discover(responder, pki, f"big@{ZONE}")
+    assert isinstance(result, Discovered)
+    sender = address_leaf(pki["anchor"], "alice@sender.test")
+    plain = messages.plain(sender="alice@sender.test", recipients=(f"big@{ZONE}",))
+    sealed = seal_outbound(plain, sender.pair, result.certificates, SealOptions(at=NOW))
+    assert isinstance(sealed, Sealed), sealed
+    for who in ("big", "big-2"):
+        opened = open_inbound(sealed.message, [pki[who].pair], at=NOW)
+        assert isinstance(opened, Opened), opened
