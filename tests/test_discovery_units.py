@@ -4,6 +4,7 @@ TrustService is used in test_discovery_scenarios.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 from collections import Counter
@@ -119,3 +120,19 @@ def test_discovered_needs_a_certificate():
 
     with pytest.raises(ValueError):
         Discovered("bob@x.test", (), Binding.ADDRESS, Source.DNS, ())
+
+
+@pytest.mark.parametrize("prefix", [b"", b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN PKCS7-----\n", b"\x30\x82"])
+def test_any_bytes_from_a_directory_give_certificates_or_a_typed_error(prefix):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gateway.core.certs import KeyMaterialError
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.binary(max_size=600))
+    def check(data: bytes) -> None:
+        with contextlib.suppress(KeyMaterialError):  # the one allowed failure
+            assert certificates_in(prefix + data)
+
+    check()
