@@ -26,6 +26,21 @@ def configure(*, json: bool, level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_StderrLogger,
+        cache_logger_on_first_use=False,
     )
+
+
+class _StderrLogger:
+    """Writes each event to whatever ``sys.stderr`` is when the event happens.
+
+    structlog's PrintLogger keeps the stream it was made with; a test runner
+    that swaps and closes stderr between tests would then break logging."""
+
+    def __init__(self, *_args: object) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
