@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,33 +139,32 @@ async def add_rows(
             )
         ).all()
     }
-    rows, present = [], []
+    rows: list[tuple[Direction, CertRef, dict[str, Any]]] = []
+    present: list[tuple[Direction, CertRef]] = []
     for direction in directions:
         for cert in dict.fromkeys(certs):
             if (direction.value, cert.sha256) in existing:
                 present.append((direction, cert))
                 continue
             existing.add((direction.value, cert.sha256))
-            rows.append(
-                {
-                    "domain_id": did, "direction": direction.value, "cert_der": cert.der, "sha256": cert.sha256,
-                    "subject": cert.subject, "not_after": cert.not_after, "source": source, "added_at": at,
-                }
-            )
-    if rows:
-        await conn.execute(insert_ignoring_duplicates(dialect, schema.anchors), rows)
-    inserted = {(r["direction"], r["sha256"]) for r in rows}
+            row: dict[str, Any] = {
+                "domain_id": did, "direction": direction.value, "cert_der": cert.der, "sha256": cert.sha256,
+                "subject": cert.subject, "not_after": cert.not_after, "source": source, "added_at": at,
+            }
+            rows.append((direction, cert, row))
     added: list[AnchorRecord] = []
+    inserted: list[int] = []
+    insert = insert_ignoring_duplicates(dialect, schema.anchors).returning(schema.anchors.c.id)
+    for direction, cert, row in rows:
+        # RETURNING names only the rows this statement wrote: a concurrent
+        # add of the same certificate reports it once, not twice
+        new_id = (await conn.execute(insert.values(row))).scalar()
+        if new_id is None:
+            present.append((direction, cert))
+        else:
+            inserted.append(int(new_id))
     if inserted:
-        query = (
-            _LISTED.where(schema.anchors.c.domain_id == did)
-            .where(schema.anchors.c.source == source)
-            .where(schema.anchors.c.sha256.in_({sha for _, sha in inserted}))
-        )
-        added = [
-            rec for rec in map(_record, (await conn.execute(query)).all())
-            if (rec.direction.value, rec.sha256) in inserted
-        ]
+        added = [_record(r) for r in (await conn.execute(_LISTED.where(schema.anchors.c.id.in_(inserted)))).all()]
     return Added(tuple(added), tuple(present))
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.core.certs import CertRef, KeyPair, load_private_key
 from gateway.store import Store, StoreError, StoreProblem, schema
+from gateway.store.dialects import insert_ignoring_duplicates
 from gateway.store.lookups import domain_id, normalise_domain
 
 
@@ -123,11 +124,13 @@ class LocalDomains:
     async def create(self, domain: str, *, at: datetime) -> bool:
         """Make sure the domain exists (keys come later); True if it is new."""
         name = normalise_domain(domain)
+        insert = insert_ignoring_duplicates(self._store.dialect, schema.domains)
         async with self._store.begin() as conn:
-            if await conn.scalar(select(schema.domains.c.id).where(schema.domains.c.name == name)) is not None:
-                return False
-            await conn.execute(schema.domains.insert().values(name=name, created_at=at))
-            return True
+            # one statement, so two administrators adding it at once both succeed
+            created = await conn.execute(
+                insert.values(name=name, created_at=at).returning(schema.domains.c.id)
+            )
+            return created.first() is not None
 
     async def add_key(self, domain: str, pair: KeyPair, *, at: datetime, address: str | None = None) -> KeyRecord:
         """Add a key (creating the domain if needed); a second key is a rollover."""

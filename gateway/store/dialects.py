@@ -2,10 +2,20 @@
 
 - SQLite: foreign keys are off unless asked for per connection, and WAL lets
   readers run beside the one writer; both are set on every new connection.
+- SQLite transactions: Python's sqlite3 module begins a transaction only
+  before DML, so DDL (migrations) ran outside any transaction, and a
+  deferred transaction that reads then writes fails with "database is
+  locked" when another writer got in between (no busy wait on upgrade). So
+  the driver's own transaction handling is switched off and we emit
+  ``BEGIN IMMEDIATE`` for write transactions (``Store.begin``), which waits
+  up to the busy timeout for the single write lock, and a plain ``BEGIN``
+  for reads, which WAL serves from a snapshot. This is SQLAlchemy's
+  documented recipe for pysqlite/aiosqlite transactional DDL.
 - Migrations: several PostgreSQL nodes may start at once, so the upgrade
-  holds a transaction-scoped advisory lock; SQLite serialises writers itself.
-- Insert-if-absent: both speak ``INSERT ... ON CONFLICT DO NOTHING``, but
-  SQLAlchemy builds it from each dialect's own ``insert``.
+  holds a transaction-scoped advisory lock (SQLite's BEGIN IMMEDIATE does
+  the same there).
+- Insert-if-absent: both speak ``INSERT ... ON CONFLICT DO NOTHING
+  RETURNING``, but SQLAlchemy builds it from each dialect's own ``insert``.
 """
 
 from __future__ import annotations
@@ -18,8 +28,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-"""A second writer (the CLI while the server runs) waits this long for the lock."""
+SQLITE_BUSY_TIMEOUT_MS = 15000
+"""A writer (the CLI while the server runs, a bundle refresh) waits this long
+for SQLite's single write lock; write transactions here last milliseconds."""
+
+WRITE = "directgw_write"
+"""Execution option ``Store.begin`` sets: this transaction will write."""
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -33,16 +47,22 @@ def sqlite_file(url: str) -> Path | None:
 def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we say BEGIN ourselves (module docstring)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
 
 def insert_ignoring_duplicates(dialect_name: str, table: Table) -> Insert:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .dialects import create_engine, lock_for_migration, sqlite_file
+from .dialects import WRITE, create_engine, lock_for_migration, sqlite_file
 from .errors import StoreError, StoreProblem
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -41,9 +41,12 @@ class Store:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One write transaction: committed when the block ends, rolled back
+        on error. (Reads use ``engine.connect()``.)"""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE: True})
+            async with conn.begin():
+                yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -97,7 +100,7 @@ async def open_store(url: str, *, migrate: bool = True) -> Store:
     if not migrate:
         return store
     try:
-        async with engine.begin() as conn:
+        async with store.begin() as conn:
             await conn.run_sync(_upgrade)
     except (OperationalError, DBAPIError, OSError) as exc:
         await engine.dispose()
