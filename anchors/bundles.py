@@ -156,7 +156,7 @@ class Bundles:
             )
             if taken:
                 raise StoreError(StoreProblem.CONFLICT, f"{url} is already a bundle of {domain}")
-            result = await conn.execute(
+            result = await conn.execute(  # a racing add of the same URL fails on the unique constraint
                 schema.bundles.insert().values(
                     domain_id=did, url=url, directions=",".join(d.value for d in directions),
                     refresh_seconds=int(refresh.total_seconds()), signer_der=signer.der if signer else None,

@@ -150,3 +150,14 @@ async def test_trust_engine_judges_with_database_anchors(store):
         assert not (await judge(Direction.INCOMING)).trusted  # the other direction's anchors do not apply
     finally:
         await fetcher.close()
+
+
+async def test_sqlite_settings(tmp_path):
+    """WAL (readers beside the writer) is set on the file; foreign keys on every connection."""
+    s = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with s.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await s.close()

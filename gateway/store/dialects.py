@@ -1,7 +1,10 @@
 """Everything that differs between SQLite and PostgreSQL, in one place.
 
-- SQLite: foreign keys are off unless asked for per connection, and WAL lets
-  readers run beside the one writer; both are set on every new connection.
+- SQLite: foreign keys are off unless asked for per connection (set on
+  every new connection). WAL, which lets readers run beside the one writer,
+  is a property of the file, set once by ``prepare``: switching to it needs a
+  moment when no other connection writes, and SQLite answers "database is
+  locked" at once rather than waiting, so ``prepare`` retries.
 - SQLite transactions: Python's sqlite3 module begins a transaction only
   before DML, so DDL (migrations) ran outside any transaction, and a
   deferred transaction that reads then writes fails with "database is
@@ -20,6 +23,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +60,32 @@ def create_engine(url: str) -> AsyncEngine:
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we say BEGIN ourselves (module docstring)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+async def prepare(engine: AsyncEngine) -> None:
+    """Per-database settings that outlive a connection (SQLite's WAL)."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        # the driver's own connection: PRAGMA journal_mode cannot run inside
+        # the transaction SQLAlchemy would begin
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        delay = 0.01
+        deadline = asyncio.get_running_loop().time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                async with driver.execute("PRAGMA journal_mode=WAL") as cursor:
+                    await cursor.fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -10,6 +10,7 @@ back as one transaction on PostgreSQL.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .dialects import WRITE, create_engine, lock_for_migration, sqlite_file
+from .dialects import WRITE, create_engine, lock_for_migration, prepare, sqlite_file
 from .errors import StoreError, StoreProblem
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -100,9 +101,10 @@ async def open_store(url: str, *, migrate: bool = True) -> Store:
     if not migrate:
         return store
     try:
+        await prepare(engine)
         async with store.begin() as conn:
             await conn.run_sync(_upgrade)
-    except (OperationalError, DBAPIError, OSError) as exc:
+    except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
         await engine.dispose()
         raise StoreError(StoreProblem.UNREACHABLE, f"cannot open the database: {_describe(exc)}") from exc
     except SQLAlchemyError as exc:
