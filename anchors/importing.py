@@ -16,6 +16,7 @@ accepted with a warning: Direct allows pinning an end-entity certificate.
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +25,8 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding, load_der_private_key, pkcs7
+from cryptography.hazmat.primitives.serialization import load_der_private_key
+from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.core.certs import CertRef, KeyMaterialError, load_certificates, pem_blocks
 from gateway.core.cms import CmsError, verify
@@ -101,6 +103,11 @@ _PEM_KINDS = {
 }
 _PKCS7_LABELS = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
 
+# What cryptography raises for a certificate it cannot read; several are not ValueErrors.
+_UNPARSABLE = (
+    ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+)
+
 
 def read_anchor_file(
     data: bytes, source: str, *, at: datetime, signer: CertRef | None = None
@@ -108,6 +115,24 @@ def read_anchor_file(
     """The certificates in one anchor file, or an ``AnchorFileError``."""
     if len(data) > MAX_ANCHOR_FILE_BYTES:
         raise _not_certs(source, FileKind.TOO_LARGE, f"{len(data)} bytes")
+    # cryptography warns (rather than fails) on some certificates RFC 5280
+    # forbids, such as a serial number that is not positive, and says a later
+    # release will refuse them: an anchor is kept for years, so refuse now.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CryptographyDeprecationWarning)
+        try:
+            imported = _checked(data, source, signer)
+        except _UNPARSABLE as exc:
+            # from parsers below that expect ValueError only (the core's load_certificates)
+            raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a certificate that does not parse: {exc}") from exc
+    for w in caught:
+        if issubclass(w.category, CryptographyDeprecationWarning):
+            raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a certificate RFC 5280 forbids: {w.message}")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return _with_warnings(imported, at)
+
+
+def _checked(data: bytes, source: str, signer: CertRef | None) -> Imported:
     imported = _read(data, source, signer, nested=False)
     if signer is not None and imported.format is not Format.P7M:
         raise AnchorFileError(
@@ -118,7 +143,7 @@ def read_anchor_file(
         _check_parses(cert, source, n)
     if imported.signer is not None:
         _check_parses(imported.signer, source, 0)
-    return _with_warnings(imported, at)
+    return imported
 
 
 def _check_parses(cert: CertRef, source: str, n: int) -> None:
@@ -133,7 +158,7 @@ def _check_parses(cert: CertRef, source: str, n: int) -> None:
         cert.issuer  # noqa: B018
         x.not_valid_before_utc  # noqa: B018
         x.not_valid_after_utc  # noqa: B018
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except _UNPARSABLE as exc:
         which = "the signer's certificate" if n == 0 else f"certificate {n}"
         raise AnchorFileError(source, AnchorProblem.MALFORMED, f"{which} does not parse: {exc}") from exc
 
@@ -201,13 +226,7 @@ def _read_pkcs7(
     data: bytes, signed: asn1_cms.SignedData, source: str, signer: CertRef | None, *, nested: bool
 ) -> Imported:
     if len(signed["signer_infos"]) == 0:
-        try:
-            certs = pkcs7.load_der_pkcs7_certificates(data)
-        except ValueError as exc:
-            raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a PKCS#7 bundle that does not parse: {exc}") from exc
-        if not certs:
-            raise _not_certs(source, FileKind.EMPTY_BUNDLE, "")
-        return Imported(source, Format.P7B, tuple(CertRef(c.public_bytes(Encoding.DER)) for c in certs))
+        return Imported(source, Format.P7B, _bundled_certificates(signed, source))
     if nested:
         raise AnchorFileError(source, AnchorProblem.MALFORMED, "a signed bundle inside a signed bundle")
     try:
@@ -227,6 +246,25 @@ def _read_pkcs7(
     if signer is None:
         warnings += (f"signed by {verified.signer.subject}, but no bundle signer is configured to check it against",)
     return Imported(source, Format.P7M, inner.certificates, warnings, verified.signer)
+
+
+def _bundled_certificates(signed: asn1_cms.SignedData, source: str) -> tuple[CertRef, ...]:
+    """The certificates of a certs-only SignedData, each as its exact bytes.
+
+    Read with asn1crypto rather than cryptography's PKCS#7 loader: Java tools
+    write the envelope with indefinite (BER) lengths, which that loader only
+    accepts with a warning, while the certificates inside are DER as always.
+    """
+    certs = []
+    try:
+        for choice in signed["certificates"] or ():
+            if choice.name == "certificate":
+                certs.append(CertRef(choice.chosen.dump()))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a PKCS#7 bundle that does not parse: {exc}") from exc
+    if not certs:
+        raise _not_certs(source, FileKind.EMPTY_BUNDLE, "")
+    return tuple(certs)
 
 
 def _der_kind(data: bytes) -> FileKind:

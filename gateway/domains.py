@@ -214,13 +214,23 @@ class LocalDomains:
         rows.sort(key=lambda r: (r.address is not None, r.not_before, r.id), reverse=True)
         return _pair(rows[0]) if rows else None
 
-    async def published_certificates(self, domain: str) -> list[tuple[str, CertRef]]:
+    async def published_certificates(
+        self, domain: str, *, at: datetime | None = None
+    ) -> list[tuple[str, CertRef]]:
         """(DNS owner name, certificate) for CERT records (Direct item 16):
         ``local.domain`` for an address-bound certificate, ``domain`` for the
-        org-bound one. Newest first within each name."""
-        query = _KEYS.where(schema.domains.c.name == normalise_domain(domain)).order_by(
-            schema.keys.c.address, schema.keys.c.not_before.desc(), schema.keys.c.id.desc()
+        org-bound one, newest first within each name. Only certificates a
+        sender can encrypt to: discovery exists to find those (a signing
+        certificate travels in every signature), and a published signing-only
+        certificate would only be fetched and discarded (Direct item 20).
+        With ``at``, only those valid then."""
+        query = (
+            _KEYS.where(schema.domains.c.name == normalise_domain(domain))
+            .where(schema.keys.c.can_encrypt.is_(True))
+            .order_by(schema.keys.c.address, schema.keys.c.not_before.desc(), schema.keys.c.id.desc())
         )
+        if at is not None:
+            query = query.where(schema.keys.c.not_before <= at).where(schema.keys.c.not_after >= at)
         async with self._store.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         out = []

@@ -63,11 +63,13 @@ async def test_key_ring_signing_and_published_certificates(store):
     await domains.add_key("a.test", BOB.pair, at=NOW, address="bob@a.test")
     assert (await domains.signing_pair("bob@a.test", NOW)).cert == BOB.ref
 
+    # what senders may encrypt to (not carol's signing-only certificate)
     published = await domains.published_certificates("a.test")
     assert sorted((owner, c.sha256) for owner, c in published) == sorted(
         [("a.test", A.org.ref.sha256), ("a.test", NEXT_ORG.ref.sha256), ("bob.a.test", BOB.ref.sha256),
-         ("bob.a.test", BOB_ENCRYPT_ONLY.ref.sha256), ("carol.a.test", CAROL_SIGN_ONLY.ref.sha256)]
+         ("bob.a.test", BOB_ENCRYPT_ONLY.ref.sha256)]
     )
+    assert NEXT_ORG.ref not in [c for _, c in await domains.published_certificates("a.test", at=NOW)]
 
 
 async def test_list_duplicate_and_remove(store):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from anchors.bundles import (
     DEFAULT_REFRESH,
@@ -124,6 +125,10 @@ def _guard(fn: Callable[[], int]) -> int:
         AdminError, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError, BundleDefinitionError,
     ) as exc:
         print(f"directgw: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database went away mid-command
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        print(f"directgw: database error: {detail[0] if detail else type(exc).__name__}", file=sys.stderr)
         return 1
 
 
