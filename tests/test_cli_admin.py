@@ -192,3 +192,28 @@ def test_config_from_environment_and_missing_config(site, capsys, monkeypatch):
     assert code == 0 and "a.test" in out
     code, _, err = run(capsys, "init", "--domain", "a.test")
     assert code == 1 and "already exists" in err
+
+
+def test_keys_from_pkcs12_and_der(site, capsys):
+    b = hisp("b.test")
+    (site / "b.p12").write_bytes(files.p12(b.org))
+    bob = b.address("bob")
+    (site / "bob.der").write_bytes(bob.der)
+    (site / "bob-key.der").write_bytes(bob.key_der())
+    for name in ("b.p12", "bob-key.der"):
+        os.chmod(site / name, 0o600)
+    run(capsys, "init", "--domain", "a.test")
+    code, out, err = run(capsys, "domains", "add", "b.test", "--p12", "b.p12", "--password-file", "pw")
+    assert code == 0, err
+    code, out, err = run(capsys, "domains", "add-address", "bob@b.test", "--cert", "bob.der", "--key", "bob-key.der")
+    assert code == 0, err
+    code, out, err = run(capsys, "domains", "add", "b.test", "--p12", "b.p12")
+    assert code == 1 and "PKCS#12" in err  # no password given
+    code, out, _ = run(capsys, "domains", "list", "--json")
+    assert {d["domain"]: len(d["keys"]) for d in json.loads(out)} == {"a.test": 0, "b.test": 2}
+
+
+def test_init_refuses_a_bad_storage_url_before_writing(site, capsys):
+    code, _, err = run(capsys, "init", "--domain", "a.test", "--storage-url", "mysql://db/x")
+    assert code == 1 and "storage.url" in err
+    assert not (site / "directgw.toml").exists()
