@@ -15,6 +15,7 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy import delete, func, select, update
@@ -33,6 +34,8 @@ BUNDLE_TIMEOUT_SECONDS = 30.0
 """Whole download, connect included: community bundle hosts answer in seconds."""
 DEFAULT_REFRESH = timedelta(hours=6)
 MIN_REFRESH = timedelta(minutes=1)
+MAX_REFRESH = timedelta(days=30)
+"""A bundle unrefreshed for longer is stale: revoked members stay trusted."""
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 """A failed refresh is retried this soon (or at the interval, if shorter)."""
 
@@ -145,10 +148,18 @@ class Bundles:
         self, url: str, domain: str, directions: tuple[Direction, ...], *, refresh: timedelta,
         signer: CertRef | None, at: datetime,
     ) -> BundleRecord:
-        if not url.startswith(("http://", "https://")):
-            raise BundleDefinitionError(f"{url}: a bundle URL must be http:// or https://")
+        try:
+            parsed = urlsplit(url)
+            host = parsed.hostname
+            parsed.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError as exc:
+            raise BundleDefinitionError(f"{url}: not a URL ({exc})") from exc
+        if parsed.scheme not in ("http", "https") or not host:
+            raise BundleDefinitionError(f"{url}: a bundle URL must be http:// or https:// with a host")
         if refresh < MIN_REFRESH:
             raise BundleDefinitionError(f"a refresh interval under {MIN_REFRESH} would hammer {url}")
+        if refresh > MAX_REFRESH:
+            raise BundleDefinitionError(f"a refresh interval over {MAX_REFRESH.days} days would leave {url} stale")
         async with self._store.begin() as conn:
             did = await domain_id(conn, domain)
             taken = await conn.scalar(

@@ -28,7 +28,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 
-from gateway.core.certs import CertRef, KeyMaterialError, load_certificates, pem_blocks
+from gateway.core.certs import (
+    CERTIFICATE_ERRORS,
+    CertRef,
+    KeyMaterialError,
+    load_certificates,
+    pem_blocks,
+)
 from gateway.core.cms import CmsError, verify
 from gateway.core.der import DerError
 from gateway.core.limits import DEFAULT_LIMITS
@@ -104,8 +110,8 @@ _PEM_KINDS = {
 _PKCS7_LABELS = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
 
 # What cryptography raises for a certificate it cannot read; several are not ValueErrors.
-_UNPARSABLE = (
-    ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+_UNPARSABLE: tuple[type[Exception], ...] = (
+    *CERTIFICATE_ERRORS, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
 )
 
 

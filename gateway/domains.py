@@ -33,6 +33,7 @@ from gateway.store.lookups import domain_id, normalise_domain
 class DomainProblem(enum.Enum):
     NOT_BOUND = "not-bound"
     KEY_FILE_EXPOSED = "key-file-exposed"
+    KEY_FILE_UNREADABLE = "key-file-unreadable"
     DUPLICATE = "duplicate"
     UNUSABLE_CERTIFICATE = "unusable-certificate"
 
@@ -65,7 +66,10 @@ class DomainRecord:
 def check_key_file(path: Path) -> None:
     """Refuse a private key file others can read: a key that leaked on disk
     before import is not one to trust (the same rule as ssh's private keys)."""
-    mode = path.stat().st_mode
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise DomainError(DomainProblem.KEY_FILE_UNREADABLE, f"cannot read {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise DomainError(
             DomainProblem.KEY_FILE_EXPOSED,

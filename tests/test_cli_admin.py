@@ -163,6 +163,16 @@ WRONG = {
     "missing file": (["anchors", "add", "--domain", "a.test", "nope.pem"], "cannot read nope.pem"),
     "wrong key": (["domains", "add", "a.test", "--cert", "org.pem", "--key", "bob.key"], "does not belong"),
     "bad interval": (["bundles", "add", "http://x.test/b", "--domain", "a.test", "--refresh", "soon"], "--refresh"),
+    "huge interval": (["bundles", "add", "http://x.test/b", "--domain", "a.test", "--refresh", "99999999999d"], "--refresh"),
+    "long interval": (["bundles", "add", "http://x.test/b", "--domain", "a.test", "--refresh", "31d"], "30 days"),
+    "bad url": (["bundles", "add", "http://[::1", "--domain", "a.test"], "not a URL"),
+    "url without host": (["bundles", "add", "http:///b.p7b", "--domain", "a.test"], "with a host"),
+    "missing key": (["domains", "add", "a.test", "--cert", "org.pem", "--key", "nope.key"], "cannot read nope.key"),
+    "missing p12": (["domains", "add", "a.test", "--p12", "nope.p12"], "cannot read nope.p12"),
+    "signer not a cert": (
+        ["anchors", "add", "--domain", "a.test", "--signer", "org.key", "root.pem"], "--signer org.key: "
+    ),
+    "cert not a cert": (["domains", "add", "a.test", "--cert", "org.key", "--key", "org.key"], "--cert org.key: "),
 }
 
 

@@ -93,11 +93,11 @@ def _domain(value: str) -> str:
 
 
 def _duration(value: str) -> timedelta:
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", value)
     if not m:
         raise AdminUsageError(f"--refresh {value!r}: expected a number with s, m, h or d (e.g. 6h)")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "": "seconds"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
+    return timedelta(**{unit: int(m.group(1))})  # nine digits of days still fit a timedelta
 
 
 def _run(args: argparse.Namespace, body: Callable[[Store], Awaitable[int]]) -> int:
@@ -201,12 +201,19 @@ def _load_pair(args: argparse.Namespace) -> KeyPair:
         if args.cert or args.key:
             raise AdminUsageError("give either --p12 or --cert and --key, not both")
         check_key_file(args.p12)
-        return load_pkcs12(_read(args.p12), password)
+        try:
+            return load_pkcs12(_read(args.p12), password)
+        except KeyMaterialError as exc:
+            raise AdminError(f"--p12 {args.p12}: {exc}") from exc
     if not (args.cert and args.key):
         raise AdminUsageError("give --cert and --key (or --p12)")
     check_key_file(args.key)
-    cert = load_certificates(_read(args.cert))[0]
-    return KeyPair(load_private_key(_read(args.key), password), cert)
+    cert = _certificate(args.cert, "--cert")
+    try:
+        key = load_private_key(_read(args.key), password)
+    except KeyMaterialError as exc:
+        raise AdminError(f"--key {args.key}: {exc}") from exc
+    return KeyPair(key, cert)
 
 
 def _uses(signing: bool, encryption: bool) -> str:
@@ -282,10 +289,15 @@ def _anchor_json(a: AnchorRecord) -> dict[str, Any]:
     }
 
 
+def _certificate(path: Path, option: str) -> CertRef:
+    try:
+        return load_certificates(_read(path))[0]
+    except KeyMaterialError as exc:
+        raise AdminError(f"{option} {path}: {exc}") from exc
+
+
 def _signer(path: Path | None) -> CertRef | None:
-    if path is None:
-        return None
-    return load_certificates(_read(path))[0]
+    return None if path is None else _certificate(path, "--signer")
 
 
 def cmd_anchors_add(args: argparse.Namespace) -> int:
