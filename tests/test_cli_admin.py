@@ -7,6 +7,7 @@ a real HTTP server on loopback, and the failures an administrator meets
 import json
 import os
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -227,3 +228,15 @@ def test_init_refuses_a_bad_storage_url_before_writing(site, capsys):
     code, _, err = run(capsys, "init", "--domain", "a.test", "--storage-url", "mysql://db/x")
     assert code == 1 and "storage.url" in err
     assert not (site / "directgw.toml").exists()
+
+
+def test_a_certificate_not_yet_valid_is_stored_with_a_warning(site, capsys):
+    later = A.address("carol", not_before=datetime.now(UTC) + timedelta(days=30),
+                      not_after=datetime.now(UTC) + timedelta(days=400))
+    (site / "carol.pem").write_bytes(later.pem)
+    (site / "carol.key").write_bytes(later.key_pem())
+    os.chmod(site / "carol.key", 0o600)
+    run(capsys, "init", "--domain", "a.test")
+    code, out, err = run(capsys, "domains", "add-address", "carol@a.test", "--cert", "carol.pem", "--key", "carol.key")
+    assert code == 0 and "added key" in out
+    assert err.startswith("warning: ") and "not valid now" in err

@@ -216,6 +216,19 @@ def _load_pair(args: argparse.Namespace) -> KeyPair:
     return KeyPair(key, cert)
 
 
+def _key_warnings(cert: CertRef, now: datetime) -> list[str]:
+    """Stored anyway (a rollover may be staged ahead of time), but said."""
+    out = []
+    if not cert.valid_at(now):
+        out.append(f"{cert.subject} is not valid now ({cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}); "
+                   "it will not be used to sign until it is")
+    if cert.key_algorithm == "rsa" and cert.key_bits < 2048:
+        out.append(f"{cert.subject} has a {cert.key_bits}-bit RSA key: Direct peers refuse under 2048 (item 14)")
+    if not (cert.can_sign or cert.can_encrypt):
+        out.append(f"{cert.subject} allows neither digitalSignature nor keyEncipherment: it will never be used")
+    return out
+
+
 def _uses(signing: bool, encryption: bool) -> str:
     return "+".join(u for u, ok in (("signing", signing), ("encryption", encryption)) if ok) or "no use"
 
@@ -224,9 +237,11 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         domain = _domain(args.domain)
         pair = _load_pair(args)
-        rec = await LocalDomains(store).add_key(domain, pair, at=_now())
+        now = _now()
+        rec = await LocalDomains(store).add_key(domain, pair, at=now)
         print(f"{domain}: added key {rec.id} for {rec.certificate.subject} ({_uses(rec.can_sign, rec.can_encrypt)}, "
               f"valid until {rec.certificate.not_after:%Y-%m-%d})")
+        _warn(_key_warnings(rec.certificate, now))
         return 0
 
     return _run(args, body)
@@ -239,9 +254,11 @@ def cmd_domains_add_address(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise AdminUsageError(str(exc)) from exc
         pair = _load_pair(args)
-        rec = await LocalDomains(store).add_key(domain, pair, at=_now(), address=args.address)
+        now = _now()
+        rec = await LocalDomains(store).add_key(domain, pair, at=now, address=args.address)
         print(f"{rec.address}: added key {rec.id} for {rec.certificate.subject} "
               f"({_uses(rec.can_sign, rec.can_encrypt)})")
+        _warn(_key_warnings(rec.certificate, now))
         return 0
 
     return _run(args, body)
