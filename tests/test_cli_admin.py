@@ -240,3 +240,16 @@ def test_a_certificate_not_yet_valid_is_stored_with_a_warning(site, capsys):
     code, out, err = run(capsys, "domains", "add-address", "carol@a.test", "--cert", "carol.pem", "--key", "carol.key")
     assert code == 0 and "added key" in out
     assert err.startswith("warning: ") and "not valid now" in err
+
+
+def test_signed_bundle_file_with_signer(site, capsys):
+    (site / "community.p7m").write_bytes(files.p7m(files.p7b(B.root), SIGNER))
+    (site / "other.p7m").write_bytes(files.p7m(files.p7b(B.root), hisp("c.test").org))
+    run(capsys, "init", "--domain", "a.test")
+    code, _, err = run(capsys, "anchors", "add", "--domain", "a.test", "--signer", "signer.pem", "other.p7m")
+    assert code == 1 and "not by the configured signer" in err
+    code, out, err = run(capsys, "anchors", "add", "--domain", "a.test", "--direction", "outgoing",
+                         "--signer", "signer.pem", "community.p7m")
+    assert code == 0 and err == ""
+    code, out, _ = run(capsys, "anchors", "list", "--domain", "a.test", "--json")
+    assert [(a["direction"], a["subject"]) for a in json.loads(out)] == [("outgoing", B.root.ref.subject)]
