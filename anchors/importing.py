@@ -22,6 +22,7 @@ from datetime import datetime
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import keys as asn1_keys
+from asn1crypto import parser as asn1_parser
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,7 +33,6 @@ from gateway.core.certs import (
     CERTIFICATE_ERRORS,
     CertRef,
     KeyMaterialError,
-    load_certificates,
     pem_blocks,
 )
 from gateway.core.cms import CmsError, verify
@@ -108,6 +108,8 @@ _PEM_KINDS = {
     "RSA PUBLIC KEY": FileKind.PUBLIC_KEY,
 }
 _PKCS7_LABELS = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
+_CERT_LABELS = ("CERTIFICATE", "X509 CERTIFICATE")
+_TRUSTED_LABEL = "TRUSTED CERTIFICATE"
 
 # What cryptography raises for a certificate it cannot read; several are not ValueErrors.
 _UNPARSABLE: tuple[type[Exception], ...] = (
@@ -186,12 +188,18 @@ def _read_pem(data: bytes, source: str, signer: CertRef | None, *, nested: bool)
     except KeyMaterialError as exc:
         raise AnchorFileError(source, AnchorProblem.MALFORMED, str(exc)) from exc
     labels = [label for label, _ in blocks]
-    if any(label in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE") for label in labels):
-        try:
-            certs = load_certificates(data)
-        except KeyMaterialError as exc:
-            raise AnchorFileError(source, AnchorProblem.MALFORMED, str(exc)) from exc
-        return Imported(source, Format.PEM, tuple(certs))
+    if any(label in _CERT_LABELS or label == _TRUSTED_LABEL for label in labels):
+        certs: list[CertRef] = []
+        notes: list[str] = []
+        for label, der in blocks:
+            if label in _CERT_LABELS:
+                certs.append(CertRef(der))
+            elif label == _TRUSTED_LABEL:
+                certs.append(_trusted_certificate(der, source))
+                notes.append("an OpenSSL TRUSTED CERTIFICATE: its trust settings are ignored, the anchor's direction rules")
+        if any(label in _KEY_LABELS for label in labels):
+            notes.append("this file also holds a private key: anchors never need one; keep keys out of shared files")
+        return Imported(source, Format.PEM, tuple(certs), tuple(dict.fromkeys(notes)))
     for label, der in blocks:
         if label in _PKCS7_LABELS:
             return _read_der(der, source, signer, nested=nested)
@@ -201,6 +209,34 @@ def _read_pem(data: bytes, source: str, signer: CertRef | None, *, nested: bool)
     if not blocks:
         raise AnchorFileError(source, AnchorProblem.MALFORMED, "a PEM header without a complete block")
     raise _not_certs(source, FileKind.UNKNOWN, f"PEM blocks labelled {', '.join(sorted(set(labels)))}")
+
+
+def _trusted_certificate(der: bytes, source: str) -> CertRef:
+    """The certificate of OpenSSL's ``TRUSTED CERTIFICATE`` (``x509 -trustout``):
+    a DER Certificate followed by X509_CERT_AUX, SEQUENCE { trust SEQUENCE OF
+    OID OPTIONAL, reject [0] SEQUENCE OF OID OPTIONAL, ... }. Its reject list
+    says "do not trust for these uses", so such a file is refused rather than
+    trusted for everything."""
+    try:
+        _, _, _, header, contents, _ = asn1_parser.parse(der)
+        cert = header + contents
+        aux = der[len(cert) :]
+        rejects = False
+        if aux:
+            _, _, _, _, body, _ = asn1_parser.parse(aux)
+            while body:
+                cls, _, tag, h, c, t = asn1_parser.parse(body)
+                rejects = rejects or (cls == 2 and tag == 0)
+                body = body[len(h) + len(c) + len(t) :]
+    except (ValueError, TypeError) as exc:
+        raise AnchorFileError(source, AnchorProblem.MALFORMED, f"a TRUSTED CERTIFICATE block that does not parse: {exc}") from exc
+    if rejects:
+        raise AnchorFileError(
+            source, AnchorProblem.MALFORMED,
+            "an OpenSSL TRUSTED CERTIFICATE whose trust settings reject some uses; if it is to be an anchor, "
+            "convert it with `openssl x509 -in FILE -out CERT.pem` and add that",
+        )
+    return CertRef(cert)
 
 
 def _read_der(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:

@@ -3,6 +3,7 @@ format, and the wrong files they upload by mistake."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 from cryptography import x509
@@ -61,3 +62,15 @@ def public_key(who: Issued) -> bytes:
 
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please log in</body></html>\n"
+
+
+EMAIL_PROTECTION = bytes.fromhex("06082b06010505070304")  # OID 1.3.6.1.5.5.7.3.4
+
+
+def trusted_certificate(cert: Issued, *, reject: bool = False) -> bytes:
+    """OpenSSL's ``x509 -trustout -addtrust|-addreject emailProtection``: the
+    certificate followed by X509_CERT_AUX, in a TRUSTED CERTIFICATE block."""
+    oids = bytes([0x30 if not reject else 0xA0, len(EMAIL_PROTECTION)]) + EMAIL_PROTECTION
+    aux = bytes([0x30, len(oids)]) + oids
+    body = base64.encodebytes(cert.der + aux)
+    return b"-----BEGIN TRUSTED CERTIFICATE-----\n" + body + b"-----END TRUSTED CERTIFICATE-----\n"

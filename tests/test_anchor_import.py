@@ -120,3 +120,22 @@ def test_broken_certificate_is_malformed():
     with pytest.raises(AnchorFileError) as err:
         read_anchor_file(broken, "root.pem", at=NOW)
     assert err.value.problem is AnchorProblem.MALFORMED
+
+
+def test_openssl_trusted_certificate_accepted_with_a_note():
+    imported = read_anchor_file(files.trusted_certificate(A.root), "root.trusted.pem", at=NOW)
+    assert imported.certificates == (A.root.ref,)  # the exact certificate, without OpenSSL's trust settings
+    assert any("TRUSTED CERTIFICATE" in w for w in imported.warnings)
+
+
+def test_openssl_trusted_certificate_that_rejects_uses_refused():
+    with pytest.raises(AnchorFileError) as err:
+        read_anchor_file(files.trusted_certificate(A.root, reject=True), "root.trusted.pem", at=NOW)
+    assert err.value.problem is AnchorProblem.MALFORMED
+    assert "reject" in str(err.value) and "openssl x509" in str(err.value)
+
+
+def test_certificate_with_its_private_key_warns():
+    imported = read_anchor_file(A.root.pem + A.root.key_pem(), "bundle.pem", at=NOW)
+    assert imported.certificates == (A.root.ref,)
+    assert any("private key" in w for w in imported.warnings)
