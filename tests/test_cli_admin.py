@@ -186,6 +186,16 @@ def test_errors_are_one_line(site, capsys, argv, message):
     assert err.count("\n") == 1 and err.startswith("directgw: ")
 
 
+def test_usage_errors_come_before_the_configuration(site, capsys):
+    """No config file exists: a bad argument is still reported as what it is, exit 2."""
+    code, _, err = run(capsys, "bundles", "add", "http://x.test/b", "--domain", "a.test", "--refresh", "soon")
+    assert code == 2 and "--refresh" in err
+    code, _, err = run(capsys, "anchors", "add", "--domain", "not a domain", "root.pem")
+    assert code == 2 and "is not a domain name" in err
+    code, _, err = run(capsys, "domains", "add-address", "nobody", "--cert", "bob.pem", "--key", "bob.key")
+    assert code == 2 and "not an address" in err
+
+
 def test_exposed_key_file_refused(site, capsys):
     run(capsys, "init", "--domain", "a.test")
     os.chmod(site / "org.key", 0o644)

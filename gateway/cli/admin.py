@@ -100,9 +100,12 @@ def _duration(value: str) -> timedelta:
     return timedelta(**{unit: int(m.group(1))})  # nine digits of days still fit a timedelta
 
 
-def _run(args: argparse.Namespace, body: Callable[[Store], Awaitable[int]]) -> int:
-    """Load the configuration, open the store, run ``body``, and turn every
-    expected failure into one line on stderr."""
+def _run(
+    args: argparse.Namespace, body: Callable[[Store], Awaitable[int]], check: Callable[[], object] | None = None
+) -> int:
+    """Run ``check`` (argument checks, so a usage error comes before any
+    configuration or database), load the configuration, open the store, run
+    ``body``, and turn every expected failure into one line on stderr."""
 
     async def go() -> int:
         config = load_config(_config_path(args))
@@ -112,7 +115,12 @@ def _run(args: argparse.Namespace, body: Callable[[Store], Awaitable[int]]) -> i
         finally:
             await store.close()
 
-    return _guard(lambda: asyncio.run(go()))
+    def main() -> int:
+        if check is not None:
+            check()
+        return asyncio.run(go())
+
+    return _guard(main)
 
 
 def _guard(fn: Callable[[], int]) -> int:
@@ -244,15 +252,19 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
         _warn(_key_warnings(rec.certificate, now))
         return 0
 
-    return _run(args, body)
+    return _run(args, body, lambda: _domain(args.domain))
+
+
+def _address_domain(address: str) -> str:
+    try:
+        return split_address(address)[1]
+    except ValueError as exc:
+        raise AdminUsageError(str(exc)) from exc
 
 
 def cmd_domains_add_address(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
-        try:
-            _, domain = split_address(args.address)
-        except ValueError as exc:
-            raise AdminUsageError(str(exc)) from exc
+        domain = _address_domain(args.address)
         pair = _load_pair(args)
         now = _now()
         rec = await LocalDomains(store).add_key(domain, pair, at=now, address=args.address)
@@ -261,7 +273,7 @@ def cmd_domains_add_address(args: argparse.Namespace) -> int:
         _warn(_key_warnings(rec.certificate, now))
         return 0
 
-    return _run(args, body)
+    return _run(args, body, lambda: _address_domain(args.address))
 
 
 def cmd_domains_list(args: argparse.Namespace) -> int:
@@ -293,7 +305,7 @@ def cmd_domains_remove(args: argparse.Namespace) -> int:
         print(f"removed {domain} with its keys, anchors and bundles")
         return 0
 
-    return _run(args, body)
+    return _run(args, body, lambda: _domain(args.domain))
 
 
 # --------------------------------------------------------------------------- anchors
@@ -335,7 +347,7 @@ def cmd_anchors_add(args: argparse.Namespace) -> int:
             print(f"already an {direction.value} anchor of {domain}: {cert.subject}")
         return 0
 
-    return _run(args, body)
+    return _run(args, body, lambda: _domain(args.domain))
 
 
 def cmd_anchors_list(args: argparse.Namespace) -> int:
@@ -350,7 +362,7 @@ def cmd_anchors_list(args: argparse.Namespace) -> int:
             print(f"[{a.id}] {a.domain} {a.direction.value:<8} {a.subject}  until {a.not_after:%Y-%m-%d}  ({a.source})")
         return 0
 
-    return _run(args, body)
+    return _run(args, body, lambda: args.domain and _domain(args.domain))
 
 
 def cmd_anchors_remove(args: argparse.Namespace) -> int:
@@ -400,7 +412,7 @@ def cmd_bundles_add(args: argparse.Namespace) -> int:
             print(f"added bundle {record.id} for {domain}: {record.url}")
             return 0 if _report(await bundles.refresh(record, at)) else 1
 
-    return _run(args, body)
+    return _run(args, body, lambda: (_domain(args.domain), _duration(args.refresh)))
 
 
 def cmd_bundles_list(args: argparse.Namespace) -> int:
