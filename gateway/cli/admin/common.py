@@ -1,0 +1,138 @@
+"""What every admin command shares: configuration and store, argument checks, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from anchors.bundles import (
+    BundleDefinitionError,
+)
+from anchors.importing import AnchorFileError
+from anchors.source import Direction
+from gateway.config import (
+    DEFAULT_CONFIG_NAME,
+    ConfigError,
+    load_config,
+)
+from gateway.core.certs import (
+    CertRef,
+    KeyMaterialError,
+    load_certificates,
+)
+from gateway.domains import DomainError
+from gateway.store import Store, StoreError, open_store
+from gateway.store.lookups import normalise_domain
+
+CONFIG_ENV = "DIRECTGW_CONFIG"
+DIRECTIONS = {"incoming": (Direction.INCOMING,), "outgoing": (Direction.OUTGOING,), "both": tuple(Direction)}
+
+
+class AdminUsageError(Exception):
+    """A wrong option or argument: exit 2."""
+
+
+class AdminError(Exception):
+    """The command could not do what was asked: exit 1."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)  # the CLI is a composition root: it may read the clock
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def domain_arg(value: str) -> str:
+    try:
+        return normalise_domain(value)
+    except ValueError as exc:
+        raise AdminUsageError(str(exc)) from exc
+
+
+def duration_arg(value: str) -> timedelta:
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", value)
+    if not m:
+        raise AdminUsageError(f"--refresh {value!r}: expected a number with s, m, h or d (e.g. 6h)")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "": "seconds"}[m.group(2)]
+    return timedelta(**{unit: int(m.group(1))})  # nine digits of days still fit a timedelta
+
+
+def run(
+    args: argparse.Namespace, body: Callable[[Store], Awaitable[int]], check: Callable[[], object] | None = None
+) -> int:
+    """Run ``check`` (argument checks, so a usage error comes before any
+    configuration or database), load the configuration, open the store, run
+    ``body``, and turn every expected failure into one line on stderr."""
+
+    async def go() -> int:
+        config = load_config(config_path(args))
+        store = await open_store(config.storage_url)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    def main() -> int:
+        if check is not None:
+            check()
+        return asyncio.run(go())
+
+    return guard(main)
+
+
+def guard(fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except AdminUsageError as exc:
+        print(f"directgw: {exc}", file=sys.stderr)
+        return 2
+    except (
+        AdminError, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError, BundleDefinitionError,
+    ) as exc:
+        print(f"directgw: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database went away mid-command
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        print(f"directgw: database error: {detail[0] if detail else type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def warn(lines: tuple[str, ...] | list[str], source: str = "") -> None:
+    for line in lines:
+        print(f"warning: {source + ': ' if source else ''}{line}", file=sys.stderr)
+
+
+def certificate_arg(path: Path, option: str) -> CertRef:
+    try:
+        return load_certificates(read_file(path))[0]
+    except KeyMaterialError as exc:
+        raise AdminError(f"{option} {path}: {exc}") from exc
+
+
+def signer_arg(path: Path | None) -> CertRef | None:
+    return None if path is None else certificate_arg(path, "--signer")
