@@ -24,6 +24,7 @@ from asn1crypto import cms as asn1_cms
 from asn1crypto import keys as asn1_keys
 from asn1crypto import parser as asn1_parser
 from asn1crypto import pkcs12 as asn1_pkcs12
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_der_private_key
@@ -38,6 +39,7 @@ from gateway.core.certs import (
 from gateway.core.cms import CmsError, verify
 from gateway.core.der import DerError
 from gateway.core.limits import DEFAULT_LIMITS
+from gateway.core.outcomes import RejectReason
 
 MAX_ANCHOR_FILE_BYTES = 5 * 1024 * 1024
 """Far above any trust bundle in use (the largest community bundles hold a few
@@ -272,7 +274,28 @@ def _read_pkcs7(
     if nested:
         raise AnchorFileError(source, AnchorProblem.MALFORMED, "a signed bundle inside a signed bundle")
     try:
-        verified = verify(data, None, DEFAULT_LIMITS)
+        try:
+            verified = verify(data, None, DEFAULT_LIMITS)
+        except CmsError as exc:
+            if exc.reason is not RejectReason.SIGNER_NOT_FOUND:
+                raise
+            if signer is None:
+                raise AnchorFileError(
+                    source, AnchorProblem.INVALID_SIGNATURE,
+                    "the signed bundle does not carry its signer's certificate: give it as the bundle signer",
+                ) from exc
+            # signed without embedding the signer's certificate (openssl cms
+            # -nocerts): the configured signer is the certificate to verify with
+            try:
+                verified = verify(_with_certificate(data, signer), None, DEFAULT_LIMITS)
+            except CmsError as again:
+                if again.reason is not RejectReason.SIGNER_NOT_FOUND:
+                    raise
+                raise AnchorFileError(
+                    source, AnchorProblem.WRONG_SIGNER,
+                    f"the bundle does not carry its signer's certificate and was not signed by the configured "
+                    f"signer {signer.subject} (sha256 {signer.sha256[:16]})",
+                ) from again
     except (CmsError, DerError) as exc:
         raise AnchorFileError(
             source, AnchorProblem.INVALID_SIGNATURE, f"the signed bundle's signature does not verify: {exc}"
@@ -288,6 +311,19 @@ def _read_pkcs7(
     if signer is None:
         warnings += (f"signed by {verified.signer.subject}, but no bundle signer is configured to check it against",)
     return Imported(source, Format.P7M, inner.certificates, warnings, verified.signer)
+
+
+def _with_certificate(data: bytes, cert: CertRef) -> bytes:
+    """The SignedData with ``cert`` as its only carried certificate. Only the
+    certificates field is re-encoded: asn1crypto writes the unchanged parts
+    (encapsulated content, signer info with its signed attributes) back as the
+    bytes it read, so the signature still covers what it covered."""
+    try:
+        info = asn1_cms.ContentInfo.load(data)
+        info["content"]["certificates"] = [asn1_x509.Certificate.load(cert.der)]
+        return bytes(info.dump(force=False))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DerError(f"cannot add the configured signer to the signed bundle: {exc}") from exc
 
 
 def _bundled_certificates(signed: asn1_cms.SignedData, source: str) -> tuple[CertRef, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
@@ -74,3 +75,10 @@ def trusted_certificate(cert: Issued, *, reject: bool = False) -> bytes:
     aux = bytes([0x30, len(oids)]) + oids
     body = base64.encodebytes(cert.der + aux)
     return b"-----BEGIN TRUSTED CERTIFICATE-----\n" + body + b"-----END TRUSTED CERTIFICATE-----\n"
+
+
+def p7m_without_certificates(content: bytes, signer: Issued) -> bytes:
+    """A signed bundle that does not embed its signer (``openssl cms -sign -nocerts``)."""
+    info = asn1_cms.ContentInfo.load(p7m(content, signer))
+    info["content"]["certificates"] = None
+    return info.dump(force=True)

@@ -139,3 +139,16 @@ def test_certificate_with_its_private_key_warns():
     imported = read_anchor_file(A.root.pem + A.root.key_pem(), "bundle.pem", at=NOW)
     assert imported.certificates == (A.root.ref,)
     assert any("private key" in w for w in imported.warnings)
+
+
+def test_signed_bundle_without_its_signer_certificate():
+    """``openssl cms -sign -nocerts``: verified with the configured signer."""
+    bundle = files.p7m_without_certificates(files.p7b(A.root, A.intermediate), SIGNER)
+    imported = read_anchor_file(bundle, "b.p7m", at=NOW, signer=SIGNER.ref)
+    assert imported.certificates == (A.root.ref, A.intermediate.ref) and imported.signer == SIGNER.ref
+    with pytest.raises(AnchorFileError) as err:
+        read_anchor_file(bundle, "b.p7m", at=NOW, signer=OTHER_SIGNER.ref)
+    assert err.value.problem is AnchorProblem.WRONG_SIGNER
+    with pytest.raises(AnchorFileError) as err:
+        read_anchor_file(bundle, "b.p7m", at=NOW)
+    assert err.value.problem is AnchorProblem.INVALID_SIGNATURE and "give it as the bundle signer" in str(err.value)
