@@ -11,6 +11,7 @@ import base64
 from datetime import timedelta
 
 import pytest
+from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,17 @@ P7B_PEM = files.p7b(A.root, A.intermediate, pem=True)
 P7M = files.p7m(P7B, SIGNER)
 PEM_TWO = A.root.pem + b"\n" + A.intermediate.pem
 SIGNED_CERTS = (A.root.ref, A.intermediate.ref)
+
+
+def without_certificates(signed: bytes) -> bytes:
+    """The same SignedData with its certificates field emptied (openssl cms -nocerts):
+    the signature still verifies, but only against a signer given from outside."""
+    info = asn1_cms.ContentInfo.load(signed)
+    info["content"]["certificates"] = asn1_cms.CertificateSet([])
+    return info.dump(force=True)
+
+
+P7M_SIGNERLESS = without_certificates(P7M)
 
 FUZZ = settings(
     max_examples=300,
@@ -140,6 +152,21 @@ def test_damaged_signed_bundle_never_yields_unsigned_certificates(data):
     if isinstance(result, Imported):
         assert result.certificates == SIGNED_CERTS
         assert result.signer == SIGNER.ref
+
+
+def test_signerless_bundle_needs_the_configured_signer():
+    imported = read(P7M_SIGNERLESS, signer=SIGNER.ref)
+    assert isinstance(imported, Imported) and imported.certificates == SIGNED_CERTS
+    assert isinstance(read(P7M_SIGNERLESS), AnchorFileError)
+    assert isinstance(read(P7M_SIGNERLESS, signer=A.root.ref), AnchorFileError)
+
+
+@FUZZ
+@given(mutated(P7M_SIGNERLESS))
+def test_damaged_signerless_bundle_never_yields_unsigned_certificates(data):
+    result = read(data, signer=SIGNER.ref)
+    if isinstance(result, Imported):
+        assert result.certificates == SIGNED_CERTS
 
 
 @settings(max_examples=60, deadline=timedelta(seconds=3))
