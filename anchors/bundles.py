@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from gateway.core.certs import CertRef
 from gateway.store import Store, StoreError, StoreProblem, schema
 from gateway.store.lookups import domain_id
+from trust.fetch import Fetcher, FetchError, FetchProblem, HttpFetcher
 
 from .importing import AnchorFileError, AnchorProblem, read_anchor_file
 from .source import Direction
@@ -99,26 +100,22 @@ def _directions(text: str) -> tuple[Direction, ...]:
     return tuple(Direction(d) for d in text.split(",") if d)
 
 
-async def download(session: aiohttp.ClientSession, url: str, *, timeout: float, max_bytes: int) -> bytes:
-    """The body at ``url``, or a typed ``RefreshError``."""
+_REFRESH_PROBLEMS = {
+    FetchProblem.TIMEOUT: RefreshProblem.TIMEOUT,
+    FetchProblem.TOO_LARGE: RefreshProblem.INVALID_FORMAT,
+    FetchProblem.INVALID: RefreshProblem.INVALID_FORMAT,
+}
+
+
+async def download(fetcher: Fetcher, url: str, *, max_bytes: int) -> bytes:
+    """The body at ``url`` through the trust engine's fetcher, or a typed ``RefreshError``."""
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status in (404, 410):
-                raise RefreshError(url, RefreshProblem.NOT_FOUND, f"HTTP {resp.status}")
-            if resp.status != 200:
-                raise RefreshError(url, RefreshProblem.UNREACHABLE, f"HTTP {resp.status} {resp.reason or ''}".strip())
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise RefreshError(url, RefreshProblem.INVALID_FORMAT, f"{resp.content_length} bytes, over {max_bytes}")
-            body = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise RefreshError(url, RefreshProblem.INVALID_FORMAT, f"more than {max_bytes} bytes")
-            return bytes(body)
-    except TimeoutError:
-        raise RefreshError(url, RefreshProblem.TIMEOUT, f"no complete answer within {timeout:g} s") from None
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise RefreshError(url, RefreshProblem.UNREACHABLE, str(exc) or type(exc).__name__) from exc
+        return await fetcher.get(url, max_bytes=max_bytes)
+    except FetchError as exc:
+        if exc.status in (404, 410):
+            raise RefreshError(url, RefreshProblem.NOT_FOUND, exc.detail) from exc
+        problem = _REFRESH_PROBLEMS.get(exc.problem, RefreshProblem.UNREACHABLE)
+        raise RefreshError(url, problem, exc.detail) from exc
 
 
 _LISTED = (
@@ -140,8 +137,9 @@ class Bundles:
         max_bytes: int = MAX_BUNDLE_BYTES,
     ) -> None:
         self._store = store
-        self._session = session
-        self._timeout = timeout
+        self._fetcher = (
+            HttpFetcher(session, timeout=timeout, schemes=("http", "https")) if session is not None else None
+        )
         self._max_bytes = max_bytes
 
     async def add(
@@ -216,10 +214,10 @@ class Bundles:
         return [await self.refresh(b, at) for b in await self.all() if force or b.next_refresh_at <= at]
 
     async def refresh(self, bundle: BundleRecord, at: datetime) -> RefreshOutcome:
-        if self._session is None:
+        if self._fetcher is None:
             raise RuntimeError("Bundles needs an aiohttp session to refresh")
         try:
-            data = await download(self._session, bundle.url, timeout=self._timeout, max_bytes=self._max_bytes)
+            data = await download(self._fetcher, bundle.url, max_bytes=self._max_bytes)
             checksum = hashlib.sha256(data).hexdigest()
             if checksum == bundle.checksum:
                 await self._mark(bundle, at, RefreshStatus.UNCHANGED.value, None, bundle.refresh)

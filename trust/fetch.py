@@ -37,10 +37,12 @@ class FetchProblem(enum.Enum):
 
 
 class FetchError(Exception):
-    def __init__(self, url: str, problem: FetchProblem, detail: str) -> None:
+    def __init__(self, url: str, problem: FetchProblem, detail: str, *, status: int | None = None) -> None:
         self.url = url
         self.problem = problem
         self.detail = detail
+        self.status = status
+        """The HTTP status, for HTTP_STATUS."""
         super().__init__(f"{url}: {problem.value}: {detail}")
 
 
@@ -62,14 +64,20 @@ class OfflineFetcher:
 
 
 class HttpFetcher:
-    """HTTP GET/POST with a size cap and a total timeout. Only http:// URLs:
-    CRLs and CA certificates are signed objects, and RFC 5280 4.2.1.13 notes
-    that fetching them over TLS invites circular dependencies. Give it an
+    """HTTP GET/POST with a size cap and a total timeout. By default only
+    http:// URLs: CRLs and CA certificates are signed objects, and RFC 5280
+    4.2.1.13 notes that fetching them over TLS invites circular dependencies.
+    Trust bundles, which are published over HTTPS, widen ``schemes``. Give it an
     ``aiohttp.ClientSession`` to share connections; it closes only one it made."""
 
     def __init__(
-        self, session: aiohttp.ClientSession | None = None, *, timeout: float = FETCH_TIMEOUT_SECONDS
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout: float = FETCH_TIMEOUT_SECONDS,
+        schemes: tuple[str, ...] = ("http",),
     ) -> None:
+        self._schemes = tuple(f"{s.lower()}://" for s in schemes)
         self._session = session
         self._owned = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -93,15 +101,18 @@ class HttpFetcher:
     async def _request(
         self, method: str, url: str, body: bytes | None, content_type: str | None, max_bytes: int
     ) -> bytes:
-        if not url.lower().startswith("http://"):
-            raise FetchError(url, FetchProblem.UNSUPPORTED_URL, "only http:// URLs are fetched")
+        if not url.lower().startswith(self._schemes):
+            raise FetchError(url, FetchProblem.UNSUPPORTED_URL, f"only {' and '.join(self._schemes)} URLs are fetched")
         headers = {"Content-Type": content_type} if content_type else {}
         try:
             async with self._client().request(
                 method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=True
             ) as resp:
                 if resp.status != 200:
-                    raise FetchError(url, FetchProblem.HTTP_STATUS, f"HTTP {resp.status}")
+                    raise FetchError(
+                        url, FetchProblem.HTTP_STATUS, f"HTTP {resp.status} {resp.reason or ''}".strip(),
+                        status=resp.status,
+                    )
                 if resp.content_length is not None and resp.content_length > max_bytes:
                     raise FetchError(url, FetchProblem.TOO_LARGE, f"{resp.content_length} bytes, limit {max_bytes}")
                 data = bytearray()
@@ -112,5 +123,5 @@ class HttpFetcher:
                 return bytes(data)
         except TimeoutError as exc:
             raise FetchError(url, FetchProblem.TIMEOUT, f"no answer within {self._timeout.total} s") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
             raise FetchError(url, FetchProblem.UNREACHABLE, str(exc) or type(exc).__name__) from exc
