@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .dialects import WRITE, create_engine, lock_for_migration, prepare, sqlite_file
 from .errors import StoreError, StoreProblem
+from .permissions import protect_sqlite_file
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -97,6 +98,12 @@ async def open_store(url: str, *, migrate: bool = True) -> Store:
         # connect leaves its worker thread racing the event loop's shutdown.
         await engine.dispose()
         raise StoreError(StoreProblem.UNREACHABLE, f"cannot open the database: {file.parent} is not a directory")
+    if file is not None:
+        try:
+            protect_sqlite_file(file)  # it holds private keys: 0600 before SQLite makes it 0644
+        except StoreError:
+            await engine.dispose()
+            raise
     store = Store(engine)
     if not migrate:
         return store

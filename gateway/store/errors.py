@@ -10,6 +10,8 @@ class StoreProblem(enum.Enum):
     MIGRATION_FAILED = "migration-failed"
     NOT_FOUND = "not-found"
     CONFLICT = "conflict"
+    EXPOSED = "exposed"
+    """A SQLite file holding private keys that group or others can read."""
 
 
 class StoreError(Exception):
