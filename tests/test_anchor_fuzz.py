@@ -13,11 +13,12 @@ from datetime import timedelta
 import pytest
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anchors.importing import AnchorFileError, AnchorProblem, Imported, read_anchor_file
 from tests import anchor_files as files
+from tests.mutations import FUZZ, mutated
 from tests.pki import NOW, hisp, issue
 
 A = hisp("a.test")
@@ -39,33 +40,8 @@ def without_certificates(signed: bytes) -> bytes:
 
 P7M_SIGNERLESS = without_certificates(P7M)
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=timedelta(seconds=3),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
-@st.composite
-def mutated(draw, original: bytes) -> bytes:
-    """The original with a few flips, truncations, insertions, deletions or duplications."""
-    data = bytearray(original)
-    for _ in range(draw(st.integers(1, 6))):
-        if not data:
-            break
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "duplicate"]))
-        at = draw(st.integers(0, len(data) - 1))
-        if kind == "flip":
-            data[at] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del data[at:]
-        elif kind == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete":
-            del data[at : at + draw(st.integers(1, 64))]
-        else:
-            data[at:at] = data[at : at + draw(st.integers(1, 64))]
-    return bytes(data)
 
 
 def read(data: bytes, **kw) -> Imported | AnchorFileError:

@@ -12,13 +12,17 @@ import base64
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core import Limits, Opened, Rejected, SealOptions, open_inbound, seal_outbound
 from gateway.core.mime import base64_lines
 
 from . import messages, pki, smime
+from .mutations import FUZZ as _FUZZ
+from .mutations import mutated
+
+FUZZ = settings(_FUZZ, max_examples=400)
 
 A = pki.hisp("a.test")
 B = pki.hisp("b.test")
@@ -29,32 +33,8 @@ DER = base64.b64decode(BODY)
 SIGNED_ENTITY = smime.detached(smime.wrap(messages.with_attachment()), ALICE.pair)
 LIMITS = Limits(max_mime_depth=8, max_mime_parts=50)
 
-FUZZ = settings(
-    max_examples=400,
-    deadline=timedelta(seconds=3),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
-@st.composite
-def mutated(draw, original: bytes) -> bytes:
-    data = bytearray(original)
-    for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "duplicate"]))
-        if not data:
-            break
-        at = draw(st.integers(0, len(data) - 1))
-        if kind == "flip":
-            data[at] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del data[at:]
-        elif kind == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete":
-            del data[at : at + draw(st.integers(1, 64))]
-        else:
-            data[at:at] = data[at : at + draw(st.integers(1, 64))]
-    return bytes(data)
 
 
 def check(raw: bytes) -> None:
