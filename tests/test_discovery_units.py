@@ -19,10 +19,10 @@ from gateway.discovery import (
     rfc2782_order,
     settings_from_mapping,
 )
-from gateway.discovery.cache import TtlCache
 from gateway.discovery.dnsclient import NameserverError
 from gateway.discovery.ldif import default_base, export_ldif, mail_of
 from gateway.discovery.parsing import certificates_in
+from gateway.ttl_cache import TtlCache
 
 from .pki import NOW, address_leaf, org_leaf, root
 

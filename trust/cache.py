@@ -12,10 +12,11 @@ outage does not wait on the network once per message.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
+
+from gateway.ttl_cache import TtlCache
 
 from .types import TrustDecision
 
@@ -24,40 +25,26 @@ MAX_ENTRIES = 10_000
 """A HISP talks to a few thousand peers; past that the oldest decisions go."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    decision: TrustDecision
-    made_at: datetime
-    expires: datetime
-
-
 class DecisionCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._max = max_entries
+        # Each entry remembers when it was made: a decision is not reused for
+        # a moment before it (a replayed `at` in the past must validate anew).
+        self._entries: TtlCache[TrustDecision] = TtlCache(max_entries)
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Hashable, at: datetime) -> TrustDecision | None:
-        entry = self._entries.get(key)
-        if entry is None or not (entry.made_at <= at < entry.expires):
-            if entry is not None and at >= entry.expires:
-                del self._entries[key]
+        decision = self._entries.get(key, at)
+        if decision is None or at < decision.at:
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
         self.hits += 1
-        return replace(entry.decision, at=at, cached=True)
+        return replace(decision, at=at, cached=True)
 
     def put(self, key: Hashable, decision: TrustDecision, expires: datetime) -> None:
         if decision.temporary:
             expires = min(expires, decision.at + TEMPORARY_FAILURE_TTL)
-        if expires <= decision.at:
-            return
-        self._entries[key] = _Entry(decision, decision.at, expires)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        self._entries.put(key, decision, decision.at, expires - decision.at)
 
     def clear(self) -> None:
         self._entries.clear()

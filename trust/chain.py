@@ -17,6 +17,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
 from gateway.core.certs import CertRef, KeyMaterialError, load_certificates
+from gateway.ttl_cache import TtlCache
 
 from .fetch import MAX_CERT_BYTES, Fetcher, FetchError, FetchProblem
 
@@ -86,18 +87,16 @@ class IssuerCache:
 
     def __init__(self, fetcher: Fetcher) -> None:
         self._fetcher = fetcher
-        self._by_url: dict[str, tuple[datetime, tuple[CertRef, ...]]] = {}
+        self._by_url: TtlCache[tuple[CertRef, ...]] = TtlCache(AIA_CACHE_ENTRIES)
         self.fetches = 0
 
     async def fetch(self, url: str, at: datetime) -> tuple[CertRef, ...]:
-        hit = self._by_url.get(url)
-        if hit is not None and at < hit[0]:
-            return hit[1]
+        hit = self._by_url.get(url, at)
+        if hit is not None:
+            return hit
         self.fetches += 1
         certs = tuple(parse_ca_certificates(await self._fetcher.get(url, max_bytes=MAX_CERT_BYTES), url))
-        if len(self._by_url) >= AIA_CACHE_ENTRIES:
-            self._by_url.pop(next(iter(self._by_url)))
-        self._by_url[url] = (at + AIA_CACHE_TTL, certs)
+        self._by_url.put(url, certs, at, AIA_CACHE_TTL)
         return certs
 
 

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.core.certs import CertRef, KeyMaterialError
+from gateway.ttl_cache import TtlCache
 from trust.fetch import MAX_CERT_BYTES, Fetcher, FetchError
 
-from .cache import TtlCache
 from .dnsclient import DnsClient, Status
 from .parsing import certificates_in
 from .types import Outcome, Source, SourceReport

@@ -24,7 +24,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from .cache import TtlCache
+from gateway.ttl_cache import TtlCache
+
 from .types import Outcome
 
 DEFAULT_TIMEOUT_SECONDS = 3.0

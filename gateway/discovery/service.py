@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from gateway.core.certs import CertRef
+from gateway.ttl_cache import TtlCache
 
-from .cache import TtlCache
 from .dnscert import CertificateRecords
 from .dnsclient import MAX_POSITIVE_TTL, DnsClient, Status
 from .judge import CertificateJudge

@@ -1,9 +1,9 @@
-"""A TTL cache for discovery answers, keyed by what was asked.
+"""A bounded cache whose entries expire, for every answer worth reusing.
 
-Positive DNS answers live for the record's TTL (RFC 1035 3.2.1), negative ones
-for a short configured time (RFC 2308 caps it by the SOA minimum; we cap it
-further so a newly published certificate is found soon). Time is given by the
-caller (``at``), so tests can step past an expiry without sleeping.
+Discovery keeps DNS and LDAP answers for their TTL (RFC 1035 3.2.1; negative
+ones briefly, RFC 2308), the trust engine keeps decisions and AIA-fetched
+issuers. Time is given by the caller (``at``), so tests can step past an
+expiry without sleeping; past ``max_entries`` the least recently used go.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 MAX_ENTRIES = 10_000
-"""A busy gateway talks to a few thousand recipient domains; beyond that the
-least recently used entries go first, which costs only another lookup."""
+"""A busy gateway talks to a few thousand peers; beyond that the least
+recently used entries go first, which costs only another lookup."""
 
 
 class TtlCache(Generic[V]):
