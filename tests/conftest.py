@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.http_servers import fetcher_fixture, http_fixture  # noqa: F401 -- loopback HTTP for every test
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 RI_VECTORS = SHARED / "vectors" / "direct-ri"

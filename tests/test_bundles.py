@@ -16,21 +16,12 @@ from anchors.store import DbAnchors
 from gateway.domains import LocalDomains
 from gateway.store import StoreError, schema
 from tests import anchor_files as files
-from tests.http_servers import LoopbackHttp
 from tests.pki import NOW, hisp, issue
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
 B, C = hisp("b.test"), hisp("c.test")
 SIGNER = issue("Community bundle signer")
 IMPOSTOR = issue("Community bundle signer")  # same name, other key
-
-
-@pytest.fixture(name="http")
-async def http_fixture():
-    server = LoopbackHttp()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture(name="session")

@@ -13,7 +13,6 @@ import asyncio
 from datetime import timedelta
 
 import aiohttp
-import pytest
 from sqlalchemy import func, select
 
 from anchors.bundles import Bundles, RefreshStatus
@@ -22,7 +21,6 @@ from anchors.store import DbAnchors
 from gateway.domains import LocalDomains
 from gateway.store import head_revision, open_store, schema
 from tests import anchor_files as files
-from tests.http_servers import LoopbackHttp
 from tests.pki import NOW, hisp
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -75,14 +73,6 @@ async def test_same_anchor_added_at_once(store_url):
         assert (await DbAnchors(opened[0]).anchors("a.test", Direction.INCOMING)).certificates == (B.root.ref,)
     finally:
         await close_all(opened)
-
-
-@pytest.fixture(name="http")
-async def http_fixture():
-    server = LoopbackHttp()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_readers_never_see_a_half_swapped_bundle(store_url, http):

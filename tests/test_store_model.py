@@ -22,7 +22,6 @@ from anchors.store import MANUAL, DbAnchors
 from gateway.core.certs import CertRef
 from gateway.domains import LocalDomains
 from tests import anchor_files as files
-from tests.http_servers import LoopbackHttp
 from tests.pki import NOW, hisp
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -48,14 +47,6 @@ class Model:
             if d == domain and direction in directions:
                 out |= certs
         return out
-
-
-@pytest.fixture(name="http")
-async def http_fixture():
-    server = LoopbackHttp()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def some_certs(rng: random.Random) -> list:

@@ -17,7 +17,6 @@ from trust import (
     TrustService,
 )
 
-from .http_servers import fetcher_fixture, http_fixture  # noqa: F401
 from .pki import NOW, issue
 from .trust_pki import DAY, FUTURE, PAST, World, build_world, decide, resigned, role_key, service
 

@@ -8,7 +8,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from trust import FetchError, FetchProblem, HttpFetcher, OfflineFetcher
 from trust.chain import parse_ca_certificates
 
-from .http_servers import http_fixture  # noqa: F401
 from .pki import issue
 from .trust_pki import role_key
 

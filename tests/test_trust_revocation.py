@@ -9,7 +9,6 @@ from anchors.source import StaticAnchors
 from trust import Check, DomainPolicies, Policy, RevocationUnknown, TrustService
 from trust.chain import MAX_CARRIED_CERTIFICATES
 
-from .http_servers import fetcher_fixture, http_fixture  # noqa: F401
 from .pki import NOW, issue
 from .trust_pki import DAY, build_world, crl, decide, ocsp_response, role_key, service
 
