@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,7 @@ from gateway.discovery.ldif import export_ldif
 from gateway.discovery.types import Dropped
 from gateway.store import StoreError
 
-CONFIG_ENV = "DIRECTGW_CONFIG"
-
-
-class UsageError(Exception):
-    pass
+from .args import CONFIG_ENV, UsageError, config_path, parse_at
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,19 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, *, required: bool) -> Config | None:
-    path = args.config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+    path = config_path(args.config)
     if not required and args.config is None and not path.exists():
         return None
     return load_config(path)
 
 
 def _now(args: argparse.Namespace) -> datetime:
-    if getattr(args, "at", None):
-        at = datetime.fromisoformat(args.at)
-        if at.tzinfo is None:
-            raise UsageError("--at needs a time zone (e.g. 2026-06-01T12:00:00+00:00)")
-        return at
-    return datetime.now(UTC)  # the CLI is a composition root: it may read the clock
+    return parse_at(getattr(args, "at", None))
 
 
 def _guard(run: Any) -> int:

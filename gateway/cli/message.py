@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.core import (
@@ -29,12 +28,9 @@ from gateway.core import (
 from gateway.core.certs import load_certificates, load_key_pair, load_pkcs12
 
 from . import render
+from .args import UsageError, parse_at
 
 CIPHERS = {c.value: c for c in ContentCipher if not c.weak}
-
-
-class UsageError(Exception):
-    """A file or option the command cannot use; printed as one line, exit 2."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,16 +71,6 @@ def _password(path: Path | None) -> bytes | None:
     return _read(path).rstrip(b"\r\n") if path else None
 
 
-def _at(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)  # the CLI is a composition root: it may read the clock
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise UsageError(f"--at {value!r} is not an ISO 8601 time") from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def read_pairs(keys: list[Path], certs: list[Path], p12s: list[Path], password: Path | None) -> list[KeyPair]:
     if len(keys) != len(certs):
         raise UsageError("give one --cert for each --key")
@@ -116,7 +102,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     try:
         raw = _read(args.message)
         pairs = read_pairs(args.key, args.cert, args.p12, args.password_file)
-        at = _at(args.at)
+        at = parse_at(args.at)
     except UsageError as exc:
         return _fail(exc)
     if _is_bare_cms(raw):
@@ -154,7 +140,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
         recipients = read_certs(args.to_cert)
         chain = tuple(read_certs(args.chain))
         options = SealOptions(
-            at=_at(args.at),
+            at=parse_at(args.at),
             cipher=CIPHERS[args.cipher],
             key_transport=KeyTransport.RSA_OAEP_SHA256 if args.oaep else KeyTransport.RSA_PKCS1V15,
             expose_subject=args.expose_subject,

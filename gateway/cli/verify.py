@@ -35,7 +35,8 @@ from trust import (
 from trust.revinfo import parse_crl
 
 from . import render
-from .message import UsageError, _at, _fail, _is_bare_cms, _read, read_certs, read_pairs
+from .args import UsageError, parse_at
+from .message import _fail, _is_bare_cms, _read, read_certs, read_pairs
 
 VERIFY_DOMAIN = "verify.invalid"
 """The local domain named in decisions when the message names no recipient."""
@@ -96,7 +97,7 @@ async def _judge(raw: bytes, args: argparse.Namespace) -> dict[str, Any]:
     pairs = read_pairs(args.key, args.cert_for_key, [], args.password_file)
     anchors = read_certs(args.anchor)
     extra: list[CertRef] = read_certs(args.cert)
-    at = _at(args.at)
+    at = parse_at(args.at)
     policy = Policy(allow_sha1=args.allow_sha1)
     service = TrustService(
         StaticAnchors(tuple(anchors)), OfflineFetcher(), DomainPolicies(policy), supplied_crls=_read_crls(args.crl)

@@ -16,9 +16,10 @@ from pathlib import Path
 from anchors.bundles import DEFAULT_REFRESH
 from gateway.config import DEFAULT_CONFIG_NAME
 
+from ..args import CONFIG_ENV
 from .anchors import cmd_anchors_add, cmd_anchors_list, cmd_anchors_remove
 from .bundles import cmd_bundles_add, cmd_bundles_list, cmd_bundles_refresh, cmd_bundles_remove
-from .common import CONFIG_ENV, DIRECTIONS
+from .common import DIRECTIONS
 from .domains import cmd_domains_add, cmd_domains_add_address, cmd_domains_list, cmd_domains_remove
 from .init import cmd_init
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,6 @@ from anchors.bundles import (
 from anchors.importing import AnchorFileError
 from anchors.source import Direction
 from gateway.config import (
-    DEFAULT_CONFIG_NAME,
     ConfigError,
     load_config,
 )
@@ -34,7 +32,8 @@ from gateway.domains import DomainError
 from gateway.store import Store, StoreError, open_store
 from gateway.store.lookups import normalise_domain
 
-CONFIG_ENV = "DIRECTGW_CONFIG"
+from ..args import config_path as given_config_path
+
 DIRECTIONS = {"incoming": (Direction.INCOMING,), "outgoing": (Direction.OUTGOING,), "both": tuple(Direction)}
 
 
@@ -51,9 +50,7 @@ def utc_now() -> datetime:
 
 
 def config_path(args: argparse.Namespace) -> Path:
-    if args.config is not None:
-        return Path(args.config)
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+    return given_config_path(args.config)
 
 
 def read_file(path: Path) -> bytes:
