@@ -377,3 +377,23 @@ async def test_aia_server_down_is_a_temporary_chain_failure(http, fetcher):
     d = await decide(service(fetcher, w.root), leaf, "carol@a.test", chain=[])
     assert d.failure is not None and d.failure.check is Check.CHAIN and d.temporary, d
     assert "127.0.0.1:9" in d.failure.detail
+
+
+# --- revocation = "required": the setting ------------------------------------------
+
+
+def test_revocation_requirement_defaults_to_when_declared_and_reads_per_domain():
+    from trust import policies_from_mapping
+    from trust.policy import RevocationRequirement
+
+    policies = policies_from_mapping({"domains": {"Strict.Example": {"revocation": "required"}}})
+    assert policies.default.revocation is RevocationRequirement.WHEN_DECLARED
+    assert policies.for_domain("strict.example").revocation is RevocationRequirement.REQUIRED
+
+
+def test_revocation_requirement_rejects_unknown_values():
+    from trust import PolicyError, policies_from_mapping
+
+    with pytest.raises(PolicyError) as info:
+        policies_from_mapping({"revocation": "sometimes"})
+    assert info.value.key == "revocation" and "required" in info.value.detail

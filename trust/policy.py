@@ -28,6 +28,20 @@ class RevocationUnknown(enum.Enum):
     SOFT_PASS = "soft-pass"  # accept, as the reference implementation does by default
 
 
+class RevocationRequirement(enum.Enum):
+    """Which certificates must have their revocation status established."""
+
+    WHEN_DECLARED = "when-declared"
+    """Those that name a CRL distribution point or an OCSP responder, and any
+    for which a CRL is held (Direct item 10: the status is checked where the
+    certificate says how)."""
+    REQUIRED = "required"
+    """Every certificate of the path below the anchor: covered by a complete
+    CRL (or a base CRL with its delta, direct or indirect, reason partitions
+    combined until every reason is covered) or by an OCSP answer, or the
+    decision is untrusted for now (RFC 5280 6.3; PKITS section 4 is run so)."""
+
+
 EMAIL_PROTECTION = "1.3.6.1.5.5.7.3.4"
 ANY_EXTENDED_KEY_USAGE = "2.5.29.37.0"
 
@@ -63,6 +77,8 @@ class Policy:
     eku_must_allow_email: bool = True
     """When the leaf has an EKU extension it must allow emailProtection (RFC 8550 4.4.4)."""
     revocation_unknown: RevocationUnknown = RevocationUnknown.TEMPORARY
+    revocation: RevocationRequirement = RevocationRequirement.WHEN_DECLARED
+    """Whether a certificate that declares no revocation source may pass unchecked."""
     decision_ttl: timedelta = DEFAULT_DECISION_TTL
 
 
@@ -125,6 +141,12 @@ def _apply(base: Policy, table: Mapping[str, Any]) -> Policy:
             except ValueError:
                 choices = ", ".join(m.value for m in RevocationUnknown)
                 raise PolicyError(key, f"expected one of {choices}") from None
+        elif k == "revocation":
+            try:
+                changes[k] = RevocationRequirement(value)
+            except ValueError:
+                choices = ", ".join(m.value for m in RevocationRequirement)
+                raise PolicyError(key, f"expected one of {choices}") from None
         elif k == "decision_ttl":
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PolicyError(key, "expected a number of seconds")
@@ -153,6 +175,7 @@ def policies_from_mapping(table: Mapping[str, Any]) -> DomainPolicies:
     [trust]
     revocation_unknown = "temporary"
     [trust.domains."hisp.example.org"]
+    revocation = "required"
     allow_sha1 = true
     required_policy_oids = ["1.3.6.1.4.1.41179.0.1.2"]
     ```

@@ -3,6 +3,7 @@
 ```toml
 [trust]
 revocation_unknown = "temporary"   # or "hard-fail", "soft-pass" (Direct item 10)
+revocation = "when-declared"       # or "required": every CA and leaf below the anchor needs a CRL or OCSP answer
 allow_sha1 = false                 # Direct item 2: receivers MAY accept, as policy
 min_rsa_bits = 2048                # Direct item 14
 required_policy_oids = []          # e.g. a trust community's certificate policy
