@@ -1,0 +1,348 @@
+"""Records, their Direct addresses and items, on the project's storage layer.
+
+``RecordStore.deliver`` is how an accepted Direct message enters a record:
+one ``message`` item holding the signed entity, one item per attachment
+(typed by ``documents.classify``), and for an IHE XDM package the package
+itself plus one typed item per document with its metadata. All of it is
+written in one transaction together with the ``record_deliveries`` row, so a
+delivery is all or nothing, and a redelivery of the same Message-ID (a
+retry after a crash, a sender's resend) adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.store import Store
+
+from . import documents, schema
+from .types import Attachment, Delivery, InboxState, ItemType, SourceKind
+
+
+class RecordError(Exception):
+    """A request the records cannot satisfy (unknown record, address taken)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInfo:
+    id: int
+    display_name: str
+    addresses: tuple[str, ...]
+    size_bytes: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    id: int
+    uid: str
+    record_id: int
+    type: ItemType
+    inbox_state: InboxState
+    source_kind: SourceKind
+    parent_id: int | None
+    content_type: str | None
+    filename: str | None
+    size: int | None
+    sha256: str | None
+    sender: str | None
+    message_id: str | None
+    created_at: datetime
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    record_id: int
+    message_item: str
+    """The uid of the message item."""
+    items: tuple[str, ...]
+    """Every item created, the message first; empty for a redelivery."""
+    duplicate: bool
+
+
+def normalise_address(address: str) -> str:
+    return address.strip().lower()
+
+
+class RecordStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------ records
+
+    async def create_record(self, display_name: str, addresses: tuple[str, ...], *, at: datetime) -> RecordInfo:
+        wanted = tuple(dict.fromkeys(normalise_address(a) for a in addresses))
+        try:
+            async with self.store.begin() as conn:
+                record_id = (
+                    await conn.execute(
+                        schema.records.insert()
+                        .values(display_name=display_name, state="active", size_bytes=0, created_at=at)
+                        .returning(schema.records.c.id)
+                    )
+                ).scalar_one()
+                for address in wanted:
+                    await conn.execute(
+                        schema.record_addresses.insert().values(record_id=record_id, address=address, created_at=at)
+                    )
+        except IntegrityError as exc:
+            taken = [a for a in wanted if await self.record_for_address(a) is not None]
+            raise RecordError(f"address already belongs to a record: {', '.join(taken) or wanted}") from exc
+        return RecordInfo(record_id, display_name, wanted, 0, at)
+
+    async def add_address(self, record_id: int, address: str, *, at: datetime) -> None:
+        try:
+            async with self.store.begin() as conn:
+                await self._require(conn, record_id)
+                await conn.execute(
+                    schema.record_addresses.insert().values(
+                        record_id=record_id, address=normalise_address(address), created_at=at
+                    )
+                )
+        except IntegrityError as exc:
+            raise RecordError(f"{address} already belongs to a record") from exc
+
+    async def record_for_address(self, address: str) -> int | None:
+        async with self.store.engine.connect() as conn:
+            found = await conn.scalar(
+                select(schema.record_addresses.c.record_id).where(
+                    schema.record_addresses.c.address == normalise_address(address)
+                )
+            )
+        return int(found) if found is not None else None
+
+    async def records(self) -> list[RecordInfo]:
+        r, a = schema.records, schema.record_addresses
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(select(r).order_by(r.c.id))).all()
+            addrs = (await conn.execute(select(a.c.record_id, a.c.address).order_by(a.c.address))).all()
+        by_record: dict[int, list[str]] = {}
+        for record_id, address in addrs:
+            by_record.setdefault(record_id, []).append(address)
+        return [
+            RecordInfo(row.id, row.display_name, tuple(by_record.get(row.id, ())), row.size_bytes, row.created_at)
+            for row in rows
+        ]
+
+    async def record(self, record_id: int) -> RecordInfo | None:
+        return next((r for r in await self.records() if r.id == record_id), None)
+
+    async def _require(self, conn: AsyncConnection, record_id: int) -> None:
+        if await conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
+            raise RecordError(f"no record {record_id}")
+
+    # ------------------------------------------------------------------ items
+
+    async def items(self, record_id: int) -> list[ItemInfo]:
+        i, b = schema.items, schema.blobs
+        content = (
+            select(b.c.item_id, b.c.content_type, b.c.filename, b.c.size, b.c.sha256)
+            .where(b.c.name == "content")
+            .subquery()
+        )
+        query = (
+            select(i, content.c.content_type, content.c.filename, content.c.size, content.c.sha256)
+            .select_from(i.outerjoin(content, content.c.item_id == i.c.id))
+            .where(i.c.record_id == record_id)
+            .order_by(i.c.id)
+        )
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            ItemInfo(
+                id=row.id,
+                uid=row.uid,
+                record_id=row.record_id,
+                type=ItemType(row.type),
+                inbox_state=InboxState(row.inbox_state),
+                source_kind=SourceKind(row.source_kind),
+                parent_id=row.parent_id,
+                content_type=row.content_type,
+                filename=row.filename,
+                size=row.size,
+                sha256=row.sha256,
+                sender=row.sender,
+                message_id=row.message_id,
+                created_at=row.created_at,
+                data=json.loads(row.data),
+            )
+            for row in rows
+        ]
+
+    async def blob(self, item_id: int, name: str = "content") -> bytes | None:
+        b = schema.blobs
+        async with self.store.engine.connect() as conn:
+            data = await conn.scalar(select(b.c.data).where(b.c.item_id == item_id, b.c.name == name))
+        return bytes(data) if data is not None else None
+
+    async def set_inbox_state(self, item_uid: str, state: InboxState) -> None:
+        async with self.store.begin() as conn:
+            done = await conn.execute(
+                update(schema.items).where(schema.items.c.uid == item_uid).values(inbox_state=state.value)
+            )
+            if done.rowcount != 1:
+                raise RecordError(f"no item {item_uid}")
+
+    # ------------------------------------------------------------------ delivery
+
+    async def deliver(self, record_id: int, delivery: Delivery) -> Delivered:
+        """Put one accepted message into a record, exactly once per Message-ID."""
+        key = delivery.message_key
+        existing = await self._delivered(record_id, key)
+        if existing is not None:
+            return Delivered(record_id, existing, (), True)
+        try:
+            async with self.store.begin() as conn:
+                await self._require(conn, record_id)
+                again = await self._delivered(record_id, key, conn)
+                if again is not None:
+                    return Delivered(record_id, again, (), True)
+                writer = _ItemWriter(conn, record_id, delivery)
+                message_id, message_uid = await writer.message()
+                for attachment in delivery.attachments:
+                    await writer.attachment(message_id, attachment)
+                await conn.execute(
+                    schema.record_deliveries.insert().values(
+                        record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at
+                    )
+                )
+                await conn.execute(
+                    update(schema.records)
+                    .where(schema.records.c.id == record_id)
+                    .values(size_bytes=schema.records.c.size_bytes + writer.bytes_written)
+                )
+        except IntegrityError:
+            # Another node delivered the same message at the same moment (PostgreSQL);
+            # its transaction won and ours rolled back whole.
+            winner = await self._delivered(record_id, key)
+            if winner is None:
+                raise
+            return Delivered(record_id, winner, (), True)
+        return Delivered(record_id, message_uid, tuple(writer.created), False)
+
+    async def _delivered(self, record_id: int, key: str, conn: AsyncConnection | None = None) -> str | None:
+        d, i = schema.record_deliveries, schema.items
+        query = (
+            select(i.c.uid)
+            .select_from(d.join(i, i.c.id == d.c.item_id))
+            .where(d.c.record_id == record_id, d.c.message_key == key)
+        )
+        if conn is not None:
+            return await conn.scalar(query)
+        async with self.store.engine.connect() as own:
+            return await own.scalar(query)
+
+    async def count_items(self, record_id: int) -> int:
+        async with self.store.engine.connect() as conn:
+            return int(
+                await conn.scalar(select(func.count()).select_from(schema.items).where(schema.items.c.record_id == record_id))
+                or 0
+            )
+
+
+class _ItemWriter:
+    """Inserts one delivery's items and blobs on one connection, counting bytes."""
+
+    def __init__(self, conn: AsyncConnection, record_id: int, delivery: Delivery) -> None:
+        self.conn = conn
+        self.record_id = record_id
+        self.delivery = delivery
+        self.created: list[str] = []
+        self.bytes_written = 0
+
+    async def message(self) -> tuple[int, str]:
+        d = self.delivery
+        data = {
+            "subject": d.subject,
+            "from": d.provenance.sender,
+            "to": list(d.recipients),
+            "date": d.date,
+            "body_text": d.body_text,
+            "attachments": len(d.attachments),
+        }
+        item_id, uid = await self._item(ItemType.MESSAGE, None, data)
+        await self._blob(item_id, "content", "message/rfc822", "message.eml", d.content)
+        return item_id, uid
+
+    async def attachment(self, parent: int, attachment: Attachment) -> None:
+        ctype, name, data = attachment.content_type, attachment.filename, attachment.data
+        if documents.looks_like_xdm(ctype, name, data):
+            try:
+                package = documents.unpack_xdm(data)
+            except documents.XdmError as exc:
+                # Kept as the file it is, with the reason: never dropped.
+                item_id, _ = await self._item(ItemType.FILE, parent, {"xdm_error": str(exc)})
+                await self._blob(item_id, "content", ctype, name, data)
+                return
+            await self._package(parent, attachment, package)
+            return
+        kind = documents.classify(ctype, name, data)
+        item_id, _ = await self._item(kind, parent, {})
+        await self._blob(item_id, "content", ctype, name, data)
+
+    async def _package(self, parent: int, attachment: Attachment, package: documents.XdmPackage) -> None:
+        summary = {"xdm": {"subsets": sorted(package.metadata_xml), "documents": len(package.documents)}}
+        item_id, _ = await self._item(ItemType.FILE, parent, summary)
+        await self._blob(item_id, "content", attachment.content_type, attachment.filename, attachment.data)
+        for subset, xml in sorted(package.metadata_xml.items()):
+            await self._blob(item_id, f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
+        for doc in package.documents:
+            kind = documents.classify(doc.content_type, doc.name, doc.data)
+            meta = {"xdm": {"subset": doc.subset, "name": doc.name, **doc.metadata, "hash_matches": doc.hash_matches}}
+            doc_id, _ = await self._item(kind, parent, meta)
+            await self._blob(doc_id, "content", doc.content_type, doc.name, doc.data)
+
+    async def _item(self, kind: ItemType, parent: int | None, data: dict[str, Any]) -> tuple[int, str]:
+        d = self.delivery
+        p = d.provenance
+        uid = str(uuid.uuid4())
+        item_id = (
+            await self.conn.execute(
+                schema.items.insert()
+                .values(
+                    uid=uid,
+                    record_id=self.record_id,
+                    type=kind.value,
+                    version=str(uuid.uuid4()),
+                    state="active",
+                    inbox_state=InboxState.UNREVIEWED.value,
+                    created_at=d.received_at,
+                    source_kind=SourceKind.DIRECT.value,
+                    source_ref=p.message_id,
+                    parent_id=parent,
+                    sender=p.sender,
+                    signer_sha256=p.signer_sha256,
+                    signer_subject=p.signer_subject,
+                    trust_decision=p.trust_decision,
+                    message_id=p.message_id,
+                    data=json.dumps(data, sort_keys=True),
+                )
+                .returning(schema.items.c.id)
+            )
+        ).scalar_one()
+        self.created.append(uid)
+        return int(item_id), uid
+
+    async def _blob(self, item_id: int, name: str, ctype: str, filename: str | None, data: bytes) -> None:
+        await self.conn.execute(
+            schema.blobs.insert().values(
+                item_id=item_id,
+                name=name,
+                content_type=ctype[:255],
+                filename=filename,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                data=data,
+            )
+        )
+        self.bytes_written += len(data)
