@@ -5,8 +5,8 @@
     await store.close()
 """
 
-from . import schema
+from . import messaging, schema
 from .engine import Store, head_revision, open_store
 from .errors import StoreError, StoreProblem
 
-__all__ = ["Store", "StoreError", "StoreProblem", "head_revision", "open_store", "schema"]
+__all__ = ["Store", "StoreError", "StoreProblem", "head_revision", "messaging", "open_store", "schema"]

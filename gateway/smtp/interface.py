@@ -1,0 +1,78 @@
+"""The narrow edge between the SMTP protocol layer and the rest of the gateway.
+
+The protocol layer (``gateway/smtp/server.py``, the only module that imports
+aiosmtpd) speaks SMTP and enforces the session limits; it asks a ``Pipeline``
+two questions and turns the answers into replies: may this recipient be
+given (RCPT), and what becomes of this message (end of DATA). The pipeline
+never sees a socket and the protocol layer never sees a certificate, so the
+protocol layer can be measured against another and replaced (shared/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpReply:
+    """One SMTP reply: the code, the RFC 3463 enhanced status, and a short text for the peer.
+
+    The text never carries internals (tracebacks, SQL, file paths): those go to the log."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.code <= 599:
+            raise ValueError(f"SMTP reply code {self.code} out of range")
+        if "\r" in self.text or "\n" in self.text:
+            raise ValueError("an SMTP reply text is one line")
+
+    @property
+    def positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    def line(self) -> str:
+        """What aiosmtpd's handler hooks return: '250 2.0.0 text'."""
+        return f"{self.code} {self.enhanced} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the protocol layer knows of the client when it asks the pipeline."""
+
+    peer: str
+    """The client's IP address."""
+    helo: str | None
+    tls: bool
+    authenticated_as: str | None = None
+    """The SMTP AUTH identity on the submission port (None on port 25)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message as the client sent it, after the final dot."""
+
+    session: SessionInfo
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    data: bytes = field(repr=False)
+    """The exact bytes between DATA and the final dot, dot-unstuffed, CRLF line ends."""
+
+
+class Pipeline(Protocol):
+    async def recipient(self, session: SessionInfo, mail_from: str, address: str) -> SmtpReply | None:
+        """None accepts the recipient; a reply refuses it (550 5.1.1 for an unknown address)."""
+
+    async def message(self, received: Received) -> SmtpReply:
+        """The reply to the final dot. A 250 only once the message is durably stored.
+
+        Called at most once per message. The protocol layer may be cancelled while
+        this runs (a client that half-closes after the final dot): the pipeline
+        must then leave the store consistent (committed whole or not at all)."""

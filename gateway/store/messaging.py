@@ -1,0 +1,111 @@
+"""The service's message tables: what was received or submitted, its state per
+recipient, the audit trail, and the outbound queue.
+
+Work is claimed with leases (``lease_owner``, ``lease_until``): a worker
+takes a row whose lease is free or expired, so a node that dies mid-send
+loses nothing (its lease runs out and another node takes the row), and
+several nodes can share one PostgreSQL database (``FOR UPDATE SKIP LOCKED``
+there; SQLite's single writer serialises the claim). The message lifecycle
+is one table of states in ``gateway/lifecycle.py`` once the service uses it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from .schema import UtcDateTime, metadata
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 'in' (received from another HISP) or 'out' (submitted by a provider, or an MDN/DSN we send)
+    Column("direction", String(8), nullable=False),
+    # 'message', 'mdn', 'dsn'
+    Column("kind", String(8), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("peer", String(64), nullable=True),
+    Column("helo", String(255), nullable=True),
+    Column("mail_from", String(320), nullable=False),
+    Column("message_id", Text, nullable=True),
+    # the From the signature is bound to (inbound) or the authenticated sender (outbound)
+    Column("sender", String(320), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # the exact bytes received or submitted; kept until the message is final
+    Column("raw", LargeBinary, nullable=True),
+    # accepted, rejected, delivered, failed, ... (gateway/lifecycle.py)
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+message_recipients = Table(
+    "message_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("record_id", Integer, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("message_id", "recipient", name="uq_message_recipients_message_recipient"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id", ondelete="SET NULL"), nullable=True),
+    Column("recipient", String(320), nullable=True),
+    # received, accepted, rejected, deferred, delivered, mdn-queued, sent, bounced, ...
+    Column("event", String(32), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("peer", String(64), nullable=True),
+    Column("node", String(64), nullable=True),
+)
+
+outbound = Table(
+    "outbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=True),
+    # 'mail' (a provider's message), 'mdn', 'dsn'
+    Column("kind", String(8), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    # the plain RFC 5322 message to seal for this recipient (sealing happens at send time)
+    Column("payload", LargeBinary, nullable=False),
+    # queued, sent, failed, expired
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    # the Message-ID of what we sent (to match MDNs to it) and, for an MDN, the message it answers
+    Column("sent_message_id", Text, nullable=True),
+    Column("relates_to", Text, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_outbound_state_next_attempt_at", "state", "next_attempt_at"),
+)
