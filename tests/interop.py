@@ -18,17 +18,27 @@ from cryptography.hazmat.primitives import hashes
 
 from gateway.devpki import Issued
 
-from .conftest import require_binary
+from .prerequisites import require_peer
 
 
 class PeerError(RuntimeError):
-    """A peer refused the input; the message holds its stderr."""
+    """A peer refused the input: its exit status, what it wrote (tests assert nothing leaked) and its stderr."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stdout: bytes = b"", stderr: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 def _run(args: list[str], *, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
     proc = subprocess.run(args, input=stdin, capture_output=True, env=env, timeout=60, check=False)
     if proc.returncode != 0:
-        raise PeerError(f"{' '.join(args[:3])}... exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
+        stderr = proc.stderr.decode(errors="replace")
+        raise PeerError(
+            f"{' '.join(args[:3])}... exited {proc.returncode}: {stderr}",
+            returncode=proc.returncode, stdout=proc.stdout, stderr=stderr,
+        )
     return proc.stdout
 
 
@@ -38,7 +48,7 @@ class OpenSSL:
     CIPHERS = ("aes-128-cbc", "aes-256-cbc", "aes-128-gcm", "aes-256-gcm", "des-ede3-cbc")
 
     def __init__(self, workdir: Path):
-        require_binary("openssl")
+        require_peer("openssl")
         self.dir = workdir
         self._n = 0
 
@@ -103,8 +113,9 @@ class Gpgsm:
     """GnuPG's ``gpgsm`` with a throwaway home: certificates imported, roots trusted, keys imported."""
 
     def __init__(self, home: Path, roots: Sequence[Issued], cas: Sequence[Issued] = ()):
-        require_binary("gpgsm")
-        require_binary("openssl")
+        require_peer("gpgsm")
+        require_peer("gpgconf")
+        require_peer("openssl")
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         os.chmod(home, 0o700)
@@ -124,6 +135,10 @@ class Gpgsm:
             base += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
             stdin = b"pw\n" + (stdin or b"")
         return _run([*base, *args], stdin=stdin, env=self.env)
+
+    def version(self) -> str:
+        """gpgsm's version, e.g. ``2.2.40`` (the first line of ``--version`` is ``gpgsm (GnuPG) 2.2.40``)."""
+        return self._gpgsm("--version").decode().splitlines()[0].rsplit(" ", 1)[-1]
 
     def _import_certs(self, certs: Sequence[Issued]) -> None:
         path = self.home / "certs.pem"

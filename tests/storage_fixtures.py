@@ -18,6 +18,8 @@ import pytest
 
 from gateway.store import open_store
 
+from .prerequisites import unavailable
+
 POSTGRES_DSN = os.environ.get("DIRECTGW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -25,10 +27,7 @@ async def _admin_connection() -> asyncpg.Connection:
     try:
         return await asyncpg.connect(POSTGRES_DSN, timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        reason = f"PostgreSQL at {POSTGRES_DSN} is unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"PostgreSQL at {POSTGRES_DSN} is unreachable: {exc}")
 
 
 def _sqlalchemy_url(dsn: str, database: str) -> str:

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import time
 from collections.abc import Callable
 
-import pytest
+from ..prerequisites import require_peer
 
 START_TIMEOUT_SECONDS = 15.0
 """knotd and slapd start in well under a second here; a loaded CI runner is slower."""
 
 
 def require_server_binary(name: str) -> str:
-    """The binary's path; skips (or fails under CI=true) when it is not installed."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
-    )
-    if path is None:
-        reason = f"{name} is not installed (Debian packages in .ci/packages.txt; .ci/run installs them)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return path
+    """The binary's path; skips (or fails under CI=true) when it is not installed (tests/prerequisites.py)."""
+    return require_peer(name)
 
 
 def free_port() -> int:
