@@ -53,6 +53,29 @@ class CertRef:
         return f"CertRef({self.subject!r}, serial={self.serial:x})"
 
     @cached_property
+    def problem(self) -> str | None:
+        """Why a field the gateway reads from this certificate does not parse, or None.
+
+        cryptography parses names, validity and extensions lazily, so a certificate
+        from the network whose subject holds a UTF8String that is not UTF-8 (or a
+        broken extension) loads, then raises on first use: in a finding, a log line
+        or a trust decision. Asking here once, at the edge, turns that into a typed
+        refusal (RFC 5280 4.1.2.4: DirectoryString values are well-formed strings)."""
+        try:
+            cert = self.x509
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
+            cert.extensions  # noqa: B018 -- parses every extension
+            self.email_addresses  # noqa: B018 -- SAN rfc822Names and the emailAddress RDN
+            self.dns_names  # noqa: B018
+        except CERTIFICATE_ERRORS as exc:
+            return str(exc)
+        except (TypeError, UnicodeError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.der).hexdigest()
 

@@ -113,34 +113,31 @@ Buffer = bytes | bytearray | memoryview
 
 
 def _der(what: str, fn: Callable[[], T]) -> T:
+    """Run a walk; its failures become the typed rejection they carry (MALFORMED, TOO_LARGE, TOO_DEEP)."""
     try:
         return fn()
     except der.DerError as exc:
-        raise CmsError(RejectReason.MALFORMED, f"the {what} is not valid BER/DER: {exc}") from exc
+        if exc.reason is RejectReason.MALFORMED:
+            raise CmsError(exc.reason, f"the {what} is not valid BER/DER: {exc.detail}") from exc
+        raise CmsError(exc.reason, f"the {what}: {exc.detail}") from exc
 
 
-def _content_info(buf: Buffer) -> tuple[str, der.Tlv]:
-    """(content type name, the [0] EXPLICIT content element) of a ContentInfo (RFC 5652 section 3)."""
-    top = der.read(buf, 0, len(buf))
+def _content_info(walk: der.Walk) -> tuple[str, der.Tlv]:
+    """(content type OID, the content inside [0] EXPLICIT) of a ContentInfo (RFC 5652 section 3)."""
+    top = walk.top()
     if top.tag != 0x30:
         raise der.DerError("a ContentInfo is a SEQUENCE")
-    kids = der.children(buf, top)
-    oid = der.oid(buf, next(kids, None) or _missing("contentType"))
-    wrapper = next(kids, None) or _missing("content")
+    type_element, wrapper = walk.fields(top, 2, 2, "a ContentInfo")
     if wrapper.tag != 0xA0:
         raise der.DerError("the content is not [0] EXPLICIT")
-    return _CONTENT_TYPES.get(oid, oid), der.read(buf, wrapper.content_start, wrapper.content_end)
-
-
-def _missing(what: str) -> der.Tlv:
-    raise der.DerError(f"{what} is missing")
+    return walk.oid(type_element), walk.only(wrapper, "the [0] EXPLICIT content")
 
 
 def content_type(buf: Buffer) -> tuple[str, bool]:
-    """The CMS content type, and whether the encoding uses BER indefinite lengths."""
-    name, _ = _der("CMS structure", lambda: _content_info(buf))
-    return name, len(buf) > 1 and buf[1] == 0x80
-
+    """The CMS content type (its name, or its OID when unknown), and whether the encoding uses BER
+    indefinite lengths."""
+    oid, _ = _der("CMS structure", lambda: _content_info(der.Walk(buf)))
+    return _CONTENT_TYPES.get(oid, oid), len(buf) > 1 and buf[1] == 0x80
 
 
 # --------------------------------------------------------------------------- decrypt
@@ -196,19 +193,15 @@ class _Identifier:
         return self.serial == cert.serial and self.issuer == cert.issuer_der
 
 
-def _identifier(buf: Buffer, element: der.Tlv) -> _Identifier:
+def _identifier(walk: der.Walk, element: der.Tlv) -> _Identifier:
     if element.tag == 0x80:  # [0] subjectKeyIdentifier
-        return _Identifier(None, None, bytes(buf[element.content_start : element.content_end]))
+        return _Identifier(None, None, walk.content(element))
     if element.tag != 0x30:
         raise der.DerError("an identifier is issuerAndSerialNumber or [0] subjectKeyIdentifier")
-    issuer, serial = list(der.children(buf, element))[:2]
-    return _Identifier(der.encoded(buf, issuer), _integer(buf, serial), None)
-
-
-def _integer(buf: Buffer, element: der.Tlv) -> int:
-    if element.tag != 0x02:
-        raise der.DerError("expected an INTEGER")
-    return int.from_bytes(bytes(buf[element.content_start : element.content_end]), "big", signed=True)
+    issuer, serial = walk.fields(element, 2, 2, "an IssuerAndSerialNumber")
+    if issuer.tag != 0x30:
+        raise der.DerError("an issuer is a Name (a SEQUENCE)")
+    return _Identifier(walk.encoded(issuer), walk.integer(serial), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,32 +211,28 @@ class _KeyTransportRecipient:
     encrypted_key: bytes
 
 
-def _recipients(buf: bytes, limits: Limits) -> tuple[list[_KeyTransportRecipient], int]:
-    """The key-transport recipients (RFC 5652 section 6.2.1) and how many recipients there are."""
-    top = der.read(buf, 0, len(buf))
-    infos = list(der.children(buf, top))
-    if len(infos) > limits.max_cms_recipients:
-        raise CmsError(
-            RejectReason.TOO_LARGE, f"{len(infos)} recipients exceed the limit of {limits.max_cms_recipients}"
-        )
+def _recipients(walk: der.Walk, infos: der.Tlv, limits: Limits) -> tuple[list[_KeyTransportRecipient], int]:
+    """The key-transport recipients (RFC 5652 section 6.2.1) and how many recipients there are,
+    counted against the limit as they are met."""
     out = []
-    for info in infos:
+    count = 0
+    for info in walk.take(infos, limits.max_cms_recipients, "recipients"):
+        count += 1
         if info.tag != 0x30:
             continue  # kari [1], kekri [2], pwri [3], ori [4]: key agreement (EC) and others, not ours
-        fields = list(der.children(buf, info))
-        if len(fields) < 4:
-            raise der.DerError("a KeyTransRecipientInfo has four fields")
-        key = b"".join(bytes(c) for c in der.octet_chunks(buf, fields[3]))
-        out.append(_KeyTransportRecipient(_identifier(buf, fields[1]), der.encoded(buf, fields[2]), key))
-    return out, len(infos)
+        version, rid, algorithm, key = walk.fields(info, 4, 4, "a KeyTransRecipientInfo")
+        if version.tag != 0x02 or algorithm.tag != 0x30:
+            raise der.DerError("a KeyTransRecipientInfo is version, rid, algorithm, encryptedKey")
+        out.append(_KeyTransportRecipient(_identifier(walk, rid), walk.encoded(algorithm), walk.octets(key)))
+    return out, count
 
 
 _RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 
 
 def _transport_for(encoding: bytes) -> tuple[KeyTransport, asym.AsymmetricPadding]:
-    top = der.read(encoding, 0, len(encoding))
-    if der.oid(encoding, next(der.children(encoding, top))) == _RSA_ENCRYPTION:
+    walk, top = der.read_one(encoding)
+    if der.oid(encoding, walk.fields(top, 1, 2, "an AlgorithmIdentifier")[0]) == _RSA_ENCRYPTION:
         return KeyTransport.RSA_PKCS1V15, asym.PKCS1v15()
     return _asn1("key transport", lambda: _key_transport(cms.KeyEncryptionAlgorithm.load(encoding)))
 
@@ -253,70 +242,119 @@ class _Envelope:
     """The parts of an (Auth)EnvelopedData, located by offset: small ones as encodings, the
     ciphertext as views into the received buffer (never copied)."""
 
-    recipient_infos: bytes
+    recipient_infos: der.Tlv
     algorithm: bytes
     ciphertext: tuple[memoryview, ...]
     auth_attrs: bytes | None
     mac: bytes | None
 
 
-def _envelope(buf: Buffer, authenticated: bool, content: der.Tlv) -> _Envelope:
-    """RFC 5652 section 6.1 and RFC 5083 section 2.1, walked without copying the content."""
-    kids = list(der.children(buf, content))
-    i = 1  # version
-    if i < len(kids) and kids[i].tag == 0xA0:  # originatorInfo [0]
-        i += 1
+def _envelope(walk: der.Walk, authenticated: bool, content: der.Tlv, limits: Limits) -> _Envelope:
+    """RFC 5652 section 6.1 and RFC 5083 section 2.1, walked without copying the content.
+
+    EnvelopedData is version, [0] originatorInfo?, recipientInfos, encryptedContentInfo,
+    [1] unprotectedAttrs?; AuthEnvelopedData puts [1] authAttrs?, mac, [2] unauthAttrs? after it."""
+    kids = walk.fields(content, 3, 7 if authenticated else 5, "an (Auth)EnvelopedData")
+    if kids[0].tag != 0x02:
+        raise der.DerError("an (Auth)EnvelopedData starts with its version")
+    i = 2 if kids[1].tag == 0xA0 else 1  # originatorInfo [0]
     if i + 1 >= len(kids) or kids[i].tag != 0x31 or kids[i + 1].tag != 0x30:
         raise der.DerError("recipientInfos and encryptedContentInfo not where RFC 5652 puts them")
     recipients, eci = kids[i], kids[i + 1]
+    rest = list(kids[i + 2 :])
     auth_attrs = mac = None
     if authenticated:
-        rest = kids[i + 2 :]
         if rest and rest[0].tag == 0xA1:
             # Authenticated as a DER SET OF, not under its [1] IMPLICIT tag (RFC 5083 section 2.1).
-            auth_attrs = b"\x31" + der.encoded(buf, rest[0])[1:]
-            rest = rest[1:]
+            auth_attrs = b"\x31" + walk.encoded(rest.pop(0))[1:]
         if not rest or rest[0].tag & 0xDF != 0x04:
             raise der.DerError("authEnvelopedData lacks its mac")
-        mac = b"".join(bytes(c) for c in der.octet_chunks(buf, rest[0]))
-    eci_kids = list(der.children(buf, eci))
-    if len(eci_kids) < 3 or eci_kids[2].tag & 0xDF != 0x80:
+        mac = walk.octets(rest.pop(0))
+        unexpected = [e for e in rest if e.tag != 0xA2]
+    else:
+        unexpected = [e for e in rest if e.tag != 0xA1]
+    if unexpected or len(rest) > 1:
+        raise der.DerError("fields after the encrypted content that RFC 5652 and RFC 5083 do not define")
+    eci_kids = walk.fields(eci, 2, 3, "an EncryptedContentInfo")
+    if len(eci_kids) < 3 or eci_kids[2].tag & 0xDF != 0x80 or eci_kids[1].tag != 0x30:
         raise CmsError(RejectReason.MALFORMED, "the enveloped-data carries no encrypted content")
+    piece = eci_kids[2]
+    at_most = limits.max_cms_chunks(piece.end - piece.start)
     return _Envelope(
-        der.encoded(buf, recipients),
-        der.encoded(buf, eci_kids[1]),
-        tuple(der.octet_chunks(buf, eci_kids[2])),
+        recipients,
+        walk.encoded(eci_kids[1]),
+        tuple(walk.octet_chunks(piece, at_most, implicit=True)),
         auth_attrs,
         mac,
     )
 
 
-def _content_cipher(
-    cipher: ContentCipher, cek: bytes, params: Any, mac: bytes | None, aad: bytes | None
-) -> tuple[Any, int]:
+@dataclass(frozen=True, slots=True)
+class _ContentAlgorithm:
+    """A content-encryption algorithm and its parameters, checked before any key is used."""
+
+    cipher: ContentCipher
+    iv: bytes
+    """The CBC IV, or the GCM nonce."""
+    tag_length: int
+    """The GCM tag length (aes-ICVlen); 0 for CBC."""
+
+
+_GCM_TAG_LENGTHS = range(12, 17)  # RFC 5084 section 3.2: AES-GCM-ICVlen ::= INTEGER (12 | 13 | 14 | 15 | 16)
+_GCM_NONCE_LENGTHS = range(8, 129)  # 12 recommended (RFC 5084 3.2); what cryptography's GCM accepts
+
+
+def _content_algorithm(encoding: bytes, authenticated: bool, mac: bytes | None) -> _ContentAlgorithm:
+    alg = algos.EncryptionAlgorithm.load(encoding)
+    name = alg["algorithm"].native
+    cipher = _CIPHERS.get(name)
+    if cipher is None or cipher.authenticated != authenticated:
+        raise CmsError(
+            RejectReason.UNSUPPORTED_ALGORITHM,
+            f"content encryption {alg['algorithm'].dotted} ({name}) is not supported "
+            "(AES-CBC, AES-GCM and, for policy to judge, 3DES are)",
+        )
+    if cipher.authenticated:
+        gcm = alg["parameters"].parse(GcmParameters)
+        nonce, tag_length = gcm["aes_nonce"].native, gcm["aes_icvlen"].native
+        if tag_length not in _GCM_TAG_LENGTHS:
+            # A short tag makes forgery cheap (NIST SP 800-38D appendix C); RFC 5084 allows 12 to 16.
+            raise CmsError(
+                RejectReason.MALFORMED, f"an AES-GCM tag of {tag_length} bytes (RFC 5084 3.2 allows 12 to 16)"
+            )
+        if mac is None or len(mac) != tag_length:
+            raise CmsError(RejectReason.MALFORMED, "the AES-GCM mac is not as long as aes-ICVlen says")
+        if len(nonce) not in _GCM_NONCE_LENGTHS:
+            raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"an AES-GCM nonce of {len(nonce)} bytes")
+        return _ContentAlgorithm(cipher, nonce, tag_length)
+    iv = alg["parameters"].native
+    block = 8 if cipher is ContentCipher.DES_EDE3_CBC else 16
+    if not isinstance(iv, bytes) or len(iv) != block:
+        raise CmsError(RejectReason.MALFORMED, f"a CBC IV is one {block}-byte block (RFC 3565 4.1, RFC 3370 5.1)")
+    return _ContentAlgorithm(cipher, iv, 0)
+
+
+def _content_cipher(algorithm: _ContentAlgorithm, cek: bytes, mac: bytes | None, aad: bytes | None) -> tuple[Any, int]:
+    cipher = algorithm.cipher
     if len(cek) != cipher.key_bytes:
         raise ValueError("content-encryption key of the wrong length")
     if cipher.authenticated:
-        gcm = params.parse(GcmParameters)
-        nonce, icvlen = gcm["aes_nonce"].native, gcm["aes_icvlen"].native
-        if mac is None or len(mac) != icvlen:
-            raise ValueError("GCM tag length does not match aes-ICVlen")
-        context = Cipher(algorithms.AES(cek), modes.GCM(nonce, mac, min_tag_length=icvlen)).decryptor()
+        mode = modes.GCM(algorithm.iv, mac, min_tag_length=algorithm.tag_length)
+        context = Cipher(algorithms.AES(cek), mode).decryptor()
         if aad:
             context.authenticate_additional_data(aad)
         return context, 0
-    algorithm: algorithms.AES | TripleDES = (
+    primitive: algorithms.AES | TripleDES = (
         TripleDES(cek) if cipher is ContentCipher.DES_EDE3_CBC else algorithms.AES(cek)
     )
-    return Cipher(algorithm, modes.CBC(params.native)).decryptor(), algorithm.block_size // 8
+    return Cipher(primitive, modes.CBC(algorithm.iv)).decryptor(), primitive.block_size // 8
 
 
 def _decrypt_content(
-    cipher: ContentCipher, cek: bytes, params: Any, chunks: Sequence[memoryview], mac: bytes | None,
-    aad: bytes | None,
+    algorithm: _ContentAlgorithm, cek: bytes, chunks: Sequence[memoryview], mac: bytes | None, aad: bytes | None
 ) -> bytearray:
     """Decrypt into one buffer, chunk by chunk, and strip the padding in place (no copies)."""
-    context, block = _content_cipher(cipher, cek, params, mac, aad)
+    context, block = _content_cipher(algorithm, cek, mac, aad)
     total = sum(len(c) for c in chunks)
     out = bytearray(total + 32)
     view = memoryview(out)
@@ -337,46 +375,43 @@ def _decrypt_content(
 
 
 def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
-    """Open EnvelopedData or AuthEnvelopedData (RFC 5652 section 6, RFC 5083) with one of our keys."""
-    content_type_name, element = _der("CMS structure", lambda: _content_info(buf))
-    if content_type_name not in ENVELOPED:
-        raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {content_type_name}, not enveloped-data")
-    authenticated = content_type_name == "authenticated_enveloped_data"
-    envelope = _der("enveloped-data", lambda: _envelope(buf, authenticated, element))
+    """Open EnvelopedData or AuthEnvelopedData (RFC 5652 section 6, RFC 5083) with one of our keys.
 
-    def structure() -> tuple[Any, ContentCipher]:
-        alg = algos.EncryptionAlgorithm.load(envelope.algorithm)
-        name = alg["algorithm"].native
-        cipher = _CIPHERS.get(name)
-        if cipher is None or cipher.authenticated != authenticated:
-            raise CmsError(
-                RejectReason.UNSUPPORTED_ALGORITHM,
-                f"content encryption {alg['algorithm'].dotted} ({name}) is not supported "
-                "(AES-CBC, AES-GCM and, for policy to judge, 3DES are)",
-            )
-        return alg["parameters"], cipher
-
-    params, cipher = _asn1("enveloped-data", structure)
-    recipients, count = _der("recipient infos", lambda: _recipients(envelope.recipient_infos, limits))
-    matched = [
-        (r, pair)
-        for r in recipients
-        for pair in keys
-        if isinstance(pair.key, rsa.RSAPrivateKey) and r.rid.names(pair.cert)
-    ]
+    Everything that can be judged without a key (structure, limits, algorithms and
+    their parameters, a GCM tag length) is judged first, each with its own reason;
+    after a recipient matched one of our keys, every failure is the same
+    DECRYPTION_FAILED with the same detail (RFC 3218 section 2.3)."""
+    walk = der.Walk(buf)
+    oid, element = _der("CMS structure", lambda: _content_info(walk))
+    name = _CONTENT_TYPES.get(oid, oid)
+    if name not in ENVELOPED:
+        raise CmsError(RejectReason.NOT_ENCRYPTED, f"the CMS content is {name}, not enveloped-data")
+    authenticated = name == "authenticated_enveloped_data"
+    envelope = _der("enveloped-data", lambda: _envelope(walk, authenticated, element, limits))
+    algorithm = _asn1("enveloped-data", lambda: _content_algorithm(envelope.algorithm, authenticated, envelope.mac))
+    recipients, count = _der("recipient infos", lambda: _recipients(walk, envelope.recipient_infos, limits))
+    matched: list[tuple[_KeyTransportRecipient, KeyPair]] = []
+    used: set[int] = set()
+    for r in recipients:
+        for n, pair in enumerate(keys):
+            # One attempt per key of ours: recipients naming the same certificate twice cost one RSA decrypt.
+            if n not in used and isinstance(pair.key, rsa.RSAPrivateKey) and r.rid.names(pair.cert):
+                used.add(n)
+                matched.append((r, pair))
     if not matched:
         raise CmsError(
             RejectReason.NO_KEY_FOR_RECIPIENT,
             f"none of the {count} recipients of this message is one of our "
             f"{len(keys)} certificates ({', '.join(k.cert.subject for k in keys) or 'no keys loaded'})",
         )
+    transports = [_der("key transport", lambda: _transport_for(r.algorithm)) for r, _ in matched]  # noqa: B023
     last: CmsError | None = None
-    for recipient, pair in matched:
-        kt, pad = _der("key transport", lambda: _transport_for(recipient.algorithm))  # noqa: B023 -- called at once
+    for (recipient, pair), (kt, pad) in zip(matched, transports, strict=True):
+        key = pair.key
+        assert isinstance(key, rsa.RSAPrivateKey)
         try:
-            assert isinstance(pair.key, rsa.RSAPrivateKey)
-            cek = pair.key.decrypt(recipient.encrypted_key, pad)
-            content = _decrypt_content(cipher, cek, params, envelope.ciphertext, envelope.mac, envelope.auth_attrs)
+            cek = key.decrypt(recipient.encrypted_key, pad)
+            content = _decrypt_content(algorithm, cek, envelope.ciphertext, envelope.mac, envelope.auth_attrs)
         except (ValueError, InvalidTag, UnsupportedAlgorithm, TypeError):
             last = CmsError(
                 RejectReason.DECRYPTION_FAILED,
@@ -386,7 +421,7 @@ def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
                 pair.cert,
             )
             continue
-        return Decrypted(content, cipher, kt, pair.cert, count)
+        return Decrypted(content, algorithm.cipher, kt, pair.cert, count)
     assert last is not None
     raise last
 
@@ -414,54 +449,64 @@ class _CarriedCert:
     serial: int
 
 
-def _carried(buf: Buffer, element: der.Tlv) -> _CarriedCert:
-    tbs = next(der.children(buf, element))
-    fields = list(itertools.islice(der.children(buf, tbs), 4))
+def _carried(walk: der.Walk, element: der.Tlv) -> _CarriedCert:
+    tbs = walk.fields(element, 3, 3, "a Certificate")[0]  # tbsCertificate, signatureAlgorithm, signature
+    if tbs.tag != 0x30:
+        raise der.DerError("a certificate without its tbsCertificate")
+    fields = list(itertools.islice(walk.children(tbs), 4))
     i = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] EXPLICIT version
-    if len(fields) < i + 3 or fields[i].tag != 0x02:
+    if len(fields) < i + 3 or fields[i].tag != 0x02 or fields[i + 2].tag != 0x30:
         raise der.DerError("a certificate without serialNumber and issuer")
-    serial = int.from_bytes(bytes(buf[fields[i].content_start : fields[i].content_end]), "big", signed=True)
-    return _CarriedCert(der.encoded(buf, element), der.encoded(buf, fields[i + 2]), serial)
+    return _CarriedCert(walk.encoded(element), walk.encoded(fields[i + 2]), walk.integer(fields[i]))
 
 
 @dataclass(frozen=True, slots=True)
 class _Signed:
     content_type: str
+    """The encapsulated content's type, as an OID (compared with the signed contentType attribute)."""
     content: Buffer | None
     certificates: tuple[_CarriedCert, ...]
-    signer_info: bytes
+    signer_info: der.Tlv
 
 
-def _signed_data(buf: Buffer, limits: Limits) -> _Signed:
-    """RFC 5652 section 5.1, walked by offset; only the SignerInfo goes to asn1crypto."""
-    name, content = _content_info(buf)
+def _signed_data(walk: der.Walk, limits: Limits) -> _Signed:
+    """RFC 5652 section 5.1, walked by offset, every count checked as it is met.
+
+    SignedData is version, digestAlgorithms, encapContentInfo, [0] certificates?, [1] crls?,
+    signerInfos. CRLs are skipped unread: nothing here uses them (revocation is the trust
+    layer's, from its own sources), so they cost one header however many there are."""
+    oid, content = _content_info(walk)
+    name = _CONTENT_TYPES.get(oid, oid)
     if name != "signed_data":
         raise CmsError(RejectReason.NOT_SIGNED, f"the CMS content is {name}, not signed-data")
-    kids = list(der.children(buf, content))
-    if len(kids) < 4 or kids[2].tag != 0x30 or kids[-1].tag != 0x31:
-        raise der.DerError("a SignedData without encapContentInfo or signerInfos")
-    encap = list(der.children(buf, kids[2]))
-    encap_type = _CONTENT_TYPES.get(der.oid(buf, encap[0]), "other") if encap else "other"
+    kids = walk.fields(content, 4, 6, "a SignedData")
+    if kids[0].tag != 0x02 or kids[1].tag != 0x31 or kids[2].tag != 0x30 or kids[-1].tag != 0x31:
+        raise der.DerError("a SignedData is version, digestAlgorithms, encapContentInfo, ..., signerInfos")
+    optional = [k.tag for k in kids[3:-1]]
+    if optional not in ([], [0xA0], [0xA1], [0xA0, 0xA1]):
+        raise der.DerError("a SignedData holds [0] certificates and [1] crls at most once each, in that order")
+    encap = walk.fields(kids[2], 1, 2, "an EncapsulatedContentInfo")
+    encap_type = walk.oid(encap[0])
     encapsulated: Buffer | None = None
-    if len(encap) > 1 and encap[1].tag == 0xA0:
-        inner = der.read(buf, encap[1].content_start, encap[1].content_end)
-        encapsulated = b"".join(bytes(c) for c in der.octet_chunks(buf, inner))
+    if len(encap) > 1:
+        if encap[1].tag != 0xA0:
+            raise der.DerError("the eContent is not [0] EXPLICIT")
+        inner = walk.only(encap[1], "the [0] EXPLICIT eContent")
+        at_most = limits.max_cms_chunks(inner.end - inner.start)
+        encapsulated = b"".join(walk.octet_chunks(inner, at_most))
     certs: list[_CarriedCert] = []
-    for element in kids[3:-1]:
-        if element.tag != 0xA0:
-            continue  # crls [1]
-        for choice in der.children(buf, element):
+    if optional[:1] == [0xA0]:
+        for choice in walk.take(kids[3], limits.max_cms_certificates, "certificates in one signature"):
             if choice.tag == 0x30:  # other choices (attribute certificates) cannot sign
-                certs.append(_carried(buf, choice))
-                if len(certs) > limits.max_cms_certificates:
-                    raise CmsError(
-                        RejectReason.TOO_LARGE,
-                        f"more than {limits.max_cms_certificates} certificates in one signature",
-                    )
-    signers = list(der.children(buf, kids[-1]))
-    if not signers:
+                certs.append(_carried(walk, choice))
+    first: der.Tlv | None = None
+    for signer in walk.take(kids[-1], limits.max_cms_signers, "signers"):
+        # Direct sends one signer; the first is the one verified and bound (limits.MAX_CMS_SIGNERS).
+        if first is None:
+            first = signer
+    if first is None:
         raise CmsError(RejectReason.NOT_SIGNED, "the signed-data has no signer")
-    return _Signed(encap_type, encapsulated, tuple(certs), der.encoded(buf, signers[0]))
+    return _Signed(encap_type, encapsulated, tuple(certs), first)
 
 
 def _find_signer(sid: _Identifier, certs: Sequence[_CarriedCert]) -> bytes | None:
@@ -505,51 +550,57 @@ _CONTENT_TYPE = "1.2.840.113549.1.9.3"
 _SIGNING_TIME = "1.2.840.113549.1.9.5"
 
 
-def _signer_info(buf: bytes) -> _SignerInfo:
-    """RFC 5652 section 5.3, walked by offset."""
-    top = der.read(buf, 0, len(buf))
-    fields = list(der.children(buf, top))
-    if len(fields) < 5:
-        raise der.DerError("a SignerInfo has at least five fields")
-    sid = _identifier(buf, fields[1])
-    digest_oid = der.oid(buf, next(der.children(buf, fields[2])))
+def _signer_info(walk: der.Walk, element: der.Tlv, limits: Limits) -> _SignerInfo:
+    """RFC 5652 section 5.3, walked by offset: version, sid, digestAlgorithm, [0] signedAttrs?,
+    signatureAlgorithm, signature, [1] unsignedAttrs? (the last never read)."""
+    fields = walk.fields(element, 5, 7, "a SignerInfo")
+    if fields[0].tag != 0x02 or fields[2].tag != 0x30:
+        raise der.DerError("a SignerInfo starts with version, sid and digestAlgorithm")
+    sid = _identifier(walk, fields[1])
+    digest_oid = walk.oid(walk.fields(fields[2], 1, 2, "an AlgorithmIdentifier")[0])
     i = 3
     signed_attrs = None
     attributes: dict[str, bytes] = {}
     if fields[i].tag == 0xA0:
-        signed_attrs = der.encoded(buf, fields[i])
-        for attr in der.children(buf, fields[i]):
-            attr_type, values = list(der.children(buf, attr))[:2]
-            name = der.oid(buf, attr_type)
-            found = list(der.children(buf, values))
+        signed_attrs = walk.encoded(fields[i])
+        for attr in walk.take(fields[i], limits.max_cms_signed_attributes, "signed attributes"):
+            attr_type, values = walk.fields(attr, 2, 2, "an Attribute")
+            name = walk.oid(attr_type)
+            if values.tag != 0x31:
+                raise der.DerError("an Attribute's values are a SET")
+            found = list(itertools.islice(walk.children(values), 2))
             if name in attributes or len(found) != 1:
                 # RFC 5652 section 5.3: each of these attributes once, with one value.
                 raise CmsError(RejectReason.MALFORMED, f"signed attribute {name} must appear once with one value")
-            attributes[name] = der.encoded(buf, found[0])
+            attributes[name] = walk.encoded(found[0])
         i += 1
-    if len(fields) < i + 2:
-        raise der.DerError("a SignerInfo lacks its signature")
-    signature = b"".join(bytes(c) for c in der.octet_chunks(buf, fields[i + 1]))
-    return _SignerInfo(sid, digest_oid, signed_attrs, attributes, der.encoded(buf, fields[i]), signature)
+    rest = fields[i:]
+    if len(rest) < 2 or rest[0].tag != 0x30 or (len(rest) == 3 and rest[2].tag != 0xA1) or len(rest) > 3:
+        raise der.DerError("a SignerInfo ends with signatureAlgorithm, signature and [1] unsignedAttrs?")
+    signature = walk.octets(rest[1])
+    return _SignerInfo(sid, digest_oid, signed_attrs, attributes, walk.encoded(rest[0]), signature)
 
 
 def _attribute_octets(encoding: bytes | None) -> bytes | None:
     if encoding is None:
         return None
-    element = der.read(encoding, 0, len(encoding))
+    walk, element = der.read_one(encoding)
     if element.tag != 0x04:
         raise der.DerError("messageDigest is an OCTET STRING")
-    return encoding[element.content_start : element.content_end]
+    return walk.content(element)
 
 
 def _attribute_oid(encoding: bytes | None) -> str | None:
-    return None if encoding is None else der.oid(encoding, der.read(encoding, 0, len(encoding)))
+    if encoding is None:
+        return None
+    walk, element = der.read_one(encoding)
+    return walk.oid(element)
 
 
 def _signing_time(encoding: bytes | None) -> datetime | None:
     if encoding is None:
         return None
-    value = (core.UTCTime if encoding[:1] == b"\x17" else core.GeneralizedTime).load(encoding).native
+    value = (core.UTCTime if encoding[:1] == b"\x17" else core.GeneralizedTime).load(encoding, strict=True).native
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -571,8 +622,8 @@ _SIGNATURE_FAMILIES = {
 def _signature_params(
     encoding: bytes, digest: Digest, public_key: Any
 ) -> tuple[SignatureScheme, Callable[[bytes, Buffer], None]]:
-    top = der.read(encoding, 0, len(encoding))
-    family = _SIGNATURE_FAMILIES.get(der.oid(encoding, next(der.children(encoding, top))))
+    walk, top = der.read_one(encoding)
+    family = _SIGNATURE_FAMILIES.get(walk.oid(walk.fields(top, 1, 2, "an AlgorithmIdentifier")[0]))
     h = _hash(digest)
     # The common algorithms by OID alone; parameters (RSASSA-PSS) need asn1crypto.
     if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
@@ -600,6 +651,15 @@ def _signature_params(
     )
 
 
+def _readable(cert: CertRef, role: str) -> CertRef:
+    """The certificate, once every field the gateway reads from it parses (names as UTF-8 and
+    the like); otherwise a MALFORMED rejection, never an exception later in a finding or a log."""
+    problem = cert.problem
+    if problem is not None:
+        raise CmsError(RejectReason.MALFORMED, f"{role} does not parse: {problem}")
+    return cert
+
+
 def verify(
     buf: Buffer, detached_content: Buffer | None, limits: Limits, *, content_known: bool = True
 ) -> Verified:
@@ -611,8 +671,8 @@ def verify(
     the signature over the signed attributes is still checked, but the
     messageDigest cannot be.
     """
-
-    parsed = _der("signed-data", lambda: _signed_data(buf, limits))
+    walk = der.Walk(buf)
+    parsed = _der("signed-data", lambda: _signed_data(walk, limits))
     if detached_content is not None:
         content: Buffer = detached_content
     elif parsed.content is not None:
@@ -621,9 +681,8 @@ def verify(
         content = b""
     else:
         raise CmsError(RejectReason.MALFORMED, "the signed-data carries no content and none was given")
-    content_type = parsed.content_type
     certs = parsed.certificates
-    si = _der("signer info", lambda: _signer_info(parsed.signer_info))
+    si = _der("signer info", lambda: _signer_info(walk, parsed.signer_info, limits))
     digest = _DIGEST_OIDS.get(si.digest_oid)
     if digest is None:
         raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"digest {si.digest_oid} is not supported (SHA-1/2 are)")
@@ -634,17 +693,19 @@ def verify(
             f"the signer's certificate is not among the {len(certs)} certificates the message carries "
             "(Direct requires it to be included)",
         )
-    signer = CertRef(signer_der)
-    try:
-        signer.x509.extensions  # noqa: B018 -- a signer certificate that does not parse is refused here
-    except CERTIFICATE_ERRORS as exc:
-        raise CmsError(RejectReason.MALFORMED, f"the signer's certificate does not parse: {exc}") from exc
+    signer = _readable(CertRef(signer_der), "the signer's certificate")
+    others = tuple(
+        _readable(CertRef(c.encoding), "a certificate carried with the signature")
+        for c in certs
+        if c.encoding != signer_der
+    )
     try:
         public_key = signer.x509.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"the signer's key cannot be used: {exc}", signer) from exc
-    scheme, check_signature = _asn1(
-        "signature algorithm", lambda: _signature_params(si.signature_algorithm, digest, public_key)
+    scheme, check_signature = _der(
+        "signature algorithm",
+        lambda: _asn1("signature algorithm", lambda: _signature_params(si.signature_algorithm, digest, public_key)),
     )
     signing_time = None
     if si.signed_attrs is None:
@@ -663,7 +724,8 @@ def verify(
                 signer,
             )
         signed_type = _der("contentType", lambda: _attribute_oid(si.attributes.get(_CONTENT_TYPE)))
-        if signed_type is None or _CONTENT_TYPES.get(signed_type, "other") != content_type:
+        # Compared as OIDs: two different unknown types are different (RFC 5652 section 11.1).
+        if signed_type is None or signed_type != parsed.content_type:
             raise CmsError(
                 RejectReason.MALFORMED,
                 "the signed contentType attribute is missing or differs from the content (RFC 5652 11.1)",
@@ -674,13 +736,12 @@ def verify(
         to_verify = b"\x31" + si.signed_attrs[1:]
     try:
         check_signature(si.signature, to_verify)
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
         raise CmsError(
             RejectReason.SIGNATURE_INVALID,
             f"the signature by {signer.subject} (serial {signer.serial:x}) does not verify",
             signer,
         ) from None
-    others = tuple(CertRef(c.encoding) for c in certs if c.encoding != signer_der)
     return Verified(content, digest, scheme, signer, others, signing_time)
 
 

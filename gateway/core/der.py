@@ -1,10 +1,32 @@
-"""A minimal BER/DER walker over a buffer, by offsets, without copying.
+"""A BER/DER walker over one buffer, by offsets, without copying, in linear time.
 
 asn1crypto copies the contents of every element it parses, so a 10 MB
 enveloped-data parsed with it holds one copy per nesting level. This walker
 finds where an element's contents lie (X.690 section 8.1) and lets the caller
 slice only what it needs: small structures go to asn1crypto, the bulk
 ciphertext goes to the cipher as memoryview chunks.
+
+How the walk stays linear and bounded, whatever the bytes:
+
+- A definite-length element's end is read from its header, in constant time.
+  An indefinite-length one (X.690 8.1.3.6, BER as ``openssl cms -stream`` and
+  gpgsm write it) ends only at its end-of-contents octets, so finding its end
+  means reading every child. A ``Walk`` remembers each indefinite element's
+  end the first time it is found, so a later look at the same element (a
+  caller listing the children, a nested constructed OCTET STRING) costs one
+  header, not another walk of everything below: every header is read a
+  bounded number of times, however deep the nesting.
+- Every header read is a step, and a walk has a budget of steps proportional
+  to its buffer (``limits.DER_STEPS_FLOOR`` plus one step per
+  ``limits.DER_BYTES_PER_STEP`` bytes): a blob of millions of two-byte
+  elements is refused after a bounded amount of work, not after walking them.
+- Nesting below an indefinite element is bounded by ``MAX_NESTING``, the
+  number of remembered ends by ``limits.MAX_BER_INDEFINITE``.
+- Children are never listed before they are counted: ``fields`` takes a
+  fixed shape (refusing a missing or an extra child), ``take`` iterates with a
+  bound and refuses the first child beyond it.
+
+Every failure is a ``DerError`` carrying the ``RejectReason`` it becomes.
 """
 
 from __future__ import annotations
@@ -12,13 +34,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from .limits import DER_BYTES_PER_STEP, DER_STEPS_FLOOR, MAX_BER_INDEFINITE
+from .outcomes import RejectReason
+
 # Indefinite lengths nest (BER constructed strings inside constructed
-# strings); real producers use 2-3 levels. This bounds a crafted blob.
+# strings); real producers use 2-3 levels below a ContentInfo, which itself is
+# at most 6 levels deep in an enveloped-data. This bounds a crafted blob.
 MAX_NESTING = 32
+
+Buffer = bytes | bytearray | memoryview
 
 
 class DerError(ValueError):
-    pass
+    """Bytes that are not the BER/DER expected, or that cost more to walk than allowed."""
+
+    def __init__(self, detail: str, reason: RejectReason = RejectReason.MALFORMED):
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason
 
 
 class Tlv(NamedTuple):
@@ -39,71 +72,166 @@ class Tlv(NamedTuple):
         return bool(self.tag & 0x20)
 
 
-def read(buf: bytes | bytearray | memoryview, pos: int, limit: int, depth: int = 0) -> Tlv:
-    """The element starting at ``pos``, which must end by ``limit``."""
-    if depth > MAX_NESTING:
-        raise DerError("BER nesting too deep")
-    if pos + 2 > limit:
-        raise DerError("truncated element")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise DerError("high tag numbers do not occur in CMS envelopes")
-    first = buf[pos + 1]
-    at = pos + 2
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        if not tag & 0x20:
-            raise DerError("indefinite length on a primitive element")
-        child = at
+class Walk:
+    """One walk over one buffer: remembers indefinite ends and counts steps against a budget."""
+
+    __slots__ = ("_ends", "_steps_left", "buf", "steps")
+
+    def __init__(self, buf: Buffer, *, budget: int | None = None):
+        self.buf = buf
+        self._ends: dict[int, int] = {}
+        """Start offset of an indefinite-length element -> offset just past its end-of-contents."""
+        self._steps_left = DER_STEPS_FLOOR + len(buf) // DER_BYTES_PER_STEP if budget is None else budget
+        self.steps = 0
+        """Headers read so far (for the tests that prove the walk linear)."""
+
+    # ------------------------------------------------------------------ elements
+
+    def read(self, pos: int, limit: int, depth: int = 0) -> Tlv:
+        """The element starting at ``pos``, which must end by ``limit``."""
+        self.steps += 1
+        self._steps_left -= 1
+        if self._steps_left < 0:
+            raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+        if depth > MAX_NESTING:
+            raise DerError(f"BER nesting deeper than {MAX_NESTING} levels", RejectReason.TOO_DEEP)
+        buf = self.buf
+        if pos + 2 > limit:
+            raise DerError("truncated element")
+        tag = buf[pos]
+        if tag & 0x1F == 0x1F:
+            raise DerError("high tag numbers do not occur in CMS")
+        first = buf[pos + 1]
+        at = pos + 2
+        if first < 0x80:
+            length = first
+        elif first == 0x80:
+            if not tag & 0x20:
+                raise DerError("indefinite length on a primitive element")
+            end = self._ends.get(pos)
+            if end is None:
+                end = self._find_end(at, limit, depth)
+                if len(self._ends) >= MAX_BER_INDEFINITE:
+                    raise DerError(
+                        f"more than {MAX_BER_INDEFINITE} indefinite-length elements", RejectReason.TOO_LARGE
+                    )
+                self._ends[pos] = end
+            elif end > limit:
+                raise DerError("indefinite-length element runs past its parent")
+            return Tlv(tag, pos, at, end - 2, end)
+        else:
+            count = first & 0x7F
+            if count > 4 or at + count > limit:
+                raise DerError("length field too long")
+            length = int.from_bytes(buf[at : at + count], "big")
+            at += count
+        if at + length > limit:
+            raise DerError(f"element claims {length} bytes, only {limit - at} remain")
+        return Tlv(tag, pos, at, at + length, at + length)
+
+    def _find_end(self, child: int, limit: int, depth: int) -> int:
+        """Where the indefinite element whose contents start at ``child`` ends (X.690 8.1.5)."""
+        buf = self.buf
         while True:
             if child + 2 > limit:
                 raise DerError("indefinite-length element lacks its end-of-contents")
             if buf[child] == 0 and buf[child + 1] == 0:
-                return Tlv(tag, pos, at, child, child + 2)
-            child = read(buf, child, limit, depth + 1).end
-    else:
-        count = first & 0x7F
-        if count > 4 or at + count > limit:
-            raise DerError("length field too long")
-        length = int.from_bytes(bytes(buf[at : at + count]), "big")
-        at += count
-    if at + length > limit:
-        raise DerError(f"element claims {length} bytes, only {limit - at} remain")
-    return Tlv(tag, pos, at, at + length, at + length)
+                return child + 2
+            child = self.read(child, limit, depth + 1).end
 
+    def top(self) -> Tlv:
+        """The element at offset 0."""
+        return self.read(0, len(self.buf))
 
-def children(buf: bytes | bytearray | memoryview, parent: Tlv, depth: int = 0) -> Iterator[Tlv]:
-    pos = parent.content_start
-    while pos < parent.content_end:
-        child = read(buf, pos, parent.content_end, depth)
-        yield child
-        pos = child.end
+    def children(self, parent: Tlv) -> Iterator[Tlv]:
+        pos = parent.content_start
+        while pos < parent.content_end:
+            child = self.read(pos, parent.content_end)
+            yield child
+            pos = child.end
 
+    def take(self, parent: Tlv, at_most: int, what: str) -> Iterator[Tlv]:
+        """The children, refusing (TOO_LARGE) the first one beyond ``at_most`` before yielding it."""
+        for n, child in enumerate(self.children(parent), 1):
+            if n > at_most:
+                raise DerError(f"more than {at_most} {what}", RejectReason.TOO_LARGE)
+            yield child
 
-def octet_chunks(
-    buf: bytes | bytearray | memoryview, element: Tlv, depth: int = 0
-) -> Iterator[memoryview]:
-    """The value of an OCTET STRING, primitive or BER-constructed, as views into ``buf``."""
-    view = memoryview(buf)
-    if not element.constructed:
-        yield view[element.content_start : element.content_end]
-        return
-    if depth > MAX_NESTING:
-        raise DerError("constructed OCTET STRING nested too deep")
-    for child in children(buf, element, depth + 1):
-        if child.tag & 0xDF != 0x04:
+    def fields(self, parent: Tlv, least: int, most: int, what: str) -> tuple[Tlv, ...]:
+        """The children of a SEQUENCE of fixed shape: between ``least`` and ``most`` of them, else MALFORMED."""
+        if not parent.constructed:
+            raise DerError(f"{what} is not a constructed element")
+        found: list[Tlv] = []
+        for child in self.children(parent):
+            if len(found) == most:
+                raise DerError(f"{what} has more than {most} fields")
+            found.append(child)
+        if len(found) < least:
+            raise DerError(f"{what} has {len(found)} fields, at least {least} expected")
+        return tuple(found)
+
+    def only(self, parent: Tlv, what: str) -> Tlv:
+        """The one child of an EXPLICIT tag or a single-valued SET."""
+        return self.fields(parent, 1, 1, what)[0]
+
+    def octet_chunks(self, element: Tlv, at_most: int, *, implicit: bool = False) -> Iterator[memoryview]:
+        """The value of an OCTET STRING, primitive or BER-constructed (X.690 8.7.3), as views.
+
+        At most ``at_most`` primitive pieces, counted as they are met. ``implicit``: the
+        element itself travels under a context tag (``[0] IMPLICIT OCTET STRING``); its
+        pieces, if constructed, are still universal OCTET STRINGs (X.690 8.7.3.2)."""
+        if not implicit and element.tag & 0xDF != 0x04:
+            raise DerError("expected an OCTET STRING")
+        return self._chunks(element, [at_most], 0)
+
+    def _chunks(self, element: Tlv, left: list[int], depth: int) -> Iterator[memoryview]:
+        if depth and element.tag & 0xDF != 0x04:
             raise DerError("a constructed OCTET STRING holds something else")
-        yield from octet_chunks(buf, child, depth + 1)
+        if not element.constructed:
+            left[0] -= 1
+            if left[0] < 0:
+                raise DerError("an OCTET STRING cut in more pieces than allowed", RejectReason.TOO_LARGE)
+            yield memoryview(self.buf)[element.content_start : element.content_end]
+            return
+        if depth >= MAX_NESTING:
+            raise DerError("constructed OCTET STRING nested too deep", RejectReason.TOO_DEEP)
+        for child in self.children(element):
+            yield from self._chunks(child, left, depth + 1)
+
+    def octets(self, element: Tlv, at_most: int = 64) -> bytes:
+        """A small OCTET STRING's value (keys, tags, digests), in at most ``at_most`` pieces."""
+        return b"".join(self.octet_chunks(element, at_most))
+
+    # ------------------------------------------------------------------ values
+
+    def oid(self, element: Tlv) -> str:
+        return oid(self.buf, element)
+
+    def integer(self, element: Tlv) -> int:
+        """An INTEGER (X.690 8.3: at least one content octet)."""
+        if element.tag != 0x02 or element.content_end == element.content_start:
+            raise DerError("expected an INTEGER")
+        if element.content_end - element.content_start > 64:
+            raise DerError("an INTEGER longer than any serial number or version")
+        return int.from_bytes(self.buf[element.content_start : element.content_end], "big", signed=True)
+
+    def encoded(self, element: Tlv) -> bytes:
+        """The element's own encoding, for handing a small structure to asn1crypto."""
+        return bytes(self.buf[element.start : element.end])
+
+    def content(self, element: Tlv) -> bytes:
+        return bytes(self.buf[element.content_start : element.content_end])
 
 
-def oid(buf: bytes | bytearray | memoryview, element: Tlv) -> str:
+def oid(buf: Buffer, element: Tlv) -> str:
     """Dotted form of an OBJECT IDENTIFIER (X.690 section 8.19)."""
     if element.tag != 0x06:
         raise DerError("expected an OBJECT IDENTIFIER")
     data = bytes(buf[element.content_start : element.content_end])
     if not data or len(data) > 64:
         raise DerError("bad OBJECT IDENTIFIER length")
+    if data[-1] & 0x80:
+        raise DerError("truncated OBJECT IDENTIFIER")
     arcs: list[int] = []
     value = 0
     for byte in data:
@@ -111,12 +239,14 @@ def oid(buf: bytes | bytearray | memoryview, element: Tlv) -> str:
         if not byte & 0x80:
             arcs.append(value)
             value = 0
-    if data[-1] & 0x80:
-        raise DerError("truncated OBJECT IDENTIFIER")
     first = min(arcs[0] // 40, 2)
     return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
 
 
-def encoded(buf: bytes | bytearray | memoryview, element: Tlv) -> bytes:
-    """The element's own encoding, for handing a small structure to asn1crypto."""
-    return bytes(buf[element.start : element.end])
+def read_one(buf: Buffer) -> tuple[Walk, Tlv]:
+    """A walk over a small encoding that must be exactly one element."""
+    walk = Walk(buf)
+    top = walk.top()
+    if top.end != len(buf):
+        raise DerError("bytes after the element")
+    return walk, top

@@ -26,10 +26,44 @@ MAX_MIME_PARTS = 1000
 # Postfix's header_size_limit default is 100 KiB).
 MAX_HEADER_BYTES = 100 * 1024
 
-# CMS structures nest a handful of levels; asn1crypto parses lazily but a
-# crafted BER blob can nest constructed OCTET STRINGs arbitrarily.
+# CMS (RFC 5652) counts, checked while the structure is walked, before
+# anything is listed or copied (gateway/core/der.py).
+#
+# Recipients: a Direct message goes to a handful of addresses, each with one or
+# two certificates (rollover); a hundred covers a mailing list.
 MAX_CMS_RECIPIENTS = 100
+# Certificates carried beside a signature: the signer and its intermediates,
+# 2-4 in practice; fifty leaves room for cross-certified bundles.
 MAX_CMS_CERTIFICATES = 50
+# SignerInfos: Direct sends one signer, and only the first is verified (the
+# one the sender binding is checked against); RFC 5652 5.1 allows several
+# (parallel signatures with different digests during an algorithm move, RFC
+# 5752), so a few are tolerated rather than refused, and more is abuse.
+MAX_CMS_SIGNERS = 4
+# Signed attributes: ours carry four (contentType, signingTime, messageDigest,
+# smimeCapabilities); OpenSSL and gpgsm add signingCertificateV2 (RFC 5035),
+# cmsAlgorithmProtection (RFC 6211) and encryptionKeyPreference: under ten.
+MAX_CMS_SIGNED_ATTRIBUTES = 32
+# Streamed (BER) ciphertext arrives as a constructed OCTET STRING cut in
+# pieces: OpenSSL's -stream writes 4096-byte pieces (openssl cms 3.0,
+# measured). Each piece costs a Python step however small it is, so pieces
+# are bounded by count: this many always, plus one per CMS_CHUNK_BYTES of the
+# element (an average piece of 256 bytes is 16 times smaller than OpenSSL's).
+MIN_CMS_CHUNKS = 256
+CMS_CHUNK_BYTES = 256
+
+# The BER walk (der.Walk): every element header read is a step. Our own and
+# OpenSSL's messages take one step per certificate field, recipient field or
+# ciphertext piece, far under one step per 64 bytes; the floor covers the
+# fixed structure of a small message (fifty certificates at ~6 steps each,
+# a hundred recipients at ~8). A walk over more costs time a valid message of
+# the same size does not.
+DER_STEPS_FLOOR = 4096
+DER_BYTES_PER_STEP = 64
+# Indefinite-length elements whose ends a walk remembers: OpenSSL's and gpgsm's
+# streamed messages use five to eight (ContentInfo, content, EnvelopedData,
+# EncryptedContentInfo, encryptedContent, and the same inside signed-data).
+MAX_BER_INDEFINITE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +74,14 @@ class Limits:
     max_header_bytes: int = MAX_HEADER_BYTES
     max_cms_recipients: int = MAX_CMS_RECIPIENTS
     max_cms_certificates: int = MAX_CMS_CERTIFICATES
+    max_cms_signers: int = MAX_CMS_SIGNERS
+    max_cms_signed_attributes: int = MAX_CMS_SIGNED_ATTRIBUTES
+    min_cms_chunks: int = MIN_CMS_CHUNKS
+    cms_chunk_bytes: int = CMS_CHUNK_BYTES
+
+    def max_cms_chunks(self, span: int) -> int:
+        """How many pieces a ciphertext element of ``span`` bytes may be cut in."""
+        return self.min_cms_chunks + span // self.cms_chunk_bytes
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
