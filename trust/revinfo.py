@@ -4,25 +4,38 @@ A CRL is cached until its nextUpdate (RFC 5280 5.1.2.5), keyed both by the
 URL it came from and by its issuer's name, so that a CRL the administrator
 supplied or that another certificate's distribution point brought in counts
 for every certificate of that issuer, whether or not the certificate names a
-distribution point (Direct item 10). An OCSP answer (RFC 6960) is cached until
+distribution point (Direct item 10). Several CRLs of one issuer are all held:
+a base CRL and its delta (RFC 5280 5.2.4), or partitions by reason or scope
+(5.2.5 onlySomeReasons, onlyContainsCACerts); a certificate is given every
+CRL of its issuer and of each cRLIssuer its distribution points name (an
+indirect CRL, 5.2.5 and 6.3.3 (b)). An OCSP answer (RFC 6960) is cached until
 its nextUpdate, keyed by the certificate it speaks for.
+
+Issuer names are compared as RFC 5280 7.1 says (asn1crypto's normalised form:
+case and inner whitespace of strings do not matter), never as raw DER.
 
 Parsed CRLs are reused across decisions (re-parsing a CRL per message
 tripled the cost of a validation, shared/PERFORMANCE.md); certificates are
 not kept here at all. Whether a CRL or answer is genuine, fresh and in scope
-is decided by the validation step, not here.
+is decided by the validation step, not here. Fetched CRLs are bounded in
+number and in bytes (``MAX_CACHED_CRLS``, ``MAX_CACHED_CRL_BYTES``), the least
+recently used going first; the administrator's own are always kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -33,13 +46,32 @@ from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, Fetcher, FetchError, FetchProb
 
 MAX_OCSP_ENTRIES = 10_000
 """One answer per certificate; a HISP talks to a few thousand peers."""
+MAX_FAILED_FETCHES = 10_000
+"""Remembered failures (for FAILED_FETCH_BACKOFF), one per URL or OCSP question."""
+MAX_CACHED_CRLS = 512
+"""Fetched CRLs held at once. A Direct trust community has a few hundred CAs,
+each with one or two CRLs (a base and a delta); beyond that the least recently
+used one is dropped, which costs only another download."""
+MAX_CACHED_CRL_BYTES = 64 * 1024 * 1024
+"""Total DER of the fetched CRLs held. The parsed form costs several times the
+DER (asn1crypto objects per entry), so this keeps the revocation cache to a few
+hundred MB at worst: six CRLs at the 10 MB fetch limit (MAX_CRL_BYTES), or
+hundreds of the few-KB CRLs Direct CAs publish."""
 T = TypeVar("T")
 
 CRL_TTL_WITHOUT_NEXT_UPDATE = timedelta(hours=1)
-FAILED_FETCH_BACKOFF = timedelta(seconds=60)
-"""Matches the decision cache's temporary-failure TTL: retried about once a minute."""
 """RFC 5280 5.1.2.5 makes nextUpdate mandatory for conforming CAs; for one that
 omits it, fetch again after this long."""
+FAILED_FETCH_BACKOFF = timedelta(seconds=60)
+"""Matches the decision cache's temporary-failure TTL: retried about once a minute."""
+
+
+def name_key(der: bytes) -> str | None:
+    """A distinguished name compared as RFC 5280 7.1 says; None when it does not parse."""
+    try:
+        return cast(str, asn1_x509.Name.load(der).hashable)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +82,8 @@ class CachedCrl:
     next_update: datetime | None
     source: str
     """The URL it came from, or ``supplied``."""
+    issuer_key: str = field(default="", compare=False)
+    """The issuer name as compared (``name_key``)."""
 
     def usable_at(self, at: datetime) -> bool:
         return self.next_update is None or at <= self.next_update
@@ -91,19 +125,43 @@ def parse_crl(data: bytes, source: str) -> CachedCrl:
         parsed["tbs_cert_list"]["revoked_certificates"].native  # noqa: B018 -- parse now, fail here
     except (ValueError, TypeError) as exc:
         raise FetchError(source, FetchProblem.INVALID, f"not a CRL: {exc}") from exc
-    return CachedCrl(data, parsed, meta.issuer.public_bytes(), meta.next_update_utc, source)
+    issuer_der = meta.issuer.public_bytes()
+    key = name_key(issuer_der)
+    if key is None:
+        raise FetchError(source, FetchProblem.INVALID, "the CRL's issuer name does not parse")
+    return CachedCrl(data, parsed, issuer_der, meta.next_update_utc, source, key)
 
 
 def _http_urls(names: Iterable[x509.GeneralName]) -> list[str]:
     return [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
 
 
-def crl_urls(cert: CertRef) -> list[str]:
+def _distribution_points(cert: CertRef, kind: type[x509.CRLDistributionPoints | x509.FreshestCRL]) -> list[x509.DistributionPoint]:
     try:
-        ext = cert.x509.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        return list(cert.x509.extensions.get_extension_for_class(kind).value)
     except x509.ExtensionNotFound:
         return []
-    return [u for dp in ext.value for u in _http_urls(dp.full_name or ())]
+
+
+def crl_urls(cert: CertRef) -> list[str]:
+    """Where the certificate's CRLs are (RFC 5280 4.2.1.13)."""
+    return [u for dp in _distribution_points(cert, x509.CRLDistributionPoints) for u in _http_urls(dp.full_name or ())]
+
+
+def delta_crl_urls(cert: CertRef) -> list[str]:
+    """Where its delta CRLs are (freshestCRL, RFC 5280 4.2.1.15)."""
+    return [u for dp in _distribution_points(cert, x509.FreshestCRL) for u in _http_urls(dp.full_name or ())]
+
+
+def crl_issuer_keys(cert: CertRef) -> set[str]:
+    """Whose CRLs speak for ``cert``: its issuer, and every cRLIssuer its
+    distribution points name (an indirect CRL, RFC 5280 4.2.1.13, 6.3.3 (b))."""
+    keys = {name_key(cert.issuer_der)}
+    for dp in _distribution_points(cert, x509.CRLDistributionPoints):
+        for name in dp.crl_issuer or ():
+            if isinstance(name, x509.DirectoryName):
+                keys.add(name_key(name.value.public_bytes()))
+    return {k for k in keys if k is not None}
 
 
 def ocsp_urls(cert: CertRef) -> list[str]:
@@ -118,8 +176,11 @@ class RevocationCache:
 
     def __init__(self, fetcher: Fetcher, supplied_crls: Iterable[bytes] = ()) -> None:
         self._fetcher = fetcher
-        self._by_url: dict[str, CachedCrl] = {}
-        self._by_issuer: dict[bytes, dict[bytes, CachedCrl]] = {}
+        # issuer name key -> slot -> CRL; a slot is the URL of a fetched CRL (a
+        # newer download replaces the older) or the hash of a supplied one
+        self._by_issuer: dict[str, dict[str, CachedCrl]] = {}
+        self._by_url: OrderedDict[str, CachedCrl] = OrderedDict()
+        self._fetched_bytes = 0
         self._ocsp: dict[str, CachedOcsp] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._failed: dict[str, tuple[datetime, FetchError]] = {}
@@ -128,11 +189,35 @@ class RevocationCache:
             self.add_crl(parse_crl(data, "supplied"))
 
     def add_crl(self, entry: CachedCrl) -> None:
-        """Hold a CRL for its issuer; the newest per issuer and source wins."""
-        per_issuer = self._by_issuer.setdefault(entry.issuer_der, {})
-        per_issuer[entry.source.encode()] = entry
-        if entry.source != "supplied":
-            self._by_url[entry.source] = entry
+        """Hold a CRL for its issuer: every supplied one, the newest per URL fetched."""
+        key = entry.issuer_key or name_key(entry.issuer_der) or ""
+        if entry.source == "supplied":
+            self._by_issuer.setdefault(key, {})[hashlib.sha256(entry.der).hexdigest()] = entry
+            return
+        self._drop(entry.source)
+        self._by_issuer.setdefault(key, {})[entry.source] = entry
+        self._by_url[entry.source] = entry
+        self._fetched_bytes += len(entry.der)
+        while len(self._by_url) > 1 and (
+            len(self._by_url) > MAX_CACHED_CRLS or self._fetched_bytes > MAX_CACHED_CRL_BYTES
+        ):
+            self._drop(next(iter(self._by_url)))
+
+    def _drop(self, url: str) -> None:
+        old = self._by_url.pop(url, None)
+        if old is None:
+            return
+        self._fetched_bytes -= len(old.der)
+        key = old.issuer_key or name_key(old.issuer_der) or ""
+        per_issuer = self._by_issuer.get(key, {})
+        per_issuer.pop(url, None)
+        if not per_issuer:
+            self._by_issuer.pop(key, None)
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """(fetched CRLs held, their total DER bytes), for tests and metrics."""
+        return len(self._by_url), self._fetched_bytes
 
     async def _once(self, key: str, at: datetime, make: Callable[[], Awaitable[T]]) -> T:
         """One fetch per key at a time: a burst of mail from one sender, or
@@ -153,7 +238,7 @@ class RevocationCache:
             result = await make()
         except BaseException as exc:
             if isinstance(exc, FetchError):
-                if len(self._failed) >= MAX_OCSP_ENTRIES:
+                if len(self._failed) >= MAX_FAILED_FETCHES:
                     self._failed.pop(next(iter(self._failed)))
                 self._failed[key] = (at + FAILED_FETCH_BACKOFF, exc)
             future.set_exception(exc)
@@ -168,6 +253,7 @@ class RevocationCache:
     async def _crl(self, url: str, at: datetime) -> CachedCrl:
         cached = self._by_url.get(url)
         if cached is not None and cached.usable_at(at):
+            self._by_url.move_to_end(url)
             return cached
         return await self._once(url, at, lambda: self._fetch_crl(url, at))
 
@@ -176,7 +262,7 @@ class RevocationCache:
         data = await self._fetcher.get(url, max_bytes=MAX_CRL_BYTES)
         entry = parse_crl(data, url)
         if entry.next_update is None:
-            entry = CachedCrl(entry.der, entry.parsed, entry.issuer_der, at + CRL_TTL_WITHOUT_NEXT_UPDATE, url)
+            entry = replace(entry, next_update=at + CRL_TTL_WITHOUT_NEXT_UPDATE)
         self.add_crl(entry)
         return entry
 
@@ -212,7 +298,8 @@ class RevocationCache:
         return entry
 
     def held_crls(self, cert: CertRef, at: datetime) -> list[CachedCrl]:
-        return list(self._by_issuer.get(cert.issuer_der, {}).values())
+        """Every CRL held from ``cert``'s issuer or from a cRLIssuer it names."""
+        return [c for key in sorted(crl_issuer_keys(cert)) for c in self._by_issuer.get(key, {}).values()]
 
     async def lookup(self, cert: CertRef, issuer: CertRef | None, at: datetime) -> RevocationInfo:
         """Fetch what ``cert`` names (CRL distribution points, OCSP through AIA)
@@ -225,6 +312,11 @@ class RevocationCache:
                 named.append(await self._crl(url, at))
             except FetchError as exc:
                 problems.append(exc)
+        for url in delta_crl_urls(cert):
+            # a delta that cannot be had leaves the base CRL to decide, as
+            # RFC 5280 6.3.3 (c) makes deltas the relying party's option
+            with contextlib.suppress(FetchError):
+                named.append(await self._crl(url, at))
         answers: list[CachedOcsp] = []
         responders = ocsp_urls(cert)
         if issuer is not None:
@@ -234,8 +326,8 @@ class RevocationCache:
                 except FetchError as exc:
                     problems.append(exc)
         declared = bool(urls or responders or _declares_crl(cert))
-        # the issuer's CRLs, plus what its own distribution points gave (an
-        # indirect CRL names another issuer, RFC 5280 5.2.5)
+        # the issuer's and named cRLIssuers' CRLs, plus what its own
+        # distribution points gave
         crls = tuple(dict.fromkeys([*self.held_crls(cert, at), *named]))
         return RevocationInfo(crls, tuple(answers), declared, tuple(problems))
 

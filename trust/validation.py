@@ -20,11 +20,23 @@ How it works, and why this way:
    that revocation information. Revoked anywhere on the path: rejected.
    Status unknown for a certificate that declares a source, or for which a
    held CRL or answer does not validate: ``REVOCATION_UNKNOWN``.
+4. Under ``revocation = "required"`` every certificate below the anchor must
+   be shown not revoked, declared source or not. The second context then
+   holds every CRL of the certificate's issuer and of the cRLIssuers it names,
+   and pyhanko's 6.3 processing combines them: base with delta (6.3.3 (c)),
+   indirect CRLs (6.3.3 (b)(2)), reason partitions until all reasons are
+   covered (6.3.3 (l)), and validates each CRL issuer's own path *with*
+   revocation required (6.3.3 (f)), so a CRL signing key that is itself
+   revoked does not count. The certificates of the main path are recorded as
+   validated in that context: they were, and asn1crypto cannot re-encode
+   some of them faithfully (a uniqueIdentifier's unused bits) once parsed,
+   so validating them twice could fail for nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +62,7 @@ from pyhanko_certvalidator.errors import (
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
+    REQUIRE_REVINFO,
     CertRevTrustPolicy,
     DisallowWeakAlgorithmsPolicy,
 )
@@ -59,7 +72,7 @@ from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 from gateway.core.certs import CertRef
 
 from .fetch import FetchError, FetchProblem
-from .policy import Policy
+from .policy import Policy, RevocationRequirement
 from .revinfo import RevocationCache, RevocationInfo
 from .types import Check, TrustFailure
 
@@ -118,13 +131,17 @@ def _context(
     policy: Policy,
     info: Sequence[RevocationInfo] = (),
 ) -> ValidationContext:
+    # the main context checks no revocation (see the module's note); the
+    # revocation context requires it of CRL issuers off the path when the
+    # policy requires it of the path
+    required = bool(info) and policy.revocation is RevocationRequirement.REQUIRED
     return ValidationContext(
         trust_roots=[parsed.of(a) for a in anchors],
         other_certs=[parsed.of(c) for c in others],
         moment=at,
-        crls=[c.parsed for i in info for c in i.crls],
-        ocsps=[o.parsed for i in info for o in i.ocsp],
-        revinfo_policy=CertRevTrustPolicy(NO_REVOCATION),
+        crls=list({id(c.parsed): c.parsed for i in info for c in i.crls}.values()),
+        ocsps=list({id(o.parsed): o.parsed for i in info for o in i.ocsp}.values()),
+        revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO if required else NO_REVOCATION),
         algorithm_usage_policy=_algorithm_policy(policy),
         # RFC 5280 6.1.3 (a)(2): valid at the time of interest, no slack
         time_tolerance=timedelta(0),
@@ -241,11 +258,16 @@ async def _check_revocation(
         *(revocation.lookup(cert, path[i + 1] if i + 1 < len(path) else None, at) for i, cert in enumerate(subjects))
     )
     context = _context(parsed, anchors, others, at, policy, infos)
+    for cert in subjects:
+        obj = parsed.of(cert)
+        with contextlib.suppress(LookupError):
+            context.record_validation(obj, vpath.truncate_to_issuer_and_append(obj))
+    required = policy.revocation is RevocationRequirement.REQUIRED
     findings: list[RevocationFinding] = []
     for i in reversed(range(len(subjects))):
         cert, info = subjects[i], infos[i]
         issuer = path[i + 1] if i + 1 < len(path) else None
-        finding = await _status(cert, issuer, info, vpath, parsed, context, anchors, at)
+        finding = await _status(cert, issuer, info, vpath, parsed, context, anchors, at, required)
         if finding is not None:
             findings.append(finding)
     expires = min((i.expires for i in infos if i.expires), default=None)
@@ -267,8 +289,10 @@ async def _status(
     context: ValidationContext,
     anchors: Sequence[CertRef],
     at: datetime,
+    required: bool,
 ) -> RevocationFinding | None:
-    """None when the certificate is known not revoked, or nothing declares or holds its status."""
+    """None when the certificate is known not revoked, or (unless ``required``)
+    nothing declares or holds its status."""
     obj = parsed.of(cert)
     try:
         sub_path = vpath.truncate_to_issuer_and_append(obj)
@@ -306,7 +330,7 @@ async def _status(
         except RevokedError as exc:
             return RevocationFinding(cert, True, _revoked_detail("CRL", exc))
         except CRLNoMatchesError:
-            if info.declared and not known_good:
+            if (info.declared or required) and not known_good:
                 problems.append("no CRL held for the certificate's issuer is in scope for it")
         except CRLValidationError as exc:
             # a CRL that names this issuer but does not validate (bad signature,
@@ -314,7 +338,7 @@ async def _status(
             problems.append(f"CRL: {exc}{_failures(exc)}")
     if known_good:
         return None
-    if problems or info.declared:
+    if problems or info.declared or required:
         return RevocationFinding(
             cert,
             False,
