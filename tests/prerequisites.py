@@ -87,7 +87,7 @@ def ri_vectors() -> Path:
 # ------------------------------------------------------------------ the net: no skip passes under CI
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: pluggy keeps plugins in sets
 class SkipGuard:
     """Collects every skip of one run; under CI, a run with any of them fails."""
 

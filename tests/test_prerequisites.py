@@ -98,6 +98,9 @@ def test_what_a_missing_prerequisite_does(pytester, monkeypatch, module, ci, out
     else:
         monkeypatch.delenv("CI", raising=False)
     pytester.makeconftest(CONFTEST)
+    # A conftest beside, not above, the module: pytest then builds a hook proxy without it, which puts every
+    # plugin (the guard too) in a set, as the real tree's collection does.
+    (pytester.mkdir("elsewhere") / "conftest.py").write_text("")
     pytester.makepyfile(test_case=module)
     # --assert=plain: tests.prerequisites is already imported here, so the inner run cannot rewrite it;
     # no:asyncio, no:hypothesispytest: these modules use neither; asyncio's configuration warning would reach
