@@ -8,6 +8,7 @@ import pytest
 from anchors.source import StaticAnchors
 from trust import Check, DomainPolicies, Policy, RevocationUnknown, TrustService
 from trust.chain import MAX_CARRIED_CERTIFICATES
+from trust.policy import RevocationRequirement
 
 from .pki import NOW, issue
 from .trust_pki import DAY, build_world, crl, decide, ocsp_response, role_key, service
@@ -397,3 +398,130 @@ def test_revocation_requirement_rejects_unknown_values():
     with pytest.raises(PolicyError) as info:
         policies_from_mapping({"revocation": "sometimes"})
     assert info.value.key == "revocation" and "required" in info.value.detail
+
+
+def test_revocation_required_cannot_be_soft_passed():
+    from trust import PolicyError, policies_from_mapping
+    from trust.policy import RevocationRequirement
+
+    with pytest.raises(PolicyError) as info:
+        policies_from_mapping({"revocation_unknown": "soft-pass", "domains": {"x.test": {"revocation": "required"}}})
+    assert info.value.key == "revocation"
+    with pytest.raises(ValueError, match="soft-pass"):
+        Policy(revocation=RevocationRequirement.REQUIRED, revocation_unknown=RevocationUnknown.SOFT_PASS)
+
+
+# --- revocation = "required": what covers a certificate ----------------------------
+
+REQUIRED = Policy(revocation=RevocationRequirement.REQUIRED)
+
+
+@pytest.mark.parametrize(
+    ("policy", "trusted"),
+    [(Policy(), True), (REQUIRED, False)],
+    ids=["when-declared-passes", "required-refuses"],
+)
+async def test_nothing_declared_nothing_held(http, fetcher, policy, trusted):
+    w = build_world(http, inter_kw={"crl_urls": ()}, leaf_kw={"crl_urls": ()})
+    d = await decide(service(fetcher, w.root, policy=policy), w.alice, chain=[w.inter])
+    assert d.trusted is trusted, d
+    if not trusted:
+        assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN and d.temporary
+        # checked top down: the intermediate is the first certificate left uncovered
+        assert d.failure.certificate == w.inter.ref
+        assert "no CRL or OCSP answer" in d.failure.detail
+
+
+@pytest.mark.parametrize(
+    ("supplied", "uncovered"),
+    [(("root", "inter"), None), (("inter",), "inter"), (("root",), "alice")],
+    ids=["both-crls-supplied", "root-crl-missing", "intermediate-crl-missing"],
+)
+async def test_required_every_certificate_below_the_anchor(http, fetcher, supplied, uncovered):
+    w = build_world(http, inter_kw={"crl_urls": ()}, leaf_kw={"crl_urls": ()})
+    crls = [crl(getattr(w, who)) for who in supplied]
+    svc = TrustService(StaticAnchors((w.root.ref,)), fetcher, DomainPolicies(REQUIRED), supplied_crls=crls)
+    d = await decide(svc, w.alice, chain=[w.inter])
+    if uncovered is None:
+        assert d.trusted, d
+    else:
+        assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN, d
+        assert d.failure.certificate == getattr(w, uncovered).ref and d.temporary
+
+
+async def test_required_covered_by_ocsp_alone(http, fetcher):
+    w = build_world(http)
+    http.posts["/ocsp"] = lambda body: ocsp_response(body, [w.inter], set())
+    leaf = w.leaf(crl_urls=(), ocsp_urls=(http.url("/ocsp"),))
+    d = await decide(service(fetcher, w.root, policy=REQUIRED), leaf, "carol@a.test", chain=[w.inter])
+    assert d.trusted, d
+
+
+@pytest.mark.parametrize(
+    ("mode", "temporary"),
+    [(RevocationUnknown.TEMPORARY, True), (RevocationUnknown.HARD_FAIL, False)],
+    ids=["temporary", "hard-fail"],
+)
+async def test_required_and_uncovered_follows_revocation_unknown(http, fetcher, mode, temporary):
+    w = build_world(http, inter_kw={"crl_urls": ()}, leaf_kw={"crl_urls": ()})
+    policy = Policy(revocation=RevocationRequirement.REQUIRED, revocation_unknown=mode)
+    d = await decide(service(fetcher, w.root, policy=policy), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN
+    assert d.failure.temporary is temporary
+
+
+@pytest.mark.parametrize("order", ["revoking-first", "revoking-last"])
+async def test_every_supplied_crl_of_one_issuer_is_held(http, fetcher, order):
+    """Two CRLs of one issuer (partitions, or an old and a new one): both are
+    consulted, whichever was given last; a revocation on either counts."""
+    w = build_world(http, inter_kw={"crl_urls": ()}, leaf_kw={"crl_urls": ()})
+    leaf = w.leaf(crl_urls=())
+    crls = [crl(w.inter, [leaf]), crl(w.inter, [w.alice])]
+    if order == "revoking-last":
+        crls.reverse()
+    svc = TrustService(StaticAnchors((w.root.ref,)), fetcher, supplied_crls=[*crls, crl(w.root)])
+    d = await decide(svc, leaf, "carol@a.test", chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOKED, d
+
+
+# --- the CRL cache is bounded ------------------------------------------------------
+
+
+def _crl_from(n: int) -> bytes:
+    return crl(issue(f"Cache CA {n}", ca=True, key=role_key("cache")))
+
+
+@pytest.mark.parametrize(
+    ("limits", "held"),
+    [({"max_crls": 3}, 3), ({"max_crl_bytes": 2}, 2)],
+    ids=["by-count", "by-bytes"],
+)
+def test_fetched_crls_are_bounded_and_the_least_recently_used_go(limits, held):
+    from trust import OfflineFetcher
+    from trust.revinfo import RevocationCache, parse_crl
+
+    ders = [_crl_from(n) for n in range(6)]
+    if "max_crl_bytes" in limits:
+        limits = {"max_crl_bytes": limits["max_crl_bytes"] * max(len(d) for d in ders)}
+    cache = RevocationCache(OfflineFetcher(), [ders[0]], **limits)
+    for n, der in enumerate(ders[1:], 1):
+        cache.add_crl(parse_crl(der, f"http://crl.test/{n}.crl"))
+    count, size = cache.held
+    assert count == held
+    assert size == sum(len(d) for d in ders[-held:])  # the newest kept
+    supplied = issue("Cache CA 0", ca=True, key=role_key("cache"))
+    leaf = issue("x@cache.test", issuer=supplied, key=role_key("leaf2"))
+    assert cache.held_crls(leaf.ref, NOW), "the administrator's CRL is never evicted"
+
+
+def test_a_refetched_crl_replaces_its_older_copy():
+    from trust import OfflineFetcher
+    from trust.revinfo import RevocationCache, parse_crl
+
+    cache = RevocationCache(OfflineFetcher())
+    ca = issue("Refetch CA", ca=True, key=role_key("cache"))
+    for hours in (2, 1):
+        cache.add_crl(parse_crl(crl(ca, this_update=NOW - hours * DAY / 24), "http://crl.test/r.crl"))
+    assert cache.held[0] == 1
+    leaf = issue("y@cache.test", issuer=ca, key=role_key("leaf2"))
+    assert len(cache.held_crls(leaf.ref, NOW)) == 1

@@ -81,6 +81,15 @@ class Policy:
     """Whether a certificate that declares no revocation source may pass unchecked."""
     decision_ttl: timedelta = DEFAULT_DECISION_TTL
 
+    def __post_init__(self) -> None:
+        if self.revocation is RevocationRequirement.REQUIRED and self.revocation_unknown is RevocationUnknown.SOFT_PASS:
+            raise ValueError(_REQUIRED_WITH_SOFT_PASS)
+
+
+_REQUIRED_WITH_SOFT_PASS = (
+    'revocation = "required" cannot be combined with revocation_unknown = "soft-pass", '
+    "which would accept the certificates it requires to be checked"
+)
 
 DEFAULT_POLICY = Policy()
 
@@ -151,6 +160,10 @@ def _apply(base: Policy, table: Mapping[str, Any]) -> Policy:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PolicyError(key, "expected a number of seconds")
             changes[k] = timedelta(seconds=value)
+    revocation = changes.get("revocation", base.revocation)
+    unknown = changes.get("revocation_unknown", base.revocation_unknown)
+    if revocation is RevocationRequirement.REQUIRED and unknown is RevocationUnknown.SOFT_PASS:
+        raise PolicyError("revocation" if "revocation" in changes else "revocation_unknown", _REQUIRED_WITH_SOFT_PASS)
     return replace(base, **changes)
 
 

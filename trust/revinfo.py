@@ -174,8 +174,17 @@ class RevocationCache:
     ``fetches`` counts network requests made, for tests and metrics.
     """
 
-    def __init__(self, fetcher: Fetcher, supplied_crls: Iterable[bytes] = ()) -> None:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        supplied_crls: Iterable[bytes] = (),
+        *,
+        max_crls: int = MAX_CACHED_CRLS,
+        max_crl_bytes: int = MAX_CACHED_CRL_BYTES,
+    ) -> None:
         self._fetcher = fetcher
+        self._max_crls = max_crls
+        self._max_crl_bytes = max_crl_bytes
         # issuer name key -> slot -> CRL; a slot is the URL of a fetched CRL (a
         # newer download replaces the older) or the hash of a supplied one
         self._by_issuer: dict[str, dict[str, CachedCrl]] = {}
@@ -199,7 +208,7 @@ class RevocationCache:
         self._by_url[entry.source] = entry
         self._fetched_bytes += len(entry.der)
         while len(self._by_url) > 1 and (
-            len(self._by_url) > MAX_CACHED_CRLS or self._fetched_bytes > MAX_CACHED_CRL_BYTES
+            len(self._by_url) > self._max_crls or self._fetched_bytes > self._max_crl_bytes
         ):
             self._drop(next(iter(self._by_url)))
 
