@@ -43,6 +43,12 @@ def w():
     return World(a, b, a.address("alice"), b.address("bob"))
 
 
+# After decryption, failures keep their specific reasons only for content whose
+# GCM tag verified; CBC content gets the one opaque DECRYPTION_FAILED
+# (tests/test_decryption_oracle.py). These tests encrypt with GCM to see the reasons.
+GCM = ContentCipher.AES256_GCM
+
+
 def signed_wrapped(w, **kw):
     return smime.detached(smime.wrap(messages.plain()), w.alice.pair, **kw)
 
@@ -53,7 +59,7 @@ REJECTIONS = {
     "plain-text": (lambda w: messages.plain(), RejectReason.NOT_ENCRYPTED),
     "signed-only": (lambda w: smime.HEADERS + signed_wrapped(w), RejectReason.NOT_ENCRYPTED),
     "encrypted-not-signed": (
-        lambda w: smime.envelope(smime.wrap(messages.plain()), [w.bob.ref]),
+        lambda w: smime.envelope(smime.wrap(messages.plain()), [w.bob.ref], GCM),
         RejectReason.NOT_SIGNED,
     ),
     "not-for-us": (
@@ -71,11 +77,12 @@ REJECTIONS = {
             b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="x"\r\n\r\n'
             b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n",
             [w.bob.ref],
+            GCM,
         ),
         RejectReason.MALFORMED,
     ),
     "content-changed-after-signing": (
-        lambda w: smime.envelope(signed_wrapped(w).replace(b"Please see", b"Please seE"), [w.bob.ref]),
+        lambda w: smime.envelope(signed_wrapped(w).replace(b"Please see", b"Please seE"), [w.bob.ref], GCM),
         RejectReason.DIGEST_MISMATCH,
     ),
 }
@@ -97,7 +104,7 @@ def test_signature_changed_is_signature_invalid(w):
     forged = head + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(bytes(der)).replace(
         b"\n", b"\r\n"
     ) + b"--" + sig_b64.split(b"--", 1)[1]
-    result = open_inbound(smime.envelope(forged, [w.bob.ref]), [w.bob.pair], at=pki.NOW)
+    result = open_inbound(smime.envelope(forged, [w.bob.ref], GCM), [w.bob.pair], at=pki.NOW)
     assert isinstance(result, Rejected) and result.reason is RejectReason.SIGNATURE_INVALID
     assert result.certificate == w.alice.ref
 
@@ -124,7 +131,7 @@ def test_signer_certificate_not_included_is_named(w):
     stripped = head + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(
         b"\n", b"\r\n"
     ) + b"--sig" + tail
-    result = open_inbound(smime.envelope(stripped, [w.bob.ref]), [w.bob.pair], at=pki.NOW)
+    result = open_inbound(smime.envelope(stripped, [w.bob.ref], GCM), [w.bob.pair], at=pki.NOW)
     assert isinstance(result, Rejected) and result.reason is RejectReason.SIGNER_NOT_FOUND
 
 
@@ -359,6 +366,6 @@ def test_a_signer_certificate_that_does_not_parse_is_malformed(w, offset_of, pat
     broken = patch(signer_der, offset_of(signer_der))
     raw = info.dump().replace(signer_der, broken)
     forged = head + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(raw).replace(b"\n", b"\r\n")
-    result = open_inbound(smime.envelope(forged + b"--sig" + tail, [w.bob.ref]), [w.bob.pair], at=pki.NOW)
+    result = open_inbound(smime.envelope(forged + b"--sig" + tail, [w.bob.ref], GCM), [w.bob.pair], at=pki.NOW)
     assert isinstance(result, Rejected), result
     assert result.reason in (RejectReason.MALFORMED, RejectReason.SIGNER_NOT_FOUND)

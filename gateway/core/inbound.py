@@ -26,6 +26,7 @@ from .mime import (
     addresses,
     canonical,
     decode_words,
+    own_lines,
     parse_entity,
     split_multipart,
 )
@@ -44,7 +45,9 @@ from .outcomes import (
     Signature,
     SignatureForm,
     SignatureReport,
+    decryption_failed,
 )
+from .sender import MESSAGE_TYPES, bound_sender, message_of
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
@@ -100,75 +103,45 @@ def _open(
     require_encryption: bool,
 ) -> Opened | Rejected:
     outer = parse_entity(raw, limits)
-    entity = outer
     encryption: Encryption | None = None
-    depth = 0
-    while True:
-        depth += 1
-        if depth > limits.max_mime_depth:
-            raise MimeError(f"more than {limits.max_mime_depth} nested S/MIME layers", too_deep=True)
-        ctype = entity.content_type
-        if ctype in PKCS7_MIME:
-            blob = _cms_bytes(entity)
-            content_type, ber = cms.content_type(blob)
-            if content_type in cms.ENVELOPED:
-                decrypted = cms.decrypt(blob, keys, limits)
-                del blob  # hold one copy of a large message at a time
-                if encryption is None:
-                    encryption = Encryption(
-                        decrypted.cipher,
-                        decrypted.key_transport,
-                        decrypted.recipient,
-                        decrypted.recipient_count,
-                        ber,
-                    )
-                entity = parse_entity(canonical(decrypted.content), limits)
-                continue
-            if content_type != "signed_data":
-                raise cms.CmsError(
-                    RejectReason.UNSUPPORTED_ALGORITHM,
-                    f"application/pkcs7-mime holding {content_type} is not a Direct message layer",
-                )
-            if encryption is None and require_encryption:
-                return _not_encrypted()
-            verified = cms.verify(blob, None, limits)
-            opaque = canonical(bytes(verified.content))
-            signed = parse_entity(opaque, limits)
-            signed_view = memoryview(opaque)
-            form = SignatureForm.OPAQUE
-            break
-        if ctype == "multipart/signed":
-            if encryption is None and require_encryption:
-                return _not_encrypted()
-            signed, verified = _detached(entity, limits)
-            signed_view = memoryview(signed.buf)[signed_region(signed)]
-            form = SignatureForm.DETACHED
-            break
-        if encryption is None and require_encryption:
+    if outer.content_type in PKCS7_MIME:
+        blob = _cms_bytes(outer)
+        content_type, ber = cms.content_type(blob)
+        if content_type in cms.ENVELOPED:
+            decrypted = cms.decrypt(blob, keys, limits)
+            del blob  # hold one copy of a large message at a time
+            encryption = Encryption(
+                decrypted.cipher, decrypted.key_transport, decrypted.recipient, decrypted.recipient_count, ber
+            )
+            layer = _decrypted_layer(decrypted, limits)
+        elif require_encryption:
             return _not_encrypted()
-        return Rejected(
-            RejectReason.NOT_SIGNED,
-            f"the {'decrypted ' if encryption else ''}content is {ctype}, not a signed S/MIME entity "
-            "(Direct requires sign-then-encrypt)",
-        )
-
+        else:
+            layer = _signature_layer(outer, limits)
+    elif require_encryption:
+        return _not_encrypted()
+    else:
+        layer = _signature_layer(outer, limits)
+    if isinstance(layer, Rejected):
+        return layer
+    form, signed, signed_view, verified = layer
     signature = Signature(
         form, verified.digest, verified.scheme, verified.signer, verified.certificates, verified.signing_time
     )
+    nested = _nested_layer(signed, "signed content")
+    wrapped = signed.content_type in MESSAGE_TYPES
+    message = message_of(signed, limits) if wrapped else signed
+    nested = nested or (_nested_layer(message, "wrapped message") if wrapped else None)
+    if nested is not None:
+        return nested
+    sender = bound_sender(message if wrapped else outer, signed, limits)
+    if isinstance(sender, Rejected):
+        return sender
     outer_headers = _headers(outer)
-    wrapped = signed.content_type == "message/rfc822"
-    if wrapped:
-        if signed.transfer_encoding in ("7bit", "8bit", "binary"):
-            message = parse_entity(signed.buf, limits, signed.start, signed.end)
-        else:
-            message = parse_entity(canonical(signed.decoded_body()), limits)
-        inner_headers = _headers(message)
-    else:
-        message = signed
-        inner_headers = outer_headers
+    inner_headers = _headers(message) if wrapped else outer_headers
 
     parts: list[Part] = []
-    _collect_parts(message, limits, depth, parts)
+    _collect_parts(message, limits, 2 if encryption else 1, parts)
     findings = _findings(encryption, signature, wrapped, outer_headers, inner_headers, envelope, at)
     return Opened(
         outer=outer_headers,
@@ -177,10 +150,83 @@ def _open(
         kind=_kind(message),
         encryption=encryption,
         signature=signature,
+        sender=sender,
         content=bytes(signed_view),
         parts=tuple(parts),
         findings=findings,
     )
+
+
+_Layer = tuple[SignatureForm, Entity, memoryview, cms.Verified]
+
+
+def _decrypted_layer(decrypted: cms.Decrypted, limits: Limits) -> _Layer | Rejected:
+    """The signature layer inside decrypted content, or the one opaque decryption failure.
+
+    RFC 3218 section 2.3: CBC content is not authenticated, so an attacker
+    holding one of our ciphertexts can change it block by block; if what
+    follows decryption failed in ways that depend on the plaintext (not MIME,
+    not signed, a CMS that does not parse, a digest that does not match, a
+    limit), each answer would tell them something about it, and a few
+    thousand tries recover the plaintext. So until a signature has verified,
+    every failure is the same ``DECRYPTION_FAILED`` as a bad padding, with the
+    same detail and certificate. AES-GCM content has had its tag verified
+    (RFC 5084 section 1.1): it is exactly what its encryptor wrote, so
+    changing it gets only the tag failure, and its specific reasons help the
+    sender without telling an attacker anything.
+    """
+    if decrypted.cipher.authenticated:
+        return _signature_layer(parse_entity(own_lines(decrypted.content), limits), limits, decrypted=True)
+    try:
+        layer = _signature_layer(parse_entity(own_lines(decrypted.content), limits), limits, decrypted=True)
+    except (cms.CmsError, MimeError, RecursionError):
+        return decryption_failed(decrypted.recipient)
+    if isinstance(layer, Rejected):
+        return decryption_failed(decrypted.recipient)
+    return layer
+
+
+def _signature_layer(entity: Entity, limits: Limits, *, decrypted: bool = False) -> _Layer | Rejected:
+    """Verify the one signature layer ``entity`` is: opaque signed-data or multipart/signed."""
+    ctype = entity.content_type
+    if ctype in PKCS7_MIME:
+        blob = _cms_bytes(entity)
+        content_type, _ber = cms.content_type(blob)
+        if content_type in cms.ENVELOPED:
+            return Rejected(
+                RejectReason.NESTED_LAYER,
+                "an enveloped-data layer inside the decrypted content: Direct encrypts once"
+                if decrypted
+                else "the signed content is itself encrypted; Direct signs, then encrypts",
+            )
+        if content_type != "signed_data":
+            raise cms.CmsError(
+                RejectReason.UNSUPPORTED_ALGORITHM,
+                f"application/pkcs7-mime holding {content_type} is not a Direct message layer",
+            )
+        verified = cms.verify(blob, None, limits)
+        opaque = own_lines(bytes(verified.content))
+        return SignatureForm.OPAQUE, parse_entity(opaque, limits), memoryview(opaque), verified
+    if ctype == "multipart/signed":
+        signed, verified = _detached(entity, limits)
+        return SignatureForm.DETACHED, signed, memoryview(signed.buf)[signed_region(signed)], verified
+    return Rejected(
+        RejectReason.NOT_SIGNED,
+        f"the {'decrypted ' if decrypted else ''}content is {ctype}, not a signed S/MIME entity "
+        "(Direct requires sign-then-encrypt)",
+    )
+
+
+def _nested_layer(entity: Entity, what: str) -> Rejected | None:
+    """A second S/MIME layer under the verified signature: refused, so that no inner
+    layer escapes the policy the outer ones were held to (issue 7 section 2)."""
+    ctype = entity.content_type
+    if ctype in PKCS7_MIME or ctype == "multipart/signed":
+        return Rejected(
+            RejectReason.NESTED_LAYER,
+            f"the {what} is another S/MIME layer ({ctype}); Direct has one signature and one envelope",
+        )
+    return None
 
 
 def signed_region(entity: Entity) -> slice:
@@ -392,6 +438,10 @@ def inspect_signature(
         if content_type != "signed_data":
             return Rejected(RejectReason.NOT_SIGNED, f"the CMS content is {content_type}, not signed-data")
         verified = cms.verify(der, None, limits, content_known=False)
+        if verified.content:
+            # Encapsulated content is checked against its messageDigest like any
+            # opaque signed-data: the sender is read from it.
+            verified = cms.verify(der, None, limits)
     except cms.CmsError as exc:
         return Rejected(exc.reason, exc.detail, exc.certificate)
     form = SignatureForm.OPAQUE if verified.content else SignatureForm.DETACHED
@@ -399,7 +449,28 @@ def inspect_signature(
         form, verified.digest, verified.scheme, verified.signer, verified.certificates, verified.signing_time
     )
     findings = tuple(_signer_findings(signature, at))
-    return SignatureReport(signature, bool(verified.content), findings)
+    sender, problem = _content_sender(verified.content, limits)
+    return SignatureReport(signature, bool(verified.content), findings, sender, problem)
+
+
+def _content_sender(content: Buffer | memoryview, limits: Limits) -> tuple[str | None, str | None]:
+    """The sender a bare signature binds, by the rules of ``open_inbound``: the From of
+    the wrapped message, or else of the signed content itself (there is no outer message)."""
+    if not content:
+        return None, "the signature is detached: the content that names the sender is not part of it"
+    try:
+        signed = parse_entity(own_lines(bytes(content)), limits)
+        wrapped = signed.content_type in MESSAGE_TYPES
+        message = message_of(signed, limits) if wrapped else signed
+        nested = _nested_layer(signed, "signed content") or _nested_layer(message, "wrapped message")
+        found = nested or bound_sender(message, signed, limits)
+    except MimeError as exc:
+        return None, f"the signed content cannot be read: {exc}"
+    except RecursionError:
+        return None, "the signed content nests too deeply to read"
+    if isinstance(found, Rejected):
+        return None, f"{found.reason.value}: {found.detail}"
+    return found, None
 
 
 def _bare_cms(data: bytes) -> bytes:

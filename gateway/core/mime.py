@@ -20,6 +20,7 @@ from email.header import decode_header, make_header
 from email.policy import compat32
 from functools import cached_property
 
+from .address import parse_address_list
 from .limits import Limits
 
 
@@ -167,9 +168,21 @@ def decode_words(value: str) -> str:
         return value
 
 
+# RFC 5322 section 3.6.8: a field name is printable US-ASCII but the colon, and
+# the colon follows at once. The obsolete white space before the colon
+# (section 4.5.8) is refused: the standard library's parser does not read such
+# a line as a field, and two readings of one header section are what hides a From.
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+
+
 def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = None) -> Entity:
     """Split the entity in ``buf[start:end]`` into header fields (unfolded, RFC 5322
-    section 2.2.3) and a body window."""
+    section 2.2.3) and a body window.
+
+    A header section holding a bare CR or a bare LF is refused (RFC 5322
+    section 2.2: CR and LF occur only together): other readers end lines or
+    the section there, and would see fields this reading does not.
+    """
     end = len(buf) if end is None else end
     if buf[start : start + 2] == b"\r\n":
         head_end, body_start = start, start + 2
@@ -183,22 +196,46 @@ def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = 
             head_end, body_start = blank + 2, blank + 4
     if head_end - start > limits.max_header_bytes:
         raise MimeError(f"the header section is over the limit of {limits.max_header_bytes} bytes", too_large=True)
-    fields: list[tuple[str, str]] = []
-    for line in bytes(buf[start:head_end]).split(b"\r\n"):
+    head = bytes(buf[start:head_end])
+    crlf = head.count(b"\r\n")
+    if head.count(b"\r") != crlf:
+        raise MimeError("a header section holds a bare CR (RFC 5322 section 2.2)")
+    if head.count(b"\n") != crlf:
+        raise MimeError("a header section mixes bare LF with CRLF line ends (RFC 5322 section 2.2)")
+    names: list[str] = []
+    values: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
-            if not fields:
+            if not values:
                 raise MimeError("the message starts with a continuation line")
-            name, value = fields[-1]
-            fields[-1] = (name, value + " " + line.strip().decode("utf-8", "replace"))
+            values[-1].append(line)
             continue
         colon = line.find(b":")
-        if colon <= 0:
-            raise MimeError(f"header line without a field name: {line[:60]!r}")
-        name = line[:colon].decode("ascii", "replace").strip()
-        fields.append((name, line[colon + 1 :].strip().decode("utf-8", "replace")))
-    return Entity(tuple(fields), buf, body_start, max(body_start, end), start)
+        if colon <= 0 or not _FIELD_NAME.fullmatch(line, 0, colon):
+            raise MimeError(f"header line without a field name (RFC 5322 section 3.6.8): {line[:60]!r}")
+        names.append(line[:colon].decode("ascii"))
+        values.append([line[colon + 1 :]])
+    fields = tuple(
+        (name, b" ".join(piece.strip() for piece in pieces).strip().decode("utf-8", "replace"))
+        for name, pieces in zip(names, values, strict=True)
+    )
+    return Entity(fields, buf, body_start, max(body_start, end), start)
+
+
+def own_lines(content: Buffer) -> Buffer:
+    """Decrypted or encapsulated signed content, judged on its own bytes.
+
+    Unlike ``canonical`` (for a message as received, which files legitimately
+    hold with bare LF), nothing is rewritten here but content without any CR
+    (a sender that wrote bare LF throughout), which cannot be read two ways.
+    Content mixing the two is kept as it is, so ``parse_entity`` refuses any
+    header section where they mix.
+    """
+    if b"\r" not in content and b"\n" in content:
+        return content.replace(b"\n", b"\r\n")
+    return content
 
 
 def split_multipart(
@@ -251,19 +288,11 @@ def split_multipart(
         pos = nxt
 
 
-_SIMPLE_ADDRESS = re.compile(r"^\s*(?:[^<>\"(),;:@]*<([^<>\s]+@[^<>\s]+)>|([^<>\s\"(),;:]+@[^<>\s\"(),;:]+))\s*$")
-
-
 def addresses(values: list[str]) -> tuple[str, ...]:
-    """Bare, lower-cased addresses from address header values (RFC 5322 section 3.4)."""
-    found = []
-    simple = [_SIMPLE_ADDRESS.match(part) for v in values for part in v.split(",")]
-    if all(simple):  # the common case, without the stdlib's full RFC 5322 grammar
-        return tuple((m.group(1) or m.group(2)).lower() for m in simple if m)
-    for _name, addr in email.utils.getaddresses([decode_words(v) for v in values]):
-        if addr:
-            found.append(addr.strip().lower())
-    return tuple(found)
+    """Bare, lower-cased addresses from address fields (To, Cc; RFC 5322 section 3.4),
+    read by the strict parser and skipping what it cannot read. Encoded words
+    are never decoded first: they are display names, not addresses."""
+    return tuple(m.address for v in values for m in parse_address_list(v))
 
 
 def format_headers(fields: list[tuple[str, str]]) -> bytes:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 
 from . import cms
+from .address import parse_address_list
 from .algorithms import ContentCipher, Digest, KeyTransport
 from .certs import CertRef, KeyPair, utc
 from .limits import DEFAULT_LIMITS, Limits
@@ -139,7 +140,7 @@ def seal_outbound(
         ("Content-Transfer-Encoding", "base64"),
         ("Content-Disposition", "attachment; filename=smime.p7m"),
     ]
-    ascii_outer = [(k, _ascii(v)) for k, v in outer if v is not None]  # ETT DTS 196
+    ascii_outer = [(k, _ascii(v, k)) for k, v in outer if v is not None]  # ETT DTS 196
     sealed = format_headers(ascii_outer) + b"\r\n" + base64_lines(enveloped)
     return Sealed(
         message=sealed,
@@ -151,10 +152,17 @@ def seal_outbound(
     )
 
 
-def _ascii(value: str) -> str:
-    """Outer headers are ASCII (specs/direct.md item 7): other text as RFC 2047 encoded words."""
+def _ascii(value: str, name: str = "") -> str:
+    """Outer headers are ASCII (specs/direct.md item 7): other text as RFC 2047 encoded words.
+
+    In address fields only display names are encoded: an encoded word is never
+    an address (RFC 2047 section 5), and the receiver reads none from it."""
     if value.isascii():
         return value
+    if name.lower() in ("from", "to", "cc"):
+        mailboxes = parse_address_list(value)
+        if mailboxes:
+            return ", ".join(formataddr((m.display_name or "", m.address), "utf-8") for m in mailboxes)
     return Header(value, "utf-8").encode()
 
 

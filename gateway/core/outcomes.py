@@ -28,6 +28,16 @@ class RejectReason(enum.Enum):
     MALFORMED = "malformed"
     TOO_LARGE = "too-large"
     TOO_DEEP = "too-deep"
+    # the sender the signature binds (issue 7 section 1; RFC 5322 section 3.6.2)
+    SENDER_MISSING = "sender-missing"
+    """The message (or its wrapped message) has no From field."""
+    SENDER_AMBIGUOUS = "sender-ambiguous"
+    """Several From fields, several mailboxes, or a From inside the signed content naming someone else."""
+    SENDER_MALFORMED = "sender-malformed"
+    """A From field that is not an RFC 5322 mailbox-list."""
+    NESTED_LAYER = "nested-layer"
+    """A second enveloped-data or signature layer: Direct has one of each, and an
+    inner layer would escape the algorithm policy applied to the outer one."""
     # outbound
     NO_RECIPIENT_CERTIFICATE = "no-recipient-certificate"
     UNSUITABLE_KEY = "unsuitable-key"
@@ -53,6 +63,19 @@ class Rejected:
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.detail}"
+
+
+def decryption_failed(recipient: CertRef) -> Rejected:
+    """The one outcome of every failure after one of our keys was tried (RFC 3218
+    section 2.3): the same reason, detail and certificate whatever broke, so that
+    the answer says nothing about the plaintext."""
+    return Rejected(
+        RejectReason.DECRYPTION_FAILED,
+        f"the message names our certificate {recipient.subject} (serial {recipient.serial:x}) "
+        "but it could not be decrypted with that key (a key that does not match, "
+        "or content altered in transit)",
+        recipient,
+    )
 
 
 class Observation(enum.Enum):
@@ -159,6 +182,10 @@ class Opened:
     kind: MessageKind
     encryption: Encryption | None
     signature: Signature
+    sender: str
+    """The address the signature binds (lower-cased addr-spec): the single mailbox
+    of the single From of the wrapped message, or of the outer message when the
+    signed content is not wrapped; read by the core's one strict parser."""
     content: bytes = field(repr=False)
     """The signed MIME entity, exactly as signed (CRLF line ends)."""
     parts: tuple[Part, ...] = ()
@@ -187,3 +214,8 @@ class SignatureReport:
     """False for a detached signature read without its content: the signature
     over the signed attributes was checked, the messageDigest could not be."""
     findings: tuple[Finding, ...]
+    sender: str | None = None
+    """The sender the signature binds, read from the encapsulated content by the
+    rules of ``Opened.sender``; None when detached or when the content names no
+    single From (``sender_problem`` says why)."""
+    sender_problem: str | None = None
