@@ -30,18 +30,36 @@ _SHA1_SIGNATURES = frozenset(
 _BROKEN_SIGNATURES = frozenset({SignatureAlgorithmOID.RSA_WITH_MD5})
 
 
+def bound_addresses(cert: CertRef) -> tuple[str, ...]:
+    """The addresses a certificate binds, lower-cased: its SAN rfc822Names; the
+    legacy subject emailAddress only when it has no subjectAltName extension at
+    all. RFC 5280 section 4.2.1.6 puts addresses in the SAN, and section
+    4.2.1.10 applies a CA's rfc822Name constraints to the subject emailAddress
+    only when there is no SAN: with one, an emailAddress in the subject is
+    outside every constraint, so it binds nothing."""
+    try:
+        san = cert.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        legacy = cert.x509.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS)
+        values = [a.value if isinstance(a.value, str) else a.value.decode("ascii", "replace") for a in legacy]
+        return tuple(dict.fromkeys(v.lower() for v in values))
+    return tuple(dict.fromkeys(v.lower() for v in san.value.get_values_for_type(x509.RFC822Name)))
+
+
 def check_binding(cert: CertRef, bound_to: str) -> TrustFailure | None:
     """Direct item 12: an address-bound certificate names the exact address
-    (SAN rfc822Name, or the legacy emailAddress in the subject); an org-bound
-    one names the address's domain in SAN dNSName. ``bound_to`` may be a bare
-    domain, which only an org-bound certificate can match."""
+    (SAN rfc822Name, or the legacy emailAddress in the subject of a certificate
+    without subjectAltName); an org-bound one names the address's domain in SAN
+    dNSName. ``bound_to`` may be a bare domain, which only an org-bound
+    certificate can match."""
     target = bound_to.strip().lower()
     domain = target.rpartition("@")[2]
-    if "@" in target and target in cert.email_addresses:
+    addresses = bound_addresses(cert)
+    if "@" in target and target in addresses:
         return None
     if domain in cert.dns_names:
         return None
-    named = [*cert.email_addresses, *cert.dns_names]
+    named = [*addresses, *cert.dns_names]
     return TrustFailure(
         Check.BINDING,
         cert,
