@@ -20,10 +20,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from sqlalchemy import delete, func, select, update
 
+from gateway.common.destinations import Destinations
+from gateway.common.http_fetch import Fetcher, FetchError, FetchProblem, HttpFetcher
 from gateway.core.certs import CertRef
 from gateway.store import Store, StoreError, StoreProblem, schema
 from gateway.store.lookups import domain_id
-from trust.fetch import Fetcher, FetchError, FetchProblem, HttpFetcher
 
 from .importing import AnchorFileError, AnchorProblem, read_anchor_file
 from .source import Direction
@@ -138,7 +139,12 @@ class Bundles:
     ) -> None:
         self._store = store
         self._fetcher = (
-            HttpFetcher(session, timeout=timeout, schemes=("http", "https")) if session is not None else None
+            # any address: the administrator typed this URL (an internal bundle
+            # host is theirs to choose); the public-only rule is for URLs a
+            # peer's certificate or DNS zone names (gateway.common.destinations)
+            HttpFetcher(session, timeout=timeout, schemes=("http", "https"), destinations=Destinations.anywhere())
+            if session is not None
+            else None
         )
         self._max_bytes = max_bytes
 

@@ -2,6 +2,8 @@
 
 Routes map a path to bytes (GET) or to a function of the request body (POST);
 ``hits`` counts requests per path, so a test can prove a cache held.
+The fetcher refuses loopback unless allowed: tests build theirs with
+``destinations=LOOPBACK_ALLOWED``, as the ``fetcher`` fixture does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from trust import HttpFetcher
+from trust import Destinations, HttpFetcher
+
+LOOPBACK_ALLOWED = Destinations.allowing(["127.0.0.0/8", "::1/128"])
+"""Fetches in tests go to servers on loopback, which the fetcher refuses unless allowed."""
 
 
 class LoopbackHttp:
@@ -22,6 +27,10 @@ class LoopbackHttp:
         self.posts: dict[str, Callable[[bytes], bytes]] = {}
         self.hits: Counter[str] = Counter()
         self.delays: dict[str, float] = {}
+        self.redirects: dict[str, str] = {}
+        """A path answered by a 302 to this location."""
+        self.hosts: list[str] = []
+        """The Host header of each request, in order."""
         """Seconds to wait before answering a path (a responder that hangs)."""
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -31,6 +40,9 @@ class LoopbackHttp:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        self.hosts.append(request.headers.get("Host", ""))
+        if request.path in self.redirects:
+            return web.Response(status=302, headers={"Location": self.redirects[request.path]})
         if request.path in self.delays:
             await asyncio.sleep(self.delays[request.path])
         if request.method == "POST" and request.path in self.posts:
@@ -49,7 +61,7 @@ class LoopbackHttp:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined,unused-ignore]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -66,6 +78,6 @@ async def http_fixture():
 
 @pytest.fixture(name="fetcher")
 async def fetcher_fixture():
-    f = HttpFetcher(timeout=2.0)
+    f = HttpFetcher(timeout=2.0, destinations=LOOPBACK_ALLOWED)
     yield f
     await f.close()

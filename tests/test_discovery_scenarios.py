@@ -35,6 +35,7 @@ from gateway.discovery import (
 )
 from trust import HttpFetcher, TrustService
 
+from .http_servers import LOOPBACK_ALLOWED
 from .pki import NOW, Issued, address_leaf, intermediate, issue, new_key, org_leaf, root
 from .servers.common import free_port
 from .servers.knot import KnotServer, cert_line, srv_line, url_cert_line
@@ -251,7 +252,7 @@ def servers(tmp_path_factory) -> Iterator[Servers]:
 
 @pytest.fixture
 async def discovery(servers: Servers):
-    fetcher = HttpFetcher(timeout=2.0)
+    fetcher = HttpFetcher(timeout=2.0, destinations=LOOPBACK_ALLOWED)
     trust = TrustService(StaticAnchors((servers.anchor.ref,)), fetcher)
     settings = DiscoverySettings((Nameserver.parse(servers.knot.nameserver),), dns_timeout=2.0, ldap_timeout=2.0)
     yield build_discovery(settings, TrustServiceJudge(trust), fetcher, draw=midpoint)
@@ -319,7 +320,7 @@ async def test_negative_answers_are_cached_briefly(servers: Servers, discovery):
 
 
 async def test_untrusted_when_sender_domain_has_other_anchors(servers: Servers):
-    fetcher = HttpFetcher(timeout=2.0)
+    fetcher = HttpFetcher(timeout=2.0, destinations=LOOPBACK_ALLOWED)
     try:
         other = root("Some Other Root")
         trust = TrustService(StaticAnchors((other.ref,)), fetcher)

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anchors.source import AnchorSource
-
+from .anchor_source import AnchorSource
 from .fetch import FETCH_TIMEOUT_SECONDS, HttpFetcher
 from .policy import DomainPolicies, PolicyError, policies_from_mapping
 from .service import TrustService

@@ -13,8 +13,9 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from anchors.source import Direction
 from gateway.core.certs import CertRef
+
+from .anchor_source import Direction
 
 
 class Purpose(enum.Enum):
@@ -42,6 +43,8 @@ class Check(enum.Enum):
     REVOCATION_UNKNOWN = "revocation-unknown"  # Direct item 10: status could not be established
     NO_ANCHORS = "no-anchors"  # the domain has no anchors for that direction
     WEAK_MESSAGE_ALGORITHM = "weak-message-algorithm"  # Direct item 2: SHA-1 digest or 3DES on the message
+    PATH_LIMIT = "path-limit"  # path building gave up: more candidate paths than trust.paths.PathLimits allows
+    TIME_LIMIT = "time-limit"  # the decision took longer than its time budget (temporary)
 
 
 @dataclass(frozen=True, slots=True)

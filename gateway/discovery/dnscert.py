@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from gateway.common.http_fetch import Fetcher, FetchError
+from gateway.common.ttl_cache import TtlCache
 from gateway.core.certs import CertRef, KeyMaterialError
-from gateway.ttl_cache import TtlCache
-from trust.fetch import MAX_CERT_BYTES, Fetcher, FetchError
+from trust.fetch import MAX_CERT_BYTES
 
 from .dnsclient import DnsClient, Status
 from .parsing import certificates_in

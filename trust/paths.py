@@ -1,0 +1,231 @@
+"""Candidate certification paths, found within named bounds.
+
+Path building is where a message's own certificates become the attacker's
+lever: ten CA certificates with one subject name and one key, each issued by
+that name, give a naive builder 10! orderings to try (pyhanko-certvalidator
+excludes only a certificate already on the path, so the decision never came
+back). So we build the candidate paths here, depth first, and the validator
+is handed one candidate at a time:
+
+- a path never holds the same subject name and key twice: a second
+  certificate for a key already on the path adds no signature, only length
+  (RFC 4158 2.4.2 treats such repeats as loops);
+- among the certificates that could have issued one certificate (same name as
+  its issuer, AKI/SKI consistent, RFC 5280 4.2.1.1), those identical in
+  subject, key and issuer are one candidate (the one valid at ``at`` and
+  whose SKI matches the AKI exactly is kept), the anchors come first, and at
+  most ``issuers_per_cert`` are considered (RFC 4158 3.5's ordering advice);
+- at most ``paths`` complete candidates are tried, ``expansions`` partial
+  paths extended and ``aia_fetches`` issuers fetched; past any of these the
+  search stops and says which (``limit``).
+
+Every bound counts work, not time; the whole decision also has a time budget
+(``decision_seconds``) enforced by the service, for the network waits.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+
+from gateway.core.certs import CertRef
+
+from .chain import MAX_CARRIED_CERTIFICATES, IssuerCache, ca_issuer_urls, parses
+from .fetch import FetchError
+
+
+@dataclass(frozen=True, slots=True)
+class PathLimits:
+    """How much work one trust decision may cost. The defaults are generous for
+    Direct (a HISP's chain is two to four certificates, RFC 4158's bridge
+    topologies a few more) and small enough that a message crafted to explode
+    path building costs about what a normal one does."""
+
+    issuers_per_cert: int = 4
+    """Candidate issuers considered for one certificate: a CA in key rollover
+    has two (old-with-new, RFC 4210 4.4), cross-certified by two communities
+    four."""
+    paths: int = 8
+    """Complete candidate paths (ending at an anchor) validated before giving up."""
+    expansions: int = 64
+    """Partial paths extended by one issuer, dead ends included: 8 paths of
+    8 certificates."""
+    chain_length: int = 8
+    """Certificates in a path, leaf and anchor included (Direct HISPs use 2-4)."""
+    aia_fetches: int = 4
+    """Issuer certificates fetched through AIA caIssuers per decision (Direct
+    item 11 needs one: the intermediate the sender left out)."""
+    aia_urls_per_cert: int = 2
+    """caIssuers URLs tried for one certificate; a certificate listing a hundred
+    would otherwise cost a hundred timeouts."""
+    decision_seconds: float = 30.0
+    """Wall time for one decision, network waits included: three fetch
+    timeouts (``FETCH_TIMEOUT_SECONDS``) back to back. Past it the decision is
+    a temporary failure (the network may answer sooner later)."""
+
+
+DEFAULT_LIMITS = PathLimits()
+
+
+class Limit(enum.Enum):
+    """Which bound stopped a search with candidates left unexplored."""
+
+    PATHS = "paths"
+    EXPANSIONS = "expansions"
+
+
+def _aki(cert: CertRef) -> bytes | None:
+    try:
+        return cert.x509.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def issued_by(cert: CertRef, candidate: CertRef) -> bool:
+    """``candidate`` may have issued ``cert``: its subject is ``cert``'s issuer
+    and, when both say, its key identifier is the one ``cert`` names (RFC 5280 4.2.1.1)."""
+    if candidate.subject_der != cert.issuer_der:
+        return False
+    aki = _aki(cert)
+    ski = candidate.subject_key_identifier
+    return aki is None or ski is None or aki == ski
+
+
+class PathSearch:
+    """The candidate paths for ``leaf``, leaf first and anchor last, best first.
+
+    ``pool`` holds every usable non-anchor certificate the search knew of
+    (carried, then fetched); ``problems`` the AIA fetches that failed;
+    ``dead_end`` the first chain that reached no anchor (for the failure
+    message); ``limit`` the bound that cut the search short, if one did.
+    """
+
+    def __init__(
+        self,
+        leaf: CertRef,
+        carried: Sequence[CertRef],
+        anchors: Sequence[CertRef],
+        issuers: IssuerCache,
+        at: datetime,
+        limits: PathLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self._leaf = leaf
+        self._anchors = tuple(anchors)
+        self._anchor_set = set(anchors)
+        self._issuers = issuers
+        self._at = at
+        self.limits = limits
+        self._keys: dict[CertRef, bytes] = {}
+        self._by_subject: dict[bytes, list[CertRef]] = {}
+        self._anchors_by_subject: dict[bytes, list[CertRef]] = {}
+        for a in self._anchors:
+            self._anchors_by_subject.setdefault(a.subject_der, []).append(a)
+        self.pool: list[CertRef] = []
+        unique = dict.fromkeys(c for c in carried if c != leaf and c not in self._anchor_set)
+        for c in list(unique)[:MAX_CARRIED_CERTIFICATES]:
+            self._add(c)
+        self.problems: list[FetchError] = []
+        self.dead_end: tuple[CertRef, ...] | None = None
+        self.limit: Limit | None = None
+        self.expansions = 0
+        self.fetches = 0
+        self.yielded = 0
+
+    def _add(self, cert: CertRef) -> None:
+        if cert in self._keys or cert in self._anchor_set or not parses(cert):
+            return
+        self._keys[cert] = asn1_x509.Certificate.load(cert.der)["tbs_certificate"]["subject_public_key_info"].dump()
+        self._by_subject.setdefault(cert.subject_der, []).append(cert)
+        self.pool.append(cert)
+
+    def _key(self, cert: CertRef) -> tuple[bytes, bytes]:
+        if cert not in self._keys:  # the leaf or an anchor
+            try:
+                spki = asn1_x509.Certificate.load(cert.der)["tbs_certificate"]["subject_public_key_info"].dump()
+            except (ValueError, TypeError):
+                spki = cert.der
+            self._keys[cert] = spki
+        return cert.subject_der, self._keys[cert]
+
+    async def paths(self) -> AsyncIterator[tuple[CertRef, ...]]:
+        stack: list[tuple[CertRef, ...]] = [(self._leaf,)]
+        while stack:
+            path = stack.pop()
+            current = path[-1]
+            if current in self._anchor_set:
+                if self.yielded >= self.limits.paths:
+                    self.limit = Limit.PATHS
+                    return
+                self.yielded += 1
+                yield path
+                continue
+            if len(path) >= self.limits.chain_length:
+                self._dead(path)
+                continue
+            if self.expansions >= self.limits.expansions:
+                self.limit = Limit.EXPANSIONS
+                return
+            self.expansions += 1
+            candidates = await self._issuers_of(current, path)
+            if not candidates:
+                self._dead(path)
+                continue
+            stack.extend((*path, c) for c in reversed(candidates))
+
+    def _dead(self, path: tuple[CertRef, ...]) -> None:
+        if self.dead_end is None:
+            self.dead_end = path
+
+    async def _issuers_of(self, cert: CertRef, path: tuple[CertRef, ...]) -> list[CertRef]:
+        on_path = {self._key(c) for c in path}
+        anchors = [a for a in self._anchors_by_subject.get(cert.issuer_der, ()) if issued_by(cert, a)]
+        local = self._local_issuers(cert, on_path)
+        if not anchors and not local and cert.subject_der != cert.issuer_der:
+            await self._fetch_issuers(cert)
+            local = self._local_issuers(cert, on_path)
+        return (anchors + local)[: self.limits.issuers_per_cert]
+
+    def _local_issuers(self, cert: CertRef, on_path: set[tuple[bytes, bytes]]) -> list[CertRef]:
+        aki = _aki(cert)
+        found = [c for c in self._by_subject.get(cert.issuer_der, ()) if issued_by(cert, c) and self._key(c) not in on_path]
+        # best first: the key identifier named exactly, valid now, the longest-lived
+        found.sort(key=lambda c: (c.subject_key_identifier != aki or aki is None, not c.valid_at(self._at), -c.not_after.timestamp()))
+        same: set[tuple[bytes, bytes, bytes]] = set()
+        out: list[CertRef] = []
+        for c in found:
+            ident = (*self._key(c), c.issuer_der)
+            if ident not in same:
+                same.add(ident)
+                out.append(c)
+        return out
+
+    async def _fetch_issuers(self, cert: CertRef) -> None:
+        """RFC 5280 4.2.2.1 / Direct item 11: fetch the issuer the sender left out."""
+        for url in ca_issuer_urls(cert)[: self.limits.aia_urls_per_cert]:
+            if self.fetches >= self.limits.aia_fetches:
+                return
+            self.fetches += 1
+            try:
+                fetched = await self._issuers.fetch(url, self._at)
+            except FetchError as exc:
+                self.problems.append(exc)
+                continue
+            for c in fetched:
+                self._add(c)
+            if any(issued_by(cert, c) for c in fetched):
+                return
+
+    def building_pool(self, path: Sequence[CertRef]) -> list[CertRef]:
+        """The certificates to give the validator with ``path``: the path's own,
+        and of the rest of the pool only those whose name is not an issuer name
+        on the path, so the validator's own path building can find no other
+        ordering (it tries every certificate of a matching name) while a CRL
+        issuer's certificate carried in the message is still at hand."""
+        names = {c.issuer_der for c in path}
+        members = set(path)
+        return [c for c in self.pool if c in members or c.subject_der not in names]
