@@ -203,24 +203,7 @@ class RecordStore:
             return Delivered(record_id, existing, (), True)
         try:
             async with self.store.begin() as conn:
-                await self._require(conn, record_id)
-                again = await self._delivered(record_id, key, conn)
-                if again is not None:
-                    return Delivered(record_id, again, (), True)
-                writer = _ItemWriter(conn, record_id, delivery)
-                message_id, message_uid = await writer.message()
-                for attachment in delivery.attachments:
-                    await writer.attachment(message_id, attachment)
-                await conn.execute(
-                    schema.record_deliveries.insert().values(
-                        record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at
-                    )
-                )
-                await conn.execute(
-                    update(schema.records)
-                    .where(schema.records.c.id == record_id)
-                    .values(size_bytes=schema.records.c.size_bytes + writer.bytes_written)
-                )
+                return await self.deliver_in(conn, record_id, delivery)
         except IntegrityError:
             # Another node delivered the same message at the same moment (PostgreSQL);
             # its transaction won and ours rolled back whole.
@@ -228,7 +211,39 @@ class RecordStore:
             if winner is None:
                 raise
             return Delivered(record_id, winner, (), True)
+
+    async def deliver_in(self, conn: AsyncConnection, record_id: int, delivery: Delivery) -> Delivered:
+        """``deliver`` inside the caller's write transaction (the SMTP pipeline stores the
+        message, its records and its acknowledgements in one commit). A concurrent
+        delivery of the same message raises ``IntegrityError`` at commit or before."""
+        key = delivery.message_key
+        await self._require(conn, record_id)
+        again = await self._delivered(record_id, key, conn)
+        if again is not None:
+            return Delivered(record_id, again, (), True)
+        writer = _ItemWriter(conn, record_id, delivery)
+        message_id, message_uid = await writer.message()
+        for attachment in delivery.attachments:
+            await writer.attachment(message_id, attachment)
+        await conn.execute(
+            schema.record_deliveries.insert().values(
+                record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at
+            )
+        )
+        await conn.execute(
+            update(schema.records)
+            .where(schema.records.c.id == record_id)
+            .values(size_bytes=schema.records.c.size_bytes + writer.bytes_written)
+        )
         return Delivered(record_id, message_uid, tuple(writer.created), False)
+
+    async def record_for_address_in(self, conn: AsyncConnection, address: str) -> int | None:
+        found = await conn.scalar(
+            select(schema.record_addresses.c.record_id).where(
+                schema.record_addresses.c.address == normalise_address(address)
+            )
+        )
+        return int(found) if found is not None else None
 
     async def _delivered(self, record_id: int, key: str, conn: AsyncConnection | None = None) -> str | None:
         d, i = schema.record_deliveries, schema.items

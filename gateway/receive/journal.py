@@ -1,0 +1,121 @@
+"""Writing what happened to a message: its row, its recipients' rows, the audit trail.
+
+Every decision the receiving pipeline makes is written here with its reason
+(issue 8: "every decision goes into an audit table"), in the caller's
+transaction so a message and its audit trail commit together.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.smtp.interface import Received
+from gateway.store import messaging
+
+
+class MessageState(enum.Enum):
+    """The states of a received message (the outbound side has its own, in gateway/outbound)."""
+
+    REJECTED = "rejected"
+    """Refused at the end of DATA (5xx): the sender was told, nothing was kept but this row."""
+    DEFERRED = "deferred"
+    """Refused for now (4xx): the sender will try again."""
+    DELIVERED = "delivered"
+    """Accepted (250) and in every recipient's record."""
+    DUPLICATE = "duplicate"
+    """Accepted (250) again: every recipient's record already had it."""
+    REPORT = "report"
+    """An MDN or DSN addressed to us, kept for the delivery monitor."""
+
+
+class Event(enum.Enum):
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    REPORT = "report-received"
+    MDN_QUEUED = "mdn-queued"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the journal keeps of a message beside its state."""
+
+    kind: str
+    sender: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+
+
+async def record_message(
+    conn: AsyncConnection,
+    received: Received,
+    *,
+    at: datetime,
+    state: MessageState,
+    summary: Summary,
+    reason: str | None = None,
+    detail: str | None = None,
+    keep_raw: bool = False,
+) -> int:
+    data = received.data
+    row = await conn.execute(
+        messaging.messages.insert()
+        .values(
+            direction="in",
+            kind=summary.kind,
+            received_at=at,
+            peer=received.session.peer[:64],
+            helo=(received.session.helo or "")[:255] or None,
+            mail_from=received.mail_from[:320],
+            message_id=summary.message_id,
+            sender=summary.sender,
+            subject=summary.subject,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            raw=data if keep_raw else None,
+            state=state.value,
+            reason=reason,
+            detail=detail,
+            updated_at=at,
+        )
+        .returning(messaging.messages.c.id)
+    )
+    return int(row.scalar_one())
+
+
+async def record_recipient(
+    conn: AsyncConnection, message: int, recipient: str, *, at: datetime, state: MessageState,
+    record_id: int | None = None, reason: str | None = None, detail: str | None = None,
+) -> None:
+    await conn.execute(
+        messaging.message_recipients.insert().values(
+            message_id=message, recipient=recipient, state=state.value, reason=reason, detail=detail,
+            record_id=record_id, updated_at=at,
+        )
+    )
+
+
+async def record_event(
+    conn: AsyncConnection, *, at: datetime, event: Event, message: int | None, recipient: str | None = None,
+    reason: str | None = None, detail: str | None = None, peer: str | None = None, node: str | None = None,
+) -> None:
+    await conn.execute(
+        messaging.audit.insert().values(
+            at=at, message_id=message, recipient=recipient, event=event.value, reason=reason, detail=detail,
+            peer=peer, node=node,
+        )
+    )
+
+
+async def update_state(conn: AsyncConnection, message: int, state: MessageState, at: datetime) -> None:
+    await conn.execute(
+        messaging.messages.update()
+        .where(messaging.messages.c.id == message)
+        .values(state=state.value, updated_at=at)
+    )

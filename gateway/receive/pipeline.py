@@ -1,0 +1,232 @@
+"""The receiving pipeline behind port 25: what becomes of a message at the final dot.
+
+In order (issue 8, "Receiving"): ``open_inbound`` with the keys of the
+recipients' domains; the signer against the incoming anchors of each
+recipient's domain; the envelope against the signed headers. A permanent
+failure is a 5xx and nothing enters a record; a temporary one (revocation
+status unknown, storage down) is a 4xx; an internal error is always a 4xx and
+never shows internals.
+
+An accepted message is stored, delivered into every recipient's record and
+its MDNs queued in ONE transaction, and only after that commit is the 250
+given: a crash at any point leaves the message either not accepted (the
+sender retries, and the redelivery is recognised by Message-ID) or wholly
+stored. MDNs are sealed and sent later, from the outbound queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.core.certs import KeyPair
+from gateway.core.inbound import open_inbound
+from gateway.core.limits import DEFAULT_LIMITS, Limits
+from gateway.core.mdn import Disposition, build_mdn, mdn_request
+from gateway.core.outcomes import Envelope, MessageKind, Observation, Opened, Rejected
+from gateway.domains import LocalDomains
+from gateway.smtp.interface import Received, SessionInfo, SmtpReply
+from gateway.store import Store, StoreError
+from records_bridge.store import RecordStore
+from trust.inbound import InboundVerdict, sender_of
+from trust.types import TrustDecision
+
+from . import replies
+from .delivery import delivery_of
+from .journal import (
+    Event,
+    MessageState,
+    Summary,
+    record_event,
+    record_message,
+    record_recipient,
+    update_state,
+)
+
+log = structlog.get_logger("directgw.receive")
+
+MDN_LIFETIME = timedelta(days=1)
+"""How long an MDN is retried: the sender's delivery monitor times out on its own
+(Direct's guide suggests about an hour for processed); a day covers an outage."""
+
+
+class Outbox(Protocol):
+    """Where the pipeline queues what it must send (gateway/outbound's queue)."""
+
+    async def enqueue(
+        self, conn: AsyncConnection | None, kind: str, sender: str, recipient: str, payload: bytes, *,
+        at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
+    ) -> int: ...
+
+
+class TrustChecker(Protocol):
+    async def check_inbound(self, opened: Opened, *, recipient: str, at: datetime) -> InboundVerdict: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveSettings:
+    limits: Limits = DEFAULT_LIMITS
+    reject_header_mismatch: bool = True
+    """MAIL FROM / RCPT TO must agree with the signed From / To (the reference implementation's tamper policy)."""
+    mdn_lifetime: timedelta = MDN_LIFETIME
+    node: str = "directgw"
+
+
+class ReceivingPipeline:
+    def __init__(
+        self,
+        store: Store,
+        domains: LocalDomains,
+        records: RecordStore,
+        trust: TrustChecker,
+        outbox: Outbox | None,
+        clock: Callable[[], datetime],
+        settings: ReceiveSettings = ReceiveSettings(),
+    ) -> None:
+        self._store = store
+        self._domains = domains
+        self._records = records
+        self._trust = trust
+        self._outbox = outbox
+        self._clock = clock
+        self._settings = settings
+
+    # ------------------------------------------------------------------ RCPT
+
+    async def recipient(self, session: SessionInfo, mail_from: str, address: str) -> SmtpReply | None:
+        local, _, domain = address.strip().lower().rpartition("@")
+        if not local or domain not in {d.name for d in await self._domains.all()}:
+            return replies.RELAY_DENIED
+        if await self._records.record_for_address(address) is None:
+            return replies.UNKNOWN_RECIPIENT
+        return None
+
+    # ------------------------------------------------------------------ DATA
+
+    async def message(self, received: Received) -> SmtpReply:
+        at = self._clock()
+        bound = log.bind(peer=received.session.peer, mail_from=received.mail_from, size=len(received.data))
+        try:
+            return await self._message(received, at, bound)
+        except (StoreError, OperationalError, DBAPIError, IntegrityError, OSError) as exc:
+            bound.error("storage-unavailable", error=repr(exc))
+            return replies.STORAGE_UNAVAILABLE
+        except Exception as exc:  # a bug is never a permanent rejection (STYLE.md item 4)
+            bound.exception("internal-error", error=repr(exc))
+            return replies.INTERNAL
+
+    async def _keys(self, recipients: tuple[str, ...]) -> list[KeyPair]:
+        keys: list[KeyPair] = []
+        for domain in dict.fromkeys(r.rpartition("@")[2].lower() for r in recipients):
+            keys.extend(await self._domains.key_ring(domain))
+        return keys
+
+    async def _message(self, received: Received, at: datetime, bound: structlog.BoundLogger) -> SmtpReply:
+        keys = await self._keys(received.rcpt_to)
+        envelope = Envelope(received.mail_from, received.rcpt_to)
+        # CPU-bound (RSA, AES, digests): off the event loop so other sessions keep moving.
+        opened = await asyncio.to_thread(
+            open_inbound, received.data, keys, self._settings.limits, at, envelope=envelope
+        )
+        if isinstance(opened, Rejected):
+            return await self._refuse(received, at, bound, opened.reason.value, opened.detail,
+                                      replies.for_rejection(opened.reason), Summary("message"))
+        sender = sender_of(opened)
+        summary = Summary(opened.kind.value, sender, opened.inner.message_id, opened.inner.subject)
+        if sender is None:
+            return await self._refuse(received, at, bound, "binding", "the message names no From address",
+                                      replies.NO_SENDER, summary)
+        decisions: list[TrustDecision] = []
+        for rcpt in received.rcpt_to:
+            verdict = await self._trust.check_inbound(opened, recipient=rcpt, at=at)
+            if not verdict.trusted:
+                failure = verdict.decision.failure
+                assert failure is not None
+                reply = replies.for_untrusted(failure.check, verdict.decision.temporary)
+                return await self._refuse(received, at, bound, failure.check.value, str(verdict.decision), reply,
+                                          summary, temporary=verdict.decision.temporary)
+            decisions.append(verdict.decision)
+        mismatch = [f for f in opened.findings if f.observation is Observation.HEADER_MISMATCH]
+        if mismatch and self._settings.reject_header_mismatch:
+            return await self._refuse(received, at, bound, Observation.HEADER_MISMATCH.value,
+                                      "; ".join(f.detail for f in mismatch), replies.HEADER_MISMATCH, summary)
+        if opened.kind is not MessageKind.MESSAGE:
+            return await self._keep_report(received, at, bound, summary)
+        return await self._deliver(received, at, bound, opened, sender, decisions, summary)
+
+    async def _refuse(
+        self, received: Received, at: datetime, bound: structlog.BoundLogger, reason: str, detail: str,
+        reply: SmtpReply, summary: Summary, *, temporary: bool = False,
+    ) -> SmtpReply:
+        state, event = (MessageState.DEFERRED, Event.DEFERRED) if temporary else (MessageState.REJECTED, Event.REJECTED)
+        async with self._store.begin() as conn:
+            message = await record_message(conn, received, at=at, state=state, summary=summary, reason=reason,
+                                           detail=detail)
+            await record_event(conn, at=at, event=event, message=message, reason=reason, detail=detail,
+                               peer=received.session.peer, node=self._settings.node)
+        bound.info(event.value, message=message, reason=reason, detail=detail, reply=reply.line())
+        return reply
+
+    async def _keep_report(self, received: Received, at: datetime, bound: structlog.BoundLogger,
+                           summary: Summary) -> SmtpReply:
+        async with self._store.begin() as conn:
+            message = await record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
+                                           keep_raw=True)
+            await record_event(conn, at=at, event=Event.REPORT, message=message, peer=received.session.peer,
+                               node=self._settings.node)
+        bound.info("report-received", message=message, kind=summary.kind, message_id=summary.message_id)
+        return replies.ACCEPTED
+
+    async def _deliver(
+        self, received: Received, at: datetime, bound: structlog.BoundLogger, opened: Opened, sender: str,
+        decisions: list[TrustDecision], summary: Summary,
+    ) -> SmtpReply:
+        fresh = False
+        async with self._store.begin() as conn:
+            message = await record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
+            for rcpt, decision in zip(received.rcpt_to, decisions, strict=True):
+                record = await self._records.record_for_address_in(conn, rcpt)
+                if record is None:  # the address was removed between RCPT and the final dot
+                    raise LookupError(f"{rcpt} has no record")
+                delivery = delivery_of(opened, sender, decision, received.rcpt_to, at)
+                done = await self._records.deliver_in(conn, record, delivery)
+                state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
+                await record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
+                await record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
+                                   message=message, recipient=rcpt, detail=str(decision),
+                                   peer=received.session.peer, node=self._settings.node)
+                if not done.duplicate:
+                    fresh = True
+                    await self._acknowledge(conn, message, opened, rcpt, at)
+            if not fresh:
+                await update_state(conn, message, MessageState.DUPLICATE, at)
+        bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
+                   sender=sender, recipients=list(received.rcpt_to))
+        return replies.ACCEPTED if fresh else replies.DUPLICATE
+
+    async def _acknowledge(self, conn: AsyncConnection, message: int, opened: Opened, rcpt: str,
+                           at: datetime) -> None:
+        """``processed`` at once; ``dispatched`` too when timely and reliable delivery was asked
+        for, because delivery into the record is part of this same commit (Direct's guide)."""
+        request = mdn_request(opened.kind, opened.inner)
+        if request is None or self._outbox is None:
+            return
+        dispositions = [Disposition.PROCESSED] + ([Disposition.DISPATCHED] if request.reliable else [])
+        domain = rcpt.rpartition("@")[2]
+        for disposition in dispositions:
+            payload = build_mdn(disposition, original=opened.inner, final_recipient=rcpt, reporting_domain=domain,
+                                at=at, notify=request.notify)
+            for notify in request.notify:
+                await self._outbox.enqueue(
+                    conn, "mdn", rcpt, notify, payload, at=at, lifetime=self._settings.mdn_lifetime,
+                    relates_to=opened.inner.message_id, message_id=message,
+                )
+            await record_event(conn, at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
+                               detail=f"{disposition.value} to {', '.join(request.notify)}", node=self._settings.node)

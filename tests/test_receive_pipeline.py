@@ -1,0 +1,223 @@
+"""The receiving pipeline behind port 25, on SQLite and PostgreSQL: what a
+message becomes at the final dot. Real stores, real PKI, real sealing; only
+the outbox is a recording implementation of our own ``Outbox`` protocol
+(the outbound queue has its own tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from anchors.source import StaticAnchors
+from gateway.core import seal_outbound
+from gateway.core.mdn import parse_mdn
+from gateway.core.outbound import SealOptions
+from gateway.core.outcomes import Sealed
+from gateway.domains import LocalDomains
+from gateway.receive import ReceivingPipeline
+from gateway.smtp.interface import Received, SessionInfo
+from gateway.store import messaging
+from records_bridge.store import RecordStore
+from records_bridge.types import ItemType
+from tests import messages
+from tests.pki import NOW, Hisp, hisp
+from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
+from trust import OfflineFetcher, TrustService
+
+SESSION = SessionInfo(peer="127.0.0.9", helo="hisp-a.test", tls=True)
+PATIENT = "patient@b.test"
+
+
+@dataclass
+class RecordingOutbox:
+    queued: list[dict] = field(default_factory=list)
+
+    async def enqueue(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
+        self.queued.append(
+            {"kind": kind, "sender": sender, "recipient": recipient, "payload": payload, "relates_to": relates_to}
+        )
+        return len(self.queued)
+
+
+@dataclass
+class Exchange:
+    a: Hisp
+    b: Hisp
+    pipeline: ReceivingPipeline
+    records: RecordStore
+    outbox: RecordingOutbox
+    record_id: int
+    store: object
+
+    def sealed(self, plain: bytes, *, signer=None, chain=None) -> bytes:
+        signer = signer or self.a.org
+        sealed = seal_outbound(
+            plain, signer.pair, [self.b.org.ref],
+            SealOptions(at=NOW, chain=tuple(chain if chain is not None else (self.a.intermediate.ref,))),
+        )
+        assert isinstance(sealed, Sealed), sealed
+        return sealed.message
+
+
+_PKI: dict[str, tuple[Hisp, Hisp]] = {}
+
+
+def _hisps() -> tuple[Hisp, Hisp]:
+    if "ab" not in _PKI:
+        _PKI["ab"] = (hisp("a.test"), hisp("b.test"))
+    return _PKI["ab"]
+
+
+async def _exchange(store, anchors=None, trust=None) -> Exchange:
+    a, b = _hisps()
+    domains = LocalDomains(store)
+    await domains.create("b.test", at=NOW)
+    await domains.add_key("b.test", b.org.pair, at=NOW)
+    records = RecordStore(store)
+    record = await records.create_record("Pat Patient", (PATIENT,), at=NOW)
+    service = trust or TrustService(StaticAnchors(anchors if anchors is not None else (a.root.ref,)), OfflineFetcher())
+    outbox = RecordingOutbox()
+    pipeline = ReceivingPipeline(store, domains, records, service, outbox, clock=lambda: NOW + timedelta(minutes=1))
+    return Exchange(a, b, pipeline, records, outbox, record.id, store)
+
+
+def _received(data: bytes, mail_from: str = "alice@a.test", rcpt=(PATIENT,)) -> Received:
+    return Received(SESSION, mail_from, tuple(rcpt), data)
+
+
+async def _audit(store) -> list[tuple[str, str | None]]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(messaging.audit.c.event, messaging.audit.c.reason).order_by(messaging.audit.c.id))).all()
+    return [(r.event, r.reason) for r in rows]
+
+
+async def _message_states(store) -> list[str]:
+    async with store.engine.connect() as conn:
+        return list((await conn.scalars(select(messaging.messages.c.state).order_by(messaging.messages.c.id))).all())
+
+
+async def test_recipients_outside_our_domains_or_records_are_refused(store):
+    ex = await _exchange(store)
+    assert await ex.pipeline.recipient(SESSION, "alice@a.test", PATIENT) is None
+    assert await ex.pipeline.recipient(SESSION, "alice@a.test", "Patient@B.TEST") is None
+    unknown = await ex.pipeline.recipient(SESSION, "alice@a.test", "nobody@b.test")
+    relay = await ex.pipeline.recipient(SESSION, "alice@a.test", "someone@elsewhere.test")
+    assert (unknown.code, unknown.enhanced) == (550, "5.1.1")
+    assert (relay.code, relay.enhanced) == (550, "5.7.1")
+
+
+async def test_a_trusted_message_lands_in_the_record_and_is_acknowledged(store):
+    ex = await _exchange(store)
+    plain = messages.with_attachment(sender="alice@a.test", recipients=(PATIENT,))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain)))
+    assert (reply.code, reply.enhanced) == (250, "2.6.0")
+    items = await ex.records.items(ex.record_id)
+    assert [i.type for i in items] == [ItemType.MESSAGE, ItemType.CDA]
+    assert await ex.records.blob(items[1].id) == messages.CCDA  # byte-identical
+    assert all(i.sender == "alice@a.test" for i in items)
+    (mdn,) = ex.outbox.queued
+    assert (mdn["kind"], mdn["sender"], mdn["recipient"]) == ("mdn", PATIENT, "alice@a.test")
+    parsed = parse_mdn(mdn["payload"])
+    assert parsed.disposition.value == "processed"
+    assert await _message_states(store) == ["delivered"]
+    assert [e for e, _ in await _audit(store)] == ["delivered", "mdn-queued"]
+
+
+async def test_reliable_delivery_requested_gets_processed_and_dispatched(store):
+    ex = await _exchange(store)
+    plain = messages.plain(
+        sender="alice@a.test", recipients=(PATIENT,),
+        extra_headers=(("Disposition-Notification-Options", "X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true"),
+                       ("Message-ID", "<reliable-1@a.test>")),
+    )
+    assert (await ex.pipeline.message(_received(ex.sealed(plain)))).code == 250
+    dispositions = [parse_mdn(q["payload"]).disposition.value for q in ex.outbox.queued]
+    assert dispositions == ["processed", "dispatched"]
+    assert all(q["relates_to"] == "<reliable-1@a.test>" for q in ex.outbox.queued)
+
+
+async def test_a_redelivered_message_adds_nothing_and_is_not_acknowledged_twice(store):
+    ex = await _exchange(store)
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT,), extra_headers=(("Message-ID", "<once@a.test>"),))
+    data = ex.sealed(plain)
+    first = await ex.pipeline.message(_received(data))
+    again = await ex.pipeline.message(_received(ex.sealed(plain)))
+    assert first.code == again.code == 250 and "already" in again.text
+    assert await ex.records.count_items(ex.record_id) == 1
+    assert len(ex.outbox.queued) == 1
+    assert await _message_states(store) == ["delivered", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "enhanced", "reason"),
+    [
+        ("untrusted-signer", 554, "5.7.1", "chain"),
+        ("not-encrypted", 554, "5.7.1", "not-encrypted"),
+        ("garbage", 554, None, None),
+        ("sender-mismatch", 554, "5.7.1", None),
+    ],
+)
+async def test_refused_messages_enter_no_record_and_are_audited(store, case, code, enhanced, reason):
+    other_root = hisp("c.test").root.ref
+    ex = await _exchange(store, anchors=(other_root,) if case == "untrusted-signer" else None)
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT,))
+    data = {
+        "untrusted-signer": lambda: ex.sealed(plain),
+        "not-encrypted": lambda: plain,
+        "garbage": lambda: b"From: x@a.test\r\nContent-Type: application/pkcs7-mime\r\n\r\nnot base64 at all!\r\n",
+        "sender-mismatch": lambda: ex.sealed(plain),
+    }[case]()
+    mail_from = "mallory@a.test" if case == "sender-mismatch" else "alice@a.test"
+    reply = await ex.pipeline.message(_received(data, mail_from=mail_from))
+    assert reply.code == code and (enhanced is None or reply.enhanced == enhanced), reply
+    assert await ex.records.count_items(ex.record_id) == 0
+    assert ex.outbox.queued == []
+    assert await _message_states(store) == ["rejected"]
+    (event, why), = await _audit(store)
+    assert event == "rejected" and why
+    if reason:
+        assert reason in why
+
+
+async def test_revocation_status_unknown_is_a_temporary_refusal(store):
+    a, _b = _hisps()
+    from tests.pki import issue
+
+    leaf = issue("a.test", issuer=a.intermediate, dns="a.test", crl_urls=("http://127.0.0.1:9/none.crl",))
+    ex = await _exchange(store)
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT,))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain, signer=leaf)))
+    assert (reply.code, reply.enhanced) == (451, "4.7.0"), reply
+    assert await ex.records.count_items(ex.record_id) == 0
+    assert await _message_states(store) == ["deferred"]
+
+
+class ExplodingTrust:
+    async def check_inbound(self, opened, *, recipient: str, at: datetime):
+        raise RuntimeError("secret internal state /var/lib/directgw")
+
+
+async def test_an_internal_error_is_temporary_and_shows_no_internals(store):
+    ex = await _exchange(store, trust=ExplodingTrust())
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT,))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain)))
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
+    assert "secret" not in reply.text and "/var" not in reply.text
+    assert await ex.records.count_items(ex.record_id) == 0
+
+
+async def test_an_mdn_addressed_to_us_is_kept_for_the_monitor_and_never_answered(store):
+    from gateway.core.mdn import Disposition, build_mdn
+    from gateway.core.outcomes import Headers
+
+    ex = await _exchange(store)
+    original = Headers(from_=(PATIENT,), to=("alice@a.test",), cc=(), subject="Hello", message_id="<ours@b.test>", date=None)
+    mdn = build_mdn(Disposition.PROCESSED, original=original, final_recipient="alice@a.test",
+                    reporting_domain="a.test", at=NOW)
+    reply = await ex.pipeline.message(_received(ex.sealed(mdn)))
+    assert reply.code == 250
+    assert ex.outbox.queued == [] and await ex.records.count_items(ex.record_id) == 0
+    assert await _message_states(store) == ["report"]
