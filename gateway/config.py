@@ -7,7 +7,7 @@ data_dir = "data"                      # relative to this file's directory
 url = "postgresql+asyncpg://directgw@db/directgw"   # default: SQLite in data_dir
 
 [trust]                                # parsed by trust.settings
-[discovery]                            # parsed by the discovery layer
+[discovery]                            # parsed by the discovery layer (nameservers...)
 ```
 
 ``Config`` holds what every part needs (where data lives, which database);
@@ -19,7 +19,7 @@ the environment (``$DIRECTGW_CONFIG``), never this module.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -107,8 +107,18 @@ def load_config(path: Path) -> Config:
     return parse_config(text, path)
 
 
-def starter_config(domain: str, data_dir: str, storage_url: str | None = None) -> str:
-    """What ``directgw init`` writes."""
+def starter_config(
+    domain: str, data_dir: str, storage_url: str | None = None, *, nameservers: Sequence[str] = ()
+) -> str:
+    """What ``directgw init`` writes. ``nameservers`` (the system's, from
+    resolv.conf) fill ``[discovery]``; with none, the table is written
+    commented out, to be completed."""
+    servers = ", ".join(_toml_string(s) for s in nameservers)
+    discovery = (
+        "[discovery]\n"
+        "# the system's resolvers when init ran (/etc/resolv.conf); DNS CERT and SRV lookups go here\n"
+        + (f"nameservers = [{servers}]\n" if nameservers else '# nameservers = ["127.0.0.1:53"]\n')
+    )
     url = (
         f"url = {_toml_string(storage_url)}\n"
         if storage_url
@@ -127,6 +137,8 @@ def starter_config(domain: str, data_dir: str, storage_url: str | None = None) -
         "\n"
         "[trust]\n"
         '# revocation_unknown = "temporary"\n'
+        "\n"
+        + discovery
     )
 
 

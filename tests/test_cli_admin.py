@@ -139,7 +139,7 @@ def test_bundles_through_the_cli(site, capsys, web, store_url):
     code, out, err = run(capsys, "bundles", "add", f"{base}/community.p7m", "--domain", "a.test",
                          "--direction", "incoming", "--refresh", "30m", "--signer", "signer.pem")
     assert code == 0, err
-    assert "updated, 1 certificates" in out
+    assert out.startswith("added bundle 1 for a.test: ") and "1 certificates (updated)" in out
 
     served["/community.p7m"] = b"<html>gone</html>"
     code, out, err = run(capsys, "bundles", "refresh")
@@ -154,7 +154,10 @@ def test_bundles_through_the_cli(site, capsys, web, store_url):
     assert [a["subject"] for a in json.loads(out)] == [B.root.ref.subject]
 
     code, out, err = run(capsys, "bundles", "add", f"{base}/missing.p7b", "--domain", "a.test")
-    assert code == 1 and "not-found" in err
+    assert code == 1 and "not added: not-found" in err
+    assert out == ""  # "added" is said only of a bundle that fetched
+    code, out, err = run(capsys, "bundles", "list", "--json")
+    assert [b["url"] for b in json.loads(out)] == [f"{base}/community.p7m"]  # the failed add left nothing
 
 
 WRONG = {

@@ -85,21 +85,94 @@ def test_pkcs12_with_password_file(files, capsysbinary, people):
     assert code == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--key", "bob.crt", "--cert", "bob.crt"], b"not a usable private key"),
-        (["--key", "alice.key", "--cert", "bob.crt"], b"does not belong to the certificate"),
-        (["--key", "missing.key", "--cert", "bob.crt"], b"cannot read"),
-        (["--key", "bob.key"], b"give one --cert for each --key"),
-    ],
-    ids=["cert-as-key", "mismatched-pair", "missing-file", "key-without-cert"],
-)
-def test_unusable_key_files_give_one_line_and_exit_2(files, capsysbinary, args, message):
+UNUSABLE_KEYS = {
+    "cert-as-key": (["--key", "bob.crt", "--cert", "bob.crt"], 1, b"--key BOB.CRT: this is a certificate, not a private key"),
+    "mismatched-pair": (["--key", "alice.key", "--cert", "bob.crt"], 1, b"--key ALICE.KEY does not belong to --cert"),
+    "missing-file": (["--key", "missing.key", "--cert", "bob.crt"], 1, b"--key MISSING.KEY: cannot read"),
+    "key-as-cert": (["--key", "bob.key", "--cert", "bob.key"], 1, b"--cert BOB.KEY: this is a private key, not a certificate"),
+    "key-without-cert": (["--key", "bob.key"], 2, b"1 --key and 0 --cert: give one --cert for each --key"),
+}
+
+
+@pytest.mark.parametrize(("args", "code", "message"), UNUSABLE_KEYS.values(), ids=UNUSABLE_KEYS.keys())
+def test_unusable_key_files_give_one_line_naming_option_and_file(files, capsysbinary, args, code, message):
+    """A wrong file is exit 1 and says which option named it and what it is; a wrong command line is exit 2."""
     (files / "m.eml").write_bytes(messages.plain())
-    code = main(["open", str(files / "m.eml"), *[str(files / a) if not a.startswith("--") else a for a in args]])
+    argv = [str(files / a) if not a.startswith("--") else a for a in args]
+    got = main(["open", str(files / "m.eml"), *argv])
     err = capsysbinary.readouterr().err
-    assert code == 2 and message in err and err.count(b"\n") == 1
+    for a in args:  # the message names the files as given
+        message = message.replace(a.upper().encode(), str(files / a).encode())
+    assert got == code and message in err and err.count(b"\n") == 1, err
+
+
+def wrong_files(people):
+    """Files an administrator gives where a certificate is expected, and what each is."""
+    alice, bob, b = people
+    from tests import anchor_files
+
+    return {
+        "private-key": (bob.key_pem(), "a private key"),
+        "truncated-der": (bob.der[:100], "unrecognised binary data"),
+        "crl": (_crl(b), "a certificate revocation list (CRL)"),
+        "empty": (b"", "an empty file"),
+        "html": (b"<html><body>Sign in</body></html>", "an HTML page"),
+        "pkcs12": (anchor_files.p12(alice), "a PKCS#12 key store"),
+    }
+
+
+def _crl(hisp):
+    from tests import anchor_files
+
+    return anchor_files.crl(hisp.root)
+
+
+@pytest.mark.parametrize("which", ["private-key", "truncated-der", "crl", "empty", "html", "pkcs12"])
+@pytest.mark.parametrize("option", ["--to-cert", "--chain", "--sign-cert"])
+def test_seal_names_a_wrong_certificate_file(files, capsysbinary, people, option, which):
+    data, kind = wrong_files(people)[which]
+    (files / "wrong").write_bytes(data)
+    argv = {"--to-cert": str(files / "bob.crt"), "--chain": None, "--sign-cert": str(files / "alice.crt")}
+    args = ["seal", str(files / "plain.eml"), "--sign-key", str(files / "alice.key")]
+    for opt, default in argv.items():
+        value = str(files / "wrong") if opt == option else default
+        if value is not None:
+            args += [opt, value]
+    code = main(args)
+    err = capsysbinary.readouterr().err.decode()
+    assert code == 1, err
+    assert err.startswith(f"directgw: {option} {files / 'wrong'}: ") and kind in err, err
+    assert "ParseError" not in err and "asn1" not in err and err.count("\n") == 1
+
+
+def test_seal_accepts_a_p7b_of_recipients(files, capsysbinary, people):
+    from tests import anchor_files
+
+    _, bob, _ = people
+    (files / "bob.p7b").write_bytes(anchor_files.p7b(bob))
+    code = main(["seal", str(files / "plain.eml"), "--sign-key", str(files / "alice.key"), "--sign-cert",
+                 str(files / "alice.crt"), "--to-cert", str(files / "bob.p7b")])
+    assert code == 0 and b"application/pkcs7-mime" in capsysbinary.readouterr().out
+
+
+SEAL_WARNINGS = {
+    "bound": ("alice@a.test", ("bob@b.test",), []),
+    "from-not-bound": ("mallory@a.test", ("bob@b.test",), ["the From mallory@a.test is not bound by the signing certificate"]),
+    "no-to": ("alice@a.test", (), ["the message has no To"]),
+    "neither": ("carol@c.test", (), ["the From carol@c.test is not bound", "the message has no To"]),
+}
+
+
+@pytest.mark.parametrize(("sender", "to", "warnings"), SEAL_WARNINGS.values(), ids=SEAL_WARNINGS.keys())
+def test_seal_warns_what_the_recipient_will_refuse(files, capsysbinary, sender, to, warnings):
+    """Sealed anyway (exit 0, the message on stdout), with one warning line per problem on stderr."""
+    (files / "m.eml").write_bytes(messages.plain(sender=sender, recipients=to))
+    code = main(["seal", str(files / "m.eml"), "--sign-key", str(files / "alice.key"), "--sign-cert",
+                 str(files / "alice.crt"), "--to-cert", str(files / "bob.crt")])
+    captured = capsysbinary.readouterr()
+    err = captured.err.decode()
+    assert code == 0 and b"application/pkcs7-mime" in captured.out
+    assert err.count("warning: ") == len(warnings) and all(w in err for w in warnings), err
 
 
 def test_open_reads_a_bare_cms_signature(ri_vectors, capsysbinary):
@@ -121,3 +194,90 @@ def test_demo_tells_the_story(capsys):
     assert "not-encrypted" in out and "no-key-for-recipient" in out and "decryption-failed" in out
     assert "TRUSTED:" in out and "NOT TRUSTED" in out
     assert "dispatched: sealed by the clinic" in out and "never (no MDN to an MDN)" in out
+
+
+def _with_attachments(names: list[str | None]) -> bytes:
+    """A message carrying one small attachment per name (None: no filename)."""
+    boundary = "b1_attachments"
+    parts = [f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"]
+    for n, name in enumerate(names):
+        disposition = "attachment" if name is None else f'attachment; filename="{name}"'
+        parts.append(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                     f"Content-Disposition: {disposition}\r\n\r\npart {n}\r\n")
+    body = "".join(parts).encode() + f"--{boundary}--\r\n".encode()
+    return messages.plain(body=body, extra_headers=(("MIME-Version", "1.0"),
+                                                     ("Content-Type", f'multipart/mixed; boundary="{boundary}"')))
+
+
+def test_open_output_writes_the_inner_message_and_attachments(files, capsysbinary):
+    seal(files, capsysbinary)
+    out = files / "out"
+    code = main(["open", str(files / "sealed.eml"), "--key", str(files / "bob.key"), "--cert", str(files / "bob.crt"),
+                 "--output", str(out), "--json"])
+    report = json.loads(capsysbinary.readouterr().out)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ccd.xml", "message.eml"]
+    assert report["written"] == [str(out / "message.eml"), str(out / "ccd.xml")]
+    assert (out / "ccd.xml").read_bytes() == messages.CCDA
+    inner = (out / "message.eml").read_bytes()
+    assert inner.startswith(b"From: alice@a.test\r\n") and b"Content-Type: multipart/mixed" in inner
+
+
+HOSTILE_NAMES = {
+    "traversal": ("../../escape.txt", "escape.txt"),
+    "absolute": ("/etc/passwd", "passwd"),
+    "windows-traversal": ("..\\\\..\\\\win.ini", "win.ini"),
+    "dot-name": ("..", "attachment-1.bin"),
+    "hidden": (".bashrc", "bashrc"),
+    "no-name": (None, "attachment-1.bin"),
+    "the-message-name": ("message.eml", "message-2.eml"),
+    "odd-characters": ("a;b|c$d`e.pdf", "a_b_c_d_e.pdf"),
+    "long": ("x" * 300 + ".pdf", "x" * 96 + ".pdf"),
+}
+
+
+@pytest.mark.parametrize(("given", "written"), HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
+def test_open_output_keeps_hostile_names_inside_the_directory(files, capsysbinary, given, written, tmp_path):
+    (files / "m.eml").write_bytes(_with_attachments([given]))
+    sealed = seal_file(files, capsysbinary, "m.eml")
+    out = tmp_path / "deep" / "out"
+    assert main(["open", str(sealed), "--key", str(files / "bob.key"), "--cert", str(files / "bob.crt"),
+                 "--output", str(out)]) == 0
+    capsysbinary.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == sorted(["message.eml", written])
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]  # nothing beside it
+
+
+def test_open_output_numbers_duplicates_and_never_overwrites(files, capsysbinary, tmp_path):
+    (files / "m.eml").write_bytes(_with_attachments(["ccd.xml", "ccd.xml", "sub/ccd.xml", "link.txt"]))
+    sealed = seal_file(files, capsysbinary, "m.eml")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ccd.xml").write_bytes(b"kept")
+    outside = tmp_path / "outside.txt"
+    (out / "link.txt").symlink_to(outside)  # a link planted to write outside DIR
+    assert main(["open", str(sealed), "--key", str(files / "bob.key"), "--cert", str(files / "bob.crt"),
+                 "--output", str(out)]) == 0
+    capsysbinary.readouterr()
+    assert (out / "ccd.xml").read_bytes() == b"kept"
+    assert [(out / f"ccd-{n}.xml").read_bytes() for n in (2, 3, 4)] == [b"part 0", b"part 1", b"part 2"]
+    assert (out / "link-2.txt").read_bytes() == b"part 3"
+    assert not outside.exists()
+
+
+def test_open_output_writes_nothing_for_a_rejected_message(files, capsysbinary):
+    seal(files, capsysbinary)
+    out = files / "out"
+    code = main(["open", str(files / "sealed.eml"), "--key", str(files / "alice.key"), "--cert",
+                 str(files / "alice.crt"), "--output", str(out)])
+    assert code == 1 and not out.exists()
+    capsysbinary.readouterr()
+
+
+def seal_file(files, capsysbinary, name: str):
+    code = main(["seal", str(files / name), "--sign-key", str(files / "alice.key"), "--sign-cert",
+                 str(files / "alice.crt"), "--to-cert", str(files / "bob.crt")])
+    assert code == 0
+    sealed = files / f"{name}.sealed"
+    sealed.write_bytes(capsysbinary.readouterr().out)
+    return sealed

@@ -26,7 +26,6 @@ from gateway.core import (
     seal_outbound,
 )
 from gateway.core.mdn import Disposition, Mdn, build_mdn, mdn_request, parse_mdn
-from trust import DomainPolicies, OfflineFetcher, TrustService
 
 CCDA = (
     b'<?xml version="1.0" encoding="UTF-8"?>\r\n<ClinicalDocument xmlns="urn:hl7-org:v3">\r\n'
@@ -70,6 +69,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def story(at: datetime) -> int:
+    # imported here, not at the top: building the parser (``--help``) must not load the HTTP client
+    from trust import DomainPolicies, OfflineFetcher, TrustService
+
     story = Story()
     hospital = devpki.hisp("hospital.example")
     clinic = devpki.hisp("clinic.example")

@@ -2,8 +2,13 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``;
 a registered command sets ``func`` (taking the parsed arguments, returning an
-exit code). Async commands run their coroutine through ``asyncio.run`` here and
-nowhere else.
+exit code, see ``args`` for the convention). Async commands run their
+coroutine through ``asyncio.run`` and nowhere else.
+
+Building the parser imports only what the arguments need: the database
+(SQLAlchemy, Alembic) and the network clients are imported by the commands
+that use them, when they run (``args.lazy``), so ``--help`` and the message
+commands (``open``, ``seal``, ``verify``) start fast.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from gateway import logs
+from .args import CONFIG_HELP, EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED
 
 COMMAND_MODULES = (
     "gateway.cli.message",
@@ -25,9 +31,13 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="directgw", description="Secure Direct messaging gateway")
+    parser = argparse.ArgumentParser(
+        prog="directgw", description="Secure Direct messaging gateway", epilog=EXIT_CODES_HELP,
+    )
+    parser.add_argument("--config", type=Path, help=CONFIG_HELP + "; also accepted after the command")
     parser.add_argument("--log-json", action="store_true", help="logs as JSON lines (for servers)")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="least severe log level written to stderr (default warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -37,13 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gateway import logs
+
     logs.configure(json=args.log_json, level=args.log_level)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 1
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ```toml
 [discovery]
-nameservers = ["127.0.0.1:5353"]   # host:port; required (no system resolver)
+nameservers = ["127.0.0.1:5353"]   # host:port; `directgw init` writes the system's (/etc/resolv.conf)
 dns_timeout = 3.0                  # seconds per server and question
 ldap_timeout = 5.0                 # seconds to connect, and per operation
 negative_ttl = 60                  # seconds "no record" is believed
@@ -12,9 +12,11 @@ ldap = true                        # false: DNS only
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from trust.fetch import Fetcher
@@ -34,6 +36,34 @@ from .service import Discovery
 from .srv import Draw
 
 KNOWN = {"nameservers", "dns_timeout", "ldap_timeout", "negative_ttl", "ldap"}
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+"""Where the system names its resolvers (resolv.conf(5)); read by the command
+line, the composition root, never by this module."""
+
+
+def system_nameservers(resolv_conf: str) -> list[str]:
+    """The ``nameserver`` addresses of a resolv.conf(5) text, as ``[discovery]
+    nameservers`` entries (IPv6 in brackets, so a port can never be misread).
+
+    Only IP addresses count (resolv.conf allows nothing else); a link-local
+    IPv6 zone (``fe80::1%eth0``) is kept as written. Comments start with ``#``
+    or ``;``.
+    """
+    out: list[str] = []
+    for line in resolv_conf.splitlines():
+        fields = line.split(maxsplit=2)
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        address = fields[1]
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            continue
+        entry = f"[{address}]:53" if ip.version == 6 else f"{address}:53"
+        if entry not in out:
+            out.append(entry)
+    return out
 
 
 class DiscoverySettingsError(ValueError):

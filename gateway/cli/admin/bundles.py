@@ -19,6 +19,7 @@ from gateway.store import Store
 
 from .common import (
     DIRECTIONS,
+    AdminError,
     domain_arg,
     duration_arg,
     print_json,
@@ -61,8 +62,18 @@ def cmd_bundles_add(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session:
             bundles = Bundles(store, session)
             record = await bundles.add(args.url, domain, DIRECTIONS[args.direction], refresh=refresh, signer=signer, at=at)
-            print(f"added bundle {record.id} for {domain}: {record.url}")
-            return 0 if _report(await bundles.refresh(record, at)) else 1
+            outcome = await bundles.refresh(record, at)
+            if outcome.status is RefreshStatus.FAILED:
+                # a bundle that never fetched holds no anchors and would fail
+                # every refresh: take it back out, so a failed add changes nothing
+                await bundles.remove(record.id)
+                assert outcome.problem is not None
+                warn(outcome.warnings, outcome.url)
+                raise AdminError(f"bundle {outcome.url} not added: {outcome.problem.value}: {outcome.detail}")
+            warn(outcome.warnings, outcome.url)
+            print(f"added bundle {record.id} for {domain}: {record.url}, {outcome.certificates} certificates "
+                  f"({outcome.status.value})")
+            return 0
 
     return run(args, body, lambda: (domain_arg(args.domain), duration_arg(args.refresh)))
 
@@ -90,6 +101,9 @@ def cmd_bundles_refresh(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         async with aiohttp.ClientSession() as session:
             outcomes = await Bundles(store, session).refresh_due(utc_now(), force=not args.due)
+        if not outcomes:
+            print("no bundle is due for a refresh" if args.due else "no bundles to refresh (directgw bundles add URL --domain D)")
+            return 0
         ok = [_report(o) for o in outcomes]
         return 0 if all(ok) else 1
 

@@ -23,25 +23,23 @@ from gateway.config import (
     ConfigError,
     load_config,
 )
-from gateway.core.certs import (
-    CertRef,
-    KeyMaterialError,
-    load_certificates,
-)
+from gateway.core.certs import CertRef, KeyMaterialError
 from gateway.domains import DomainError
 from gateway.store import Store, StoreError, open_store
 from gateway.store.lookups import normalise_domain
 
+from ..args import CommandFailed, UsageError, fail
 from ..args import config_path as given_config_path
+from ..files import read_cert
 
 DIRECTIONS = {"incoming": (Direction.INCOMING,), "outgoing": (Direction.OUTGOING,), "both": tuple(Direction)}
 
 
-class AdminUsageError(Exception):
+class AdminUsageError(UsageError):
     """A wrong option or argument: exit 2."""
 
 
-class AdminError(Exception):
+class AdminError(CommandFailed):
     """The command could not do what was asked: exit 1."""
 
 
@@ -50,7 +48,7 @@ def utc_now() -> datetime:
 
 
 def config_path(args: argparse.Namespace) -> Path:
-    return given_config_path(args.config)
+    return given_config_path(getattr(args, "config", None))
 
 
 def read_file(path: Path) -> bytes:
@@ -101,14 +99,11 @@ def run(
 def guard(fn: Callable[[], int]) -> int:
     try:
         return fn()
-    except AdminUsageError as exc:
-        print(f"directgw: {exc}", file=sys.stderr)
-        return 2
     except (
-        AdminError, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError, BundleDefinitionError,
+        UsageError, CommandFailed, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError,
+        BundleDefinitionError,
     ) as exc:
-        print(f"directgw: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     except SQLAlchemyError as exc:  # the database went away mid-command
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         print(f"directgw: database error: {detail[0] if detail else type(exc).__name__}", file=sys.stderr)
@@ -125,10 +120,8 @@ def warn(lines: tuple[str, ...] | list[str], source: str = "") -> None:
 
 
 def certificate_arg(path: Path, option: str) -> CertRef:
-    try:
-        return load_certificates(read_file(path))[0]
-    except KeyMaterialError as exc:
-        raise AdminError(f"{option} {path}: {exc}") from exc
+    """The certificate a file holds, or a refusal saying what the file is instead."""
+    return read_cert(path, option, utc_now())
 
 
 def signer_arg(path: Path | None) -> CertRef | None:

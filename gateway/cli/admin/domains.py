@@ -11,11 +11,11 @@ from gateway.core.certs import (
     KeyMaterialError,
     KeyPair,
     load_pkcs12,
-    load_private_key,
 )
 from gateway.domains import LocalDomains, check_key_file, split_address
 from gateway.store import Store
 
+from ..files import read_private_key
 from .common import (
     AdminError,
     AdminUsageError,
@@ -56,10 +56,7 @@ def _load_pair(args: argparse.Namespace) -> KeyPair:
         raise AdminUsageError("give --cert and --key (or --p12)")
     check_key_file(args.key)
     cert = certificate_arg(args.cert, "--cert")
-    try:
-        key = load_private_key(read_file(args.key), password)
-    except KeyMaterialError as exc:
-        raise AdminError(f"--key {args.key}: {exc}") from exc
+    key = read_private_key(args.key, "--key", password, utc_now())
     return KeyPair(key, cert)
 
 

@@ -1,24 +1,53 @@
-"""``directgw init``: a starter configuration and a migrated database."""
+"""``directgw init``: a starter configuration and a migrated database.
+
+The configuration file is written last, and atomically (a temporary file
+linked into place, which fails rather than replaces when the name is taken):
+a failed ``init`` (the database unreachable, a directory not writable) leaves
+no ``directgw.toml`` behind to block the retry, and two ``init`` runs at once
+cannot both win. The database step is idempotent, so a retry simply
+continues.
+
+The starter file's ``[discovery]`` table names the system's resolvers
+(``/etc/resolv.conf``), so ``directgw discover`` works out of the box.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import tempfile
+from pathlib import Path
 
-from gateway.config import (
-    parse_config,
-    starter_config,
-)
+from gateway.config import parse_config, starter_config
+from gateway.discovery.settings import RESOLV_CONF
 from gateway.domains import LocalDomains
 from gateway.store import open_store
 
-from .common import (
-    AdminError,
-    config_path,
-    domain_arg,
-    guard,
-    utc_now,
-)
+from ..discover import system_resolvers
+from .common import AdminError, config_path, domain_arg, guard, utc_now
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` in one step, never replacing a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise AdminError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the configuration holds no secret
+        os.link(tmp, path)  # fails with EEXIST rather than replacing
+    except FileExistsError:
+        raise AdminError(f"{path} already exists; edit it, or give another --config") from None
+    except OSError as exc:
+        raise AdminError(f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        os.unlink(tmp)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -27,13 +56,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         domain = domain_arg(args.domain)
         if path.exists():
             raise AdminError(f"{path} already exists; edit it, or give another --config")
-        text = starter_config(domain, args.data_dir or "data", args.storage_url)
-        config = parse_config(text, path)  # a bad --storage-url fails before anything is written
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise AdminError(f"cannot write {path}: {exc.strerror}") from exc
+        nameservers = system_resolvers()
+        text = starter_config(domain, args.data_dir or "data", args.storage_url, nameservers=nameservers)
+        config = parse_config(text, path)  # a bad --storage-url fails before anything is created
         try:
             # the database holds private keys: only the gateway's user may enter
             config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -48,8 +73,13 @@ def cmd_init(args: argparse.Namespace) -> int:
                 await store.close()
 
         asyncio.run(go())
+        _write_new(path, text)
         print(f"wrote {path}")
         print(f"database ready: {config.storage_url}")
+        if nameservers:
+            print(f"discovery asks the system's resolvers: {', '.join(nameservers)} (from {RESOLV_CONF})")
+        else:
+            print(f"warning: {RESOLV_CONF} names no resolver: set [discovery] nameservers in {path}")
         print(f"local domain {domain} created; next: directgw domains add {domain} --cert C --key K")
         return 0
 
