@@ -107,5 +107,7 @@ outbound = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # why it was deferred or ended: gateway.outbound.queue.Reason (migration 0004)
+    Column("reason", String(32), nullable=True),
     Index("ix_outbound_state_next_attempt_at", "state", "next_attempt_at"),
 )

@@ -1,0 +1,362 @@
+"""The outbound queue: what the gateway must send, claimed by workers with leases.
+
+A job is one message to one recipient (the ``outbound`` table). Its life::
+
+    queued --claim--> queued, leased --sent--> sent          (final)
+                                     --retry--> queued, due later (backoff)
+                                     --retry past expires_at--> expired (final)
+                                     --failed--> failed      (final)
+                                     --release--> queued, lease cleared (graceful stop)
+                      lease runs out --> claimable again (a crashed worker loses nothing)
+
+Claiming takes due rows whose lease is free or run out and stamps them with
+the worker's name and a lease end, in one write transaction. On PostgreSQL
+the rows are read ``FOR UPDATE SKIP LOCKED``, so concurrent workers (on
+several nodes) pass over each other's rows instead of waiting; on SQLite the
+``BEGIN IMMEDIATE`` of ``Store.begin`` holds the single write lock for the
+whole claim. Every later transition names the lease it holds: a worker whose
+lease ran out (and was taken by another) changes nothing and is told so.
+
+Every transition writes an ``audit`` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.store import Store
+from gateway.store.messaging import audit, outbound
+
+from .settings import DEFAULT_FIRST_RETRY, DEFAULT_MAX_RETRY
+
+
+class JobKind(enum.Enum):
+    MAIL = "mail"
+    """A provider's message."""
+    MDN = "mdn"
+    DSN = "dsn"
+
+    @property
+    def null_sender(self) -> bool:
+        """Notifications go out with MAIL FROM:<> so nothing answers them
+        (RFC 3798 section 3 for MDNs, RFC 5321 4.5.5 and RFC 3464 for DSNs)."""
+        return self is not JobKind.MAIL
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self is not JobState.QUEUED
+
+
+class Reason(enum.Enum):
+    """Why a job was deferred or ended, kept on the job and in the audit trail."""
+
+    DELIVERED = "delivered"
+    NO_CERTIFICATE = "no-certificate"
+    """Direct item 21: no valid certificate for the recipient anywhere: never sent."""
+    DISCOVERY_UNAVAILABLE = "discovery-unavailable"
+    """A certificate source could not be asked, or a status was unknown: asked again later."""
+    NO_SIGNING_KEY = "no-signing-key"
+    SEAL_REJECTED = "seal-rejected"
+    NO_SUCH_DOMAIN = "no-such-domain"
+    NULL_MX = "null-mx"
+    """RFC 7505: the domain publishes that it accepts no mail."""
+    DNS_UNAVAILABLE = "dns-unavailable"
+    CONNECTION = "connection"
+    """Refused, reset, unreachable, or closed by the server mid-session."""
+    TIMEOUT = "timeout"
+    TLS_UNAVAILABLE = "tls-unavailable"
+    """STARTTLS was required but not offered, or its handshake failed."""
+    SMTP_TEMPORARY = "smtp-temporary"
+    SMTP_PERMANENT = "smtp-permanent"
+    LIFETIME = "lifetime"
+    INTERNAL = "internal"
+    """A bug on our side: never a final failure, the job is retried."""
+
+
+class Event(enum.Enum):
+    """The audit trail's name for each transition."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RECLAIMED = "reclaimed"
+    """Claimed after another worker's lease ran out (that worker died or stalled)."""
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: JobKind
+    sender: str
+    recipient: str
+    payload: bytes = field(repr=False)
+    state: JobState
+    attempts: int
+    """Claims so far, this one included."""
+    next_attempt_at: datetime
+    expires_at: datetime
+    lease_owner: str | None
+    lease_until: datetime | None
+    message_id: int | None
+    relates_to: str | None
+    created_at: datetime
+    last_code: int | None = None
+    last_error: str | None = None
+    reason: Reason | None = None
+    sent_message_id: str | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: ``first``, doubled after each attempt, at most ``cap``."""
+
+    first: timedelta = DEFAULT_FIRST_RETRY
+    cap: timedelta = DEFAULT_MAX_RETRY
+
+    def delay(self, attempts: int) -> timedelta:
+        # 2**n overflows nothing here: the exponent stops once the cap is reached
+        delay = self.first
+        for _ in range(max(attempts, 1) - 1):
+            delay *= 2
+            if delay >= self.cap:
+                return self.cap
+        return min(delay, self.cap)
+
+
+def lock_for_claim(query: Select[Any], dialect: str) -> Select[Any]:
+    """The one dialect difference of claiming (module docstring): PostgreSQL
+    locks the due rows and skips those another claim holds; SQLite already
+    holds the database's single write lock (``BEGIN IMMEDIATE``)."""
+    if dialect == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def _job(row: Any) -> Job:
+    r: Mapping[str, Any] = row._mapping
+    reason = r["reason"]
+    return Job(
+        id=r["id"], kind=JobKind(r["kind"]), sender=r["sender"], recipient=r["recipient"],
+        payload=bytes(r["payload"]), state=JobState(r["state"]), attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"], expires_at=r["expires_at"], lease_owner=r["lease_owner"],
+        lease_until=r["lease_until"], message_id=r["message_id"], relates_to=r["relates_to"],
+        created_at=r["created_at"], last_code=r["last_code"], last_error=r["last_error"],
+        reason=Reason(reason) if reason is not None else None, sent_message_id=r["sent_message_id"],
+    )
+
+
+MAX_ERROR_TEXT = 2000
+"""What is kept of a server's reply or a discovery report on the job (the audit row keeps the same)."""
+
+
+class OutboundQueue:
+    """Built once per process over the shared ``Store``; several queues (or nodes)
+    on one database never hand one job to two workers at once."""
+
+    def __init__(self, store: Store, *, backoff: Backoff | None = None) -> None:
+        self._store = store
+        self.backoff = backoff or Backoff()
+
+    @asynccontextmanager
+    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn  # the caller's transaction: committed (or not) with its own work
+            return
+        async with self._store.begin() as own:
+            yield own
+
+    async def enqueue(
+        self,
+        conn: AsyncConnection | None,
+        kind: JobKind | str,
+        sender: str,
+        recipient: str,
+        payload: bytes,
+        *,
+        at: datetime,
+        lifetime: timedelta,
+        relates_to: str | None = None,
+        message_id: int | None = None,
+    ) -> int:
+        """Queue ``payload`` (a plain RFC 5322 message, sealed at send time) for one
+        recipient, due now. With ``conn``, inside the caller's open write
+        transaction, so an MDN is queued atomically with the acceptance it reports."""
+        kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
+        async with self._transaction(conn) as c:
+            result = await c.execute(
+                insert(outbound).values(
+                    message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
+                    state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
+                    relates_to=relates_to, created_at=at, updated_at=at,
+                )
+            )
+            assert result.inserted_primary_key is not None
+            job_id = int(result.inserted_primary_key[0])
+            await _audit(c, at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})")
+        return job_id
+
+    async def claim(self, owner: str, *, at: datetime, lease: timedelta, limit: int) -> list[Job]:
+        """Up to ``limit`` due jobs, leased to ``owner`` until ``at + lease``."""
+        due = (
+            select(outbound.c.id, outbound.c.lease_owner, outbound.c.lease_until)
+            .where(outbound.c.state == JobState.QUEUED.value)
+            .where(outbound.c.next_attempt_at <= at)
+            .where(or_(outbound.c.lease_until.is_(None), outbound.c.lease_until <= at))
+            .order_by(outbound.c.next_attempt_at, outbound.c.id)
+            .limit(limit)
+        )
+        async with self._store.begin() as conn:
+            rows = (await conn.execute(lock_for_claim(due, self._store.dialect))).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            await conn.execute(
+                update(outbound)
+                .where(outbound.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=at + lease, attempts=outbound.c.attempts + 1, updated_at=at)
+            )
+            jobs = [_job(r) for r in (await conn.execute(select(outbound).where(outbound.c.id.in_(ids)))).all()]
+            previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
+            for job in jobs:
+                before, until = previous[job.id]
+                if before is None:
+                    await _audit(conn, at, job.message_id, job.recipient, Event.CLAIMED, None,
+                                 f"outbound #{job.id} attempt {job.attempts}", node=owner)
+                else:
+                    await _audit(conn, at, job.message_id, job.recipient, Event.RECLAIMED, None,
+                                 f"outbound #{job.id} attempt {job.attempts}: the lease of {before} ran out at "
+                                 f"{until.isoformat() if until else '?'}", node=owner)
+        jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
+        return jobs
+
+    async def sent(self, job: Job, *, at: datetime, code: int, peer: str, sent_message_id: str | None) -> bool:
+        """Delivered; False when ``job``'s lease was no longer held (another worker has it)."""
+        return await self._transition(
+            job, at, JobState.SENT, Event.SENT, Reason.DELIVERED, code, None, peer,
+            sent_message_id=sent_message_id,
+        )
+
+    async def retry(
+        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None
+    ) -> JobState | None:
+        """A temporary failure: due again after the backoff, or ``EXPIRED`` (final)
+        when that would pass the job's lifetime. None when the lease was lost."""
+        due = at + self.backoff.delay(job.attempts)
+        if due >= job.expires_at:
+            detail = f"{error} (no attempt left before {job.expires_at.isoformat()})"
+            done = await self._transition(job, at, JobState.EXPIRED, Event.EXPIRED, reason, code, detail, peer)
+            return JobState.EXPIRED if done else None
+        done = await self._transition(
+            job, at, JobState.QUEUED, Event.DEFERRED, reason, code, f"{error} (next attempt {due.isoformat()})",
+            peer, next_attempt_at=due,
+        )
+        return JobState.QUEUED if done else None
+
+    async def failed(
+        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None
+    ) -> bool:
+        """A permanent failure (final)."""
+        return await self._transition(job, at, JobState.FAILED, Event.FAILED, reason, code, error, peer)
+
+    async def expire(self, job: Job, *, at: datetime) -> bool:
+        """Claimed after its lifetime ran out (the gateway was down): final, not attempted."""
+        detail = f"not delivered before {job.expires_at.isoformat()}"
+        if job.last_error:
+            detail += f"; last error: {job.last_error}"
+        return await self._transition(
+            job, at, JobState.EXPIRED, Event.EXPIRED, job.reason or Reason.LIFETIME, job.last_code, detail, None
+        )
+
+    async def release(self, job: Job, *, at: datetime) -> bool:
+        """Hand the job back unattempted (graceful stop): due at once for any worker,
+        and this claim not counted as an attempt."""
+        return await self._transition(
+            job, at, JobState.QUEUED, Event.RELEASED, job.reason, job.last_code, "handed back on shutdown", None,
+            keep_outcome=True, attempts=outbound.c.attempts - 1,
+        )
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self._store.engine.connect() as conn:
+            row = (await conn.execute(select(outbound).where(outbound.c.id == job_id))).first()
+        return _job(row) if row is not None else None
+
+    async def _transition(
+        self,
+        job: Job,
+        at: datetime,
+        state: JobState,
+        event: Event,
+        reason: Reason | None,
+        code: int | None,
+        detail: str | None,
+        peer: str | None,
+        *,
+        keep_outcome: bool = False,
+        **extra: Any,
+    ) -> bool:
+        detail = detail[:MAX_ERROR_TEXT] if detail is not None else None
+        values: dict[str, Any] = {"state": state.value, "lease_owner": None, "lease_until": None, "updated_at": at}
+        if not keep_outcome:
+            values |= {"reason": reason.value if reason else None, "last_code": code, "last_error": detail}
+        values |= extra
+        held = and_(
+            outbound.c.id == job.id,
+            outbound.c.state == JobState.QUEUED.value,
+            outbound.c.lease_owner == job.lease_owner,
+            outbound.c.lease_until == job.lease_until,
+        )
+        async with self._store.begin() as conn:
+            result = await conn.execute(update(outbound).where(held).values(**values))
+            if result.rowcount != 1:
+                return False
+            await _audit(
+                conn, at, job.message_id, job.recipient, event, reason,
+                f"outbound #{job.id}" + (f": {detail}" if detail else "")
+                + (f" [{code}]" if code is not None and not keep_outcome else ""),
+                peer=peer, node=job.lease_owner,
+            )
+        return True
+
+
+async def _audit(
+    conn: AsyncConnection,
+    at: datetime,
+    message_id: int | None,
+    recipient: str,
+    event: Event,
+    reason: Reason | None,
+    detail: str,
+    *,
+    peer: str | None = None,
+    node: str | None = None,
+) -> None:
+    await conn.execute(
+        insert(audit).values(
+            at=at, message_id=message_id, recipient=recipient, event=event.value,
+            reason=reason.value if reason else None, detail=detail[:MAX_ERROR_TEXT],
+            peer=peer[:64] if peer else None, node=node[:64] if node else None,
+        )
+    )

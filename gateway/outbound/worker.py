@@ -1,0 +1,215 @@
+"""The delivery loop: claim, find certificates, seal, route, send, record.
+
+For each claimed job (one message, one recipient):
+
+1. past its lifetime (the gateway was down): expired, nothing sent;
+2. the sender's signing pair (``LocalDomains.signing_pair``): none is a final failure;
+3. the recipient's certificates (``Discovery.discover``, judged against the
+   sender domain's outgoing anchors): none anywhere is a final failure, the
+   discovery report kept as the reason (Direct item 21: "no send"); a source
+   that could not be asked is temporary;
+4. ``seal_outbound`` (pure core): sign with our key, encrypt to every found certificate;
+5. the route (static, MX, implicit MX; null MX and NXDOMAIN are final);
+6. SMTP: ``Sent``, ``Temporary`` (retried with backoff until the lifetime
+   runs out, then expired) or ``Permanent`` (failed).
+
+Sealing happens at every attempt, not at enqueue time: certificates found
+then are the ones valid now (a recipient's rollover between attempts is
+followed), and the queue never holds ciphertext for a key that was revoked.
+A bug in one attempt is logged and retried, never made a final failure.
+
+``run`` loops until its stop event is set, then lets in-flight attempts
+finish for ``grace`` seconds and hands back (``release``) the leases of those
+still running, so another worker takes them at once instead of waiting for
+the lease to run out. ``run_once`` is one round, for tests and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from gateway.core.certs import KeyPair
+from gateway.core.outbound import SealOptions, seal_outbound
+from gateway.core.outcomes import Rejected
+from gateway.discovery.types import Discovered, DoNotSend
+
+from .queue import Job, JobState, OutboundQueue, Reason
+from .routes import Router, Unroutable
+from .settings import OutboundSettings
+from .transport import Permanent, Sent, Temporary, Transport
+
+log = structlog.get_logger("directgw.outbound")
+
+DEFAULT_GRACE_SECONDS = 20.0
+"""How long a stopping worker lets in-flight sessions finish (systemd's stop timeout is 90 s)."""
+
+
+class CertificateFinder(Protocol):
+    """``gateway.discovery.Discovery``."""
+
+    async def discover(self, address: str, *, local_domain: str, at: datetime) -> Discovered | DoNotSend: ...
+
+
+class SigningKeys(Protocol):
+    """``gateway.domains.LocalDomains``."""
+
+    async def signing_pair(self, address: str, at: datetime) -> KeyPair | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt at one job came to (for tests, logs and the CLI)."""
+
+    job: Job
+    state: JobState | None
+    """The job's state afterwards; None when its lease had been lost to another worker."""
+    reason: Reason
+    detail: str
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    final: bool
+    reason: Reason
+    detail: str
+    code: int | None = None
+    peer: str | None = None
+    sent_message_id: str | None = None
+    delivered: bool = False
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        queue: OutboundQueue,
+        *,
+        discovery: CertificateFinder,
+        keys: SigningKeys,
+        router: Router,
+        transport: Transport,
+        settings: OutboundSettings,
+        clock: Callable[[], datetime],
+        owner: str,
+    ) -> None:
+        self.queue = queue
+        self.discovery = discovery
+        self.keys = keys
+        self.router = router
+        self.transport = transport
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner
+
+    async def run_once(self) -> list[Attempt]:
+        """Claim one batch and attempt every job in it concurrently."""
+        jobs = await self._claim()
+        return list(await asyncio.gather(*(self.attempt(job) for job in jobs)))
+
+    async def run(self, stop: asyncio.Event, *, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+        while not stop.is_set():
+            jobs = await self._claim()
+            if not jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll)
+                continue
+            await self._round(jobs, stop, grace)
+
+    async def _claim(self) -> list[Job]:
+        s = self.settings
+        return await self.queue.claim(self.owner, at=self.clock(), lease=s.lease, limit=s.batch)
+
+    async def _round(self, jobs: list[Job], stop: asyncio.Event, grace: float) -> None:
+        tasks = {asyncio.create_task(self.attempt(job)): job for job in jobs}
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+            while not stopping.done() and not all(t.done() for t in tasks):
+                await asyncio.wait([*(t for t in tasks if not t.done()), stopping],
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=grace)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+        for task in still:
+            job = tasks[task]
+            # a session cut mid-DATA may have delivered; the next attempt may then duplicate
+            # it, which RFC 5321 accepts (6.1) and Direct's Message-ID deduplication absorbs
+            handed_back = await self.queue.release(job, at=self.clock())
+            log.info("outbound.released", job=job.id, recipient=job.recipient, handed_back=handed_back)
+
+    async def attempt(self, job: Job) -> Attempt:
+        """One attempt at one claimed job; never raises (a bug becomes a retry)."""
+        bound = log.bind(job=job.id, kind=job.kind.value, recipient=job.recipient, attempt=job.attempts)
+        at = self.clock()
+        if at >= job.expires_at:
+            done = await self.queue.expire(job, at=at)
+            bound.info("outbound.expired", before=job.expires_at.isoformat())
+            return Attempt(job, JobState.EXPIRED if done else None, job.reason or Reason.LIFETIME,
+                           "expired before this attempt")
+        try:
+            outcome = await self._deliver(job, at)
+        except Exception as exc:  # a bug: logged with its traceback, the job kept and retried
+            bound.exception("outbound.internal-error")
+            outcome = _Outcome(False, Reason.INTERNAL, f"internal error ({type(exc).__name__}); see the log")
+        return await self._record(job, outcome, bound)
+
+    async def _record(self, job: Job, outcome: _Outcome, bound: structlog.typing.FilteringBoundLogger) -> Attempt:
+        at = self.clock()
+        state: JobState | None
+        if outcome.delivered:
+            done = await self.queue.sent(job, at=at, code=outcome.code or 250, peer=outcome.peer or "",
+                                         sent_message_id=outcome.sent_message_id)
+            state = JobState.SENT if done else None
+        elif outcome.final:
+            done = await self.queue.failed(job, at=at, reason=outcome.reason, code=outcome.code,
+                                           error=outcome.detail, peer=outcome.peer)
+            state = JobState.FAILED if done else None
+        else:
+            state = await self.queue.retry(job, at=at, reason=outcome.reason, code=outcome.code,
+                                           error=outcome.detail, peer=outcome.peer)
+        bound.info("outbound.attempt", state=state.value if state else "lease-lost", reason=outcome.reason.value,
+                   code=outcome.code, peer=outcome.peer, detail=outcome.detail[:300])
+        return Attempt(job, state, outcome.reason, outcome.detail, outcome.code)
+
+    async def _deliver(self, job: Job, at: datetime) -> _Outcome:
+        sender_domain = job.sender.rpartition("@")[2].lower()
+        pair = await self.keys.signing_pair(job.sender, at)
+        if pair is None:
+            return _Outcome(True, Reason.NO_SIGNING_KEY,
+                            f"no valid signing certificate for {job.sender} or {sender_domain}")
+        found = await self.discovery.discover(job.recipient, local_domain=sender_domain, at=at)
+        if isinstance(found, DoNotSend):
+            if found.temporary:
+                return _Outcome(False, Reason.DISCOVERY_UNAVAILABLE, found.explain())
+            return _Outcome(True, Reason.NO_CERTIFICATE, found.explain())
+        sealed = seal_outbound(job.payload, pair, found.certificates, SealOptions(at=at))
+        if isinstance(sealed, Rejected):
+            return _Outcome(True, Reason.SEAL_REJECTED, f"{sealed.reason.value}: {sealed.detail}")
+        route = await self.router.route(job.domain, at=at)
+        if isinstance(route, Unroutable):
+            reason = Reason.NULL_MX if route.null_mx else (
+                Reason.NO_SUCH_DOMAIN if route.permanent else Reason.DNS_UNAVAILABLE)
+            return _Outcome(route.permanent, reason, route.detail)
+        envelope_from = "" if job.kind.null_sender else job.sender
+        result = await self.transport.deliver(route.destinations, envelope_from, job.recipient, sealed.message)
+        peer = str(result.destination) if result.destination is not None else None
+        if isinstance(result, Sent):
+            return _Outcome(True, Reason.DELIVERED, f"{route.how}: {result.text}", result.code, peer,
+                            sealed.message_id, delivered=True)
+        if isinstance(result, Permanent):
+            return _Outcome(True, result.reason, result.text, result.code, peer)
+        assert isinstance(result, Temporary)
+        return _Outcome(False, result.reason, result.text, result.code, peer)
