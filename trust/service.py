@@ -194,7 +194,7 @@ class TrustService:
                 continue
             outcome = await validate(
                 cert, chain_hint=chain, pool=search.building_pool(chain), anchors=anchors, at=at, policy=policy,
-                revocation=self.revocation, fetch_problems=search.problems,
+                revocation=self.revocation, fetch_problems=search.problems, crl_issuers=search.pool,
             )
             tried.append(_Tried(chain, outcome))
             if outcome.failure is None:
@@ -206,7 +206,7 @@ class TrustService:
             chain = search.dead_end or (cert,)
             outcome = await validate(
                 cert, chain_hint=chain, pool=search.building_pool(chain), anchors=anchors, at=at, policy=policy,
-                revocation=self.revocation, fetch_problems=search.problems,
+                revocation=self.revocation, fetch_problems=search.problems, crl_issuers=search.pool,
             )
             tried.append(_Tried(chain, outcome))
         # the path that passed; else, as pyhanko-certvalidator reports, a failure

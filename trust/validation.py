@@ -212,11 +212,16 @@ async def validate(
     policy: Policy,
     revocation: RevocationCache,
     fetch_problems: Sequence[FetchError] = (),
+    crl_issuers: Sequence[CertRef] = (),
 ) -> PathOutcome:
     """Validate ``leaf`` to one of ``anchors`` through ``pool``, then check revocation.
 
-    ``fetch_problems`` are the AIA fetches that failed while gathering ``pool``."""
-    parsed = _Parsed([leaf, *pool, *anchors])
+    ``fetch_problems`` are the AIA fetches that failed while gathering ``pool``.
+    ``crl_issuers`` are further certificates given to the revocation step only:
+    a CA's separate CRL-signing certificate, or its old or new self-issued one
+    (RFC 5280 6.3.3 (f); PKITS 4.4.19, 4.5.6), often shares its name with an
+    issuer on the path, so path building is not shown it."""
+    parsed = _Parsed([leaf, *pool, *crl_issuers, *anchors])
     others = [c for c in pool if c not in anchors]
     context = _context(parsed, anchors, others, at, policy)
     validator = CertificateValidator(parsed.of(leaf), validation_context=context)
@@ -237,6 +242,7 @@ async def validate(
         return PathOutcome(path, TrustFailure(Check.EXPIRED, anchor, f"the trust anchor expired on {anchor.not_after:%Y-%m-%d %H:%M:%SZ}"), None)
     if at < anchor.not_before:
         return PathOutcome(path, TrustFailure(Check.NOT_YET_VALID, anchor, f"the trust anchor is not valid before {anchor.not_before:%Y-%m-%d %H:%M:%SZ}"), None)
+    others = list(dict.fromkeys([*others, *(c for c in crl_issuers if c not in anchors)]))
     return await _check_revocation(path, vpath, parsed, anchors, others, at, policy, revocation)
 
 
