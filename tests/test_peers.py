@@ -138,9 +138,12 @@ class Gpgsm22(enum.Enum):
     """What gpgsm 2.2.40 does with OpenSSL's enveloped-data: decrypt it, or refuse (exit 2) with this error."""
 
     DECRYPTS = ""
-    NO_SECRET_KEY = "No secret key <GpgSM>"  # it finds no key for an OAEP or a subjectKeyIdentifier recipient
-    BUFFER_TOO_SHORT = "Buffer too short <KSBA>"  # libksba reads GCMParameters (RFC 5084) as a CBC IV
-    BER_ERROR = "BER error <KSBA>"  # libksba cannot parse a version 2 KeyTransRecipientInfo with OAEP parameters
+    # It finds no key for an OAEP recipient, nor for one named by subjectKeyIdentifier (RFC 5652 6.2.1).
+    NO_SECRET_KEY = "No secret key <GpgSM>"
+    # "error getting IV": libksba wants the IV as a bare OCTET STRING; GCMParameters (RFC 5084 3.2) is a SEQUENCE.
+    BUFFER_TOO_SHORT = "Buffer too short <KSBA>"
+    # An OAEP recipient named by subjectKeyIdentifier: "ber-decoder: ... TLV length too large" before any key lookup.
+    BER_ERROR = "BER error <KSBA>"
 
 
 def gpgsm_2_2(cipher: str, transport: str, keyid: bool) -> Gpgsm22:
