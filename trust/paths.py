@@ -12,7 +12,7 @@ is handed one candidate at a time:
   (RFC 4158 2.4.2 treats such repeats as loops);
 - among the certificates that could have issued one certificate (same name as
   its issuer, AKI/SKI consistent, RFC 5280 4.2.1.1), those identical in
-  subject, key and issuer are one candidate (the one valid at ``at`` and
+  subject, key, issuer name and issuer key are one candidate (the one valid at ``at`` and
   whose SKI matches the AKI exactly is kept), the anchors come first, and at
   most ``issuers_per_cert`` are considered (RFC 4158 3.5's ordering advice);
 - at most ``paths`` complete candidates are tried, ``expansions`` partial
@@ -195,10 +195,10 @@ class PathSearch:
         found = [c for c in self._by_subject.get(cert.issuer_der, ()) if issued_by(cert, c) and self._key(c) not in on_path]
         # best first: the key identifier named exactly, valid now, the longest-lived
         found.sort(key=lambda c: (c.subject_key_identifier != aki or aki is None, not c.valid_at(self._at), -c.not_after.timestamp()))
-        same: set[tuple[bytes, bytes, bytes]] = set()
+        same: set[tuple[bytes, bytes, bytes, bytes | None]] = set()
         out: list[CertRef] = []
         for c in found:
-            ident = (*self._key(c), c.issuer_der)
+            ident = (*self._key(c), c.issuer_der, _aki(c))
             if ident not in same:
                 same.add(ident)
                 out.append(c)

@@ -138,6 +138,10 @@ class Destinations:
         return kind
 
 
+PUBLIC_ONLY = Destinations()
+"""The default: public addresses only."""
+
+
 def parse_networks(values: object) -> tuple[IPNetwork, ...]:
     """A configuration list of networks (``["127.0.0.1/32", "fd00::/8"]``); raises ValueError saying what is wrong."""
     if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
