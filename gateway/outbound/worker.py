@@ -152,7 +152,7 @@ class DeliveryWorker:
 
     async def attempt(self, job: Job) -> Attempt:
         """One attempt at one claimed job; never raises (a bug becomes a retry)."""
-        bound = log.bind(job=job.id, kind=job.kind.value, recipient=job.recipient, attempt=job.attempts)
+        bound = log.bind(node=self.owner, job=job.id, kind=job.kind.value, recipient=job.recipient, attempt=job.attempts)
         at = self.clock()
         if at >= job.expires_at:
             done = await self.queue.expire(job, at=at)
