@@ -246,3 +246,47 @@ async def test_end_entity_used_as_a_ca_breaks_the_path(http, fetcher):
     assert d.failure is not None, d
     assert d.failure.check in (Check.PATH_CONSTRAINTS, Check.CHAIN), d.failure
     assert d.failure.certificate == not_a_ca.ref
+
+
+# --- pyhanko's errors, classified by their class and the path they carry -----------
+
+
+@pytest.mark.parametrize(
+    ("min_bits", "expected"),
+    [(2048, Check.KEY_SIZE), (1024, None)],
+    ids=["small-anchor-key-refused", "allowed-by-policy"],
+)
+async def test_an_anchor_key_below_the_policy_is_named(http, fetcher, min_bits, expected):
+    """Direct's own checks see the leaf and the CA certificates; an anchor's key
+    is judged when pyhanko verifies what it signed (DisallowedAlgorithmError),
+    and the failure names the anchor, whose key it is."""
+    small = issue("Small Root CA", ca=True, key=role_key("small-root", "rsa", 1024))
+    inter = issue("Small Intermediate CA", issuer=small, ca=True, key=role_key("inter"))
+    leaf = issue("carol@a.test", issuer=inter, email="carol@a.test", key=role_key("leaf2"))
+    d = await decide(service(fetcher, small, policy=Policy(min_rsa_bits=min_bits)), leaf, "carol@a.test", chain=[inter])
+    if expected is None:
+        assert d.trusted, d
+        return
+    assert d.failure is not None and d.failure.check is expected, d
+    assert d.failure.certificate == small.ref
+    assert "1024 bits" in d.failure.detail
+
+
+async def test_a_forged_intermediate_is_a_chain_failure_on_that_certificate(http, fetcher):
+    """A plain PathValidationError is a bad signature only if a signature on the
+    path does not verify (checked again with cryptography), whatever its text."""
+    w = build_world(http)
+    der = bytearray(w.inter.der)
+    der[-1] ^= 0x01  # the last byte of the signature: same name, key and AKI, signature broken
+    forged = CertRef(bytes(der))
+    d = await w_decide(service(fetcher, w.root), w, forged)
+    assert d.failure is not None and d.failure.check is Check.CHAIN, d
+    assert d.failure.certificate == forged
+    assert "signature" in d.failure.detail
+
+
+async def w_decide(svc: TrustService, w: World, intermediate: CertRef):
+    return await svc.decide(
+        w.alice.ref, purpose=Purpose.SIGNING, bound_to="alice@a.test", local_domain="b.test",
+        direction=Direction.INCOMING, at=NOW, intermediates=[intermediate],
+    )

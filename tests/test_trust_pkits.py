@@ -361,3 +361,32 @@ async def test_pkits(name: str, expected: Check | Refused | None) -> None:
     assert decision.failure.check is expected, decision
     # what can change later is only the status that could not be established
     assert decision.temporary is (expected is Check.REVOCATION_UNKNOWN)
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "certificate"),
+    [
+        ("InvalidCASignatureTest2", Check.CHAIN, "BadSignedCACert"),
+        ("InvalidEESignatureTest3", Check.CHAIN, "InvalidEESignatureTest3EE"),
+        ("InvalidcAFalseTest2", Check.PATH_CONSTRAINTS, "basicConstraintsCriticalcAFalseCACert"),
+        ("InvalidBasicSelfIssuedCRLSigningKeyTest8", Check.PATH_CONSTRAINTS, "BasicSelfIssuedCRLSigningKeyCRLCert"),
+        ("InvalidkeyUsageCriticalkeyCertSignFalseTest1", Check.PATH_CONSTRAINTS, "keyUsageCriticalkeyCertSignFalseCACert"),
+        ("DifferentPoliciesTest8", Check.PATH_CONSTRAINTS, "PoliciesP12subsubCAP1P2Cert"),
+        ("DifferentPoliciesTest9", Check.PATH_CONSTRAINTS, "PoliciesP123subsubsubCAP12P2P1Cert"),
+        ("InvalidDNnameConstraintsTest2", Check.PATH_CONSTRAINTS, "InvalidDNnameConstraintsTest2EE"),
+        ("InvalidRevokedCATest2", Check.REVOKED, "RevokedsubCACert"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+async def test_the_failing_certificate_is_named(name: str, check: Check, certificate: str) -> None:
+    """Which certificate failed: a bad signature is found on the path itself, but
+    pyhanko names an intermediate's position only in its message ("intermediate
+    certificate 2"), which trust.validation reads. These cases pin that reading."""
+    anchor, crls = _anchor_and_crls()
+    raw = (_data() / "smime" / f"Signed{name}.eml").read_bytes()
+    opened = open_inbound(raw, [], at=AT, require_encryption=False)
+    assert isinstance(opened, Opened), opened
+    verdict = await _service(anchor, crls).check_inbound(opened, recipient=RECIPIENT, at=AT, binding=False)
+    failure = verdict.decision.failure
+    assert failure is not None and failure.check is check, verdict.decision
+    assert failure.certificate.der == (_data() / "certs" / f"{certificate}.crt").read_bytes(), failure.certificate.subject

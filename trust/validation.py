@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
     CRLNoMatchesError,
@@ -118,9 +121,12 @@ class _Parsed:
         return found if found is not None else CertRef(obj.dump())
 
 
+def _weak_digests(policy: Policy) -> frozenset[str]:
+    return frozenset({"md2", "md5"} if policy.allow_sha1 else {"md2", "md5", "sha1"})
+
+
 def _algorithm_policy(policy: Policy) -> DisallowWeakAlgorithmsPolicy:
-    weak = {"md2", "md5"} if policy.allow_sha1 else {"md2", "md5", "sha1"}
-    return DisallowWeakAlgorithmsPolicy(frozenset(weak), rsa_key_size_threshold=policy.min_rsa_bits)
+    return DisallowWeakAlgorithmsPolicy(_weak_digests(policy), rsa_key_size_threshold=policy.min_rsa_bits)
 
 
 def _context(
@@ -149,7 +155,14 @@ def _context(
 
 
 def _failing_cert(exc: PathValidationError, parsed: _Parsed, leaf: CertRef) -> CertRef:
-    """pyhanko names the position ('intermediate certificate 2'); map it back."""
+    """The certificate a path error is about.
+
+    pyhanko's errors say whether it was the end entity (``is_ee_cert``) but
+    give an intermediate's position only in the message ("intermediate
+    certificate 2"): the one message-text reading left here, pinned by
+    tests/test_trust_pkits.py::test_the_failing_certificate_is_named."""
+    if exc.is_ee_cert and not exc.is_side_validation:
+        return leaf
     path = exc.current_path
     m = _POSITION.search(str(exc))
     if m:
@@ -160,7 +173,49 @@ def _failing_cert(exc: PathValidationError, parsed: _Parsed, leaf: CertRef) -> C
     return leaf
 
 
-def _map_validation_error(exc: ValidationError, parsed: _Parsed, leaf: CertRef) -> TrustFailure:
+def _issued(path: ValidationPath, parsed: _Parsed) -> list[tuple[CertRef, CertRef]]:
+    """(issuer, certificate) along ``path``, top down, as the DER they came in."""
+    certs = [parsed.ref(c) for c in path.iter_certs(include_root=True)]
+    return list(itertools.pairwise(certs))
+
+
+def _signature_verifies(cert: CertRef, issuer: CertRef) -> bool:
+    """RFC 5280 6.1.3 (a)(1), checked again on the original DER with cryptography."""
+    try:
+        cert.x509.verify_directly_issued_by(issuer.x509)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _hash_name(cert: CertRef) -> str | None:
+    try:
+        algorithm = cert.x509.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return algorithm.name if algorithm is not None else None
+
+
+def _disallowed(exc: DisallowedAlgorithmError, parsed: _Parsed, leaf: CertRef, policy: Policy) -> TrustFailure:
+    """A weak digest on a certificate, or an issuer's RSA key below the policy's
+    size (Direct item 14). Direct's own checks see the leaf and the CA
+    certificates first; what reaches here is mostly a small anchor key."""
+    weak = _weak_digests(policy)
+    for issuer, cert in _issued(exc.current_path, parsed):
+        if _hash_name(cert) in weak:
+            return TrustFailure(Check.WEAK_SIGNATURE_ALGORITHM, cert, str(exc))
+        key = issuer.x509.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < policy.min_rsa_bits:
+            detail = (
+                f"the RSA key of {issuer.subject}, which signed {cert.subject}, is {key.key_size} bits; "
+                f"the policy requires {policy.min_rsa_bits}"
+            )
+            return TrustFailure(Check.KEY_SIZE, issuer, detail)
+    return TrustFailure(Check.WEAK_SIGNATURE_ALGORITHM, _failing_cert(exc, parsed, leaf), str(exc))
+
+
+def _map_validation_error(exc: ValidationError, parsed: _Parsed, leaf: CertRef, policy: Policy) -> TrustFailure:
+    """pyhanko's error, classified by its class and by the path it carries."""
     if isinstance(exc, ExpiredError):
         cert = next(
             (parsed.ref(c) for c in exc.current_path if c["tbs_certificate"]["validity"]["not_after"].native == exc.expired_dt),
@@ -174,11 +229,15 @@ def _map_validation_error(exc: ValidationError, parsed: _Parsed, leaf: CertRef) 
         )
         return TrustFailure(Check.NOT_YET_VALID, cert, f"the certificate is not valid before {exc.valid_from:%Y-%m-%d %H:%M:%SZ}")
     if isinstance(exc, DisallowedAlgorithmError):
-        check = Check.KEY_SIZE if "Key size" in str(exc) else Check.WEAK_SIGNATURE_ALGORITHM
-        return TrustFailure(check, _failing_cert(exc, parsed, leaf), str(exc))
+        return _disallowed(exc, parsed, leaf, policy)
     if isinstance(exc, PathValidationError):
-        check = Check.CHAIN if "signature" in str(exc) else Check.PATH_CONSTRAINTS
-        return TrustFailure(check, _failing_cert(exc, parsed, leaf), str(exc))
+        # pyhanko raises the plain class both for a signature that does not
+        # verify and for a constraint (basic, name, policy, key usage): which
+        # one is decided on the path itself, not on the message
+        forged = next((c for i, c in _issued(exc.current_path, parsed) if not _signature_verifies(c, i)), None)
+        if forged is not None:
+            return TrustFailure(Check.CHAIN, forged, str(exc))
+        return TrustFailure(Check.PATH_CONSTRAINTS, _failing_cert(exc, parsed, leaf), str(exc))
     return TrustFailure(Check.CHAIN, leaf, str(exc))
 
 
@@ -232,7 +291,7 @@ async def validate(
     except PathBuildingError:
         return PathOutcome((), _no_path(chain_hint, anchors, fetch_problems), None)
     except ValidationError as exc:
-        return PathOutcome((), _map_validation_error(exc, parsed, leaf), None)
+        return PathOutcome((), _map_validation_error(exc, parsed, leaf, policy), None)
 
     path = tuple(parsed.ref(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
     # RFC 5280 leaves the anchor's own dates to the relying party; Direct item 9
