@@ -266,3 +266,34 @@ def test_signed_bundle_file_with_signer(site, capsys):
     assert code == 0 and err == ""
     code, out, _ = run(capsys, "anchors", "list", "--domain", "a.test", "--json")
     assert [(a["direction"], a["subject"]) for a in json.loads(out)] == [("outgoing", B.root.ref.subject)]
+
+
+def test_a_failed_init_leaves_no_configuration_and_the_retry_works(site, capsys):
+    """The database is reached before the configuration is written: a refused init can simply be run again."""
+    from tests.servers.common import free_port
+
+    unreachable = f"postgresql+asyncpg://directgw@127.0.0.1:{free_port()}/directgw"
+    code, out, err = run(capsys, "init", "--domain", "a.test", "--storage-url", unreachable)
+    assert code == 1 and err.startswith("directgw: ") and out == ""
+    assert not (site / "directgw.toml").exists()
+    assert [p.name for p in site.iterdir() if p.name.startswith(".directgw")] == []  # no temporary file either
+    code, out, err = run(capsys, "init", "--domain", "a.test")
+    assert code == 0, err
+    assert (site / "directgw.toml").is_file() and oct((site / "directgw.toml").stat().st_mode & 0o777) == "0o644"
+
+
+def test_init_never_replaces_a_configuration(site, capsys):
+    (site / "directgw.toml").write_text("# mine\n")
+    code, _, err = run(capsys, "init", "--domain", "a.test")
+    assert code == 1 and "already exists" in err
+    assert (site / "directgw.toml").read_text() == "# mine\n"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["bundles", "refresh"], "no bundles to refresh (directgw bundles add URL --domain D)\n"),
+    (["bundles", "refresh", "--due"], "no bundle is due for a refresh\n"),
+], ids=["refresh", "refresh-due"])
+def test_refreshing_no_bundles_says_so(site, capsys, argv, said):
+    run(capsys, "init", "--domain", "a.test")
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (0, said, "")

@@ -70,3 +70,14 @@ def test_starter_config_parses(tmp_path):
     assert config.data_dir == tmp_path / "state"
     assert config.storage_url == sqlite_url(tmp_path / "state")
     assert config.section("trust") == {}
+
+
+@pytest.mark.parametrize(
+    ("nameservers", "section"),
+    [(["10.0.0.53:53", "[::1]:53"], {"nameservers": ["10.0.0.53:53", "[::1]:53"]}), ([], {})],
+    ids=["system-resolvers", "none-found"],
+)
+def test_starter_config_writes_the_discovery_table(tmp_path, nameservers, section):
+    text = starter_config("a.test", "data", nameservers=nameservers)
+    assert "[discovery]" in text
+    assert parse_config(text, tmp_path / "directgw.toml").section("discovery") == section

@@ -1,0 +1,137 @@
+"""The ``directgw`` command line as a whole: every option explained, one exit-code
+convention stated, ``--config`` before or after the command, and a start-up
+that does not load the database layer for commands that do not use it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.cli.admin import DEFAULT_REFRESH, DIRECTION_CHOICES
+from gateway.cli.main import build_parser, main
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "directgw"):
+    """Every parser of the tree, with the command line that reaches it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def _undocumented():
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS:
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+
+def test_every_option_and_argument_has_help():
+    assert list(_undocumented()) == []
+
+
+def test_the_walk_reaches_every_command():
+    """The help test above is only as good as its walk."""
+    paths = {path for path, _ in _parsers(build_parser())}
+    assert {"directgw verify", "directgw domains add", "directgw bundles refresh", "directgw certs export-ldif",
+            "directgw dns", "directgw init", "directgw open", "directgw seal"} <= paths
+
+
+def test_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "exit status: 0 done" in out and "1 refused or failed" in out and "2 usage error" in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["nosuchcommand"], ["verify"], ["open", "m.eml", "--no-such-option"], ["bundles", "refresh", "--due=x"]],
+    ids=["unknown-command", "missing-argument", "unknown-option", "flag-with-value"],
+)
+def test_argparse_usage_errors_are_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    capsys.readouterr()
+    assert exit_.value.code == 2
+
+
+def test_admin_defaults_agree_with_their_owners():
+    """Spelled out in gateway.cli.admin so that building the parser does not import the database layer."""
+    from anchors.bundles import DEFAULT_REFRESH as OWNER_REFRESH
+    from gateway.cli.admin.common import DIRECTIONS, duration_arg
+
+    assert duration_arg(DEFAULT_REFRESH) == OWNER_REFRESH
+    assert tuple(DIRECTIONS) == DIRECTION_CHOICES
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_config_is_accepted_before_and_after_the_command(tmp_path, monkeypatch, capsys, where):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIRECTGW_CONFIG", raising=False)
+    config = tmp_path / "etc" / "gw.toml"
+    option = ["--config", str(config)]
+
+    def argv(*command: str) -> list[str]:
+        return [*option, *command] if where == "before" else [*command, *option]
+
+    assert main(argv("init", "--domain", "a.test")) == 0
+    assert config.is_file() and not (tmp_path / "directgw.toml").exists()
+    capsys.readouterr()
+    assert main(argv("domains", "list", "--json")) == 0
+    assert [d["domain"] for d in json.loads(capsys.readouterr().out)] == ["a.test"]
+
+
+def test_config_after_the_command_wins(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = tmp_path / "a" / "gw.toml", tmp_path / "b" / "gw.toml"
+    assert main(["init", "--domain", "a.test", "--config", str(a)]) == 0
+    assert main(["init", "--domain", "b.test", "--config", str(b)]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(a), "domains", "list", "--json", "--config", str(b)]) == 0
+    assert [d["domain"] for d in json.loads(capsys.readouterr().out)] == ["b.test"]
+
+
+HEAVY = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg")
+
+
+def _imported_by(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    return {m.split(".")[0] for m in json.loads(out.stdout.splitlines()[-1])}
+
+
+def test_building_the_parser_loads_no_database_or_http_layer():
+    loaded = _imported_by("import gateway.cli.main as m; m.build_parser()")
+    assert loaded.isdisjoint({*HEAVY, "aiohttp", "ldap3", "dns"}), sorted(loaded & {*HEAVY, "aiohttp", "ldap3", "dns"})
+
+
+def test_the_message_commands_load_no_database_layer(tmp_path):
+    """open, seal and verify run on files alone: the database layer is never imported."""
+    (tmp_path / "m.eml").write_bytes(b"From: a@a.test\r\nTo: b@b.test\r\n\r\nhello\r\n")
+    for argv in (["open", "m.eml", "--signed-only"], ["verify", "m.eml", "--anchor", "m.eml"],
+                 ["seal", "m.eml", "--to-cert", "m.eml", "--sign-key", "m.eml", "--sign-cert", "m.eml"]):
+        code = (f"import os; os.chdir({str(tmp_path)!r})\nfrom gateway.cli.main import main\n"
+                f"assert main({argv!r}) == 1")
+        loaded = _imported_by(code)
+        assert loaded.isdisjoint(HEAVY), (argv, sorted(loaded & set(HEAVY)))
+
+
+def test_help_starts_fast():
+    """A generous bound for a loaded CI machine; it took 1.5 s while every command imported SQLAlchemy."""
+    best = min(_timed([sys.executable, "-m", "gateway.cli.main", "--help"]) for _ in range(3))
+    assert best < 1.0, best
+
+
+def _timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=True)
+    return time.perf_counter() - start
