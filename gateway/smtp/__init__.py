@@ -1,5 +1,16 @@
 """The SMTP edge: the protocol layer (server.py, the one aiosmtpd importer) and its interface to the pipeline."""
 
 from .interface import Pipeline, Received, SessionInfo, SmtpReply
+from .limits import SmtpLimits
+from .server import SmtpServer, listening_socket, start_smtp
 
-__all__ = ["Pipeline", "Received", "SessionInfo", "SmtpReply"]
+__all__ = [
+    "Pipeline",
+    "Received",
+    "SessionInfo",
+    "SmtpLimits",
+    "SmtpReply",
+    "SmtpServer",
+    "listening_socket",
+    "start_smtp",
+]

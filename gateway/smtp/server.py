@@ -1,0 +1,560 @@
+"""The SMTP protocol layer of ``directgw serve``: aiosmtpd, with what it lacks supplied here.
+
+This is the only module in the project that imports aiosmtpd, so the
+protocol layer can be measured against another and replaced
+(shared/PERFORMANCE.md). It speaks SMTP, enforces ``SmtpLimits``, and asks
+the ``Pipeline`` (interface.py) two questions: may this recipient be given
+(RCPT), and what becomes of this message (the final dot). What aiosmtpd
+1.4.6 does not do, and where it is done:
+
+- DATA is read here (``_Session.smtp_DATA``), in blocks rather than with a
+  coroutine per line: the final dot is ``.<CRLF>`` at a line start (RFC 5321
+  4.1.1.4), each block must come within ``data_timeout``, the size limit
+  holds while reading (552 5.3.4 after the dot, RFC 1870), and a bare CR or
+  LF anywhere (SMTP smuggling) refuses the whole message (data.py): it is
+  never split into two, and nothing after a false terminator runs as a
+  command.
+- SIZE is advertised and ``MAIL ... SIZE=`` over it refused at MAIL; more
+  recipients than ``max_recipients`` get 452 4.5.3 (handler hooks).
+- PIPELINING is advertised (RFC 2920): aiosmtpd reads each command line from
+  one buffer, so commands sent together already run in order. AUTH is never
+  offered on port 25.
+- A client that half-closes after the final dot makes aiosmtpd cancel the
+  session. The pipeline's ``message()`` runs in a task of the server's own,
+  shielded and referenced, so it runs to its end exactly once; the reply is
+  still written if the socket can carry it.
+- An exception in the pipeline or the session answers 451 4.3.0 and goes to
+  the log; aiosmtpd's default answers a permanent 500 with the exception text.
+- Session limits (421 4.7.0 as the greeting), a 421 on timeouts, graceful
+  close, and listening sockets with SO_REUSEPORT for several worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import ssl
+from typing import Any, cast
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import Session as AioSession
+
+from .admission import Admission, Refusal
+from .data import DataProblem, data_problem, unstuff
+from .interface import Pipeline, Received, SessionInfo, SmtpReply
+from .limits import SmtpLimits
+
+log = structlog.get_logger("directgw.smtp")
+
+# The edge's own replies (the pipeline's come from gateway/receive/replies.py).
+# Enhanced codes: RFC 3463.
+SENDER_OK = SmtpReply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = SmtpReply(250, "2.1.5", "Recipient OK")
+NEED_RECIPIENT = SmtpReply(503, "5.5.1", "Error: need RCPT command")
+DATA_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: DATA")
+NO_AUTH = SmtpReply(502, "5.5.1", "AUTH not available")
+TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")
+TOO_BIG = SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+TRY_LATER = SmtpReply(451, "4.3.0", "Temporary failure, please try again later")
+DATA_REFUSED = {
+    DataProblem.BARE_LF: SmtpReply(550, "5.6.0", "Bare LF not allowed (RFC 5321 2.3.8)"),
+    DataProblem.BARE_CR: SmtpReply(550, "5.6.0", "Bare CR not allowed (RFC 5321 2.3.8)"),
+    DataProblem.LINE_TOO_LONG: SmtpReply(554, "5.6.0", "Line too long (RFC 5321 4.5.3.1.6)"),
+}
+# 421 closes the connection (RFC 5321 3.8).
+SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down")
+TIMED_OUT = SmtpReply(421, "4.4.2", "Timeout exceeded")
+REFUSED = {
+    Refusal.TOO_MANY_SESSIONS: SmtpReply(421, "4.7.0", "Too many sessions, try again later"),
+    Refusal.TOO_MANY_FROM_CLIENT: SmtpReply(421, "4.7.0", "Too many sessions from your address"),
+}
+GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
+
+# The final dot is ".<CRLF>" at a line start; searching for ".<CRLF>" and
+# looking at the two bytes before it (already read) never reads past it, so
+# pipelined commands after the dot stay in the buffer for the command loop.
+_DOT_LINE = b".\r\n"
+
+# aiosmtpd sizes its StreamReader's buffer limit by this attribute. The DATA
+# reader below takes up to this many bytes per step (asyncio hands over, by
+# LimitOverrunError, what cannot hold the terminator), so a 10 KB message
+# costs one step; aiosmtpd's command loop reads at most this much of an
+# over-long command line before refusing it (500).
+_READ_BLOCK = 64 * 1024
+
+# RFC 1870 6: with SIZE, the MAIL command line may be 26 octets longer.
+_SIZE_PARAMETER_ROOM = 26
+
+
+class SmtpServer:
+    """A running SMTP edge: ``port``, and ``close()`` to stop gracefully."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        limits: SmtpLimits,
+        *,
+        hostname: str,
+        tls_context: ssl.SSLContext | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.pipeline = pipeline
+        self.limits = limits
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.loop = loop
+        self.admission = Admission(limits.max_sessions, limits.max_sessions_per_client)
+        self.hooks = _Hooks(self)
+        self.closing = False
+        self._sessions: set[_Session] = set()
+        # Pipeline calls are the server's tasks, not the sessions': a session
+        # may be cancelled under one (half-close), the call must still finish.
+        self._inflight: set[asyncio.Task[SmtpReply]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._listener: asyncio.Server | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def farewell(self, reply: SmtpReply) -> bytes:
+        # RFC 5321 4.2: a 421 names the server ("421 <domain> Service not available").
+        return f"{reply.code} {reply.enhanced} {self.hostname} {reply.text}\r\n".encode("ascii")
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop accepting; let sessions in a transaction finish within ``grace`` seconds; then close.
+
+        Idle sessions get 421 4.3.2 at once, busy ones after their current
+        message. Pipeline calls still running after the grace are cancelled
+        (the pipeline commits whole or not at all, and the client, without a
+        250, sends again)."""
+        grace = self.limits.close_grace if grace is None else grace
+        self.closing = True
+        if self._listener is not None:
+            self._listener.close()
+        for session in list(self._sessions):
+            if not session.in_transaction:
+                session.shut(SHUTTING_DOWN)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        for session in list(self._sessions):
+            session.shut(SHUTTING_DOWN)
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.wait_closed()
+        # Let the closed transports deliver connection_lost before returning.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 1.0)
+
+    # -- bookkeeping for the sessions --
+
+    def _serve(self, listener: asyncio.Server) -> None:
+        self._listener = listener
+        self._port = int(listener.sockets[0].getsockname()[1])
+
+    def session_opened(self, session: _Session) -> None:
+        self._sessions.add(session)
+        self._idle.clear()
+
+    def session_closed(self, session: _Session) -> None:
+        self._sessions.discard(session)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._sessions and not self._inflight:
+            self._idle.set()
+
+    def start_message(self, received: Received) -> asyncio.Task[SmtpReply]:
+        task = self.loop.create_task(self._message(received))
+        self._inflight.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._message_done)
+        return task
+
+    def _message_done(self, task: asyncio.Task[SmtpReply]) -> None:
+        self._inflight.discard(task)
+        self._check_idle()
+
+    async def _message(self, received: Received) -> SmtpReply:
+        try:
+            return await self.pipeline.message(received)
+        except Exception:
+            # A bug or an outage is never a permanent rejection, and the peer
+            # never sees internals (STYLE 4): the sender keeps the message and retries.
+            log.exception(
+                "smtp.pipeline_failed",
+                peer=received.session.peer,
+                mail_from=received.mail_from,
+                recipients=len(received.rcpt_to),
+                size=len(received.data),
+            )
+            return TRY_LATER
+
+
+class _Hooks:
+    """aiosmtpd's handler hooks: what the edge decides at EHLO, MAIL and RCPT."""
+
+    def __init__(self, server: SmtpServer) -> None:
+        self._server = server
+
+    async def handle_EHLO(
+        self,
+        smtp: _Session,
+        session: AioSession,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to the hook when there is one
+        # aiosmtpd lists AUTH once TLS is up; port 25 takes no AUTH (the
+        # submission port, a later issue, will have its own edge settings).
+        offered = [line for line in responses[:-1] if not line[4:].startswith("AUTH")]
+        offered.append(f"250-SIZE {self._server.limits.max_message_size}")
+        offered.append("250-PIPELINING")
+        offered.append(responses[-1])
+        return offered
+
+    async def handle_MAIL(
+        self,
+        smtp: _Session,
+        session: AioSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        # aiosmtpd has checked the parameters' syntax (SIZE is digits) and upper-cased them.
+        for option in options:
+            if (
+                option.startswith("SIZE=")
+                and int(option[5:]) > self._server.limits.max_message_size
+            ):
+                return TOO_BIG.line()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return SENDER_OK.line()
+
+    async def handle_RCPT(
+        self,
+        smtp: _Session,
+        session: AioSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._server.limits.max_recipients:
+            return TOO_MANY_RECIPIENTS.line()
+        reply = await self._server.pipeline.recipient(
+            smtp.session_info(), _reverse_path(envelope.mail_from), address
+        )
+        # Never an open relay: a recipient is added only when the pipeline
+        # accepts it (None, or a positive reply, whose text the client sees).
+        if reply is None:
+            reply = RECIPIENT_OK
+        if reply.positive:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+        return reply.line()
+
+
+class _Session(SMTP):
+    """One SMTP connection: aiosmtpd's session with the edge's DATA reader and limits."""
+
+    line_length_limit = _READ_BLOCK
+
+    def __init__(self, server: SmtpServer) -> None:
+        limits = server.limits
+        super().__init__(
+            server.hooks,
+            data_size_limit=None,  # SIZE is advertised and enforced here, with enhanced codes
+            hostname=server.hostname,
+            ident="ESMTP",  # the greeting names no software version
+            tls_context=server.tls_context,
+            timeout=limits.command_timeout,
+            auth_exclude_mechanism=("LOGIN", "PLAIN"),
+            loop=server.loop,
+        )
+        self._server = server
+        self._client: str | None = None  # the admitted peer address, until released
+        self._refused = False
+        self._in_data = False
+        self._last_received = 0.0  # loop time of the last bytes from the client
+        # aiosmtpd keeps these limits in a dict on the class, shared by every
+        # session, and adds 26 to MAIL's at each EHLO; a dict of our own stays put.
+        # It compares the command line without its CRLF.
+        command = limits.max_command_line - 2
+        self.command_size_limits = collections.defaultdict(
+            lambda: command, {"MAIL": command + _SIZE_PARAMETER_ROOM}
+        )
+
+    # -- the connection --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # STARTTLS calls this again with the TLS transport: admission is for the TCP connection only.
+        if self._original_transport is None and self._client is None:
+            client = _peer_address(transport.get_extra_info("peername"))
+            if self._server.closing:
+                self._refuse(transport, client, SHUTTING_DOWN)
+                return
+            refusal = self._server.admission.admit(client)
+            if refusal is not None:
+                log.info("smtp.refused", peer=client, reason=refusal.value)
+                self._refuse(transport, client, REFUSED[refusal])
+                return
+            self._client = client
+            self._server.session_opened(self)
+        super().connection_made(transport)
+
+    def _refuse(self, transport: asyncio.BaseTransport, client: str, reply: SmtpReply) -> None:
+        # RFC 5321 3.1: a server that will not serve answers 421 in place of its greeting.
+        self._refused = True
+        cast(asyncio.WriteTransport, transport).write(self._server.farewell(reply))
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # aiosmtpd never started on this connection
+        if self._client is not None:
+            self._server.admission.release(self._client)
+            self._client = None
+            self._server.session_closed(self)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return cast("bool | None", super().eof_received())
+
+    def data_received(self, data: bytes) -> None:
+        self._last_received = self.loop.time()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        if self._in_data:
+            # The DATA timeout counts from the last bytes received (RFC 5321
+            # 4.5.3.2.5: per block), whether or not they completed a line.
+            idle = self.loop.time() - self._last_received
+            if idle < self._server.limits.data_timeout:
+                self._reset_timeout(self._server.limits.data_timeout - idle)
+                return
+        # aiosmtpd closes silently; RFC 5321 4.5.3.2 lets the server close, and a 421 tells the client why.
+        self.shut(TIMED_OUT)
+        log.info("smtp.timeout", peer=self._client, in_data=self._in_data)
+
+    def shut(self, reply: SmtpReply) -> None:
+        """Write a 421 and close the connection (from outside the session's own task too)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            cast(asyncio.WriteTransport, transport).write(self._server.farewell(reply))
+            transport.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Between MAIL and the reply to the final dot: a graceful close waits for it."""
+        return self._in_data or (self.envelope is not None and bool(self.envelope.mail_from))
+
+    def session_info(self) -> SessionInfo:
+        assert self.session is not None
+        return SessionInfo(
+            peer=self._client or "",
+            helo=self.session.host_name,
+            tls=self._tls_protocol is not None,
+        )
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default answers "500 Error: (KeyError) ..." : permanent, and internals shown.
+        log.error("smtp.session_error", peer=self._client, exc_info=error)
+        return TRY_LATER.line()
+
+    # -- commands --
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._server.closing:
+            self.shut(SHUTTING_DOWN)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push(NO_AUTH.line())
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        envelope = self.envelope
+        assert envelope is not None
+        if not envelope.rcpt_tos:
+            await self.push(NEED_RECIPIENT.line())
+            return
+        if arg:
+            await self.push(DATA_SYNTAX.line())
+            return
+        await self.push(GO_AHEAD)
+        self._in_data = True
+        try:
+            await self._data(envelope)
+        finally:
+            self._in_data = False
+        if self._server.closing:
+            self.shut(SHUTTING_DOWN)
+
+    async def _data(self, envelope: Envelope) -> None:
+        wire = await self._read_data()
+        self._set_post_data_state()
+        self._reset_timeout()  # back to the command timeout
+        if wire is None:
+            await self.push(TOO_BIG.line())
+            return
+        data = unstuff(wire)
+        del wire
+        problem = data_problem(data, self._server.limits.max_line_length)
+        if problem is not None:
+            log.info("smtp.data_refused", peer=self._client, reason=problem.value)
+            await self.push(DATA_REFUSED[problem].line())
+            return
+        received = Received(
+            session=self.session_info(),
+            mail_from=_reverse_path(envelope.mail_from),
+            rcpt_to=tuple(envelope.rcpt_tos),
+            data=data,
+        )
+        await self._answer(received)
+
+    async def _read_data(self) -> bytes | None:
+        """The bytes up to the final dot (not dot-unstuffed), or None when over the size limit.
+
+        Over the limit, reading goes on to the final dot (RFC 1870 6.3, and so
+        the connection stays in step) but nothing more is kept."""
+        limits = self._server.limits
+        reader = self._reader
+        pieces: list[bytes] = []
+        size = 0
+        # The two bytes before what is read next: the stream starts at a line
+        # start (after the DATA command's CRLF).
+        before = b"\r\n"
+        self._reset_timeout(limits.data_timeout)  # measured from the last bytes: _timeout_cb
+        while True:
+            try:
+                piece = await reader.readuntil(_DOT_LINE)
+            except asyncio.LimitOverrunError as over:
+                piece = await reader.readexactly(over.consumed)
+                end = False
+            else:
+                head = piece[-5:-3] if len(piece) >= 5 else (before + piece[:-3])[-2:]
+                end = head == b"\r\n"
+                if end:
+                    piece = piece[:-3]
+            size += len(piece)
+            if size <= limits.max_message_size:
+                pieces.append(piece)
+            elif pieces:
+                pieces.clear()  # over the limit: keep nothing (bounded memory)
+            if end:
+                return b"".join(pieces) if size <= limits.max_message_size else None
+            before = (before + piece)[-2:] if len(piece) < 2 else piece[-2:]
+
+    async def _answer(self, received: Received) -> None:
+        task = self._server.start_message(received)
+        self._reset_timeout(self._server.limits.reply_timeout)
+        try:
+            reply = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # aiosmtpd cancels the session when the client half-closes (EOF)
+            # or the connection drops. The message goes on (the task is the
+            # server's); a half-closed client can still read its reply.
+            if self.transport is not None and not self.transport.is_closing():
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    late = await asyncio.shield(task)
+                    await self.push(late.line())
+            raise
+        self._reset_timeout()
+        await self.push(reply.line())
+
+
+def _reverse_path(mail_from: str | None) -> str:
+    # aiosmtpd gives the null reverse-path (RFC 5321 4.5.5, bounces and MDN-like reports) as "<>".
+    if mail_from is None or mail_from == "<>":
+        return ""
+    return mail_from
+
+
+def _peer_address(peername: Any) -> str:
+    # (host, port) for IPv4, (host, port, flowinfo, scope) for IPv6.
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return "unknown"
+
+
+async def start_smtp(
+    pipeline: Pipeline,
+    limits: SmtpLimits | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
+    hostname: str | None = None,
+) -> SmtpServer:
+    """Serve SMTP on ``host:port`` or on a listening ``sock`` (see ``listening_socket``).
+
+    ``tls_context`` offers STARTTLS (not required: port 25, RFC 3207 4);
+    ``hostname`` names the server in the greeting and in EHLO (default: the
+    machine's fully qualified name)."""
+    if (sock is None) == (host is None and port is None) or (sock is None and port is None):
+        raise ValueError("give either host and port, or sock")
+    loop = asyncio.get_running_loop()
+    if hostname is None:
+        hostname = await loop.run_in_executor(None, socket.getfqdn)  # may ask DNS: not on the loop
+    server = SmtpServer(
+        pipeline, limits or SmtpLimits(), hostname=hostname, tls_context=tls_context, loop=loop
+    )
+    if sock is not None:
+        listener = await loop.create_server(lambda: _Session(server), sock=sock)
+    else:
+        assert port is not None
+        listener = await loop.create_server(
+            lambda: _Session(server), host, port, reuse_address=True
+        )
+    server._serve(listener)
+    log.info("smtp.listening", port=server.port, tls=tls_context is not None)
+    return server
+
+
+def listening_socket(
+    host: str, port: int, *, reuse_port: bool = True, backlog: int = 128
+) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket for ``start_smtp(sock=...)``.
+
+    With ``reuse_port`` (SO_REUSEPORT), several processes each bind their own
+    socket to one port and the kernel spreads connections among them: how
+    ``serve --workers N`` uses N cores (``cryptography`` holds the GIL).
+    Resolves ``host``, so call it before serving, not on a busy loop."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
