@@ -22,9 +22,15 @@ from cryptography.x509 import KeyUsage, ObjectIdentifier
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion)
+CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 """What cryptography raises for a certificate (or one of its extensions) that does not parse;
-``InvalidVersion`` is not a ValueError."""
+``InvalidVersion``, ``DuplicateExtension`` (RFC 5280 4.2: an extension appears once) and
+``UnsupportedGeneralNameType`` are not ValueErrors."""
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
