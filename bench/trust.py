@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anchors.source import Direction, StaticAnchors
 from gateway import devpki
-from trust import HttpFetcher, Purpose, TrustService
+from trust import Destinations, HttpFetcher, Purpose, TrustService
 
 REVOKED_ENTRIES = 1000
 
@@ -84,7 +84,7 @@ async def main() -> None:
     files["/int.crl"] = crl(inter, range(1, REVOKED_ENTRIES + 1))
 
     anchors = StaticAnchors((root.ref,))
-    fetcher = HttpFetcher()
+    fetcher = HttpFetcher(destinations=Destinations.allowing(["127.0.0.1/32"]))  # the bench serves on loopback
     kw = {"purpose": Purpose.SIGNING, "bound_to": "alice@a.test", "local_domain": "b.test",
           "direction": Direction.INCOMING, "at": devpki.NOW, "intermediates": (inter.ref,)}
 

@@ -147,3 +147,51 @@ def test_allow_list_from_configuration():
         settings_from_mapping({"fetch_allow": ["localhost"]})
     with pytest.raises(ValueError, match="not a network"):
         parse_networks(["10.0.0.0/33"])
+
+
+async def test_aia_and_crl_on_loopback_are_not_fetched_by_default(http, public_only):
+    """End to end: a certificate naming its issuer and its CRL on a private
+    address gets no fetch there; the chain fails for good (no issuer) and the
+    server is never reached."""
+    from trust import Check
+
+    from .trust_pki import build_world, decide, service
+
+    w = build_world(http)
+    leaf = w.leaf(aia_ca_issuers=(http.url("/inter.cer"),))
+    http.files["/inter.cer"] = w.inter.der
+    d = await decide(service(public_only, w.root), leaf, "carol@a.test", chain=[])
+    assert d.failure is not None and d.failure.check is Check.CHAIN and not d.failure.temporary
+    assert "forbidden-destination" in d.failure.detail
+    d = await decide(service(public_only, w.root), w.alice, chain=[w.inter])
+    assert d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN
+    assert not http.hits
+
+
+async def test_dns_cert_url_on_loopback_is_not_fetched(http, public_only, tmp_path):
+    from gateway.discovery.dnsclient import DnsClient
+    from gateway.discovery.dnscert import MAX_URL_FETCHES, DnsCertSource
+    from gateway.discovery.settings import Nameserver
+
+    from .pki import NOW, issue
+    from .servers.knot import KnotServer, url_cert_line
+
+    bob = issue("bob@b.test", email="bob@b.test")
+    http.files["/bob.der"] = bob.der
+    lines = [url_cert_line("bob", http.url("/bob.der"), cert_type="IPKIX")]
+    lines += [url_cert_line("many", http.url(f"/{n}.der")) for n in range(MAX_URL_FETCHES + 2)]
+    knot = KnotServer(tmp_path / "knot", {"b.test": lines}).start()
+    loopback = HttpFetcher(timeout=2, destinations=LOOPBACK_ALLOWED)
+    try:
+        dns = DnsClient((Nameserver.parse(knot.nameserver),), timeout=2)
+        refused = await DnsCertSource(dns, public_only).lookup("bob.b.test", at=NOW)
+        allowed = await DnsCertSource(dns, loopback).lookup("bob.b.test", at=NOW)
+        many = await DnsCertSource(dns, public_only).lookup("many.b.test", at=NOW)
+    finally:
+        knot.stop()
+        await loopback.close()
+    assert not refused.certificates and "forbidden-destination" in refused.detail
+    assert allowed.certificates == (bob.ref,)
+    assert http.hits["/bob.der"] == 1
+    assert many.detail.count("forbidden-destination") == MAX_URL_FETCHES
+    assert many.detail.count(f"over {MAX_URL_FETCHES} URL records") == 2

@@ -3,7 +3,9 @@
 Types read (RFC 4398 section 2.1): PKIX (1) holds a DER certificate; IPKIX (4)
 holds the URL of one; URI (253, a private type Direct implementations use the
 same way) holds a URL too. URLs are fetched through the same bounded fetcher
-the trust engine uses for AIA (a size cap and a timeout, http only). Other
+the trust engine uses for AIA (a size cap and a timeout, http only, public
+addresses only unless allowed: the zone's owner chose the URL), at most
+``MAX_URL_FETCHES`` per name, and one download per URL at a time. Other
 types (PGP, SPKI...) are not for S/MIME and are passed over.
 """
 
@@ -13,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.common.http_fetch import Fetcher, FetchError
+from gateway.common.single_flight import SingleFlight
 from gateway.common.ttl_cache import TtlCache
 from gateway.core.certs import CertRef, KeyMaterialError
 from trust.fetch import MAX_CERT_BYTES
@@ -27,6 +30,9 @@ CERT_URI = 253
 URL_TYPES = (CERT_IPKIX, CERT_URI)
 URL_CACHE_TTL = timedelta(hours=1)
 """A fetched URL is reused as long as the record naming it, and at most an hour."""
+MAX_URL_FETCHES = 4
+"""URL records fetched for one name: a Direct address publishes one or two
+certificates; a zone listing dozens of URLs would cost a fetch timeout each."""
 
 
 class CertificateRecords(Protocol):
@@ -40,6 +46,7 @@ class DnsCertSource:
         self.dns = dns
         self.fetcher = fetcher
         self._fetched: TtlCache[tuple[CertRef, ...]] = TtlCache()
+        self._flights: SingleFlight[str, tuple[CertRef, ...]] = SingleFlight()
 
     async def lookup(self, name: str, *, at: datetime) -> SourceReport:
         answer = await self.dns.query(name, "CERT", at=at)
@@ -53,6 +60,7 @@ class DnsCertSource:
         certs: list[CertRef] = []
         problems: list[str] = []
         ttl = timedelta(seconds=answer.rrset.ttl)
+        urls_fetched: set[str] = set()
         for rdata in answer.rrset:
             kind = rdata.certificate_type
             if kind == CERT_PKIX:
@@ -62,6 +70,12 @@ class DnsCertSource:
                     problems.append(f"a PKIX record is not a certificate: {exc}")
             elif kind in URL_TYPES:
                 url = rdata.certificate.decode("utf-8", "replace").strip()
+                if url in urls_fetched:
+                    continue
+                if len(urls_fetched) >= MAX_URL_FETCHES:
+                    problems.append(f"{url}: not fetched, over {MAX_URL_FETCHES} URL records for one name")
+                    continue
+                urls_fetched.add(url)
                 try:
                     certs.extend(await self._fetch(url, at, min(ttl, URL_CACHE_TTL)))
                 except (FetchError, KeyMaterialError) as exc:
@@ -76,6 +90,9 @@ class DnsCertSource:
         hit = self._fetched.get(url, at)
         if hit is not None:
             return hit
+        return await self._flights.run(url, lambda: self._download(url, at, ttl))
+
+    async def _download(self, url: str, at: datetime, ttl: timedelta) -> tuple[CertRef, ...]:
         body = await self.fetcher.get(url, max_bytes=MAX_CERT_BYTES)
         certs = tuple(certificates_in(body))
         self._fetched.put(url, certs, at, ttl)
