@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.common.destinations import AddressClass, Destinations, classify, parse_networks
 from trust import FetchError, FetchProblem, HttpFetcher, settings_from_mapping
@@ -48,6 +50,18 @@ ADDRESSES = {
 @pytest.mark.parametrize(("address", "kind"), ADDRESSES.values(), ids=ADDRESSES.keys())
 def test_address_classes(address, kind):
     assert classify(ipaddress.ip_address(address)) is kind
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_an_ipv6_form_of_an_ipv4_address_is_judged_as_that_address(n):
+    """IPv4-mapped (RFC 4291 2.5.5.2), NAT64 (RFC 6052) and 6to4 (RFC 3056) reach the IPv4 address inside."""
+    v4 = ipaddress.IPv4Address(n)
+    forms = (
+        ipaddress.IPv6Address(0xFFFF << 32 | n),
+        ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | n),
+        ipaddress.IPv6Address(0x2002 << 112 | n << 80 | 1),
+    )
+    assert all(classify(v6) is classify(v4) for v6 in forms)
 
 
 def test_allow_list_opens_only_its_networks():
@@ -169,8 +183,8 @@ async def test_aia_and_crl_on_loopback_are_not_fetched_by_default(http, public_o
 
 
 async def test_dns_cert_url_on_loopback_is_not_fetched(http, public_only, tmp_path):
-    from gateway.discovery.dnsclient import DnsClient
     from gateway.discovery.dnscert import MAX_URL_FETCHES, DnsCertSource
+    from gateway.discovery.dnsclient import DnsClient
     from gateway.discovery.settings import Nameserver
 
     from .pki import NOW, issue
