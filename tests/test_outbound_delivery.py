@@ -308,3 +308,22 @@ async def test_a_stopping_worker_hands_back_what_it_could_not_finish(world):
     job = await world.queue.get(job_id)
     assert (job.state, job.lease_owner, job.attempts) == (JobState.QUEUED, None, 0)
     assert (await world.events(job_id))[-1] == "released"
+
+
+async def test_a_worker_outlives_a_database_it_cannot_reach_and_still_stops(pki):
+    """Every job lives in the database, so the loop waits for it rather than dying."""
+    unreachable = await open_store(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none", migrate=False)
+    try:
+        queue = OutboundQueue(unreachable)
+        worker = DeliveryWorker(
+            queue, discovery=None, keys=LocalDomains(unreachable), router=None, transport=SmtpTransport(SETTINGS),
+            settings=SETTINGS, clock=Clock(), owner="patient",
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.3)  # several failed claims, SETTINGS.poll apart
+        assert not running.done()
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    finally:
+        await unreachable.close()

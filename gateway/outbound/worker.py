@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.core.certs import KeyPair
 from gateway.core.outbound import SealOptions, seal_outbound
@@ -84,6 +85,7 @@ class _Outcome:
     peer: str | None = None
     sent_message_id: str | None = None
     delivered: bool = False
+    expired: bool = False
 
 
 class DeliveryWorker:
@@ -115,7 +117,12 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event, *, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         while not stop.is_set():
-            jobs = await self._claim()
+            try:
+                jobs = await self._claim()
+            except (SQLAlchemyError, OSError) as exc:
+                # the database is away: nothing is lost (every job is in it), so wait and ask again
+                log.warning("outbound.store-unavailable", node=self.owner, error=str(exc).splitlines()[0][:300])
+                jobs = []
             if not jobs:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll)
@@ -155,21 +162,28 @@ class DeliveryWorker:
         bound = log.bind(node=self.owner, job=job.id, kind=job.kind.value, recipient=job.recipient, attempt=job.attempts)
         at = self.clock()
         if at >= job.expires_at:
-            done = await self.queue.expire(job, at=at)
-            bound.info("outbound.expired", before=job.expires_at.isoformat())
-            return Attempt(job, JobState.EXPIRED if done else None, job.reason or Reason.LIFETIME,
-                           "expired before this attempt")
+            outcome = _Outcome(True, job.reason or Reason.LIFETIME, "expired before this attempt", expired=True)
+        else:
+            try:
+                outcome = await self._deliver(job, at)
+            except Exception as exc:  # a bug: logged with its traceback, the job kept and retried
+                bound.exception("outbound.internal-error")
+                outcome = _Outcome(False, Reason.INTERNAL, f"internal error ({type(exc).__name__}); see the log")
         try:
-            outcome = await self._deliver(job, at)
-        except Exception as exc:  # a bug: logged with its traceback, the job kept and retried
-            bound.exception("outbound.internal-error")
-            outcome = _Outcome(False, Reason.INTERNAL, f"internal error ({type(exc).__name__}); see the log")
-        return await self._record(job, outcome, bound)
+            return await self._record(job, outcome, bound)
+        except (SQLAlchemyError, OSError) as exc:
+            # the outcome could not be written: the lease runs out and the job is attempted
+            # again (a delivered message may then be sent twice, which RFC 5321 6.1 accepts)
+            bound.warning("outbound.unrecorded", reason=outcome.reason.value, error=str(exc).splitlines()[0][:300])
+            return Attempt(job, None, outcome.reason, f"{outcome.detail} (not recorded: the database failed)",
+                           outcome.code)
 
     async def _record(self, job: Job, outcome: _Outcome, bound: structlog.typing.FilteringBoundLogger) -> Attempt:
         at = self.clock()
         state: JobState | None
-        if outcome.delivered:
+        if outcome.expired:
+            state = JobState.EXPIRED if await self.queue.expire(job, at=at) else None
+        elif outcome.delivered:
             done = await self.queue.sent(job, at=at, code=outcome.code or 250, peer=outcome.peer or "",
                                          sent_message_id=outcome.sent_message_id)
             state = JobState.SENT if done else None
