@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from gateway.cli.main import main
@@ -281,3 +283,21 @@ def seal_file(files, capsysbinary, name: str):
     sealed = files / f"{name}.sealed"
     sealed.write_bytes(capsysbinary.readouterr().out)
     return sealed
+
+
+def test_a_certificate_given_as_pkcs12_is_named(files, capsysbinary):
+    code = main(["open", str(files / "bob.crt"), "--p12", str(files / "bob.crt")])
+    err = capsysbinary.readouterr().err.decode()
+    assert code == 1 and err == f"directgw: --p12 {files / 'bob.crt'}: this is a certificate, not a PKCS#12 file\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400) | st.none())
+def test_safe_names_stay_in_their_directory(name):
+    from gateway.cli.output import MAX_NAME_CHARS, safe_name
+
+    safe = safe_name(name, "attachment-1.bin")
+    assert safe and len(safe) <= MAX_NAME_CHARS
+    assert "/" not in safe and "\\" not in safe and "\x00" not in safe
+    assert not safe.startswith(".") and safe not in (".", "..")
+    assert all(c.isprintable() for c in safe)

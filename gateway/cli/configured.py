@@ -14,6 +14,7 @@ from gateway.discovery import DiscoverySettingsError
 from gateway.discovery.dnsclient import NameserverError
 from gateway.domains import DomainError
 from gateway.store import StoreError
+from trust.policy import PolicyError
 
 from .args import CommandFailed, UsageError, config_path, fail
 
@@ -38,6 +39,6 @@ def guard(run: Callable[[], int]) -> int:
         return int(run())
     except (
         UsageError, CommandFailed, ConfigError, DiscoverySettingsError, NameserverError, KeyMaterialError,
-        StoreError, DomainError,
+        StoreError, DomainError, PolicyError,
     ) as exc:
         return fail(exc)

@@ -87,32 +87,37 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 async def _discover(args: argparse.Namespace) -> int:
     from trust import HttpFetcher, TrustService
+    from trust.settings import build_trust_service, settings_from_mapping
 
     at = parse_at(args.at)
     config = configuration(args, required=not args.anchor)
     settings = _settings(args, config)
     anchors = read_certs(args.anchor, "--anchor", at)
-    fetcher = HttpFetcher()
+    trust_table = config.section("trust") if config is not None else {}
+    fetcher = None
     store = None
     try:
         if anchors:
+            # the configuration's fetch rules ([trust] fetch_allow, timeout) still apply to what DNS names
+            trust_settings = settings_from_mapping(trust_table)
+            fetcher = HttpFetcher(timeout=trust_settings.fetch_timeout, destinations=trust_settings.fetch_destinations)
             trust = TrustService(StaticAnchors(tuple(anchors)), fetcher)
             sender_domain = args.sender_domain or "discover.invalid"
         else:
             from anchors.store import DbAnchors
             from gateway.store import open_store
-            from trust.settings import build_trust_service
 
             assert config is not None
             store = await open_store(config.storage_url)
             sender_domain = await _sender_domain(args, store)
             if not args.sender_domain:
                 warn(f"judging for {sender_domain}, the only local domain (--from chooses another)")
-            trust, _ = build_trust_service(config.section("trust"), DbAnchors(store))
+            trust, fetcher = build_trust_service(trust_table, DbAnchors(store))
         discovery = build_discovery(settings, TrustServiceJudge(trust), fetcher)
         result = await discovery.discover(args.address, local_domain=sender_domain, at=at)
     finally:
-        await fetcher.close()
+        if fetcher is not None:
+            await fetcher.close()
         if store is not None:
             await store.close()
     if args.json:

@@ -129,9 +129,13 @@ def read_pairs(
                                 f"({cert.subject})") from exc
         pairs.append(pair)
     for p12 in p12s:
+        data = read_bytes(p12, p12_option)
         try:
-            pairs.append(load_pkcs12(read_bytes(p12, p12_option), password))
+            pairs.append(load_pkcs12(data, password))
         except KeyMaterialError as exc:
+            kind = what_it_is(data, p12, at)
+            if kind != FileKind.PKCS12.value:
+                raise CommandFailed(f"{p12_option} {p12}: this is {kind}, not a PKCS#12 file") from exc
             raise CommandFailed(f"{p12_option} {p12}: {_plain(str(exc))}") from exc
     return pairs
 
