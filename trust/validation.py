@@ -404,11 +404,13 @@ async def _status(
     if known_good:
         return None
     if problems or info.declared or required:
-        return RevocationFinding(
-            cert,
-            False,
-            "revocation status could not be established: " + ("; ".join(problems) or "no CRL or OCSP answer obtained"),
+        why = "; ".join(problems) or (
+            "no CRL or OCSP answer obtained"
+            if info.declared
+            else "the certificate names no CRL or OCSP responder and no CRL of its issuer is held, "
+            "while revocation = required asks it of every certificate below the anchor"
         )
+        return RevocationFinding(cert, False, "revocation status could not be established: " + why)
     return None
 
 
