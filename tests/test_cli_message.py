@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from gateway.cli.main import main
 
