@@ -5,17 +5,22 @@ to, so the From field is read by this one parser and by no other:
 
 - It reads the raw field value. Encoded words (RFC 2047) are never decoded
   first: an encoded word is a display-name token (RFC 2047 section 5), so
-  ``=?utf-8?q?alice@a.test?= <mallory@evil.test>`` is Mallory's, and an
+  ``=?utf-8?q?alice@a.test?= <mallory@evil.test>`` is malformed, and an
   ``@`` in a display name that is not quoted is malformed.
 - A display name is never an address; ``a@b@c`` is malformed; a quoted
-  local part keeps its quotes; comments are skipped, however nested.
-- It tokenises once, left to right: every step consumes at least one
-  character, and runs of atext, qtext, ctext and dtext are matched with a
-  single character class (which cannot backtrack), so a field of many ``@``
-  and ``<`` costs as much as any other field of its size.
+  local part keeps its quotes; comments are skipped.
 - It accepts the obsolete forms readers must accept (RFC 5322 section 4.4:
-  folding white space and comments between the words and dots of a local
-  part, empty list elements), which a standard parser reads the same way.
+  white space and comments between the words and dots of an address, empty
+  list elements), which a standard parser reads the same way.
+
+Linear time, and little Python per byte: the lexer hands the parser whole
+runs (words, dots, quoted strings and white space in one token; white space
+and comments skipped in one step), each matched by one regular expression
+with possessive quantifiers over alternatives that start with different
+characters, so no match can backtrack. What is left to the parser is a few
+steps per address. Comments may nest three deep (deeper is refused: RFC 5322
+sets no depth, no mail needs one). An address longer than SMTP can carry
+(254 characters, RFC 5321 section 4.5.3.1) is refused before it is examined.
 
 An address must be ASCII (RFC 6532 UTF-8 is allowed in display names only):
 the certificate side of the binding, an rfc822Name, is an IA5String
@@ -25,31 +30,59 @@ the certificate side of the binding, an rfc822Name, is an IA5String
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # RFC 5322 section 3.2.3 atext, and UTF-8 beyond ASCII (RFC 6532 section 3.2).
-_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]+")
-_WSP = re.compile(r"[ \t]+")
-# qtext (section 3.2.4) and WSP; the quote, the backslash and controls end a run.
-_QTEXT = re.compile(r'[^"\\\x00-\x08\x0a-\x1f\x7f]+')
-# ctext (section 3.2.2) and WSP; parentheses, backslash and controls end a run.
-_CTEXT = re.compile(r"[^()\\\x00-\x08\x0a-\x1f\x7f]+")
-# dtext (section 3.4.1) and WSP.
-_DTEXT = re.compile(r"[^\[\]\\\x00-\x08\x0a-\x1f\x7f]+")
+_A = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff"
+_CTL = r"\x00-\x08\x0a-\x1f\x7f"  # controls but TAB: never in an unfolded field
+_PAIR = r"\\[\t\x20-\x7e\u0080-\U0010ffff]"  # quoted-pair, section 3.2.1
+_QUOTED = rf'"(?:[^"\\{_CTL}]++|{_PAIR})*+"'  # section 3.2.4
+_C0 = rf"\((?:[^()\\{_CTL}]++|{_PAIR})*+\)"  # section 3.2.2, nesting three deep
+_C1 = rf"\((?:[^()\\{_CTL}]++|{_PAIR}|{_C0})*+\)"
+_C2 = rf"\((?:[^()\\{_CTL}]++|{_PAIR}|{_C1})*+\)"
+_CFWS = re.compile(rf"(?:[ \t]++|{_C2})*+")
+_SEPARATORS = re.compile(rf"(?:[ \t,]++|{_C2})*+")
+_LIST_SEPARATORS = re.compile(rf"(?:[ \t,;]++|{_C2})*+")
+_WORDS = re.compile(rf"(?:[{_A}. \t]++|{_QUOTED}|{_C2})++")
+_LITERAL = re.compile(rf"\[[^\[\]\\{_CTL}]*+\]")  # domain-literal, section 3.4.1
+_WORD = rf"(?:[{_A}]++|{_QUOTED})"
+_S = rf"(?:[ \t]++|{_C2})*+"  # CFWS between the words and dots of an address (obs-local-part)
+_LOCAL = re.compile(rf"{_S}{_WORD}(?:{_S}\.{_S}{_WORD})*+{_S}")
+_DOMAIN = re.compile(rf"{_S}[{_A}]++(?:{_S}\.{_S}[{_A}]++)*+{_S}")
+_LOCAL_PIECES = re.compile(rf'({_QUOTED})|{_C2}|[ \t]++|[^" \t(]++')
+_COMMENTS_AND_SPACE = re.compile(rf"[ \t]++|{_C2}")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
-_SPECIALS = frozenset("<>@,;:.")
-_VCHAR_OR_WSP = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t"}
+_PHRASE_PIECES = re.compile(rf"({_QUOTED})|({_C2})|[^\"(]++")
+# Skipping an unreadable list element: up to the next ',' or ';' outside quotes and comments.
+_SKIP = re.compile(rf'(?:[^,;"(]++|{_QUOTED}|{_C2})*+')
 
-ATOM, QUOTED, LITERAL, END, ERROR = "atom", "quoted", "literal", "end", "error"
+MAX_ADDRESS = 254
+"""RFC 5321 section 4.5.3.1.3: a path is at most 256 octets, its angle brackets included."""
+MAX_LISTED = 1000
+"""Addresses read from the To/Cc fields of one message, in all: more recipients than
+an SMTP server takes for one message (RFC 5321 section 4.5.3.1.8 asks for 100)."""
+
+WORDS, LITERAL, END, ERROR = "words", "literal", "end", "error"
 
 
 @dataclass(frozen=True, slots=True)
 class Mailbox:
     address: str
     """The addr-spec, lower-cased: ``local-part@domain``."""
-    display_name: str | None
-    """The display name as it came (quotes removed, encoded words not decoded)."""
+    phrase: str | None = None
+    """The display name as written (quotes kept, encoded words not decoded)."""
+
+    @property
+    def display_name(self) -> str | None:
+        """The display name with its quoted strings unquoted (encoded words still not decoded)."""
+        if self.phrase is None:
+            return None
+        return " ".join(
+            _PHRASE_PIECES.sub(
+                lambda m: _unquote(m.group(1)) if m.group(1) else "" if m.group(2) else m.group(), self.phrase
+            ).split()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,250 +103,202 @@ class _Bad(Exception):
         self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str
-    """ATOM, QUOTED, LITERAL, END, or the special character itself."""
+    """WORDS, LITERAL, END, ERROR, or one of the specials ``<>@,;:`` itself."""
     text: str
-    offset: int
+    start: int
+    end: int
 
 
-def _quoted(value: str, at: int) -> tuple[str, int]:
-    """The content of the quoted string opening at ``value[at]``, and where it ends."""
-    out: list[str] = []
-    i = at + 1
-    while True:
-        m = _QTEXT.match(value, i)
-        if m:
-            out.append(m.group())
-            i = m.end()
-        if i >= len(value):
-            raise _Bad("a quoted string is not closed", at)
-        c = value[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and i + 1 < len(value) and value[i + 1] in _VCHAR_OR_WSP:
-            out.append(value[i + 1])
-            i += 2
-            continue
-        raise _Bad("a control character or a lone backslash in a quoted string", i)
+def _unquote(quoted: str) -> str:
+    body = quoted[1:-1]
+    return re.sub(r"\\(.)", r"\1", body) if "\\" in body else body
 
 
-def _comment_end(value: str, at: int) -> int:
-    """Where the comment opening at ``value[at]`` ends (comments nest, section 3.2.2)."""
-    depth, i = 0, at
-    while True:
-        if i >= len(value):
-            raise _Bad("a comment is not closed", at)
-        c = value[i]
-        if c == "(":
-            depth += 1
-            i += 1
-        elif c == ")":
-            depth -= 1
-            i += 1
-            if depth == 0:
-                return i
-        elif c == "\\" and i + 1 < len(value) and value[i + 1] in _VCHAR_OR_WSP:
-            i += 2
-        else:
-            m = _CTEXT.match(value, i)
-            if not m:
-                raise _Bad("a control character or a lone backslash in a comment", i)
-            i = m.end()
-
-
-def _tokens(value: str) -> Iterator[_Token]:
-    """Tokens, comments and white space skipped; an ERROR token ends the stream."""
-    try:
-        yield from _scan(value)
-    except _Bad as exc:
-        yield _Token(ERROR, exc.detail, exc.offset)
-
-
-def _scan(value: str) -> Iterator[_Token]:
-    i, n = 0, len(value)
-    while i < n:
-        c = value[i]
-        m = _ATEXT.match(value, i)
-        if m:
-            yield _Token(ATOM, m.group(), i)
-            i = m.end()
-        elif c in " \t":
-            i = _WSP.match(value, i).end()  # type: ignore[union-attr]  # c matched it
-        elif c == "(":
-            i = _comment_end(value, i)
-        elif c == '"':
-            text, end = _quoted(value, i)
-            yield _Token(QUOTED, text, i)
-            i = end
-        elif c == "[":
-            m = _DTEXT.match(value, i + 1)
-            end = m.end() if m else i + 1
-            if end >= n or value[end] != "]":
-                raise _Bad("a domain literal is not closed", i)
-            yield _Token(LITERAL, value[i : end + 1], i)
-            i = end + 1
-        elif c in _SPECIALS:
-            yield _Token(c, c, i)
-            i += 1
-        else:
-            raise _Bad(f"the character {c!r} has no place in an address field", i)
-    yield _Token(END, "", n)
-
-
-class _Parser:
+class _Reader:
     """Recursive descent with one token of lookahead: no backtracking."""
 
-    def __init__(self, value: str):
-        self._tokens = _tokens(value)
-        self.tok = _Token(END, "", 0)
-        self._next()
+    def __init__(self, value: str, start: int = 0):
+        self.value = value
+        self.tok = self._lex(start)
 
-    def _next(self) -> None:
-        self.tok = next(self._tokens)
-        if self.tok.kind == ERROR:
-            raise _Bad(self.tok.text, self.tok.offset)
+    def _lex(self, at: int) -> _Token:
+        value = self.value
+        at = _CFWS.match(value, at).end()  # type: ignore[union-attr]  # matches the empty string
+        if at >= len(value):
+            return _Token(END, "", at, at)
+        c = value[at]
+        m = _WORDS.match(value, at)
+        if m:
+            return _Token(WORDS, m.group(), at, m.end())
+        if c in "<>@,;:":
+            return _Token(c, c, at, at + 1)
+        if c == "[":
+            m = _LITERAL.match(value, at)
+            if m:
+                return _Token(LITERAL, m.group(), at, m.end())
+            return _Token(ERROR, "a domain literal that is not closed or holds a control character", at, at)
+        if c == '"':
+            return _Token(ERROR, "a quoted string that is not closed or holds a control character", at, at)
+        if c == "(":
+            return _Token(
+                ERROR, "a comment that is not closed, holds a control character or nests more than 3 deep", at, at
+            )
+        return _Token(ERROR, f"the character {c!r} has no place in an address field", at, at)
+
+    def relex(self, at: int) -> None:
+        self.tok = self._lex(at)
 
     def advance(self) -> _Token:
         tok = self.tok
-        if tok.kind in (END, ERROR):
-            raise _Bad("unexpected end of the field", tok.offset)
-        self._next()
+        if tok.kind == ERROR:
+            raise _Bad(tok.text, tok.start)
+        if tok.kind == END:
+            raise _Bad("the field ends too early", tok.start)
+        self.tok = self._lex(tok.end)
         return tok
 
     def expect(self, kind: str, what: str) -> _Token:
         if self.tok.kind != kind:
-            found = "the end" if self.tok.kind == END else repr(self.tok.text)
-            raise _Bad(f"expected {what}, found {found}", self.tok.offset)
+            raise self.unexpected(what)
         return self.advance()
 
-    def words(self) -> list[_Token]:
-        """A phrase or a local part: words (atoms, quoted strings) and dots, as they come."""
+    def unexpected(self, what: str) -> _Bad:
+        tok = self.tok
+        if tok.kind == ERROR:
+            return _Bad(tok.text, tok.start)
+        found = "the end" if tok.kind == END else repr(tok.text[:20])
+        return _Bad(f"expected {what}, found {found}", tok.start)
+
+    def runs(self) -> list[_Token]:
+        """Word runs (words, dots, quoted strings), comments between them skipped."""
         out: list[_Token] = []
-        while self.tok.kind in (ATOM, QUOTED) or (self.tok.kind == "." and out):
+        while self.tok.kind == WORDS:
             out.append(self.advance())
         return out
 
     def address(self, *, groups: bool) -> list[Mailbox]:
         """One address (section 3.4): a mailbox, or with ``groups`` a group of them."""
-        start = self.tok.offset
-        words = self.words()
-        if self.tok.kind == "<":
+        start = self.tok.start
+        runs = self.runs()
+        kind = self.tok.kind
+        if kind == "<":
             self.advance()
             if self.tok.kind == "@":
-                raise _Bad("a source route (obs-route) is not accepted", self.tok.offset)
-            address = self.addr_spec(self.words())
+                raise _Bad("a source route (obs-route) is not accepted", self.tok.start)
+            address = self.addr_spec(self.runs())
             self.expect(">", "'>' closing the address")
-            return [Mailbox(address, _phrase(words, start))]
-        if self.tok.kind == "@":
-            return [Mailbox(self.addr_spec(words), None)]
-        if self.tok.kind == ":" and words and groups:
+            phrase = " ".join(r.text.strip() for r in runs) or None
+            return [Mailbox(address, phrase)]
+        if kind == "@":
+            return [Mailbox(self.addr_spec(runs))]
+        if kind == ":" and runs and groups:
             self.advance()
             members: list[Mailbox] = []
-            while self.tok.kind != ";":
-                if self.tok.kind == ",":
+            while True:
+                self.relex(_SEPARATORS.match(self.value, self.tok.start).end())  # type: ignore[union-attr]
+                if self.tok.kind == ";":
                     self.advance()
-                    continue
+                    return members
                 members += self.address(groups=False)
                 if self.tok.kind not in (",", ";"):
-                    self.expect(";", "',' or ';' in a group")
-            self.advance()
-            return members
-        if self.tok.kind == ":" and words:
-            raise _Bad("a group is not a mailbox (RFC 5322 section 3.6.2)", self.tok.offset)
-        if words:
+                    raise self.unexpected("',' or ';' in a group")
+        if kind == ":" and runs:
+            raise _Bad("a group is not a mailbox (RFC 5322 section 3.6.2)", self.tok.start)
+        if runs and kind != ERROR:
             raise _Bad("a display name without an address", start)
-        found = "the end" if self.tok.kind == END else repr(self.tok.text)
-        raise _Bad(f"expected an address, found {found}", self.tok.offset)
+        raise self.unexpected("an address")
 
     def addr_spec(self, local: list[_Token]) -> str:
         """``local-part "@" domain`` (section 3.4.1), the local part already read."""
         if not local:
-            raise _Bad("an address without a local part", self.tok.offset)
-        for i, word in enumerate(local):
-            if (word.kind == ".") != (i % 2 == 1):
-                raise _Bad("a local part must be words separated by single dots", word.offset)
-        if local[-1].kind == ".":
-            raise _Bad("a local part cannot end with '.'", local[-1].offset)
+            raise self.unexpected("a local part before '@'")
+        start = local[0].start
+        raw = " ".join(r.text for r in local)  # a comment between words separates them
+        if len(raw) > 4 * MAX_ADDRESS:
+            raise _Bad(f"an address longer than {MAX_ADDRESS} characters (RFC 5321 4.5.3.1)", start)
+        if not _LOCAL.fullmatch(raw):
+            raise _Bad("a local part must be words separated by single dots", start)
         self.expect("@", "'@'")
         if self.tok.kind == LITERAL:
             domain = self.advance().text
         else:
-            labels = [self.expect(ATOM, "a domain").text]
-            while self.tok.kind == ".":
-                self.advance()
-                labels.append(self.expect(ATOM, "a domain label after '.'").text)
-            domain = ".".join(labels)
+            labels = self.runs()
+            raw_domain = " ".join(r.text for r in labels)
+            if not labels or len(raw_domain) > 4 * MAX_ADDRESS or not _DOMAIN.fullmatch(raw_domain):
+                raise self.unexpected("a domain") if not labels else _Bad("not a domain name", labels[0].start)
+            domain = _COMMENTS_AND_SPACE.sub("", raw_domain)
         if self.tok.kind == "@":
-            raise _Bad("a second '@' in one address", self.tok.offset)
-        local_part = "".join(_local_word(w) for w in local)
-        address = f"{local_part}@{domain}"
+            raise _Bad("a second '@' in one address", self.tok.start)
+        address = f"{_local(raw)}@{domain}"
+        if len(address) > MAX_ADDRESS:
+            raise _Bad(f"an address longer than {MAX_ADDRESS} characters (RFC 5321 4.5.3.1)", start)
         if not address.isascii():
-            raise _Bad("an address that is not ASCII (an rfc822Name is IA5String, RFC 5280 4.2.1.6)", local[0].offset)
+            raise _Bad("an address that is not ASCII (an rfc822Name is IA5String, RFC 5280 4.2.1.6)", start)
         return address.lower()
 
 
-def _local_word(word: _Token) -> str:
-    if word.kind != QUOTED or _DOT_ATOM.fullmatch(word.text):
-        return word.text
-    return '"' + word.text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _local(raw: str) -> str:
+    """The local part without white space; a quoted word stays quoted unless it is a dot-atom."""
+    if '"' not in raw:
+        return _COMMENTS_AND_SPACE.sub("", raw)
+    out = []
+    for m in _LOCAL_PIECES.finditer(raw):
+        piece = m.group()
+        if m.group(1):
+            text = _unquote(piece)
+            out.append(text if _DOT_ATOM.fullmatch(text) else '"' + re.sub(r'(["\\])', r"\\\1", text) + '"')
+        elif piece[0] not in " \t(":
+            out.append(piece)
+    return "".join(out)
 
 
-def _phrase(words: list[_Token], start: int) -> str | None:
-    if not words:
-        return None
-    if words[0].kind == ".":
-        raise _Bad("a display name cannot start with '.'", start)
-    return " ".join(w.text for w in words)
-
-
-def parse_mailbox_list(value: str) -> tuple[Mailbox, ...] | Unreadable:
+def parse_mailbox_list(value: str, at_most: int | None = None) -> tuple[Mailbox, ...] | Unreadable:
     """A ``mailbox-list`` (the From field, RFC 5322 section 3.6.2), or why it is not one.
 
     Empty list elements are skipped (obs-mbox-list, section 4.4); groups are
-    not mailboxes and are refused."""
-    try:
-        parser = _Parser(value)
-        found: list[Mailbox] = []
-        while parser.tok.kind != END:
-            if parser.tok.kind == ",":
-                parser.advance()
-                continue
-            found += parser.address(groups=False)
-            if parser.tok.kind != END:
-                parser.expect(",", "',' between mailboxes")
-        if not found:
-            return Unreadable("no mailbox", 0)
-        return tuple(found)
-    except _Bad as exc:
-        return Unreadable(exc.detail, exc.offset)
-
-
-def parse_address_list(value: str) -> tuple[Mailbox, ...]:
-    """The readable mailboxes of an ``address-list`` (To, Cc; section 3.6.3), groups flattened.
-
-    Tolerant where the From is strict: an unreadable address is skipped up to
-    the next ',' (or the end of its group), and reading stops at an unclosed
-    quoted string or comment."""
+    not mailboxes and are refused. With ``at_most``, reading stops after
+    ``at_most + 1`` mailboxes: enough to say there are too many."""
+    reader = _Reader(value)
     found: list[Mailbox] = []
     try:
-        parser = _Parser(value)
-    except _Bad:
-        return ()
-    while parser.tok.kind not in (END, ERROR):
+        while True:
+            reader.relex(_SEPARATORS.match(value, reader.tok.start).end())  # type: ignore[union-attr]
+            if reader.tok.kind == END:
+                break
+            found += reader.address(groups=False)
+            if at_most is not None and len(found) > at_most:
+                break
+            if reader.tok.kind not in (",", END):
+                raise reader.unexpected("',' between mailboxes")
+    except _Bad as exc:
+        return Unreadable(exc.detail, exc.offset)
+    if not found:
+        return Unreadable("no mailbox", 0)
+    return tuple(found)
+
+
+def parse_address_list(value: str, at_most: int = MAX_LISTED) -> tuple[Mailbox, ...]:
+    """The readable mailboxes of an ``address-list`` (To, Cc; section 3.6.3), groups flattened.
+
+    Tolerant where the From is strict: an unreadable element is skipped up to
+    the next ',' or ';', and reading stops at an unclosed quoted string or
+    comment, or after ``at_most`` elements."""
+    reader = _Reader(value)
+    found: list[Mailbox] = []
+    for _ in range(at_most):
+        reader.relex(_LIST_SEPARATORS.match(value, reader.tok.start).end())  # type: ignore[union-attr]
+        if reader.tok.kind == END:
+            break
         try:
-            if parser.tok.kind in (",", ";"):
-                parser.advance()
-                continue
-            read = parser.address(groups=True)
-            if parser.tok.kind not in (",", END):
-                parser.expect(",", "','")
+            read = reader.address(groups=True)
+            if reader.tok.kind not in (",", ";", END):
+                raise reader.unexpected("','")
             found += read
         except _Bad:
-            try:
-                while parser.tok.kind not in (",", ";", END, ERROR):
-                    parser.advance()
-            except _Bad:
-                break
-    return tuple(found)
+            end = _SKIP.match(value, reader.tok.start).end()  # type: ignore[union-attr]
+            if end < len(value) and value[end] not in ",;":
+                break  # an unclosed quoted string or comment: nothing after it can be read
+            reader.relex(end)
+    return tuple(found[:at_most])

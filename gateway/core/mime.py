@@ -20,7 +20,7 @@ from email.header import decode_header, make_header
 from email.policy import compat32
 from functools import cached_property
 
-from .address import parse_address_list
+from .address import MAX_LISTED, parse_address_list
 from .limits import Limits
 
 
@@ -292,7 +292,10 @@ def addresses(values: list[str]) -> tuple[str, ...]:
     """Bare, lower-cased addresses from address fields (To, Cc; RFC 5322 section 3.4),
     read by the strict parser and skipping what it cannot read. Encoded words
     are never decoded first: they are display names, not addresses."""
-    return tuple(m.address for v in values for m in parse_address_list(v))
+    found: list[str] = []
+    for value in values:
+        found += (m.address for m in parse_address_list(value, MAX_LISTED - len(found)))
+    return tuple(found)
 
 
 def format_headers(fields: list[tuple[str, str]]) -> bytes:

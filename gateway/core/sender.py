@@ -50,13 +50,13 @@ def bound_sender(source: Entity, signed: Entity, limits: Limits) -> str | Reject
             RejectReason.SENDER_AMBIGUOUS,
             f"the message has {len(fields)} From fields; exactly one is allowed (RFC 5322 section 3.6)",
         )
-    mailboxes = parse_mailbox_list(fields[0])
+    mailboxes = parse_mailbox_list(fields[0], at_most=1)
     if isinstance(mailboxes, Unreadable):
         return Rejected(RejectReason.SENDER_MALFORMED, f"the From field is not an RFC 5322 mailbox: {mailboxes}")
     if len(mailboxes) != 1:
         return Rejected(
             RejectReason.SENDER_AMBIGUOUS,
-            f"the From field names {len(mailboxes)} mailboxes; a signed Direct message has one sender",
+            "the From field names more than one mailbox; a signed Direct message has one sender",
         )
     sender = mailboxes[0].address
     other = _other_from(signed, sender, limits)
@@ -75,7 +75,7 @@ def _other_from(signed: Entity, sender: str, limits: Limits) -> Rejected | None:
         if depth > limits.max_mime_depth:
             raise MimeError(f"the signed content nests deeper than {limits.max_mime_depth} levels", too_deep=True)
         for value in entity.get_all("From"):
-            mailboxes = parse_mailbox_list(value)
+            mailboxes = parse_mailbox_list(value, at_most=1)
             if isinstance(mailboxes, Unreadable):
                 return Rejected(
                     RejectReason.SENDER_MALFORMED,
