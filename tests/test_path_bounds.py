@@ -51,6 +51,15 @@ def self_issued_copies() -> Shape:
     return Shape([root], leaf_of(base), copies)
 
 
+def copies_spelled_differently() -> Shape:
+    """The same, each copy's name in another letter case: byte-different names
+    that RFC 5280 7.1 compares equal, as the validator does."""
+    root = ca("Bounds Root", key_role="bounds-root")
+    base = ca("Evil CA", key_role="evil")
+    spellings = ["".join(ch.upper() if (m >> i) & 1 else ch for i, ch in enumerate("evil ca")) for m in range(1, 11)]
+    return Shape([root], leaf_of(base), [ca(name, base, key_role="evil") for name in spellings])
+
+
 def copies_under_the_anchor() -> Shape:
     """Ten certificates of the genuine intermediate (same name, key and issuer,
     other serials and validity), nine of them expired: they count as one candidate."""
@@ -100,6 +109,7 @@ async def decide(svc: TrustService, shape: Shape):
 CASES = {
     # shape, expected check (None: trusted), most paths validated
     "ten-self-issued-copies": (self_issued_copies, Check.UNTRUSTED_ROOT, 0),
+    "ten-copies-spelled-differently": (copies_spelled_differently, Check.CHAIN, 0),
     "ten-copies-of-the-intermediate": (copies_under_the_anchor, None, 1),
     "ladder-of-32-paths-all-expired": (lambda: ladder(expired=True), Check.PATH_LIMIT, PathLimits().paths),
     "ladder-of-dead-ends": (lambda: ladder(top_signed_by_impostor=True), Check.PATH_LIMIT, 0),

@@ -86,14 +86,37 @@ def _aki(cert: CertRef) -> bytes | None:
         return None
 
 
-def issued_by(cert: CertRef, candidate: CertRef) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What path building compares, read once per certificate. Names are
+    compared as RFC 5280 7.1 says (case and spaces folded in directory
+    strings): asn1crypto's ``Name.hashable``, the comparison the validator
+    itself uses, so no variant spelling of a name escapes the bounds here
+    to be matched there."""
+
+    subject: str
+    issuer: str
+    spki: bytes
+    aki: bytes | None
+    ski: bytes | None
+
+
+def _facts(cert: CertRef) -> _Facts:
+    try:
+        tbs = asn1_x509.Certificate.load(cert.der)["tbs_certificate"]
+        subject, issuer = tbs["subject"].hashable, tbs["issuer"].hashable
+        spki = tbs["subject_public_key_info"].dump()
+    except (ValueError, TypeError, KeyError):  # the leaf only: others are checked by ``parses``
+        subject, issuer, spki = cert.subject_der.hex(), cert.issuer_der.hex(), cert.der
+    return _Facts(subject, issuer, spki, _aki(cert), cert.subject_key_identifier)
+
+
+def _issued_by(cert: _Facts, candidate: _Facts) -> bool:
     """``candidate`` may have issued ``cert``: its subject is ``cert``'s issuer
     and, when both say, its key identifier is the one ``cert`` names (RFC 5280 4.2.1.1)."""
-    if candidate.subject_der != cert.issuer_der:
+    if candidate.subject != cert.issuer:
         return False
-    aki = _aki(cert)
-    ski = candidate.subject_key_identifier
-    return aki is None or ski is None or aki == ski
+    return cert.aki is None or candidate.ski is None or cert.aki == candidate.ski
 
 
 class PathSearch:
@@ -120,11 +143,12 @@ class PathSearch:
         self._issuers = issuers
         self._at = at
         self.limits = limits
-        self._keys: dict[CertRef, bytes] = {}
-        self._by_subject: dict[bytes, list[CertRef]] = {}
-        self._anchors_by_subject: dict[bytes, list[CertRef]] = {}
+        self._facts: dict[CertRef, _Facts] = {}
+        self._by_subject: dict[str, list[CertRef]] = {}
+        self._anchors_by_subject: dict[str, list[CertRef]] = {}
         for a in self._anchors:
-            self._anchors_by_subject.setdefault(a.subject_der, []).append(a)
+            if parses(a):
+                self._anchors_by_subject.setdefault(self._of(a).subject, []).append(a)
         self.pool: list[CertRef] = []
         unique = dict.fromkeys(c for c in carried if c != leaf and c not in self._anchor_set)
         for c in list(unique)[:MAX_CARRIED_CERTIFICATES]:
@@ -136,21 +160,21 @@ class PathSearch:
         self.fetches = 0
         self.yielded = 0
 
+    def _of(self, cert: CertRef) -> _Facts:
+        facts = self._facts.get(cert)
+        if facts is None:
+            facts = self._facts[cert] = _facts(cert)
+        return facts
+
     def _add(self, cert: CertRef) -> None:
-        if cert in self._keys or cert in self._anchor_set or not parses(cert):
+        if cert in self._facts or cert in self._anchor_set or not parses(cert):
             return
-        self._keys[cert] = asn1_x509.Certificate.load(cert.der)["tbs_certificate"]["subject_public_key_info"].dump()
-        self._by_subject.setdefault(cert.subject_der, []).append(cert)
+        self._by_subject.setdefault(self._of(cert).subject, []).append(cert)
         self.pool.append(cert)
 
-    def _key(self, cert: CertRef) -> tuple[bytes, bytes]:
-        if cert not in self._keys:  # the leaf or an anchor
-            try:
-                spki = asn1_x509.Certificate.load(cert.der)["tbs_certificate"]["subject_public_key_info"].dump()
-            except (ValueError, TypeError):
-                spki = cert.der
-            self._keys[cert] = spki
-        return cert.subject_der, self._keys[cert]
+    def _key(self, cert: CertRef) -> tuple[str, bytes]:
+        facts = self._of(cert)
+        return facts.subject, facts.spki
 
     async def paths(self) -> AsyncIterator[tuple[CertRef, ...]]:
         stack: list[tuple[CertRef, ...]] = [(self._leaf,)]
@@ -182,23 +206,29 @@ class PathSearch:
             self.dead_end = path
 
     async def _issuers_of(self, cert: CertRef, path: tuple[CertRef, ...]) -> list[CertRef]:
+        facts = self._of(cert)
         on_path = {self._key(c) for c in path}
-        anchors = [a for a in self._anchors_by_subject.get(cert.issuer_der, ()) if issued_by(cert, a)]
-        local = self._local_issuers(cert, on_path)
-        if not anchors and not local and cert.subject_der != cert.issuer_der:
+        anchors = [a for a in self._anchors_by_subject.get(facts.issuer, ()) if _issued_by(facts, self._of(a))]
+        local = self._local_issuers(facts, on_path)
+        if not anchors and not local and facts.subject != facts.issuer:
             await self._fetch_issuers(cert)
-            local = self._local_issuers(cert, on_path)
+            local = self._local_issuers(facts, on_path)
         return (anchors + local)[: self.limits.issuers_per_cert]
 
-    def _local_issuers(self, cert: CertRef, on_path: set[tuple[bytes, bytes]]) -> list[CertRef]:
-        aki = _aki(cert)
-        found = [c for c in self._by_subject.get(cert.issuer_der, ()) if issued_by(cert, c) and self._key(c) not in on_path]
+    def _local_issuers(self, cert: _Facts, on_path: set[tuple[str, bytes]]) -> list[CertRef]:
+        found = [
+            c for c in self._by_subject.get(cert.issuer, ())
+            if _issued_by(cert, self._of(c)) and self._key(c) not in on_path
+        ]
         # best first: the key identifier named exactly, valid now, the longest-lived
-        found.sort(key=lambda c: (c.subject_key_identifier != aki or aki is None, not c.valid_at(self._at), -c.not_after.timestamp()))
-        same: set[tuple[bytes, bytes, bytes, bytes | None]] = set()
+        found.sort(key=lambda c: (
+            cert.aki is None or self._of(c).ski != cert.aki, not c.valid_at(self._at), -c.not_after.timestamp()
+        ))
+        same: set[tuple[str, bytes, str, bytes | None]] = set()
         out: list[CertRef] = []
         for c in found:
-            ident = (*self._key(c), c.issuer_der, _aki(c))
+            f = self._of(c)
+            ident = (f.subject, f.spki, f.issuer, f.aki)
             if ident not in same:
                 same.add(ident)
                 out.append(c)
@@ -206,6 +236,7 @@ class PathSearch:
 
     async def _fetch_issuers(self, cert: CertRef) -> None:
         """RFC 5280 4.2.2.1 / Direct item 11: fetch the issuer the sender left out."""
+        facts = self._of(cert)
         for url in ca_issuer_urls(cert)[: self.limits.aia_urls_per_cert]:
             if self.fetches >= self.limits.aia_fetches:
                 return
@@ -217,7 +248,7 @@ class PathSearch:
                 continue
             for c in fetched:
                 self._add(c)
-            if any(issued_by(cert, c) for c in fetched):
+            if any(c in self._facts and _issued_by(facts, self._of(c)) for c in fetched):
                 return
 
     def building_pool(self, path: Sequence[CertRef]) -> list[CertRef]:
@@ -226,6 +257,6 @@ class PathSearch:
         on the path, so the validator's own path building can find no other
         ordering (it tries every certificate of a matching name) while a CRL
         issuer's certificate carried in the message is still at hand."""
-        names = {c.issuer_der for c in path}
+        names = {self._of(c).issuer for c in path}
         members = set(path)
-        return [c for c in self.pool if c in members or c.subject_der not in names]
+        return [c for c in self.pool if c in members or self._of(c).subject not in names]
