@@ -185,7 +185,7 @@ class HttpFetcher:
         assert url.host is not None and url.port is not None  # _parse
         if not self.destinations.check:
             return _Hop((url,), None, None)
-        addresses = await self._resolve(original, url.host, url.port)
+        addresses = await self._resolve(original, url.host, url.raw_host or url.host, url.port)
         for address in addresses:
             kind = self.destinations.refused(address)
             if kind is not None:
@@ -202,16 +202,17 @@ class HttpFetcher:
         return _Hop(
             tuple(url.with_host(str(a)) for a in addresses[:MAX_ADDRESSES_TRIED]),
             url.host_port_subcomponent,
-            url.host if https and literal is None else None,
+            (url.raw_host or url.host) if https and literal is None else None,
         )
 
-    async def _resolve(self, original: str, host: str, port: int) -> Sequence[IPAddress]:
+    async def _resolve(self, original: str, host: str, ascii_host: str, port: int) -> Sequence[IPAddress]:
         literal = _literal(host)
         if literal is not None:
             return [literal]
         try:
+            # the IDNA form yarl made, the name aiohttp would have asked for
             infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                ascii_host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
             )
         except (OSError, UnicodeError) as exc:
             raise FetchError(original, FetchProblem.UNREACHABLE, f"cannot resolve {host}: {exc}") from exc
