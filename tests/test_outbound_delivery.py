@@ -327,3 +327,24 @@ async def test_a_worker_outlives_a_database_it_cannot_reach_and_still_stops(pki)
         await asyncio.wait_for(running, 5)
     finally:
         await unreachable.close()
+
+
+class _StalledDiscovery:
+    """A CertificateFinder (our own Protocol) that never answers in time."""
+
+    async def discover(self, address, *, local_domain, at):
+        await asyncio.sleep(60)
+
+
+async def test_an_attempt_ends_before_its_lease_does(world):
+    """No second worker may take a job while the first could still be sending it."""
+    quick = replace(SETTINGS, connect_timeout=0.1, command_timeout=0.1, data_timeout=0.1,
+                    lease=timedelta(seconds=1))
+    worker = world.worker(quick)
+    worker.discovery = _StalledDiscovery()
+    job_id = await world.enqueue()
+    started = asyncio.get_running_loop().time()
+    [attempt] = await worker.run_once()
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert (attempt.state, attempt.reason) == (JobState.QUEUED, Reason.TIMEOUT)
+    assert (await world.queue.get(job_id)).lease_owner is None

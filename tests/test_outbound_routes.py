@@ -20,6 +20,7 @@ from gateway.discovery import (
 )
 from gateway.domains import LocalDomains
 from gateway.outbound import (
+    Backoff,
     DeliveryWorker,
     JobKind,
     JobState,
@@ -165,6 +166,7 @@ def test_settings_from_the_configuration_tables():
     defaults = outbound_settings({}, {}, helo="a.test")
     assert defaults.helo == "a.test" and defaults.tls_for("x.example") is TlsMode.OPPORTUNISTIC
     assert defaults.lifetime == timedelta(days=4) and defaults.lease.total_seconds() > defaults.delivery_timeout
+    assert s.backoff == Backoff(timedelta(seconds=30), timedelta(minutes=5))
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@ providers' mail later), and the worker that seals and delivers it.
 
 The composition root builds, once::
 
-    queue = OutboundQueue(store)
     settings = outbound_settings(config.section("outbound"), config.section("routes"), helo=first_domain)
+    queue = OutboundQueue(store, backoff=settings.backoff)
     router = MxRouter(discovery.dns, static=settings.routes, tls_for=settings.tls_for, mx_port=settings.mx_port)
     worker = DeliveryWorker(queue, discovery=discovery, keys=LocalDomains(store), router=router,
                             transport=SmtpTransport(settings), settings=settings, clock=now, owner=node_name)
@@ -14,9 +14,10 @@ and hands ``queue`` to the inbound pipeline, which calls ``enqueue`` inside
 its own transaction. docs/outbound.md tells the whole story.
 """
 
-from .queue import Backoff, Event, Job, JobKind, JobState, OutboundQueue, Reason
+from .queue import Event, Job, JobKind, JobState, OutboundQueue, Reason
 from .routes import Destination, MxRouter, Routed, Router, Unroutable
 from .settings import (
+    Backoff,
     OutboundSettings,
     OutboundSettingsError,
     StaticRoute,

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.store import Store
 from gateway.store.messaging import audit, outbound
 
-from .settings import DEFAULT_FIRST_RETRY, DEFAULT_MAX_RETRY
+from .settings import Backoff
 
 
 class JobKind(enum.Enum):
@@ -127,23 +127,6 @@ class Job:
     @property
     def domain(self) -> str:
         return self.recipient.rpartition("@")[2].lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff: ``first``, doubled after each attempt, at most ``cap``."""
-
-    first: timedelta = DEFAULT_FIRST_RETRY
-    cap: timedelta = DEFAULT_MAX_RETRY
-
-    def delay(self, attempts: int) -> timedelta:
-        # 2**n overflows nothing here: the exponent stops once the cap is reached
-        delay = self.first
-        for _ in range(max(attempts, 1) - 1):
-            delay *= 2
-            if delay >= self.cap:
-                return self.cap
-        return min(delay, self.cap)
 
 
 def lock_for_claim(query: Select[Any], dialect: str) -> Select[Any]:

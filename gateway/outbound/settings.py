@@ -66,6 +66,23 @@ class TlsMode(enum.Enum):
     """No STARTTLS offered, or the handshake fails: a temporary failure, nothing sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: ``first``, doubled after each attempt, at most ``cap``."""
+
+    first: timedelta = DEFAULT_FIRST_RETRY
+    cap: timedelta = DEFAULT_MAX_RETRY
+
+    def delay(self, attempts: int) -> timedelta:
+        # doubling stops at the cap: a job's thousandth attempt costs a few steps, no big numbers
+        delay = self.first
+        for _ in range(max(attempts, 1) - 1):
+            delay *= 2
+            if delay >= self.cap:
+                return self.cap
+        return min(delay, self.cap)
+
+
 class OutboundSettingsError(ValueError):
     def __init__(self, key: str, detail: str) -> None:
         self.key = key
@@ -112,6 +129,11 @@ class OutboundSettings:
         """The bound on one attempt at one destination: connect and greeting,
         EHLO/STARTTLS/MAIL/RCPT (the EHLO after STARTTLS shares a budget), DATA."""
         return self.connect_timeout + 3 * self.command_timeout + self.data_timeout
+
+    @property
+    def backoff(self) -> Backoff:
+        """For ``OutboundQueue(store, backoff=settings.backoff)``."""
+        return Backoff(self.first_retry, self.max_retry)
 
     def tls_for(self, domain: str) -> TlsMode:
         return TlsMode.REQUIRED if domain.lower() in self.starttls_required else self.starttls

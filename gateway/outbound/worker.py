@@ -52,6 +52,10 @@ DEFAULT_GRACE_SECONDS = 20.0
 """How long a stopping worker lets in-flight sessions finish (systemd's stop timeout is 90 s)."""
 
 
+LEASE_MARGIN_SECONDS = 30.0
+"""Kept back from each lease to write the outcome (at most a tenth of the lease)."""
+
+
 class CertificateFinder(Protocol):
     """``gateway.discovery.Discovery``."""
 
@@ -165,7 +169,12 @@ class DeliveryWorker:
             outcome = _Outcome(True, job.reason or Reason.LIFETIME, "expired before this attempt", expired=True)
         else:
             try:
-                outcome = await self._deliver(job, at)
+                # the whole attempt ends before the lease does, so no other worker can take
+                # the job while this one may still be sending it
+                async with asyncio.timeout(self._budget(job, at)):
+                    outcome = await self._deliver(job, at)
+            except TimeoutError:
+                outcome = _Outcome(False, Reason.TIMEOUT, "the attempt outlasted its lease's budget")
             except Exception as exc:  # a bug: logged with its traceback, the job kept and retried
                 bound.exception("outbound.internal-error")
                 outcome = _Outcome(False, Reason.INTERNAL, f"internal error ({type(exc).__name__}); see the log")
@@ -177,6 +186,11 @@ class DeliveryWorker:
             bound.warning("outbound.unrecorded", reason=outcome.reason.value, error=str(exc).splitlines()[0][:300])
             return Attempt(job, None, outcome.reason, f"{outcome.detail} (not recorded: the database failed)",
                            outcome.code)
+
+    def _budget(self, job: Job, at: datetime) -> float:
+        """Seconds left of the lease, less a margin to record the outcome in."""
+        left = ((job.lease_until or at) - at).total_seconds()
+        return max(left - min(LEASE_MARGIN_SECONDS, left / 10), 0.0)
 
     async def _record(self, job: Job, outcome: _Outcome, bound: structlog.typing.FilteringBoundLogger) -> Attempt:
         at = self.clock()
