@@ -525,3 +525,42 @@ def test_a_refetched_crl_replaces_its_older_copy():
     assert cache.held[0] == 1
     leaf = issue("y@cache.test", issuer=ca, key=role_key("leaf2"))
     assert len(cache.held_crls(leaf.ref, NOW)) == 1
+
+
+# --- a CRL is hostile bytes: parsed or refused, never an exception -----------------
+
+
+def test_a_damaged_crl_is_refused_or_judged_never_raised():
+    import asyncio
+
+    from hypothesis import given, settings
+
+    from anchors.source import Direction
+    from trust import FetchError, OfflineFetcher, Purpose
+    from trust.revinfo import parse_crl
+
+    from .mutations import FUZZ, mutated
+
+    root = issue("Fuzz Root CA", ca=True, key=role_key("root"))
+    inter = issue("Fuzz Intermediate CA", issuer=root, ca=True, key=role_key("inter"))
+    leaf = issue("carol@a.test", issuer=inter, email="carol@a.test", key=role_key("leaf2"))
+    original = crl(inter, [leaf, issue("x@a.test", issuer=inter, key=role_key("alice"))])
+
+    @settings(FUZZ, max_examples=120)
+    @given(mutated(original))
+    def check(data: bytes) -> None:
+        try:
+            parse_crl(data, "http://crl.test/fuzz.crl")
+        except FetchError:
+            return
+        svc = TrustService(
+            StaticAnchors((root.ref,)), OfflineFetcher(), DomainPolicies(REQUIRED), supplied_crls=[data, crl(root)]
+        )
+        d = asyncio.run(
+            svc.decide(leaf.ref, purpose=Purpose.SIGNING, bound_to="carol@a.test", local_domain="b.test",
+                       direction=Direction.INCOMING, at=NOW, intermediates=[inter.ref])
+        )
+        # a damaged CRL never vouches for the leaf: revoked if it still says so, else unknown
+        assert d.failure is not None and d.failure.check in (Check.REVOKED, Check.REVOCATION_UNKNOWN), d
+
+    check()
