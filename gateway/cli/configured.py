@@ -1,6 +1,5 @@
-"""The configuration file and the one-line error guard, for the commands that
-read a configuration outside the admin group (``discover``, ``dns``,
-``certs export-ldif``)."""
+"""The configuration file, and the one guard that turns every expected failure
+of a command that reads it into one line and an exit code (``args``)."""
 
 from __future__ import annotations
 
@@ -8,6 +7,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from anchors.bundles import BundleDefinitionError
+from anchors.importing import AnchorFileError
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.certs import KeyMaterialError
 from gateway.discovery import DiscoverySettingsError
@@ -35,10 +38,14 @@ def configuration(args: argparse.Namespace, *, required: bool) -> Config | None:
 
 
 def guard(run: Callable[[], int]) -> int:
+    """Run a command, turning every expected failure into one line on stderr and its exit code."""
     try:
         return int(run())
     except (
         UsageError, CommandFailed, ConfigError, DiscoverySettingsError, NameserverError, KeyMaterialError,
-        StoreError, DomainError, PolicyError,
+        StoreError, DomainError, PolicyError, AnchorFileError, BundleDefinitionError,
     ) as exc:
         return fail(exc)
+    except SQLAlchemyError as exc:  # the database went away mid-command
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return fail(CommandFailed(f"database error: {detail[0] if detail else type(exc).__name__}"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -72,13 +73,27 @@ def read_cert(path: Path, option: str, at: datetime) -> CertRef:
     return _certificates(read_bytes(path, option), path, option, at)[0]
 
 
-def what_it_is(data: bytes, path: Path, at: datetime) -> str:
-    """What a file is, for a message saying it is not what was expected."""
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """What a file turned out to be, for a message saying it is not what its option needs."""
+
+    kind: FileKind | None
+    """What a file holding no certificate is; None when it holds certificates or is a damaged one."""
+    certificates: int = 0
+
+    def __str__(self) -> str:
+        if self.kind is not None:
+            return self.kind.value
+        if self.certificates:
+            return "a certificate" if self.certificates == 1 else f"{self.certificates} certificates"
+        return "a damaged certificate file"
+
+
+def identify(data: bytes, path: Path, at: datetime) -> Identified:
     try:
-        n = len(read_anchor_file(data, str(path), at=at).certificates)
+        return Identified(None, len(read_anchor_file(data, str(path), at=at).certificates))
     except AnchorFileError as exc:
-        return exc.kind.value if exc.kind is not None else "a damaged certificate file"
-    return "a certificate" if n == 1 else f"{n} certificates"
+        return Identified(exc.kind)
 
 
 def read_private_key(path: Path, option: str, password: bytes | None, at: datetime) -> PrivateKey:
@@ -86,9 +101,9 @@ def read_private_key(path: Path, option: str, password: bytes | None, at: dateti
     try:
         return load_private_key(data, password)
     except KeyMaterialError as exc:
-        kind = what_it_is(data, path, at)
-        if kind != FileKind.PRIVATE_KEY.value:
-            raise CommandFailed(f"{option} {path}: this is {kind}, not a private key") from exc
+        found = identify(data, path, at)
+        if found.kind is not FileKind.PRIVATE_KEY:
+            raise CommandFailed(f"{option} {path}: this is {found}, not a private key") from exc
         if password is None and _encrypted(data):
             raise CommandFailed(f"{option} {path}: an encrypted key; give its password with --password-file") from exc
         raise CommandFailed(f"{option} {path}: {_plain(str(exc))}") from exc
@@ -133,9 +148,9 @@ def read_pairs(
         try:
             pairs.append(load_pkcs12(data, password))
         except KeyMaterialError as exc:
-            kind = what_it_is(data, p12, at)
-            if kind != FileKind.PKCS12.value:
-                raise CommandFailed(f"{p12_option} {p12}: this is {kind}, not a PKCS#12 file") from exc
+            found = identify(data, p12, at)
+            if found.kind is not FileKind.PKCS12:
+                raise CommandFailed(f"{p12_option} {p12}: this is {found}, not a PKCS#12 file") from exc
             raise CommandFailed(f"{p12_option} {p12}: {_plain(str(exc))}") from exc
     return pairs
 

@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "gateway.cli.verify",
     "gateway.cli.discovery",
     "gateway.cli.admin",
+    "gateway.cli.records",
+    "gateway.cli.serve",
 )
 
 

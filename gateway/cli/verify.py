@@ -36,7 +36,7 @@ from gateway.core import Opened, Rejected, inspect_signature, open_inbound
 
 from . import render
 from .args import EXIT_FAILED, EXIT_OK, CommandFailed, UsageError, fail, parse_at
-from .files import read_bytes, read_certs, read_pairs, what_it_is
+from .files import identify, read_bytes, read_certs, read_pairs
 from .message import is_bare_cms, read_message
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ def _read_crls(paths: list[Path], at: datetime) -> list[bytes]:
         try:
             parse_crl(data, str(path))
         except (FetchError, ValueError) as exc:
-            kind = what_it_is(data, path, at)
-            if kind == FileKind.CRL.value:
+            found = identify(data, path, at)
+            if found.kind is FileKind.CRL:
                 raise CommandFailed(f"--crl {path}: a CRL that does not parse") from exc
-            raise CommandFailed(f"--crl {path}: this is {kind}, not a CRL") from exc
+            raise CommandFailed(f"--crl {path}: this is {found}, not a CRL") from exc
         out.append(data)
     return out
 

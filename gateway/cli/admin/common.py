@@ -12,24 +12,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from anchors.bundles import (
-    BundleDefinitionError,
-)
-from anchors.importing import AnchorFileError
 from anchors.source import Direction
 from gateway.config import (
-    ConfigError,
     load_config,
 )
-from gateway.core.certs import CertRef, KeyMaterialError
-from gateway.domains import DomainError
-from gateway.store import Store, StoreError, open_store
+from gateway.core.certs import CertRef
+from gateway.store import Store, open_store
 from gateway.store.lookups import normalise_domain
 
-from ..args import CommandFailed, UsageError, fail
+from ..args import CommandFailed, UsageError
 from ..args import config_path as given_config_path
+from ..configured import guard
 from ..files import read_cert
 
 DIRECTIONS = {"incoming": (Direction.INCOMING,), "outgoing": (Direction.OUTGOING,), "both": tuple(Direction)}
@@ -94,20 +87,6 @@ def run(
         return asyncio.run(go())
 
     return guard(main)
-
-
-def guard(fn: Callable[[], int]) -> int:
-    try:
-        return fn()
-    except (
-        UsageError, CommandFailed, ConfigError, StoreError, DomainError, AnchorFileError, KeyMaterialError,
-        BundleDefinitionError,
-    ) as exc:
-        return fail(exc)
-    except SQLAlchemyError as exc:  # the database went away mid-command
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        print(f"directgw: database error: {detail[0] if detail else type(exc).__name__}", file=sys.stderr)
-        return 1
 
 
 def print_json(data: Any) -> None:
