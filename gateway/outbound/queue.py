@@ -223,15 +223,15 @@ class OutboundQueue:
             )
             jobs = [_job(r) for r in (await conn.execute(select(outbound).where(outbound.c.id.in_(ids)))).all()]
             previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
+            trail = []
             for job in jobs:
                 before, until = previous[job.id]
-                if before is None:
-                    await _audit(conn, at, job.message_id, job.recipient, Event.CLAIMED, None,
-                                 f"outbound #{job.id} attempt {job.attempts}", node=owner)
-                else:
-                    await _audit(conn, at, job.message_id, job.recipient, Event.RECLAIMED, None,
-                                 f"outbound #{job.id} attempt {job.attempts}: the lease of {before} ran out at "
-                                 f"{until.isoformat() if until else '?'}", node=owner)
+                detail = f"outbound #{job.id} attempt {job.attempts}"
+                if before is not None:
+                    detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
+                trail.append(_audit_row(at, job.message_id, job.recipient,
+                                        Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
+            await conn.execute(insert(audit), trail)  # one round trip for the batch
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 
@@ -324,6 +324,24 @@ class OutboundQueue:
         return True
 
 
+def _audit_row(
+    at: datetime,
+    message_id: int | None,
+    recipient: str,
+    event: Event,
+    reason: Reason | None,
+    detail: str,
+    *,
+    peer: str | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": at, "message_id": message_id, "recipient": recipient, "event": event.value,
+        "reason": reason.value if reason else None, "detail": detail[:MAX_ERROR_TEXT],
+        "peer": peer[:64] if peer else None, "node": node[:64] if node else None,
+    }
+
+
 async def _audit(
     conn: AsyncConnection,
     at: datetime,
@@ -336,10 +354,5 @@ async def _audit(
     peer: str | None = None,
     node: str | None = None,
 ) -> None:
-    await conn.execute(
-        insert(audit).values(
-            at=at, message_id=message_id, recipient=recipient, event=event.value,
-            reason=reason.value if reason else None, detail=detail[:MAX_ERROR_TEXT],
-            peer=peer[:64] if peer else None, node=node[:64] if node else None,
-        )
-    )
+    row = _audit_row(at, message_id, recipient, event, reason, detail, peer=peer, node=node)
+    await conn.execute(insert(audit).values(**row))
