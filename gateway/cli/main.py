@@ -28,7 +28,6 @@ COMMAND_MODULES = (
     "gateway.cli.discovery",
     "gateway.cli.admin",
     "gateway.cli.records",
-    "gateway.cli.serve",
 )
 
 
