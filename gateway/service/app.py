@@ -1,0 +1,206 @@
+"""The composition root of ``directgw serve``: everything is built here, once, and passed in.
+
+One process runs: the SMTP edge (gateway/smtp) in front of the receiving
+pipeline (gateway/receive), the outbound delivery loop (gateway/outbound),
+the HTTP listener (health, metrics), and, in the first worker only, the DNS
+responder when ``[dns]`` is configured and the trust-bundle refresh.
+``--workers N`` runs N such processes on one SMTP port (SO_REUSEPORT, see
+``workers``): ``cryptography`` holds the GIL, so a second core needs a second
+process. The outbound loop runs in every worker: its leases keep two
+workers from sending one job.
+
+Only this module (and the CLI) read the clock: ``clock`` is handed to
+everything that needs the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from anchors.bundles import Bundles
+from anchors.store import DbAnchors
+from gateway.config import Config
+from gateway.core.limits import Limits
+from gateway.discovery import TrustServiceJudge, build_discovery
+from gateway.discovery.dnsclient import DnsClient
+from gateway.discovery.settings import RESOLV_CONF, settings_from_mapping, system_nameservers
+from gateway.domains import LocalDomains
+from gateway.outbound.queue import OutboundQueue
+from gateway.outbound.routes import MxRouter
+from gateway.outbound.settings import outbound_settings
+from gateway.outbound.transport import SmtpTransport
+from gateway.outbound.worker import DeliveryWorker
+from gateway.receive import ReceiveSettings, ReceivingPipeline
+from gateway.smtp.server import SmtpServer, listening_socket, start_smtp
+from gateway.smtp.tls import server_context
+from gateway.store import Store, open_store
+from records_bridge.store import RecordStore
+from trust.settings import build_trust_service
+
+from .http import HttpStatus, start_http
+from .settings import ServeSettings
+
+log = structlog.get_logger("directgw.serve")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Running:
+    """A started service; ``stop()`` winds it down in order."""
+
+    settings: ServeSettings
+    store: Store
+    smtp: SmtpServer
+    stop_event: asyncio.Event
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+    http_port: int | None = None
+
+    @property
+    def smtp_port(self) -> int:
+        return self.smtp.port
+
+    async def stop(self) -> None:
+        """Stop accepting, let sessions and in-flight deliveries finish (bounded), close everything."""
+        log.info("serve.stopping")
+        self.stop_event.set()
+        await self.smtp.close()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for close in reversed(self.closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        await self.store.close()
+        log.info("serve.stopped")
+
+
+def _discovery_table(config: Config) -> dict[str, Any]:
+    table = config.section("discovery")
+    if "nameservers" not in table:
+        # no [discovery]: the system's resolvers, as `init` would have written
+        with contextlib.suppress(OSError):
+            table["nameservers"] = system_nameservers(RESOLV_CONF.read_text(encoding="utf-8")) or ["127.0.0.1:53"]
+    return table
+
+
+def _tls(settings: ServeSettings) -> ssl.SSLContext | None:
+    if settings.tls_certificate is None or settings.tls_key is None:
+        return None
+    return server_context(settings.tls_certificate, settings.tls_key)
+
+
+async def start_service(
+    config: Config,
+    settings: ServeSettings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    first_worker: bool = True,
+    reuse_port: bool = False,
+) -> Running:
+    """Everything ``serve`` runs, started and listening; raises before listening if it cannot."""
+    store = await open_store(config.storage_url)
+    closers: list[Callable[[], Any]] = []
+    try:
+        return await _start(config, settings, store, closers, clock, first_worker, reuse_port)
+    except BaseException:
+        for close in reversed(closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        await store.close()
+        raise
+
+
+async def _start(
+    config: Config, settings: ServeSettings, store: Store, closers: list[Callable[[], Any]],
+    clock: Callable[[], datetime], first_worker: bool, reuse_port: bool,
+) -> Running:
+    domains = LocalDomains(store)
+    records = RecordStore(store)
+    trust, fetcher = build_trust_service(config.section("trust"), DbAnchors(store))
+    closers.append(fetcher.close)
+    discovery_settings = settings_from_mapping(_discovery_table(config))
+    discovery = build_discovery(discovery_settings, TrustServiceJudge(trust), fetcher)
+    local = [d.name for d in await domains.all()]
+    out = outbound_settings(config.section("outbound"), config.section("routes"),
+                           helo=settings.hostname or (local[0] if local else "localhost"))
+    queue = OutboundQueue(store, backoff=out.backoff)
+    router = MxRouter(
+        DnsClient(discovery_settings.nameservers, timeout=discovery_settings.dns_timeout),
+        static=out.routes, tls_for=out.tls_for, mx_port=out.mx_port,
+    )
+    owner = f"{settings.node}:{os.getpid()}"
+    worker = DeliveryWorker(queue, discovery=discovery, keys=domains, router=router, transport=SmtpTransport(out),
+                            settings=out, clock=clock, owner=owner)
+    core_limits = replace(Limits(), max_message_bytes=settings.limits.max_message_size)
+    pipeline = ReceivingPipeline(store, domains, records, trust, queue, clock,
+                                 ReceiveSettings(limits=core_limits, node=owner))
+    stop = asyncio.Event()
+    sock = listening_socket(settings.smtp.host, settings.smtp.port, reuse_port=reuse_port)
+    smtp = await start_smtp(pipeline, settings.limits, sock=sock, tls_context=_tls(settings),
+                            hostname=settings.hostname)
+    running = Running(settings, store, smtp, stop, closers=closers)
+    running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
+    if settings.http is not None:
+        runner = await start_http(
+            HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions)}),
+            settings.http.host, settings.http.port,
+        )
+        closers.append(runner.cleanup)
+        running.http_port = runner.addresses[0][1] if runner.addresses else None
+    if first_worker:
+        await _start_dns(config, domains, closers)
+        running.tasks.append(asyncio.create_task(_refresh_bundles(store, settings, clock, stop), name="bundles"))
+    log.info("serve.started", smtp=str(settings.smtp), smtp_port=smtp.port, http=str(settings.http),
+             node=owner, domains=local, tls=settings.tls_certificate is not None)
+    return running
+
+
+async def _start_dns(config: Config, domains: LocalDomains, closers: list[Callable[[], Any]]) -> None:
+    table = config.section("dns")
+    if not table or table.get("enabled") is False:
+        return
+    from gateway.publish import dns_settings
+    from gateway.publish.responder import start_responder
+
+    dns = dns_settings(table)
+    if not dns.zones:
+        dns = replace(dns, zones=tuple(d.name for d in await domains.all()))
+    responder = await start_responder(dns, domains)
+    closers.append(responder.close)
+    log.info("serve.dns", address=str(responder.address), zones=list(dns.zones))
+
+
+async def _refresh_bundles(store: Store, settings: ServeSettings, clock: Callable[[], datetime],
+                           stop: asyncio.Event) -> None:
+    """Each bundle on its own interval (anchors.bundles); failures keep the last good copy."""
+    async with aiohttp.ClientSession() as session:
+        bundles = Bundles(store, session)
+        while not stop.is_set():
+            try:
+                for outcome in await bundles.refresh_due(clock()):
+                    log.info("bundle.refresh", outcome=str(outcome))
+            except Exception as exc:  # a refresh failure must not stop the gateway; say it and go on
+                log.error("bundle.refresh-failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.bundle_check)
+
+
+def config_base(config: Config) -> Path:
+    return config.path.parent

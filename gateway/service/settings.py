@@ -1,0 +1,128 @@
+"""The ``[smtp]``, ``[http]`` and ``[serve]`` tables: what ``directgw serve`` listens on and how.
+
+```toml
+[smtp]
+listen = "0.0.0.0:25"             # default 0.0.0.0:25 (ports under 1024 need CAP_NET_BIND_SERVICE)
+hostname = "mx.hospital.example"  # our name in the greeting and EHLO (default: the machine's name)
+tls_certificate = "tls/smtp.crt"  # STARTTLS is offered when both are set (init writes a self-signed pair)
+tls_key = "tls/smtp.key"
+max_message_size = 67108864       # bytes, advertised as SIZE
+max_recipients = 100
+max_line_length = 1000
+command_timeout = 300             # seconds
+data_timeout = 180                # seconds
+max_sessions = 200
+max_sessions_per_client = 20
+
+[http]
+listen = "127.0.0.1:8025"         # /healthz and /metrics (keep it off the internet)
+
+[serve]
+node = "gw1"                      # names this node in logs, the audit trail and leases (default: host name)
+bundle_check = 60                 # seconds between looks for trust bundles due for refresh
+```
+
+File paths are relative to the configuration file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.smtp.limits import SmtpLimits
+
+DEFAULT_SMTP_LISTEN = "0.0.0.0:25"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8025"
+DEFAULT_BUNDLE_CHECK = 60.0
+"""Bundles carry their own refresh interval (hours); a minute's look keeps a due one late by a minute at most."""
+
+_LIMIT_KEYS = {f.name for f in dataclasses.fields(SmtpLimits)}
+_SMTP_KEYS = {"listen", "hostname", "tls_certificate", "tls_key"} | _LIMIT_KEYS
+
+
+class ServeSettingsError(ValueError):
+    def __init__(self, key: str, detail: str) -> None:
+        self.key = key
+        self.detail = detail
+        super().__init__(f"{key}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    smtp: Listen
+    http: Listen | None
+    hostname: str | None
+    tls_certificate: Path | None
+    tls_key: Path | None
+    limits: SmtpLimits = field(default_factory=SmtpLimits)
+    node: str = field(default_factory=socket.gethostname)
+    bundle_check: float = DEFAULT_BUNDLE_CHECK
+
+
+def parse_listen(key: str, text: object) -> Listen:
+    if not isinstance(text, str):
+        raise ServeSettingsError(key, 'expected "ADDRESS:PORT"')
+    value = text.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ServeSettingsError(key, f'{text!r}: expected "ADDRESS:PORT", e.g. "127.0.0.1:2525"')
+    return Listen(host, int(port))
+
+
+def serve_settings(tables: Mapping[str, Any], base: Path) -> ServeSettings:
+    smtp, http, serve = (dict(tables.get(name, {})) for name in ("smtp", "http", "serve"))
+    unknown = set(smtp) - _SMTP_KEYS
+    if unknown:
+        raise ServeSettingsError(f"[smtp] {sorted(unknown)[0]}", f"unknown setting (known: {', '.join(sorted(_SMTP_KEYS))})")
+    limits: dict[str, Any] = {}
+    for name in _LIMIT_KEYS & set(smtp):
+        value = smtp[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ServeSettingsError(f"[smtp] {name}", f"expected a positive number, got {value!r}")
+        default = getattr(SmtpLimits(), name)
+        limits[name] = int(value) if isinstance(default, int) else float(value)
+    cert, key = smtp.get("tls_certificate"), smtp.get("tls_key")
+    if (cert is None) != (key is None):
+        raise ServeSettingsError("[smtp] tls_certificate", "give tls_certificate and tls_key together")
+    node = serve.get("node", socket.gethostname())
+    if not isinstance(node, str) or not node or len(node) > 64:
+        raise ServeSettingsError("[serve] node", "expected a name of at most 64 characters")
+    check = serve.get("bundle_check", DEFAULT_BUNDLE_CHECK)
+    if isinstance(check, bool) or not isinstance(check, int | float) or check <= 0:
+        raise ServeSettingsError("[serve] bundle_check", "expected a positive number of seconds")
+    hostname = smtp.get("hostname")
+    if hostname is not None and (not isinstance(hostname, str) or not hostname):
+        raise ServeSettingsError("[smtp] hostname", "expected a host name")
+    http_listen = http.get("listen", DEFAULT_HTTP_LISTEN)
+    try:
+        built_limits = SmtpLimits(**limits)
+    except (TypeError, ValueError) as exc:
+        raise ServeSettingsError("[smtp]", str(exc)) from exc
+    return ServeSettings(
+        smtp=parse_listen("[smtp] listen", smtp.get("listen", DEFAULT_SMTP_LISTEN)),
+        http=None if http_listen in ("", "off") else parse_listen("[http] listen", http_listen),
+        hostname=hostname,
+        tls_certificate=(base / cert) if isinstance(cert, str) else None,
+        tls_key=(base / key) if isinstance(key, str) else None,
+        limits=built_limits,
+        node=node,
+        bundle_check=float(check),
+    )
