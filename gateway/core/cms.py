@@ -136,7 +136,17 @@ def _content_info(walk: der.Walk) -> tuple[str, der.Tlv]:
 def content_type(buf: Buffer) -> tuple[str, bool]:
     """The CMS content type (its name, or its OID when unknown), and whether the encoding uses BER
     indefinite lengths."""
-    oid, _ = _der("CMS structure", lambda: _content_info(der.Walk(buf)))
+
+    def peek() -> str:
+        # Only the contentType, the ContentInfo's first field: a streamed message's end is found
+        # once, by decrypt or verify, not here as well.
+        walk = der.Walk(buf)
+        tag, first = walk.peek(0, len(buf))
+        if tag != 0x30:
+            raise der.DerError("a ContentInfo is a SEQUENCE")
+        return walk.oid(walk.read(first, len(buf)))
+
+    oid = _der("CMS structure", peek)
     return _CONTENT_TYPES.get(oid, oid), len(buf) > 1 and buf[1] == 0x80
 
 

@@ -139,6 +139,19 @@ class Walk:
                 return child + 2
             child = self.read(child, limit, depth + 1).end
 
+    def peek(self, pos: int, limit: int) -> tuple[int, int]:
+        """(tag, offset of the contents) of the element at ``pos``, without finding where it
+        ends: for a look at the first field of a streamed structure that costs one header."""
+        self.steps += 1
+        if pos + 2 > limit:
+            raise DerError("truncated element")
+        tag, first = self.buf[pos], self.buf[pos + 1]
+        if tag & 0x1F == 0x1F:
+            raise DerError("high tag numbers do not occur in CMS")
+        if first <= 0x80:
+            return tag, pos + 2
+        return tag, pos + 2 + (first & 0x7F)
+
     def top(self) -> Tlv:
         """The element at offset 0."""
         return self.read(0, len(self.buf))

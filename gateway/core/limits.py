@@ -45,21 +45,26 @@ MAX_CMS_SIGNERS = 4
 # cmsAlgorithmProtection (RFC 6211) and encryptionKeyPreference: under ten.
 MAX_CMS_SIGNED_ATTRIBUTES = 32
 # Streamed (BER) ciphertext arrives as a constructed OCTET STRING cut in
-# pieces: OpenSSL's -stream writes 4096-byte pieces (openssl cms 3.0,
-# measured). Each piece costs a Python step however small it is, so pieces
-# are bounded by count: this many always, plus one per CMS_CHUNK_BYTES of the
-# element (an average piece of 256 bytes is 16 times smaller than OpenSSL's).
-MIN_CMS_CHUNKS = 256
-CMS_CHUNK_BYTES = 256
+# pieces: OpenSSL's -stream and gpgsm both write 4096-byte pieces (measured
+# with openssl cms 3.0 and gpgsm 2.2). Each piece costs Python work however small it is (two header
+# reads and a cipher call, about 3 us), so pieces are bounded by count: this
+# many always, plus one per CMS_CHUNK_BYTES of the element. An average piece
+# of 512 bytes is 8 times smaller than OpenSSL's, and the most pieces a
+# message may hold cost less than decrypting and hashing it (bench/adversarial.py).
+MIN_CMS_CHUNKS = 128
+CMS_CHUNK_BYTES = 512
 
-# The BER walk (der.Walk): every element header read is a step. Our own and
-# OpenSSL's messages take one step per certificate field, recipient field or
-# ciphertext piece, far under one step per 64 bytes; the floor covers the
-# fixed structure of a small message (fifty certificates at ~6 steps each,
-# a hundred recipients at ~8). A walk over more costs time a valid message of
-# the same size does not.
-DER_STEPS_FLOOR = 4096
-DER_BYTES_PER_STEP = 64
+# The BER walk (der.Walk): every element header read is a step (about 1.5 us).
+# A valid message takes one or two steps per certificate field, recipient
+# field or ciphertext piece: ours a few hundred in all, OpenSSL's streamed
+# ones two per 4096 bytes. The floor covers the fixed structure of a small
+# message at its limits (fifty certificates at ~8 steps, a hundred recipients
+# at ~8, 32 signed attributes at ~4); beyond it, one step per 256 bytes keeps
+# the walk under what decrypting, hashing and decoding the same bytes cost
+# (about 14 ms per MiB), so no shape of BER costs more than a valid message
+# of its size. Twice the most ciphertext pieces fit in it.
+DER_STEPS_FLOOR = 2048
+DER_BYTES_PER_STEP = 256
 # Indefinite-length elements whose ends a walk remembers: OpenSSL's and gpgsm's
 # streamed messages use five to eight (ContentInfo, content, EnvelopedData,
 # EncryptedContentInfo, encryptedContent, and the same inside signed-data).
