@@ -301,3 +301,17 @@ def test_safe_names_stay_in_their_directory(name):
     assert "/" not in safe and "\\" not in safe and "\x00" not in safe
     assert not safe.startswith(".") and safe not in (".", "..")
     assert all(c.isprintable() for c in safe)
+
+
+def test_open_output_of_a_bare_signature_says_nothing_was_written(ri_vectors, capsysbinary, tmp_path):
+    code = main(["open", str(ri_vectors / "agent" / "msgSig.txt"), "--at", "2026-11-28T00:00:00Z",
+                 "--output", str(tmp_path / "out")])
+    err = capsysbinary.readouterr().err.decode()
+    assert code == 0 and "a bare signature carries no message: nothing written" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_seal_refuses_two_sources_of_the_signing_key(files, capsysbinary):
+    code = main(["seal", str(files / "plain.eml"), "--sign-p12", str(files / "bob.crt"), "--sign-key",
+                 str(files / "alice.key"), "--to-cert", str(files / "bob.crt")])
+    assert code == 2 and b"not both" in capsysbinary.readouterr().err

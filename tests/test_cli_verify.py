@@ -7,6 +7,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from gateway.cli.main import main
 from gateway.core import Sealed, SealOptions, cms, seal_outbound
@@ -206,3 +208,11 @@ def test_require_revocation(capsys, files, extra, code, check):
     extra = [a if a.startswith("--") else str(files / a) for a in extra]
     got, data = run(capsys, files, "signed.eml", "--anchor", str(files / "root.pem"), *extra)
     assert (got, data.get("check")) == (code, check), data
+
+
+def test_anchors_may_come_as_a_p7b(capsys, files):
+    """As anchors add reads them: a certs-only PKCS#7 bundle of two roots."""
+    certs = [x509.load_pem_x509_certificate((files / f"{name}.pem").read_bytes()) for name in ("other", "root")]
+    (files / "roots.p7b").write_bytes(pkcs7.serialize_certificates(certs, Encoding.DER))
+    code, data = run(capsys, files, "signed.eml", "--anchor", str(files / "roots.p7b"))
+    assert (code, data["result"]) == (0, "trusted"), data
