@@ -2,25 +2,28 @@
 
 Signatures cover exact bytes (RFC 8551 section 3.1.1), so the core never
 re-serialises a parsed message: it finds header/body splits and boundaries in
-the received bytes and slices them. The standard library's ``email`` package
-parses header *values* (Content-Type parameters, addresses, RFC 2047 encoded
-words); the structure walk is here, with depth and part limits, because
-``email`` with ``policy.default`` costs more than the cryptography
-(shared/PERFORMANCE.md) and recurses without bound.
+the received bytes and slices them. The structure walk is here, with depth
+and part limits, because ``email`` with ``policy.default`` costs more than the
+cryptography (shared/PERFORMANCE.md) and recurses without bound; header
+values are read by ``address`` (From, To, Cc) and ``headervalues``
+(parameters, encoded words), in linear time, where the standard library's
+readers are not.
 """
 
 from __future__ import annotations
 
 import binascii
-import email.message
-import email.utils
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from email.policy import compat32
 from functools import cached_property
 
 from .address import MAX_LISTED, parse_address_list
+from .headervalues import decode_words, parse_parameters
+
+__all__ = [
+    "Buffer", "Entity", "MimeError", "addresses", "base64_lines", "canonical", "decode_words",
+    "format_headers", "own_lines", "parse_content_type", "parse_entity", "split_multipart",
+]
 from .limits import Limits
 
 
@@ -130,42 +133,9 @@ class Entity:
         return self._disposition[0] == "attachment"
 
 
-_SIMPLE_PARAMS = re.compile(r'\s*;\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
-
-
 def parse_content_type(value: str | None, default: str = "text/plain") -> tuple[str, dict[str, str]]:
-    """(type/subtype, parameters) per RFC 2045 section 5.1 (and the same grammar of
-    Content-Disposition, RFC 2183); RFC 2231 forms go to the stdlib."""
-    if not value:
-        return default, {}
-    head, _, rest = value.partition(";")
-    ctype = head.strip().lower()
-    if default and ctype.count("/") != 1:
-        ctype = default
-    if "*" in rest:  # RFC 2231 continuations and charsets: let the stdlib decode them
-        msg = email.message.Message(policy=compat32)
-        msg["Content-Type"] = value
-        params: dict[str, str] = {}
-        for key, val in (msg.get_params() or [])[1:]:
-            params[key.lower()] = val if isinstance(val, str) else email.utils.collapse_rfc2231_value(val)
-        return ctype, params
-    params = {}
-    for m in _SIMPLE_PARAMS.finditer(";" + rest):
-        key, val = m.group(1).lower(), m.group(2)
-        if val.startswith('"'):
-            val = re.sub(r"\\(.)", r"\1", val[1:-1])
-        params.setdefault(key, val)
-    return ctype, params
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words to text; malformed words are left as they came."""
-    if "=?" not in value:
-        return value
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
-        return value
+    """(type/subtype, parameters) per RFC 2045 section 5.1 and RFC 2231 (headervalues.py)."""
+    return parse_parameters(value, default)
 
 
 # RFC 5322 section 3.6.8: a field name is printable US-ASCII but the colon, and
