@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from anchors.source import Direction, StaticAnchors
-from gateway.core import Opened, open_inbound
+from gateway.core import Opened, RejectReason, open_inbound
+from gateway.core import Rejected as CoreRejected
 from gateway.core.certs import KeyPair, load_certificates, load_private_key
 from trust import (
     Accepted,
@@ -81,6 +82,39 @@ async def test_outer_from_is_the_fallback_when_not_wrapped():
         _opened(_signed(alice, "alice@a.test", chain=[inter.ref], wrap=False)), recipient="bob@b.test", at=NOW
     )
     assert isinstance(verdict, Accepted), verdict
+
+
+ATTACKS = {
+    # a trusted certificate for Mallory, and signed headers that also name Alice
+    "second-from-field": (b"From: mallory@evil.test\r\nFrom: alice@a.test\r\n", RejectReason.SENDER_AMBIGUOUS),
+    "second-mailbox": (b"From: mallory@evil.test, alice@a.test\r\n", RejectReason.SENDER_AMBIGUOUS),
+    "from-behind-a-bare-cr": (b"From: mallory@evil.test\r\nX-Pad: 1\rFrom: alice@a.test\r\n", RejectReason.MALFORMED),
+    "address-in-the-display-name": (b"From: alice@a.test <mallory@evil.test>\r\n", RejectReason.SENDER_MALFORMED),
+}
+
+
+@pytest.mark.parametrize(("head", "reason"), list(ATTACKS.values()), ids=list(ATTACKS))
+def test_signed_headers_naming_someone_besides_the_signer_never_reach_the_binding(head, reason):
+    _root, inter, _ = _pki()
+    mallory = issue("mallory@evil.test", issuer=inter, email="mallory@evil.test", key=role_key("alice"))
+    inner = head + b"To: bob@b.test\r\nSubject: results\r\n\r\nhi\r\n"
+    raw = b"From: mallory@evil.test\r\nTo: bob@b.test\r\nMIME-Version: 1.0\r\n" + smime.detached(
+        smime.wrap(inner), mallory.pair, chain=[inter.ref]
+    )
+    result = open_inbound(raw, [], at=NOW, require_encryption=False)
+    assert isinstance(result, CoreRejected) and result.reason is reason, result
+
+
+async def test_the_bound_sender_is_the_address_not_the_display_name():
+    root, inter, _ = _pki()
+    mallory = issue("mallory@evil.test", issuer=inter, email="mallory@evil.test", key=role_key("alice"))
+    inner = b'From: "alice@a.test" <mallory@evil.test>\r\nTo: bob@b.test\r\n\r\nhi\r\n'
+    raw = b"From: mallory@evil.test\r\nTo: bob@b.test\r\n" + smime.detached(smime.wrap(inner), mallory.pair)
+    opened = _opened(raw)
+    assert opened.sender == "mallory@evil.test"
+    svc = TrustService(StaticAnchors((root.ref,)), OfflineFetcher())
+    verdict = await svc.check_inbound(opened, recipient="bob@b.test", at=NOW)
+    assert verdict.decision.bound_to == "mallory@evil.test"
 
 
 async def test_untrusted_signer_names_the_anchor_set():

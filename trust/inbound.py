@@ -2,21 +2,21 @@
 
 Direct item 8: the signer's certificate must chain to an INCOMING anchor of
 the recipient's local domain, be usable for signing (item 13) and be bound
-to the sender (item 12): the inner From address (the one the signature
-covers), or the outer From when the message was not wrapped.
+to the sender (item 12): ``Opened.sender``, which the core read strictly
+from the single From of the wrapped message (the one the signature covers),
+or of the outer message when it was not wrapped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Protocol
 
-from anchors.source import Direction
 from gateway.core.certs import CertRef
 from gateway.core.outcomes import Observation, Opened
 
+from .anchor_source import Direction
 from .policy import Policy
 from .types import Check, Purpose, TrustDecision, TrustFailure
 
@@ -72,16 +72,10 @@ class Rejected:
 InboundVerdict = Accepted | Rejected
 
 
-def _address(value: str) -> str:
-    return parseaddr(value)[1] or value.strip()
-
-
-def sender_of(opened: Opened) -> str | None:
-    """The address the signature must be bound to: inner From, else outer From."""
-    for headers in (opened.inner, opened.outer):
-        if headers.from_:
-            return _address(headers.from_[0]).lower()
-    return None
+def sender_of(opened: Opened) -> str:
+    """The address the signature must be bound to: the core's strict reading of
+    the single From of the wrapped message, else of the outer message."""
+    return opened.sender
 
 
 def weak_algorithms(opened: Opened, policy: Policy) -> str | None:
@@ -107,15 +101,11 @@ async def check_inbound(
     sender = sender_of(opened)
     local_domain = recipient.rpartition("@")[2].lower()
     weak = weak_algorithms(opened, policy) if policy is not None else None
-    if sender is None or weak is not None:
-        failure = (
-            TrustFailure(Check.WEAK_MESSAGE_ALGORITHM, signer, weak)
-            if weak is not None
-            else TrustFailure(Check.BINDING, signer, "the message names no From address to bind the signer to")
-        )
+    if weak is not None:
+        failure = TrustFailure(Check.WEAK_MESSAGE_ALGORITHM, signer, weak)
         return Rejected(
             TrustDecision(
-                trusted=False, certificate=signer, purpose=Purpose.SIGNING, bound_to=sender or "",
+                trusted=False, certificate=signer, purpose=Purpose.SIGNING, bound_to=sender,
                 direction=Direction.INCOMING,
                 local_domain=local_domain, anchors="(not consulted)", anchors_version="", at=at, failure=failure,
             )
