@@ -9,6 +9,7 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,13 +101,15 @@ def test_config_after_the_command_wins(tmp_path, monkeypatch, capsys):
     assert [d["domain"] for d in json.loads(capsys.readouterr().out)] == ["b.test"]
 
 
+ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg")
 
 
 def _imported_by(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True)
-    return {m.split(".")[0] for m in json.loads(out.stdout.splitlines()[-1])}
+    script = code + "\nimport sys, json; sys.stderr.write(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return {m.split(".")[0] for m in json.loads(out.stderr.splitlines()[-1])}
 
 
 def test_building_the_parser_loads_no_database_or_http_layer():
@@ -115,12 +118,24 @@ def test_building_the_parser_loads_no_database_or_http_layer():
 
 
 def test_the_message_commands_load_no_database_layer(tmp_path):
-    """open, seal and verify run on files alone: the database layer is never imported."""
-    (tmp_path / "m.eml").write_bytes(b"From: a@a.test\r\nTo: b@b.test\r\n\r\nhello\r\n")
-    for argv in (["open", "m.eml", "--signed-only"], ["verify", "m.eml", "--anchor", "m.eml"],
-                 ["seal", "m.eml", "--to-cert", "m.eml", "--sign-key", "m.eml", "--sign-cert", "m.eml"]):
-        code = (f"import os; os.chdir({str(tmp_path)!r})\nfrom gateway.cli.main import main\n"
-                f"assert main({argv!r}) == 1")
+    """open, seal and verify run on files alone, through the core and the trust engine: the
+    database layer is never imported."""
+    from tests import messages, smime
+    from tests.pki import NOW, hisp
+
+    a, b = hisp("a.test"), hisp("b.test")
+    alice, bob = a.address("alice"), b.address("bob")
+    files = {"root.pem": a.root.pem, "alice.pem": alice.pem, "alice.key": alice.key_pem(), "bob.pem": bob.pem,
+             "plain.eml": messages.plain(),
+             "signed.eml": smime.HEADERS + smime.detached(smime.wrap(messages.plain()), alice.pair,
+                                                          chain=[c.ref for c in alice.chain()[1:-1]])}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    at = ["--at", NOW.isoformat()]
+    for argv in (["open", "signed.eml", "--signed-only", *at], ["verify", "signed.eml", "--anchor", "root.pem", *at],
+                 ["seal", "plain.eml", "--to-cert", "bob.pem", "--sign-key", "alice.key", "--sign-cert", "alice.pem"]):
+        code = (f"from gateway.cli.main import main\nimport os, sys\nos.chdir({str(tmp_path)!r})\n"
+                f"sys.stdout = open(os.devnull, 'w')\nassert main({argv!r}) == 0")
         loaded = _imported_by(code)
         assert loaded.isdisjoint(HEAVY), (argv, sorted(loaded & set(HEAVY)))
 
