@@ -564,3 +564,59 @@ def test_a_damaged_crl_is_refused_or_judged_never_raised():
         assert d.failure is not None and d.failure.check in (Check.REVOKED, Check.REVOCATION_UNKNOWN), d
 
     check()
+
+
+# --- delta CRLs named by their base CRL (RFC 5280 5.2.4, 5.2.6) --------------------
+
+
+def _crl(issuer, revoked=(), *, number: int, extensions=()) -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(NOW - dt.timedelta(hours=1))
+        .next_update(NOW + dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+    )
+    for ext, critical in extensions:
+        b = b.add_extension(ext, critical=critical)
+    for cert in revoked:
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert.cert.serial_number)
+            .revocation_date(NOW - dt.timedelta(minutes=30)).build()
+        )
+    return b.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("delta", "check"),
+    [("revoking", Check.REVOKED), ("clean", None), ("missing", Check.REVOCATION_UNKNOWN)],
+    ids=["delta-revokes", "delta-clean", "delta-unavailable"],
+)
+async def test_a_base_crl_naming_its_delta_is_used_with_it(http, fetcher, delta, check):
+    from cryptography import x509
+
+    w = build_world(http)
+    leaf = w.leaf()
+    freshest = x509.FreshestCRL(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier(http.url("/int-delta.crl"))], None, None, None)]
+    )
+    http.files["/int.crl"] = _crl(w.inter, number=1, extensions=[(freshest, False)])
+    if delta != "missing":
+        revoked = [leaf] if delta == "revoking" else []
+        http.files["/int-delta.crl"] = _crl(
+            w.inter, revoked, number=2, extensions=[(x509.DeltaCRLIndicator(1), True)]
+        )
+    d = await decide(service(fetcher, w.root, policy=REQUIRED), leaf, "carol@a.test", chain=[w.inter])
+    if check is None:
+        assert d.trusted, d
+        return
+    assert d.failure is not None and d.failure.check is check, d
+    assert d.failure.certificate == leaf.ref
+    if delta == "missing":
+        assert "int-delta.crl" in d.failure.detail and d.temporary

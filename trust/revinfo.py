@@ -25,7 +25,6 @@ recently used going first; the administrator's own are always kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,6 +43,9 @@ from gateway.core.certs import CertRef, pem_blocks
 
 from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, Fetcher, FetchError, FetchProblem
 
+MAX_CRL_URLS = 4
+"""CRL (or delta CRL) URLs fetched for one certificate: a CA names one or two
+(HTTP, perhaps LDAP); a certificate naming a hundred would cost a hundred fetches."""
 MAX_OCSP_ENTRIES = 10_000
 """One answer per certificate; a HISP talks to a few thousand peers."""
 MAX_FAILED_FETCHES = 10_000
@@ -85,6 +87,8 @@ class CachedCrl:
     """The URL it came from, or ``supplied``."""
     issuer_key: str = field(default="", compare=False)
     """The issuer name as compared (``name_key``)."""
+    delta_urls: tuple[str, ...] = field(default=(), compare=False)
+    """Where its delta CRLs are, when it is a complete CRL that names them."""
 
     def usable_at(self, at: datetime) -> bool:
         return self.next_update is None or at <= self.next_update
@@ -124,13 +128,14 @@ def parse_crl(data: bytes, source: str) -> CachedCrl:
         meta = x509.load_der_x509_crl(data)
         parsed = asn1_crl.CertificateList.load(data)
         _walk_entries(parsed)
+        deltas = _delta_urls(meta)
     except (ValueError, TypeError, KeyError) as exc:
         raise FetchError(source, FetchProblem.INVALID, f"not a CRL: {exc}") from exc
     issuer_der = meta.issuer.public_bytes()
     key = name_key(issuer_der)
     if key is None:
         raise FetchError(source, FetchProblem.INVALID, "the CRL's issuer name does not parse")
-    return CachedCrl(data, parsed, issuer_der, meta.next_update_utc, source, key)
+    return CachedCrl(data, parsed, issuer_der, meta.next_update_utc, source, key, deltas)
 
 
 def _walk_entries(parsed: asn1_crl.CertificateList) -> None:
@@ -149,28 +154,33 @@ def _http_urls(names: Iterable[x509.GeneralName]) -> list[str]:
     return [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
 
 
-def _distribution_points(cert: CertRef, kind: type[x509.CRLDistributionPoints | x509.FreshestCRL]) -> list[x509.DistributionPoint]:
+def _distribution_points(cert: CertRef) -> list[x509.DistributionPoint]:
     try:
-        return list(cert.x509.extensions.get_extension_for_class(kind).value)
+        return list(cert.x509.extensions.get_extension_for_class(x509.CRLDistributionPoints).value)
     except x509.ExtensionNotFound:
         return []
 
 
 def crl_urls(cert: CertRef) -> list[str]:
-    """Where the certificate's CRLs are (RFC 5280 4.2.1.13)."""
-    return [u for dp in _distribution_points(cert, x509.CRLDistributionPoints) for u in _http_urls(dp.full_name or ())]
+    """Where the certificate's CRLs are (RFC 5280 4.2.1.13), at most MAX_CRL_URLS."""
+    urls = [u for dp in _distribution_points(cert) for u in _http_urls(dp.full_name or ())]
+    return list(dict.fromkeys(urls))[:MAX_CRL_URLS]
 
 
-def delta_crl_urls(cert: CertRef) -> list[str]:
-    """Where its delta CRLs are (freshestCRL, RFC 5280 4.2.1.15)."""
-    return [u for dp in _distribution_points(cert, x509.FreshestCRL) for u in _http_urls(dp.full_name or ())]
+def _delta_urls(meta: x509.CertificateRevocationList) -> tuple[str, ...]:
+    """Where a complete CRL says its deltas are (freshestCRL, RFC 5280 5.2.6)."""
+    try:
+        points = meta.extensions.get_extension_for_class(x509.FreshestCRL).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(dict.fromkeys(u for dp in points for u in _http_urls(dp.full_name or ())))[:MAX_CRL_URLS]
 
 
 def crl_issuer_keys(cert: CertRef) -> set[str]:
     """Whose CRLs speak for ``cert``: its issuer, and every cRLIssuer its
     distribution points name (an indirect CRL, RFC 5280 4.2.1.13, 6.3.3 (b))."""
     keys = {name_key(cert.issuer_der)}
-    for dp in _distribution_points(cert, x509.CRLDistributionPoints):
+    for dp in _distribution_points(cert):
         for name in dp.crl_issuer or ():
             if isinstance(name, x509.DirectoryName):
                 keys.add(name_key(name.value.public_bytes()))
@@ -334,11 +344,15 @@ class RevocationCache:
                 named.append(await self._crl(url, at))
             except FetchError as exc:
                 problems.append(exc)
-        for url in delta_crl_urls(cert):
-            # a delta that cannot be had leaves the base CRL to decide, as
-            # RFC 5280 6.3.3 (c) makes deltas the relying party's option
-            with contextlib.suppress(FetchError):
+        held = self.held_crls(cert, at)
+        for url in list(dict.fromkeys(u for c in (*named, *held) for u in c.delta_urls))[:MAX_CRL_URLS]:
+            # a complete CRL that names its deltas is used only with one
+            # (pyhanko applies RFC 5280 6.3.3 (c) so): a delta that cannot be
+            # had leaves that CRL unusable, and the fetch error says why
+            try:
                 named.append(await self._crl(url, at))
+            except FetchError as exc:
+                problems.append(exc)
         answers: list[CachedOcsp] = []
         responders = ocsp_urls(cert)
         if issuer is not None:
@@ -350,7 +364,7 @@ class RevocationCache:
         declared = bool(urls or responders or _declares_crl(cert))
         # the issuer's and named cRLIssuers' CRLs, plus what its own
         # distribution points gave
-        crls = tuple(dict.fromkeys([*self.held_crls(cert, at), *named]))
+        crls = tuple(dict.fromkeys([*held, *named]))
         return RevocationInfo(crls, tuple(answers), declared, tuple(problems))
 
 
