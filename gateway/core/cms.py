@@ -36,7 +36,7 @@ from . import der
 from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
 from .certs import CERTIFICATE_ERRORS, CertRef, KeyPair
 from .limits import Limits
-from .outcomes import RejectReason
+from .outcomes import RejectReason, decryption_failed
 
 
 class CmsError(Exception):
@@ -423,13 +423,8 @@ def decrypt(buf: Buffer, keys: Sequence[KeyPair], limits: Limits) -> Decrypted:
             cek = key.decrypt(recipient.encrypted_key, pad)
             content = _decrypt_content(algorithm, cek, envelope.ciphertext, envelope.mac, envelope.auth_attrs)
         except (ValueError, InvalidTag, UnsupportedAlgorithm, TypeError):
-            last = CmsError(
-                RejectReason.DECRYPTION_FAILED,
-                f"the message names our certificate {pair.cert.subject} (serial {pair.cert.serial:x}) "
-                "but it could not be decrypted with that key (a key that does not match, "
-                "or content altered in transit)",
-                pair.cert,
-            )
+            failed = decryption_failed(pair.cert)  # the same outcome inbound gives later failures
+            last = CmsError(failed.reason, failed.detail, failed.certificate)
             continue
         return Decrypted(content, algorithm.cipher, kt, pair.cert, count)
     assert last is not None
