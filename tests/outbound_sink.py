@@ -87,13 +87,16 @@ async def start_sink(*, tls: ssl.SSLContext | None = None) -> Sink:
     return sink
 
 
-def server_tls(directory: Path) -> ssl.SSLContext:
-    """A server context with a throwaway certificate for sink.test."""
-    leaf = org_leaf(root("Sink CA"), "sink.test")
+def server_tls(directory: Path, name: str = "sink.test") -> ssl.SSLContext:
+    """A server context with a throwaway certificate for ``name``; its CA is
+    written to ``directory / "sink-ca.pem"`` for clients that verify."""
+    authority = root("Sink CA")
+    leaf = org_leaf(authority, name)
     cert, key = directory / "sink.crt", directory / "sink.key"
     cert.write_bytes(leaf.pem)
     key.write_bytes(leaf.key_pem())
     key.chmod(0o600)
+    (directory / "sink-ca.pem").write_bytes(authority.pem)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context

@@ -1,0 +1,131 @@
+"""The SMTP transport against aiosmtpd servers on loopback: destinations tried
+in order (RFC 5321 5.1), the reply classes, bounded timeouts, and server
+certificates verified when a CA file is configured."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from gateway.outbound import (
+    Destination,
+    OutboundSettings,
+    Permanent,
+    Reason,
+    Sent,
+    SmtpTransport,
+    Temporary,
+    TlsMode,
+)
+from gateway.outbound.settings import StaticRoute
+
+from .outbound_sink import server_tls, start_sink
+from .servers.common import free_port
+
+SETTINGS = OutboundSettings(helo="gw.a.test", connect_timeout=0.5, command_timeout=1.0, data_timeout=1.0,
+                            lease=OutboundSettings().lease)
+DATA = b"From: alice@a.test\r\nTo: bob@b.test\r\n\r\nsealed, in real life\r\n"
+
+
+def _to(port: int, host: str = "127.0.0.1", tls: TlsMode = TlsMode.OPPORTUNISTIC) -> Destination:
+    return Destination(host, host, port, tls)
+
+
+@pytest.fixture
+async def sink():
+    s = await start_sink()
+    yield s
+    await s.close()
+
+
+async def test_a_destination_that_cannot_be_reached_passes_to_the_next(sink):
+    dead = free_port()
+    outcome = await SmtpTransport(SETTINGS).deliver([_to(dead), _to(sink.port)], "alice@a.test", "bob@b.test", DATA)
+    assert isinstance(outcome, Sent) and outcome.destination.port == sink.port and outcome.code == 250
+    assert sink.received[0].data == DATA
+
+
+async def test_a_5xx_is_final_and_the_next_destination_is_not_tried(sink):
+    other = await start_sink()
+    try:
+        sink.data_replies.append("554 5.7.1 not from you")
+        outcome = await SmtpTransport(SETTINGS).deliver([_to(sink.port), _to(other.port)], "a@a.test", "b@b.test",
+                                                         DATA)
+        assert isinstance(outcome, Permanent) and (outcome.reason, outcome.code) == (Reason.SMTP_PERMANENT, 554)
+        assert "554 5.7.1 not from you" in outcome.text and other.received == []
+    finally:
+        await other.close()
+
+
+async def test_when_every_destination_fails_the_last_reason_is_kept():
+    outcome = await SmtpTransport(SETTINGS).deliver([_to(free_port()), _to(free_port())], "a@a.test", "b@b.test",
+                                                     DATA)
+    assert isinstance(outcome, Temporary) and outcome.reason is Reason.CONNECTION
+    assert outcome.text.startswith("2 destinations tried")
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "reason", "code"),
+    [("250 2.0.0 ok", Sent, None, 250), ("452 4.3.1 disk full", Temporary, Reason.SMTP_TEMPORARY, 452),
+     ("552 5.3.4 too big", Permanent, Reason.SMTP_PERMANENT, 552)],
+    ids=["2xx-sent", "4xx-temporary", "5xx-permanent"],
+)
+async def test_the_reply_to_the_final_dot_decides(sink, reply, kind, reason, code):
+    sink.data_replies.append(reply)
+    outcome = await SmtpTransport(SETTINGS).deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA)
+    assert isinstance(outcome, kind) and outcome.code == code
+    assert getattr(outcome, "reason", None) == reason
+
+
+async def test_a_server_that_never_greets_times_out_within_the_connect_timeout():
+    done = asyncio.Event()
+
+    async def silent(reader, writer):
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = asyncio.get_running_loop().time()
+        outcome = await SmtpTransport(SETTINGS).deliver([_to(port)], "a@a.test", "b@b.test", DATA)
+        assert asyncio.get_running_loop().time() - started < SETTINGS.connect_timeout + 1
+        assert isinstance(outcome, Temporary) and outcome.reason is Reason.TIMEOUT
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_slow_final_dot_times_out_within_the_data_timeout(sink):
+    sink.data_delay = 5.0
+    outcome = await SmtpTransport(SETTINGS).deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA)
+    assert isinstance(outcome, Temporary) and outcome.reason is Reason.TIMEOUT
+
+
+@pytest.mark.parametrize(("trusted", "sent"), [(True, True), (False, False)],
+                         ids=["certificate-from-the-configured-ca", "certificate-from-another-ca"])
+async def test_with_a_ca_file_the_servers_certificate_is_verified(tmp_path, trusted, sent):
+    tls = server_tls(tmp_path, name="localhost")
+    sink = await start_sink(tls=tls)
+    try:
+        ca = tmp_path / "sink-ca.pem"
+        if not trusted:
+            other = tmp_path / "other"
+            other.mkdir()
+            server_tls(other)  # only for its CA, which did not issue the sink's certificate
+            ca = other / "sink-ca.pem"
+        settings = replace(SETTINGS, tls_ca_file=ca, routes={"b.test": StaticRoute("localhost", sink.port)})
+        outcome = await SmtpTransport(settings).deliver(
+            [Destination("localhost", "127.0.0.1", sink.port, TlsMode.REQUIRED)], "a@a.test", "b@b.test", DATA
+        )
+        if sent:
+            assert isinstance(outcome, Sent) and sink.received[0].tls
+        else:
+            assert isinstance(outcome, Temporary) and outcome.reason is Reason.TLS_UNAVAILABLE
+            assert sink.received == []
+    finally:
+        await sink.close()
