@@ -620,3 +620,12 @@ async def test_a_base_crl_naming_its_delta_is_used_with_it(http, fetcher, delta,
     assert d.failure.certificate == leaf.ref
     if delta == "missing":
         assert "int-delta.crl" in d.failure.detail and d.temporary
+
+
+def test_crl_urls_per_certificate_are_bounded():
+    from trust.revinfo import MAX_CRL_URLS, crl_urls
+
+    urls = tuple(f"http://crl{n}.test/x.crl" for n in range(10))
+    ca = issue("Many DP CA", ca=True, key=role_key("cache"))
+    leaf = issue("z@a.test", issuer=ca, key=role_key("leaf2"), crl_urls=(*urls, urls[0]))
+    assert crl_urls(leaf.ref) == list(urls[:MAX_CRL_URLS])
