@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from anchors.source import StaticAnchors
 from trust import Check, OfflineFetcher, PathLimits, Purpose, TrustService
@@ -184,3 +188,38 @@ async def test_a_decision_over_its_time_budget_is_a_temporary_failure(http):
     finally:
         await fetcher.close()
     assert d.failure is not None and d.failure.check is Check.TIME_LIMIT and d.failure.temporary
+
+
+# Any set of carried certificates: the search stays within its bounds and
+# yields only name chains that end at an anchor and repeat no name and key.
+NAMES = ("Graph A", "Graph B", "Graph C")
+KEYS = ("k0", "k1")
+
+
+def _stub(name: str, key: str) -> Issued:
+    """A certificate standing for (name, key), only used to sign with that key under that name."""
+    return ca(name, key_role=f"graph-{key}")
+
+
+EDGES = st.tuples(st.sampled_from(NAMES), st.sampled_from(KEYS), st.sampled_from(NAMES), st.sampled_from(KEYS))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(EDGES, max_size=24), st.sampled_from(NAMES), st.sampled_from(KEYS))
+def test_any_carried_set_is_searched_within_bounds(edges, leaf_name, leaf_key):
+    anchor = _stub("Graph A", "k0")
+    carried = [ca(subject, _stub(issuer, issuer_key), key_role=f"graph-{key}") for subject, key, issuer, issuer_key in edges]
+    leaf = leaf_of(_stub(leaf_name, leaf_key))
+    limits = PathLimits()
+    search = PathSearch(leaf.ref, [c.ref for c in carried], [anchor.ref], IssuerCache(OfflineFetcher()), NOW, limits)
+
+    async def run():
+        return [p async for p in search.paths()]
+
+    paths = asyncio.run(run())
+    assert len(paths) <= limits.paths and search.expansions <= limits.expansions
+    for path in paths:
+        assert path[0] == leaf.ref and path[-1] == anchor.ref and len(path) <= limits.chain_length
+        assert all(a.issuer_der == b.subject_der for a, b in itertools.pairwise(path))
+        keys = [(c.subject_der, c.x509.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)) for c in path]
+        assert len(set(keys)) == len(keys)

@@ -208,7 +208,10 @@ class PathSearch:
     async def _issuers_of(self, cert: CertRef, path: tuple[CertRef, ...]) -> list[CertRef]:
         facts = self._of(cert)
         on_path = {self._key(c) for c in path}
-        anchors = [a for a in self._anchors_by_subject.get(facts.issuer, ()) if _issued_by(facts, self._of(a))]
+        anchors = [
+            a for a in self._anchors_by_subject.get(facts.issuer, ())
+            if _issued_by(facts, self._of(a)) and self._key(a) not in on_path
+        ]
         local = self._local_issuers(facts, on_path)
         if not anchors and not local and facts.subject != facts.issuer:
             await self._fetch_issuers(cert)
