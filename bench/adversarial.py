@@ -200,12 +200,15 @@ def many_pieces(root: Node) -> None:
     ciphertext = at(root, 1, 0, 2, 2)
     assert isinstance(ciphertext.value, bytes)
     real = _pieces(ciphertext.value, 4096)
-    span = len(ciphertext.value) + 6 * len(real)
-    empties = 0
-    while LIMITS.max_cms_chunks(span + 2 * empties + 4) > len(real) + empties + 1:
-        empties = LIMITS.max_cms_chunks(span + 2 * empties + 4) - len(real) - 1
     ciphertext.tag, ciphertext.indefinite = 0xA0, True
-    ciphertext.value = [Node(0x04, b"") for _ in range(empties)] + real
+    empties = 0
+    while True:  # each empty piece adds two bytes to the span, and so to the allowance
+        ciphertext.value = [Node(0x04, b"")] * empties + real
+        allowed = LIMITS.max_cms_chunks(len(encode(ciphertext)))
+        if allowed - len(real) <= empties:
+            break
+        empties = allowed - len(real)
+    ciphertext.value = [Node(0x04, b"")] * (allowed - len(real)) + real
 
 
 def ber_nesting(depth: int) -> Tweak:

@@ -75,13 +75,13 @@ class Tlv(NamedTuple):
 class Walk:
     """One walk over one buffer: remembers indefinite ends and counts steps against a budget."""
 
-    __slots__ = ("_ends", "_steps_left", "buf", "steps")
+    __slots__ = ("_budget", "_ends", "buf", "steps")
 
     def __init__(self, buf: Buffer, *, budget: int | None = None):
         self.buf = buf
         self._ends: dict[int, int] = {}
         """Start offset of an indefinite-length element -> offset just past its end-of-contents."""
-        self._steps_left = DER_STEPS_FLOOR + len(buf) // DER_BYTES_PER_STEP if budget is None else budget
+        self._budget = DER_STEPS_FLOOR + len(buf) // DER_BYTES_PER_STEP if budget is None else budget
         self.steps = 0
         """Headers read so far (for the tests that prove the walk linear)."""
 
@@ -90,8 +90,7 @@ class Walk:
     def read(self, pos: int, limit: int, depth: int = 0) -> Tlv:
         """The element starting at ``pos``, which must end by ``limit``."""
         self.steps += 1
-        self._steps_left -= 1
-        if self._steps_left < 0:
+        if self.steps > self._budget:
             raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
         if depth > MAX_NESTING:
             raise DerError(f"BER nesting deeper than {MAX_NESTING} levels", RejectReason.TOO_DEEP)
@@ -198,18 +197,25 @@ class Walk:
         return self._chunks(element, [at_most], 0)
 
     def _chunks(self, element: Tlv, left: list[int], depth: int) -> Iterator[memoryview]:
-        if depth and element.tag & 0xDF != 0x04:
-            raise DerError("a constructed OCTET STRING holds something else")
+        view = memoryview(self.buf)
         if not element.constructed:
             left[0] -= 1
             if left[0] < 0:
                 raise DerError("an OCTET STRING cut in more pieces than allowed", RejectReason.TOO_LARGE)
-            yield memoryview(self.buf)[element.content_start : element.content_end]
+            yield view[element.content_start : element.content_end]
             return
         if depth >= MAX_NESTING:
             raise DerError("constructed OCTET STRING nested too deep", RejectReason.TOO_DEEP)
         for child in self.children(element):
-            yield from self._chunks(child, left, depth + 1)
+            if child.tag == 0x04:  # a primitive piece, the common case: no generator per piece
+                left[0] -= 1
+                if left[0] < 0:
+                    raise DerError("an OCTET STRING cut in more pieces than allowed", RejectReason.TOO_LARGE)
+                yield view[child.content_start : child.content_end]
+            elif child.tag == 0x24:
+                yield from self._chunks(child, left, depth + 1)
+            else:
+                raise DerError("a constructed OCTET STRING holds something else")
 
     def octets(self, element: Tlv, at_most: int = 64) -> bytes:
         """A small OCTET STRING's value (keys, tags, digests), in at most ``at_most`` pieces."""
