@@ -49,7 +49,8 @@ def _has_long_line(data: bytes, max_line_length: int) -> bool:
         end = min(start + block, size)
         if data.find(b"\r", start, end) != -1:
             continue
-        line_start = data.rfind(b"\n", 0, start) + 1
+        # The block may begin with the LF of a CRLF: the line starts after the last LF up to its end.
+        line_start = data.rfind(b"\n", 0, end) + 1
         line_end = data.find(b"\r", end)
         if line_end == -1:
             line_end = size
