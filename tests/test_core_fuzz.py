@@ -15,7 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core import Limits, Opened, Rejected, SealOptions, open_inbound, seal_outbound
+from gateway.core import (
+    Limits,
+    Opened,
+    Rejected,
+    SealOptions,
+    SignatureReport,
+    inspect_signature,
+    open_inbound,
+    seal_outbound,
+)
 from gateway.core.mime import base64_lines
 
 from . import messages, pki, smime
@@ -75,3 +84,25 @@ def test_arbitrary_bytes(raw):
 @given(st.integers(0, len(SEALED)))
 def test_every_truncation(n):
     check(SEALED[:n])
+
+
+SIGNATURE = base64.b64decode(SIGNED_ENTITY.split(b"Content-Transfer-Encoding: base64\r\n\r\n", 1)[1].split(b"--", 1)[0])
+
+
+def check_signature(blob: bytes) -> None:
+    result = inspect_signature(blob, pki.NOW)
+    assert isinstance(result, SignatureReport | Rejected)
+    if isinstance(result, Rejected):
+        assert result.detail
+
+
+@FUZZ
+@given(mutated(SIGNATURE))
+def test_mutated_bare_signature(blob):
+    check_signature(blob)
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_as_a_bare_signature(blob):
+    check_signature(blob)
