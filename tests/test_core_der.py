@@ -182,7 +182,9 @@ def test_object_identifiers(content, dotted):
     assert walk.oid(walk.top()) == dotted
 
 
-@pytest.mark.parametrize("content", [b"", b"\x86", b"\x01" * 65], ids=["empty", "truncated", "too-long"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x86", b"\x01" * 65, b"\x2a\x80\x01"], ids=["empty", "truncated", "too-long", "padded-arc"]
+)
 def test_malformed_object_identifiers(content):
     walk = Walk(b"\x06" + bytes([len(content)]) + content)
     with pytest.raises(DerError):

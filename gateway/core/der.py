@@ -254,6 +254,9 @@ def oid(buf: Buffer, element: Tlv) -> str:
     arcs: list[int] = []
     value = 0
     for byte in data:
+        if byte == 0x80 and value == 0:
+            # X.690 8.19.2: a subidentifier never starts with 0x80, so each OID has one encoding.
+            raise DerError("an OBJECT IDENTIFIER arc with a leading zero septet")
         value = (value << 7) | (byte & 0x7F)
         if not byte & 0x80:
             arcs.append(value)
