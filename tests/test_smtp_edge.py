@@ -75,9 +75,6 @@ class RecordingPipeline:
         return STORED
 
 
-Start = Callable[..., "asyncio.Future[SmtpServer]"]
-
-
 @pytest.fixture
 async def edge() -> AsyncIterator[Callable[..., object]]:
     """Starts edges on 127.0.0.1 (closed after the test): `await edge(pipeline, limits=..., tls=...)`."""
@@ -156,6 +153,31 @@ async def test_the_final_dot_is_found_and_dots_unstuffed(
     await client.send(data)
     assert (await client.reply()).code == 250
     assert [m.data for m in pipeline.messages] == [expected]
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(b"a.\r\n.\r\n\r\n.b\r\n", id="dots-at-line-ends-and-starts"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\r\n", id="one-empty-line"),
+    ],
+)
+async def test_the_final_dot_is_found_wherever_the_writes_split_the_stream(
+    edge, message: bytes
+) -> None:
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline)
+    client = await RawSmtp.session(server.port)
+    wire = stuff(message)
+    for cut in range(1, len(wire)):
+        await transaction(client)
+        await client.send(wire[:cut])
+        await asyncio.sleep(0.02)  # the edge reads the first part alone
+        await client.send(wire[cut:])
+        assert (await client.reply()).code == 250, cut
+    assert [m.data for m in pipeline.messages] == [message] * (len(wire) - 1)
     await client.close()
 
 
@@ -440,6 +462,36 @@ async def test_starttls_is_offered_not_required(edge, tmp_path) -> None:
     assert pipeline.messages[0].session.tls is False
 
 
+async def test_commands_sent_with_starttls_in_clear_are_dropped(edge, tmp_path) -> None:
+    # RFC 3207 5 (the STARTTLS command injection of CVE-2011-0411): what
+    # follows STARTTLS in the same cleartext write must not run after the handshake.
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline, tls=_tls(tmp_path))
+    client = await RawSmtp.session(server.port)
+    await client.send(f"STARTTLS\r\nMAIL FROM:<{SENDER}>\r\nRCPT TO:<{OURS}>\r\n".encode())
+    assert (await client.reply()).code == 220
+    await client.writer.start_tls(_client_tls())
+    ehlo = await client.command("EHLO client.test")
+    assert ehlo.code == 250 and ehlo.lines[0] == HOSTNAME  # the first reply is EHLO's, not MAIL's
+    assert pipeline.asked == []
+    # After STARTTLS the session starts over (RFC 3207 4.2): a transaction needs MAIL again.
+    assert (await client.command(f"RCPT TO:<{OURS}>")).code == 503
+    await client.close()
+
+
+async def test_helo_clients_are_served(edge) -> None:
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline)
+    client = await RawSmtp.connect(server.port)
+    assert (await client.reply()).code == 220
+    assert (await client.command("HELO old.client.test")).code == 250
+    await transaction(client)
+    await client.send(stuff(MESSAGE))
+    assert (await client.reply()).code == 250
+    assert pipeline.messages[0].session.helo == "old.client.test"
+    await client.close()
+
+
 # -- the pipeline's answer --
 
 
@@ -652,12 +704,16 @@ def _smtplib_send(port: int, recipients: list[str], message: bytes) -> dict[str,
         return smtp.sendmail(SENDER, recipients, message)
 
 
-def _smtplib_send_tls(port: int) -> tuple[dict[str, tuple[int, bytes]], dict[str, str]]:
+def _client_tls() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # port 25 TLS is opportunistic (RFC 7672 2.1)
+    return context
+
+
+def _smtplib_send_tls(port: int) -> tuple[dict[str, tuple[int, bytes]], dict[str, str]]:
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=10) as smtp:
-        smtp.starttls(context=context)
+        smtp.starttls(context=_client_tls())
         smtp.ehlo()
         return smtp.sendmail(SENDER, [OURS], MESSAGE), dict(smtp.esmtp_features)
 

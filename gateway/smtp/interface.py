@@ -61,6 +61,7 @@ class Received:
 
     session: SessionInfo
     mail_from: str
+    """The reverse-path; "" for the null reverse-path <> (RFC 5321 4.5.5: MDNs and DSNs)."""
     rcpt_to: tuple[str, ...]
     data: bytes = field(repr=False)
     """The exact bytes between DATA and the final dot, dot-unstuffed, CRLF line ends."""

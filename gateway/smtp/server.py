@@ -516,10 +516,15 @@ class _Session(SMTP):
             # aiosmtpd cancels the session when the client half-closes (EOF)
             # or the connection drops. The message goes on (the task is the
             # server's); a half-closed client can still read its reply.
+            delivered = False
             if self.transport is not None and not self.transport.is_closing():
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     late = await asyncio.shield(task)
                     await self.push(late.line())
+                    delivered = True
+            if not delivered:
+                # Gone before its reply: a message stored anyway will come again (no 250 seen).
+                log.info("smtp.reply_undelivered", peer=self._client, done=task.done())
             raise
         self._reset_timeout()
         await self.push(reply.line())
