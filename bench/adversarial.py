@@ -281,21 +281,23 @@ EVIL_COPIES = tuple(
 EVIL_LEAF = devpki.issue("alice@a.test", email="alice@a.test", issuer=EVIL, key=ALICE.key)
 
 
-def decide_after(signer_anchor: devpki.Issued) -> Callable[[Opened | Rejected], None]:
+def decide_after(signer_anchor: devpki.Issued) -> Callable[[Opened | Rejected], str]:
     from anchors.source import StaticAnchors
     from trust import OfflineFetcher, Purpose, TrustService
     from trust.anchor_source import Direction
 
-    def decide(result: Opened | Rejected) -> None:
+    def decide(result: Opened | Rejected) -> str:
         if not isinstance(result, Opened):
-            return
+            return ""
         service = TrustService(StaticAnchors((signer_anchor.ref,)), OfflineFetcher())
-        asyncio.run(
+        decision = asyncio.run(
             service.decide(
                 result.signature.signer, purpose=Purpose.SIGNING, bound_to="alice@a.test", local_domain="b.test",
                 direction=Direction.INCOMING, at=NOW, intermediates=result.signature.certificates,
             )
         )
+        failure = decision.failure
+        return ", trusted" if failure is None else f", {failure.check.value} after {service.paths_tried} paths"
 
     return decide
 
@@ -307,7 +309,7 @@ def decide_after(signer_anchor: devpki.Issued) -> Callable[[Opened | Rejected], 
 class Attack:
     name: str
     recipe: Callable[[], Recipe]
-    after: Callable[[Opened | Rejected], None] | None = None
+    after: Callable[[Opened | Rejected], str] | None = None
 
 
 def attacks() -> list[Attack]:
@@ -329,16 +331,14 @@ def attacks() -> list[Attack]:
     ]
 
 
-def measure(raw: bytes, repeat: int, after: Callable[[Opened | Rejected], None] | None) -> tuple[float, int, str]:
+def measure(raw: bytes, repeat: int, after: Callable[[Opened | Rejected], str] | None) -> tuple[float, int, str]:
     """(median CPU seconds, peak traced bytes, outcome) of open_inbound (and ``after``) on ``raw``."""
 
-    def run() -> Opened | Rejected:
+    def run() -> tuple[Opened | Rejected, str]:
         result = open_inbound(raw, [BOB.pair], LIMITS, at=NOW)
-        if after is not None:
-            after(result)
-        return result
+        return result, after(result) if after is not None else ""
 
-    result = run()  # warm: imports and cached certificate parses
+    result, decided = run()  # warm: imports and cached certificate parses
     samples = []
     for _ in range(repeat):
         start = time.process_time()
@@ -349,7 +349,7 @@ def measure(raw: bytes, repeat: int, after: Callable[[Opened | Rejected], None] 
     run()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    outcome = "opened" if isinstance(result, Opened) else f"rejected {result.reason.value}"
+    outcome = ("opened" if isinstance(result, Opened) else f"rejected {result.reason.value}") + decided
     return statistics.median(samples), peak, outcome
 
 
@@ -382,7 +382,8 @@ def main() -> None:
             if attack.name == "path-building":
                 after = decide_after(BOUNDS_ROOT)
                 if decided_reference is None:
-                    t, p, _ = measure(valid, repeat, decide_after(A.root))
+                    t, p, reference_outcome = measure(valid, repeat, decide_after(A.root))
+                    assert reference_outcome == "opened, trusted", reference_outcome
                     decided_reference = (t, p)
                 reference = decided_reference
             worst = fit(attack.recipe(), target)
