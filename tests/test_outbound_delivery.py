@@ -348,3 +348,21 @@ async def test_an_attempt_ends_before_its_lease_does(world):
     assert asyncio.get_running_loop().time() - started < 1.0
     assert (attempt.state, attempt.reason) == (JobState.QUEUED, Reason.TIMEOUT)
     assert (await world.queue.get(job_id)).lease_owner is None
+
+
+async def test_a_running_worker_delivers_what_is_queued_and_finishes_a_session_within_its_grace(world):
+    stop = asyncio.Event()
+    running = asyncio.create_task(world.worker().run(stop, grace=5.0))
+    ids = [await world.enqueue(n) for n in range(3)]  # queued while the worker polls
+    for _ in range(200):
+        if len(world.sink.received) == 3:
+            break
+        await asyncio.sleep(0.05)
+    world.sink.data_delay = 0.5
+    world.sink.data_started.clear()
+    ids.append(await world.enqueue(3))
+    await asyncio.wait_for(world.sink.data_started.wait(), 5)
+    stop.set()  # mid-DATA: the session has 5 s to finish, and needs 0.5
+    await asyncio.wait_for(running, 10)
+    assert [(await world.queue.get(i)).state for i in ids] == [JobState.SENT] * 4
+    assert len(world.sink.received) == 4

@@ -141,10 +141,14 @@ class DeliveryWorker:
         tasks = {asyncio.create_task(self.attempt(job)): job for job in jobs}
         stopping = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
             while not stopping.done() and not all(t.done() for t in tasks):
                 await asyncio.wait([*(t for t in tasks if not t.done()), stopping],
                                    return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # cancelled rather than stopped: no grace, the leases simply run out
+            for task in tasks:
+                task.cancel()
+            raise
         finally:
             stopping.cancel()
         pending = [t for t in tasks if not t.done()]
@@ -158,8 +162,12 @@ class DeliveryWorker:
             job = tasks[task]
             # a session cut mid-DATA may have delivered; the next attempt may then duplicate
             # it, which RFC 5321 accepts (6.1) and Direct's Message-ID deduplication absorbs
-            handed_back = await self.queue.release(job, at=self.clock())
-            log.info("outbound.released", job=job.id, recipient=job.recipient, handed_back=handed_back)
+            try:
+                handed_back = await self.queue.release(job, at=self.clock())
+            except (SQLAlchemyError, OSError):
+                handed_back = False  # its lease runs out instead
+            log.info("outbound.released", node=self.owner, job=job.id, recipient=job.recipient,
+                     handed_back=handed_back)
 
     async def attempt(self, job: Job) -> Attempt:
         """One attempt at one claimed job; never raises (a bug becomes a retry)."""
