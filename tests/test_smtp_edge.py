@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.smtp import Received, SessionInfo, SmtpLimits, SmtpReply, SmtpServer, start_smtp
-from gateway.smtp.server import _Session, listening_socket, reference_session
+from gateway.smtp.server import _Session, reference_session
+from gateway.smtp.sockets import listening_socket
 from gateway.smtp.tls import self_signed, server_context
 from tests.smtp_client import RawSmtp, stuff
 

@@ -2,7 +2,8 @@
 
 from .interface import Pipeline, Received, SessionInfo, SmtpReply
 from .limits import SmtpLimits
-from .server import SmtpServer, listening_socket, start_smtp
+from .server import SmtpServer, start_smtp
+from .sockets import listening_socket
 
 __all__ = [
     "Pipeline",

@@ -7,13 +7,13 @@ the ``Pipeline`` (interface.py) two questions: may this recipient be given
 (RCPT), and what becomes of this message (the final dot). What aiosmtpd
 1.4.6 does not do, and where it is done:
 
-- DATA is read here (``_Session.smtp_DATA``), in blocks rather than with a
-  coroutine per line: the final dot is ``.<CRLF>`` at a line start (RFC 5321
-  4.1.1.4), each block must come within ``data_timeout``, the size limit
-  holds while reading (552 5.3.4 after the dot, RFC 1870), and a bare CR or
-  LF anywhere (SMTP smuggling) refuses the whole message (data.py): it is
-  never split into two, and nothing after a false terminator runs as a
-  command.
+- DATA is read by ``_Session.smtp_DATA`` with framing.py, in blocks rather
+  than with a coroutine per line: the final dot is ``.<CRLF>`` at a line
+  start (RFC 5321 4.1.1.4), bytes must keep coming within ``data_timeout``,
+  the size limit holds while reading (552 5.3.4 after the dot, RFC 1870),
+  and a bare CR or LF anywhere (SMTP smuggling) refuses the whole message
+  (data.py): it is never split into two, and nothing after a false
+  terminator runs as a command.
 - SIZE is advertised and ``MAIL ... SIZE=`` over it refused at MAIL; more
   recipients than ``max_recipients`` get 452 4.5.3 (handler hooks).
 - PIPELINING is advertised (RFC 2920): aiosmtpd reads each command line from
@@ -25,8 +25,8 @@ the ``Pipeline`` (interface.py) two questions: may this recipient be given
   still written if the socket can carry it.
 - An exception in the pipeline or the session answers 451 4.3.0 and goes to
   the log; aiosmtpd's default answers a permanent 500 with the exception text.
-- Session limits (421 4.7.0 as the greeting), a 421 on timeouts, graceful
-  close, and listening sockets with SO_REUSEPORT for several worker processes.
+- Session limits (421 4.7.0 as the greeting), a 421 on timeouts, and a
+  graceful close. Worker processes share a port through sockets.py.
 """
 
 from __future__ import annotations
@@ -42,44 +42,31 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, syntax
 from aiosmtpd.smtp import Session as AioSession
 
-from .admission import Admission, Refusal
-from .data import DataProblem, data_problem, unstuff
+from .admission import Admission
+from .data import data_problem, unstuff
+from .framing import read_message
 from .interface import Pipeline, Received, SessionInfo, SmtpReply
 from .limits import SmtpLimits
+from .replies import (
+    DATA_REFUSED,
+    DATA_SYNTAX,
+    GO_AHEAD,
+    NEED_RECIPIENT,
+    NO_AUTH,
+    RECIPIENT_OK,
+    REFUSED,
+    SENDER_OK,
+    SHUTTING_DOWN,
+    TIMED_OUT,
+    TOO_BIG,
+    TOO_MANY_RECIPIENTS,
+    TRY_LATER,
+)
 
 log = structlog.get_logger("directgw.smtp")
 
-# The edge's own replies (the pipeline's come from gateway/receive/replies.py).
-# Enhanced codes: RFC 3463.
-SENDER_OK = SmtpReply(250, "2.1.0", "Sender OK")
-RECIPIENT_OK = SmtpReply(250, "2.1.5", "Recipient OK")
-NEED_RECIPIENT = SmtpReply(503, "5.5.1", "Error: need RCPT command")
-DATA_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: DATA")
-NO_AUTH = SmtpReply(502, "5.5.1", "AUTH not available")
-TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")
-TOO_BIG = SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
-TRY_LATER = SmtpReply(451, "4.3.0", "Temporary failure, please try again later")
-DATA_REFUSED = {
-    DataProblem.BARE_LF: SmtpReply(550, "5.6.0", "Bare LF not allowed (RFC 5321 2.3.8)"),
-    DataProblem.BARE_CR: SmtpReply(550, "5.6.0", "Bare CR not allowed (RFC 5321 2.3.8)"),
-    DataProblem.LINE_TOO_LONG: SmtpReply(554, "5.6.0", "Line too long (RFC 5321 4.5.3.1.6)"),
-}
-# 421 closes the connection (RFC 5321 3.8).
-SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down")
-TIMED_OUT = SmtpReply(421, "4.4.2", "Timeout exceeded")
-REFUSED = {
-    Refusal.TOO_MANY_SESSIONS: SmtpReply(421, "4.7.0", "Too many sessions, try again later"),
-    Refusal.TOO_MANY_FROM_CLIENT: SmtpReply(421, "4.7.0", "Too many sessions from your address"),
-}
-GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
-
-# The final dot is ".<CRLF>" at a line start; searching for ".<CRLF>" and
-# looking at the two bytes before it (already read) never reads past it, so
-# pipelined commands after the dot stay in the buffer for the command loop.
-_DOT_LINE = b".\r\n"
-
 # aiosmtpd sizes its StreamReader's buffer limit by this attribute. The DATA
-# reader below takes up to this many bytes per step (asyncio hands over, by
+# reader (framing.py) takes up to this many bytes per step (asyncio hands over, by
 # LimitOverrunError, what cannot hold the terminator), so a 10 KB message
 # costs one step; aiosmtpd's command loop reads at most this much of an
 # over-long command line before refusing it (500).
@@ -453,7 +440,14 @@ class _Session(SMTP):
             self.shut(SHUTTING_DOWN)
 
     async def _data(self, envelope: Envelope) -> None:
-        wire = await self._read_data()
+        self._reset_timeout(self._server.limits.data_timeout)  # from the last bytes: _timeout_cb
+        try:
+            wire = await read_message(self._reader, self._server.limits.max_message_size)
+        except asyncio.IncompleteReadError:
+            # The connection ended inside DATA (aiosmtpd usually cancels us first): nothing to answer.
+            if self.transport is not None:
+                self.transport.close()
+            return
         self._set_post_data_state()
         self._reset_timeout()  # back to the command timeout
         if wire is None:
@@ -473,39 +467,6 @@ class _Session(SMTP):
             data=data,
         )
         await self._answer(received)
-
-    async def _read_data(self) -> bytes | None:
-        """The bytes up to the final dot (not dot-unstuffed), or None when over the size limit.
-
-        Over the limit, reading goes on to the final dot (RFC 1870 6.3, and so
-        the connection stays in step) but nothing more is kept."""
-        limits = self._server.limits
-        reader = self._reader
-        pieces: list[bytes] = []
-        size = 0
-        # The two bytes before what is read next: the stream starts at a line
-        # start (after the DATA command's CRLF).
-        before = b"\r\n"
-        self._reset_timeout(limits.data_timeout)  # measured from the last bytes: _timeout_cb
-        while True:
-            try:
-                piece = await reader.readuntil(_DOT_LINE)
-            except asyncio.LimitOverrunError as over:
-                piece = await reader.readexactly(over.consumed)
-                end = False
-            else:
-                head = piece[-5:-3] if len(piece) >= 5 else (before + piece[:-3])[-2:]
-                end = head == b"\r\n"
-                if end:
-                    piece = piece[:-3]
-            size += len(piece)
-            if size <= limits.max_message_size:
-                pieces.append(piece)
-            elif pieces:
-                pieces.clear()  # over the limit: keep nothing (bounded memory)
-            if end:
-                return b"".join(pieces) if size <= limits.max_message_size else None
-            before = (before + piece)[-2:] if len(piece) < 2 else piece[-2:]
 
     async def _answer(self, received: Received) -> None:
         task = self._server.start_message(received)
@@ -594,31 +555,3 @@ async def start_smtp(
     server._serve(listener)
     log.info("smtp.listening", port=server.port, tls=tls_context is not None)
     return server
-
-
-def listening_socket(
-    host: str, port: int, *, reuse_port: bool = True, backlog: int = 128
-) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket for ``start_smtp(sock=...)``.
-
-    With ``reuse_port`` (SO_REUSEPORT), several processes each bind their own
-    socket to one port and the kernel spreads connections among them: how
-    ``serve --workers N`` uses N cores (``cryptography`` holds the GIL).
-    Resolves ``host``, so call it before serving, not on a busy loop."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

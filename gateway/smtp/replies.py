@@ -1,0 +1,42 @@
+"""The edge's own SMTP replies: every code the protocol layer says itself (the pipeline's are its own).
+
+Enhanced status codes: RFC 3463. aiosmtpd's built-in replies to syntax
+errors (500, 501, 503 without enhanced codes) are left as they are.
+"""
+
+from __future__ import annotations
+
+from .admission import Refusal
+from .data import DataProblem
+from .interface import SmtpReply
+
+SENDER_OK = SmtpReply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = SmtpReply(250, "2.1.5", "Recipient OK")
+# RFC 5321 4.3.2: 354 carries no enhanced code.
+GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
+
+NEED_RECIPIENT = SmtpReply(503, "5.5.1", "Error: need RCPT command")
+DATA_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: DATA")
+NO_AUTH = SmtpReply(502, "5.5.1", "AUTH not available")
+
+# RFC 5321 4.5.3.1.10: too many recipients is 452, and the client tries the rest later.
+TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")
+# RFC 1870 6.1, 6.3.
+TOO_BIG = SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+# A bug or an outage is never a permanent rejection, and never shows internals.
+TRY_LATER = SmtpReply(451, "4.3.0", "Temporary failure, please try again later")
+
+DATA_REFUSED = {
+    DataProblem.BARE_LF: SmtpReply(550, "5.6.0", "Bare LF not allowed (RFC 5321 2.3.8)"),
+    DataProblem.BARE_CR: SmtpReply(550, "5.6.0", "Bare CR not allowed (RFC 5321 2.3.8)"),
+    DataProblem.LINE_TOO_LONG: SmtpReply(554, "5.6.0", "Line too long (RFC 5321 4.5.3.1.6)"),
+}
+
+# 421: the server closes the connection (RFC 5321 3.8); written with the
+# server's name (farewell in server.py).
+SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down")
+TIMED_OUT = SmtpReply(421, "4.4.2", "Timeout exceeded")
+REFUSED = {
+    Refusal.TOO_MANY_SESSIONS: SmtpReply(421, "4.7.0", "Too many sessions, try again later"),
+    Refusal.TOO_MANY_FROM_CLIENT: SmtpReply(421, "4.7.0", "Too many sessions from your address"),
+}
