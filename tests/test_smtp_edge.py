@@ -480,6 +480,19 @@ async def test_commands_sent_with_starttls_in_clear_are_dropped(edge, tmp_path) 
     await client.close()
 
 
+async def test_a_failed_tls_handshake_closes_that_session_only(edge, tmp_path) -> None:
+    server = await edge(RecordingPipeline(), tls=_tls(tmp_path))
+    client = await RawSmtp.session(server.port)
+    assert (await client.command("STARTTLS")).code == 220
+    await client.send(b"this is not a TLS ClientHello\r\n" * 4)
+    await client.read_to_end()  # closed, with no cleartext reply in between
+    await client.close()
+    await _until(lambda: server.sessions == 0)  # its slot is given back
+    other = await RawSmtp.session(server.port)
+    assert (await other.command("NOOP")).code == 250
+    await other.close()
+
+
 async def test_helo_clients_are_served(edge) -> None:
     pipeline = RecordingPipeline()
     server = await edge(pipeline)

@@ -39,7 +39,7 @@ import ssl
 from typing import Any, cast
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import SMTP, Envelope, TLSSetupException, syntax
 from aiosmtpd.smtp import Session as AioSession
 
 from .admission import Admission
@@ -403,7 +403,11 @@ class _Session(SMTP):
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default answers "500 Error: (KeyError) ..." : permanent, and internals shown.
-        log.error("smtp.session_error", peer=self._client, exc_info=error)
+        if isinstance(error, TLSSetupException):
+            # A failed handshake is the client's (scanners, old TLS); aiosmtpd closes the connection.
+            log.info("smtp.tls_failed", peer=self._client, error=repr(error.__cause__))
+        else:
+            log.error("smtp.session_error", peer=self._client, exc_info=error)
         return TRY_LATER.line()
 
     # -- commands --
