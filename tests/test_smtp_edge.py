@@ -401,10 +401,10 @@ async def test_a_stalled_data_transfer_gets_421_after_the_data_timeout(edge) -> 
 
 async def test_the_data_timeout_is_per_block_not_per_message(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
+    server = await edge(pipeline, SmtpLimits(command_timeout=1.0, data_timeout=1.0))
     client = await RawSmtp.session(server.port)
     await transaction(client)
-    # Six blocks 0.3 s apart: 1.8 s in all, over both 0.5 s timeouts, none idle that long.
+    # Six blocks 0.3 s apart: 1.8 s in all, over both 1 s timeouts, none idle that long.
     for _ in range(6):
         await client.send(b"a line\r\n")
         await asyncio.sleep(0.3)
