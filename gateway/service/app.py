@@ -42,7 +42,8 @@ from gateway.outbound.settings import outbound_settings
 from gateway.outbound.transport import SmtpTransport
 from gateway.outbound.worker import DeliveryWorker
 from gateway.receive import ReceiveSettings, ReceivingPipeline
-from gateway.smtp.server import SmtpServer, listening_socket, start_smtp
+from gateway.smtp.server import SmtpServer, start_smtp
+from gateway.smtp.sockets import listening_socket
 from gateway.smtp.tls import server_context
 from gateway.store import Store, open_store
 from records_bridge.store import RecordStore
