@@ -11,8 +11,12 @@ the binding of that key to the sender is the trust layer's check
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.core import (
     ContentCipher,
@@ -26,6 +30,7 @@ from gateway.core import (
 from gateway.core.algorithms import Digest
 
 from . import pki, smime
+from .mutations import FUZZ
 
 BODY = b"Content-Type: text/plain\r\n\r\nPlease see the attached summary.\r\n"
 
@@ -224,3 +229,79 @@ def test_a_bare_signature_whose_content_was_changed_is_refused(w):
     forged = der.replace(b"alicx@a.test", b"alice@a.test")
     report = inspect_signature(forged, pki.NOW)
     assert isinstance(report, Rejected) and report.reason is RejectReason.DIGEST_MISMATCH
+
+
+# ------------------------------------------------------------------ what a standard reader is shown
+
+FROMS = [
+    "From: alice@a.test",
+    "From: Alice <alice@a.test>",
+    'From: "mallory@evil.test" <alice@a.test>',
+    "From: alice@a.test (mallory@evil.test)",
+    "From: mallory@evil.test",
+    "From: =?utf-8?q?mallory@evil.test?= <alice@a.test>",
+    "From: alice@a.test, mallory@evil.test",
+    "FROM: ALICE@A.TEST",
+    "From:\r\n alice@a.test",
+    "From: Alice\r\n <alice@a.test>",
+    "From : mallory@evil.test",
+    "From: <alice@a.test>",
+]
+OTHERS = ["To: bob@b.test", "Subject: x", "X-Note: 1", "Sender: mallory@evil.test", "Reply-To: mallory@evil.test"]
+ENDS = ["\r\n"] * 8 + ["\n", "\r"]
+
+
+@st.composite
+def _header_section(draw) -> bytes:
+    lines = draw(st.lists(st.sampled_from(FROMS + OTHERS), min_size=1, max_size=4))
+    out = b""
+    for line in lines:
+        out += line.encode() + draw(st.sampled_from(ENDS)).encode()
+    return out
+
+
+@st.composite
+def _entity(draw, depth: int = 0) -> bytes:
+    head = draw(_header_section())
+    kind = draw(st.sampled_from(["text", "multipart", "message"] if depth < 2 else ["text"]))
+    if kind == "text":
+        return head + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    if kind == "message":
+        return head + b"Content-Type: message/rfc822\r\n\r\n" + draw(_entity(depth + 1))
+    parts = draw(st.lists(_entity(depth + 1), min_size=1, max_size=2))
+    body = b"".join(b"--b" + str(depth).encode() + b"\r\n" + p + b"\r\n" for p in parts)
+    return (
+        head
+        + f'Content-Type: multipart/mixed; boundary="b{depth}"\r\n\r\n'.encode()
+        + body
+        + f"--b{depth}--\r\n".encode()
+    )
+
+
+def _standard_froms(data: bytes) -> list[str]:
+    """Every From address the standard library's reader shows, at any depth."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    found = []
+    for part in message.walk():
+        for value in part.get_all("From") or ():
+            found += [a.addr_spec.lower() for a in getattr(value, "addresses", ()) if a.addr_spec]
+    return found
+
+
+@FUZZ
+@given(_entity())
+def test_an_accepted_sender_is_the_only_sender_a_standard_reader_sees(data):
+    """Whenever the core binds a sender, the standard library's reader of the same bytes
+    shows no From naming anyone else, at any depth."""
+    from gateway.core.limits import DEFAULT_LIMITS
+    from gateway.core.mime import MimeError, own_lines, parse_entity
+    from gateway.core.sender import bound_sender
+
+    try:
+        entity = parse_entity(own_lines(data), DEFAULT_LIMITS)
+        sender = bound_sender(entity, entity, DEFAULT_LIMITS)
+    except MimeError:
+        return
+    if isinstance(sender, Rejected):
+        return
+    assert set(_standard_froms(data)) <= {sender}, (data, sender)
