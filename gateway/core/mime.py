@@ -75,16 +75,19 @@ class Entity:
     def view(self) -> memoryview:
         return memoryview(self.buf)[self.start : self.end]
 
-    def get(self, name: str) -> str | None:
-        lname = name.lower()
+    @cached_property
+    def _index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
         for key, value in self.fields:
-            if key.lower() == lname:
-                return value
-        return None
+            index.setdefault(key.lower(), []).append(value)
+        return index
+
+    def get(self, name: str) -> str | None:
+        values = self._index.get(name.lower())
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in self.fields if k.lower() == lname]
+        return list(self._index.get(name.lower(), ()))
 
     @cached_property
     def _content_type(self) -> tuple[str, dict[str, str]]:
@@ -142,7 +145,7 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> tuple[
 # the colon follows at once. The obsolete white space before the colon
 # (section 4.5.8) is refused: the standard library's parser does not read such
 # a line as a field, and two readings of one header section are what hides a From.
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]++):([^\r\n]*+(?:\r\n[ \t][^\r\n]*+)*+)(?:\r\n|\Z)")
 
 
 def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = None) -> Entity:
@@ -172,26 +175,20 @@ def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = 
         raise MimeError("a header section holds a bare CR (RFC 5322 section 2.2)")
     if head.count(b"\n") != crlf:
         raise MimeError("a header section mixes bare LF with CRLF line ends (RFC 5322 section 2.2)")
-    names: list[str] = []
-    values: list[list[bytes]] = []
-    for line in head.split(b"\r\n"):
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            if not values:
-                raise MimeError("the message starts with a continuation line")
-            values[-1].append(line)
-            continue
-        colon = line.find(b":")
-        if colon <= 0 or not _FIELD_NAME.fullmatch(line, 0, colon):
-            raise MimeError(f"header line without a field name (RFC 5322 section 3.6.8): {line[:60]!r}")
-        names.append(line[:colon].decode("ascii"))
-        values.append([line[colon + 1 :]])
-    fields = tuple(
-        (name, b" ".join(piece.strip() for piece in pieces).strip().decode("utf-8", "replace"))
-        for name, pieces in zip(names, values, strict=True)
-    )
-    return Entity(fields, buf, body_start, max(body_start, end), start)
+    fields: list[tuple[str, str]] = []
+    at, n = 0, len(head)
+    while at < n:
+        m = _FIELD.match(head, at)
+        if m is None:
+            if head[at : at + 1] in (b" ", b"\t"):
+                raise MimeError("the header section starts with a continuation line")
+            raise MimeError(f"header line without a field name (RFC 5322 section 3.6.8): {head[at : at + 60]!r}")
+        value = m.group(2)
+        if b"\r\n" in value:  # folded (section 2.2.3)
+            value = b" ".join(piece.strip() for piece in value.split(b"\r\n"))
+        fields.append((m.group(1).decode("ascii"), value.strip().decode("utf-8", "replace")))
+        at = m.end()
+    return Entity(tuple(fields), buf, body_start, max(body_start, end), start)
 
 
 def own_lines(content: Buffer) -> Buffer:
