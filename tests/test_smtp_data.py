@@ -18,6 +18,8 @@ from gateway.smtp.admission import Admission, Refusal
 from gateway.smtp.data import DataProblem, data_problem, unstuff
 from gateway.smtp.framing import read_message
 from gateway.smtp.limits import SmtpLimits
+from gateway.smtp.paths import simple_path
+from gateway.smtp.server import _Session, aiosmtpd_path
 
 # Few distinct bytes, so that CR, LF, dots and long lines all turn up often.
 WIRE = st.binary(max_size=80).map(lambda b: bytes(b"\r\n.a"[x % 4] for x in b))
@@ -204,3 +206,36 @@ def test_read_message_gives_the_stuffed_message_back_within_its_size(
         assert wire is not None and unstuff(wire) == message
     else:
         assert wire is None
+
+
+# -- paths.py: the quick reading of MAIL FROM / RCPT TO answers as aiosmtpd's --
+
+_PATH_TEXT = st.text(alphabet='<>@.aZ9-_!"()\\ \t:[],;=', max_size=30)
+_ATOM = st.text(alphabet="aZ9.-_!{", min_size=0, max_size=8)
+_PATH = st.builds(
+    lambda local, domain, gap, params: f"<{local}@{domain}>{gap}{params}",
+    _ATOM,
+    _ATOM,
+    st.sampled_from(["", " ", "  ", "\t", " (note) ", "\x0b"]),
+    st.sampled_from(["", "SIZE=100", "BODY=8BITMIME SIZE=1", "(x)"]),
+)
+
+
+@settings(max_examples=500)
+@given(argument=st.one_of(_PATH, _PATH_TEXT))
+def test_simple_path_answers_as_aiosmtpd_or_not_at_all(argument: str) -> None:
+    quick = simple_path(argument)
+    if quick is not None:
+        assert quick == aiosmtpd_path(_Session.__new__(_Session), argument)
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "<alice@sender.test>",
+        "<alice.smith+direct@direct.hospital-a.example.org> SIZE=18000",
+        "<bob@hisp.test>",
+    ],
+)
+def test_simple_path_takes_the_paths_hisps_send(argument: str) -> None:
+    assert simple_path(argument) == aiosmtpd_path(_Session.__new__(_Session), argument)

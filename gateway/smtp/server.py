@@ -47,6 +47,7 @@ from .data import data_problem, unstuff
 from .framing import read_message
 from .interface import Pipeline, Received, SessionInfo, SmtpReply
 from .limits import SmtpLimits
+from .paths import simple_path
 from .replies import (
     DATA_REFUSED,
     DATA_SYNTAX,
@@ -412,6 +413,13 @@ class _Session(SMTP):
 
     # -- commands --
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's reading of a path is its costliest step per command (paths.py).
+        simple = simple_path(arg)
+        if simple is not None:
+            return simple
+        return cast("tuple[str | None, str | None]", super()._getaddr(arg))
+
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if self._server.closing:
@@ -510,6 +518,11 @@ def reference_session(server: SmtpServer) -> _Session:
         loop=server.loop,
     )
     return session
+
+
+def aiosmtpd_path(session: _Session, argument: str) -> tuple[str | None, str | None]:
+    """aiosmtpd's own reading of a MAIL/RCPT argument, for the test of paths.simple_path."""
+    return cast("tuple[str | None, str | None]", SMTP._getaddr(session, argument))
 
 
 def _reverse_path(mail_from: str | None) -> str:
