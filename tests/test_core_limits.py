@@ -350,10 +350,19 @@ def _duplicate_extension(root: Node) -> None:
     extensions.value.insert(0, copy.deepcopy(extensions.value[0]))
 
 
+def _signer_common_name_empty(root: Node) -> None:
+    """Found by the TLV fuzzer: cryptography warns (an error under -W error) on every access."""
+    for _, _, node in root.walk():
+        if node.tag == 0x0C and node.value == b"alice@a.test":
+            node.value = b""
+            return
+
+
 BAD_CERTIFICATES = {
     "signer-subject-not-utf8": _signer_subject_not_utf8(DETACHED_SIG),
     "carried-intermediate-subject-not-utf8": _intermediate_subject_not_utf8(DETACHED_SIG),
     "signer-extension-twice": reshaped(DETACHED_SIG, _duplicate_extension),
+    "signer-common-name-empty": reshaped(DETACHED_SIG, _signer_common_name_empty),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -67,18 +68,26 @@ class CertRef:
         broken extension) loads, then raises on first use: in a finding, a log line
         or a trust decision. Asking here once, at the edge, turns that into a typed
         refusal (RFC 5280 4.1.2.4: DirectoryString values are well-formed strings)."""
-        try:
-            cert = self.x509
-            cert.subject.rfc4514_string()
-            cert.issuer.rfc4514_string()
-            _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
-            cert.extensions  # noqa: B018 -- parses every extension
-            self.email_addresses  # noqa: B018 -- SAN rfc822Names and the emailAddress RDN
-            self.dns_names  # noqa: B018
-        except CERTIFICATE_ERRORS as exc:
-            return str(exc)
-        except (TypeError, UnicodeError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+        # cryptography warns, rather than raises, for a name attribute outside the
+        # bounds of RFC 5280 appendix A (an empty or 65-character commonName, a
+        # three-letter countryName), on every later access; such a name is refused
+        # here, once, instead of warning in logs (and failing under -W error).
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                cert = self.x509
+                cert.subject.rfc4514_string()
+                cert.issuer.rfc4514_string()
+                _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
+                cert.extensions  # noqa: B018 -- parses every extension
+                self.email_addresses  # noqa: B018 -- SAN rfc822Names and the emailAddress RDN
+                self.dns_names  # noqa: B018
+            except CERTIFICATE_ERRORS as exc:
+                return str(exc)
+            except (TypeError, UnicodeError) as exc:
+                return f"{type(exc).__name__}: {exc}"
+        if caught:
+            return f"a name attribute outside RFC 5280's bounds: {caught[0].message}"
         return None
 
     @cached_property
