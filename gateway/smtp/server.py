@@ -319,6 +319,7 @@ class _Session(SMTP):
         self._refused = False
         self._in_data = False
         self._last_received = 0.0  # loop time of the last bytes from the client
+        self._continued: list[bytes] = []  # the first lines of a multi-line reply (push)
         # aiosmtpd keeps these limits in a dict on the class, shared by every
         # session, and adds 26 to MAIL's at each EHLO; a dict of our own stays put.
         # It compares the command line without its CRLF.
@@ -410,6 +411,20 @@ class _Session(SMTP):
         else:
             log.error("smtp.session_error", peer=self._client, exc_info=error)
         return TRY_LATER.line()
+
+    async def push(self, status: str | bytes) -> None:
+        # aiosmtpd writes each line of a reply on its own (a system call each:
+        # the EHLO reply is eight); the lines of one reply go out in one write.
+        line = status.encode("ascii") if isinstance(status, str) else status
+        if line[3:4] == b"-":
+            self._continued.append(line)
+            return
+        if self._continued:
+            self._continued.append(line)
+            line = b"\r\n".join(self._continued)
+            self._continued.clear()
+        self._writer.write(line + b"\r\n")
+        await self._writer.drain()
 
     # -- commands --
 
