@@ -162,6 +162,9 @@ SEAL_WARNINGS = {
     "from-not-bound": ("mallory@a.test", ("bob@b.test",), ["the From mallory@a.test is not bound by the signing certificate"]),
     "no-to": ("alice@a.test", (), ["the message has no To"]),
     "neither": ("carol@c.test", (), ["the From carol@c.test is not bound", "the message has no To"]),
+    "two-mailboxes": ("alice@a.test, mallory@a.test", ("bob@b.test",), ["names more than one mailbox"]),
+    "display-name-is-no-address": ('"alice@a.test" <mallory@a.test>', ("bob@b.test",),
+                                   ["the From mallory@a.test is not bound"]),
 }
 
 

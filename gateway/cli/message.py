@@ -30,6 +30,7 @@ from gateway.core import (
 )
 from gateway.core.limits import DEFAULT_LIMITS
 from gateway.core.mime import MimeError, addresses, parse_entity
+from gateway.core.sender import bound_sender
 
 from . import render
 from .args import EXIT_FAILED, EXIT_OK, CommandFailed, UsageError, fail, parse_at, warn
@@ -133,27 +134,28 @@ def _sender(args: argparse.Namespace, at: datetime) -> KeyPair:
 def seal_warnings(raw: bytes, signer: KeyPair) -> list[str]:
     """What a peer will refuse, or a reader miss, though sealing succeeds.
 
-    A peer binds the signer to the From (Direct item 12, as
-    ``trust.direct.check_binding`` judges it on our inbound side: the exact
-    address, or its domain in an org certificate): a From the signing
-    certificate does not name is refused on arrival. A message with no To
-    names no one to deliver to in the recipient's records. Checked here rather
-    than through ``trust``, whose import (the HTTP client) seal does not need.
+    The sender is read as the recipient's gateway reads it (``core.sender``:
+    the single mailbox of the single From, strictly), and must be named by
+    the signing certificate (Direct item 12, as ``trust.direct.check_binding``
+    judges it on our inbound side: the exact address, or its domain in an org
+    certificate), or the signature is refused on arrival. A message with no
+    To names no one it is for once it is opened. Checked here rather than
+    through ``trust``, whose import (the HTTP client) seal does not need.
     """
     try:
         entity = parse_entity(raw, DEFAULT_LIMITS)
+        sender = bound_sender(entity, entity, DEFAULT_LIMITS)
     except MimeError:
         return []  # sealing refuses it, with the reason
     out = []
-    senders = addresses(entity.get_all("From"))
     cert = signer.cert
-    if not senders:
-        out.append("the message has no From: the recipient cannot bind the signer to a sender and will refuse it")
-    for sender in senders:
-        domain = sender.rpartition("@")[2]
-        if sender not in cert.email_addresses and domain not in cert.dns_names:
+    if isinstance(sender, Rejected):
+        out.append(f"{sender.detail}: the recipient will refuse the signature")
+    else:
+        address = sender.lower()
+        if address not in cert.email_addresses and address.rpartition("@")[2] not in cert.dns_names:
             named = ", ".join([*cert.email_addresses, *cert.dns_names]) or "no address and no domain"
-            out.append(f"the From {sender} is not bound by the signing certificate (it names {named}): "
+            out.append(f"the From {address} is not bound by the signing certificate (it names {named}): "
                        "the recipient will refuse the signature (Direct binding)")
     if not addresses(entity.get_all("To")):
         out.append("the message has no To: nothing names who it is for once it is opened")
