@@ -55,7 +55,7 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     ``default=SUPPRESS``: argparse copies a subcommand's defaults over what the
     main parser read, so a default here would erase ``directgw --config F cmd``.
     """
-    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+    parser.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
 
 
 def config_path(given: Path | str | None) -> Path:

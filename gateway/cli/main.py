@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="directgw", description="Secure Direct messaging gateway", epilog=EXIT_CODES_HELP,
     )
-    parser.add_argument("--config", type=Path, help=CONFIG_HELP + "; also accepted after the command")
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP + "; also accepted after the command")
     parser.add_argument("--log-json", action="store_true", help="logs as JSON lines (for servers)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="least severe log level written to stderr (default warning)")
