@@ -112,14 +112,18 @@ def _start(site: Path, smtp_port: int) -> Served:
     )
     deadline = time.monotonic() + 60
     assert process.stderr is not None
+    seen = []
     while time.monotonic() < deadline:
         line = process.stderr.readline()
+        seen.append(line)
         if "SMTP on" in line:
             return Served(process)
         if not line and process.poll() is not None:
             break
     process.kill()
-    raise AssertionError(f"serve did not start: {process.stderr.read()}")
+    process.wait()
+    process.stderr.close()
+    raise AssertionError(f"serve did not start: {''.join(seen)}")
 
 
 async def test_a_message_lands_in_the_record_and_the_processed_mdn_comes_back(tmp_path):
