@@ -11,7 +11,7 @@ import time
 from email.headerregistry import HeaderRegistry
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.address import (
@@ -192,3 +192,10 @@ def test_a_field_costs_in_proportion_to_its_size(pattern):
         parse_address_list(big)
 
     assert _best(read_big) < 6 * _best(read_small) + 0.002
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=5000)
+@given(_mailbox())
+def test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it_at_length(case):
+    test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it.hypothesis.inner_test(case)

@@ -15,7 +15,7 @@ import email
 import email.policy
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core import (
@@ -305,3 +305,10 @@ def test_an_accepted_sender_is_the_only_sender_a_standard_reader_sees(data):
     if isinstance(sender, Rejected):
         return
     assert set(_standard_froms(data)) <= {sender}, (data, sender)
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=5000)
+@given(_entity())
+def test_an_accepted_sender_is_the_only_sender_a_standard_reader_sees_at_length(data):
+    test_an_accepted_sender_is_the_only_sender_a_standard_reader_sees.hypothesis.inner_test(data)
