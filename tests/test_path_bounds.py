@@ -184,7 +184,7 @@ async def test_a_decision_over_its_time_budget_is_a_temporary_failure(http):
         svc = service(Shape([root], leaf, []), PathLimits(decision_seconds=0.2), fetcher)
         started = asyncio.get_running_loop().time()
         d = await decide(svc, Shape([root], leaf, []))
-        assert asyncio.get_running_loop().time() - started < 1.5
+        assert asyncio.get_running_loop().time() - started < 1.9  # did not wait for the 2 s answer
     finally:
         await fetcher.close()
     assert d.failure is not None and d.failure.check is Check.TIME_LIMIT and d.failure.temporary
