@@ -209,3 +209,51 @@ async def test_dns_cert_url_on_loopback_is_not_fetched(http, public_only, tmp_pa
     assert http.hits["/bob.der"] == 1
     assert many.detail.count("forbidden-destination") == MAX_URL_FETCHES
     assert many.detail.count(f"over {MAX_URL_FETCHES} URL records") == 2
+
+
+@pytest.mark.parametrize(("name_in_certificate", "fetched"), [("localhost", True), ("other.test", False)],
+                         ids=["name-matches", "name-differs"])
+async def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path, name_in_certificate, fetched):
+    """Connecting to the checked IP must not lose TLS: the server is sent the
+    name (SNI) and its certificate is checked against that name, not the IP."""
+    import ssl
+
+    import aiohttp
+    from aiohttp import web
+
+    from .pki import issue
+
+    ca = issue("Fetch TLS Root", ca=True)
+    server_cert = issue(name_in_certificate, issuer=ca, dns=name_in_certificate, eku=())
+    (tmp_path / "cert.pem").write_bytes(server_cert.pem)
+    (tmp_path / "key.pem").write_bytes(server_cert.key_pem())
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    seen: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.host)
+        return web.Response(body=b"over TLS")
+
+    app = web.Application()
+    app.router.add_get("/ok", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    client_ctx = ssl.create_default_context(cadata=ca.pem.decode())
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as session:
+            f = HttpFetcher(session, schemes=("https",), timeout=5, destinations=LOOPBACK_ALLOWED)
+            url = f"https://localhost:{port}/ok"
+            if fetched:
+                assert await f.get(url, max_bytes=100) == b"over TLS"
+                assert seen == [f"localhost:{port}"]
+            else:
+                with pytest.raises(FetchError) as info:
+                    await f.get(url, max_bytes=100)
+                assert info.value.problem is FetchProblem.UNREACHABLE and "certificate" in info.value.detail.lower()
+                assert not seen
+    finally:
+        await runner.cleanup()
