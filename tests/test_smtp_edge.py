@@ -47,6 +47,7 @@ class RecordingPipeline:
     """Our Pipeline Protocol, recording what the edge asks; `gate` holds message() until set."""
 
     known: frozenset[str] = frozenset({OURS, *ALSO_OURS})
+    answer: SmtpReply = STORED
     fail_message: bool = False
     fail_recipient: bool = False
     gate: asyncio.Event | None = None
@@ -73,7 +74,7 @@ class RecordingPipeline:
             raise RuntimeError("database at /var/lib/directgw/secret.db is locked")
         self.messages.append(received)
         self.finished.set()
-        return STORED
+        return self.answer
 
 
 @pytest.fixture
@@ -541,6 +542,24 @@ async def test_a_client_that_vanishes_after_the_final_dot_still_has_its_message_
     pipeline.gate.set()
     await asyncio.wait_for(pipeline.finished.wait(), 5)
     assert [m.data for m in pipeline.messages] == [MESSAGE]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(SmtpReply(554, "5.7.5", "Signature does not verify"), id="permanent"),
+        pytest.param(SmtpReply(451, "4.7.5", "Revocation status unknown"), id="temporary"),
+        pytest.param(SmtpReply(250, "2.6.0", "Queued as 42"), id="stored"),
+    ],
+)
+async def test_the_pipelines_answer_is_the_reply_to_the_final_dot(edge, answer: SmtpReply) -> None:
+    server = await edge(RecordingPipeline(answer=answer))
+    client = await RawSmtp.session(server.port)
+    await transaction(client)
+    await client.send(stuff(MESSAGE))
+    reply = await client.reply()
+    assert (reply.code, reply.lines) == (answer.code, (f"{answer.enhanced} {answer.text}",))
+    await client.close()
 
 
 @pytest.mark.parametrize("where", ["message", "recipient"])
