@@ -168,3 +168,34 @@ def test_dns_usage_errors(site, capsys):
 def test_discover_json_after_init(site, capsys):
     code, out, _ = run(capsys, "discover", "bob@b.test", "--from", "a.test", "--json")
     assert code == 1 and json.loads(out)["send"] is False
+
+
+NAMESERVER_CHOICE = {
+    "option-over-table": (["10.1.1.1"], ["10.2.2.2:53"], ["10.3.3.3:53"], ["10.1.1.1:53"]),
+    "table-over-system": ([], ["10.2.2.2:5353"], ["10.3.3.3:53"], ["10.2.2.2:5353"]),
+    "system-when-the-table-names-none": ([], None, ["10.3.3.3:53", "[::1]:53"], ["10.3.3.3:53", "[::1]:53"]),
+}
+
+
+@pytest.mark.parametrize(("option", "table", "system", "asked"), NAMESERVER_CHOICE.values(), ids=NAMESERVER_CHOICE.keys())
+def test_which_nameservers_discover_asks(tmp_path, option, table, system, asked):
+    import argparse
+
+    from gateway.cli.discover import discovery_settings
+    from gateway.config import parse_config
+
+    text = "" if table is None else f"[discovery]\nnameservers = {json.dumps(table)}\n"
+    config = parse_config(text, tmp_path / "directgw.toml")
+    args = argparse.Namespace(nameserver=option, no_ldap=False)
+    settings = discovery_settings(args, config, system=lambda: list(system))
+    assert [str(s) for s in settings.nameservers] == asked
+
+
+def test_no_nameserver_anywhere_is_a_usage_error(tmp_path):
+    import argparse
+
+    from gateway.cli.args import UsageError
+    from gateway.cli.discover import discovery_settings
+
+    with pytest.raises(UsageError, match="no nameserver"):
+        discovery_settings(argparse.Namespace(nameserver=[], no_ldap=False), None, system=list)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +49,19 @@ def system_resolvers(path: Path = RESOLV_CONF) -> list[str]:
         return []
 
 
-def _settings(args: argparse.Namespace, config: Config | None) -> DiscoverySettings:
+def discovery_settings(
+    args: argparse.Namespace, config: Config | None, system: Callable[[], list[str]] = system_resolvers
+) -> DiscoverySettings:
+    """``[discovery]``, with ``--nameserver`` over its nameservers and the system's when it names none."""
     table = dict(config.section("discovery")) if config is not None else {}
     if args.nameserver:
         table["nameservers"] = list(args.nameserver)
     if "nameservers" not in table:
-        system = system_resolvers()
-        if not system:
+        found = system()
+        if not found:
             raise UsageError(f"no nameserver: give --nameserver HOST:PORT or [discovery] nameservers "
                              f"({RESOLV_CONF} names none)")
-        table["nameservers"] = system
+        table["nameservers"] = found
     if args.no_ldap:
         table["ldap"] = False
     return settings_from_mapping(table)
@@ -91,7 +95,7 @@ async def _discover(args: argparse.Namespace) -> int:
 
     at = parse_at(args.at)
     config = configuration(args, required=not args.anchor)
-    settings = _settings(args, config)
+    settings = discovery_settings(args, config)
     anchors = read_certs(args.anchor, "--anchor", at)
     trust_table = config.section("trust") if config is not None else {}
     fetcher = None
