@@ -125,17 +125,23 @@ def parse_crl(data: bytes, source: str) -> CachedCrl:
             raise FetchError(source, FetchProblem.INVALID, "no PEM X509 CRL block")
         data = blocks[0]
     try:
+        # cryptography parses lazily: every field read later is read here
         meta = x509.load_der_x509_crl(data)
+        issuer_der = meta.issuer.public_bytes()
+        next_update = meta.next_update_utc
+        meta.last_update_utc  # noqa: B018
+        for entry in meta:
+            entry.revocation_date_utc  # noqa: B018
+            entry.extensions  # noqa: B018
         parsed = asn1_crl.CertificateList.load(data)
         _walk_entries(parsed)
         deltas = _delta_urls(meta)
     except (ValueError, TypeError, KeyError) as exc:
         raise FetchError(source, FetchProblem.INVALID, f"not a CRL: {exc}") from exc
-    issuer_der = meta.issuer.public_bytes()
     key = name_key(issuer_der)
     if key is None:
         raise FetchError(source, FetchProblem.INVALID, "the CRL's issuer name does not parse")
-    return CachedCrl(data, parsed, issuer_der, meta.next_update_utc, source, key, deltas)
+    return CachedCrl(data, parsed, issuer_der, next_update, source, key, deltas)
 
 
 def _walk_entries(parsed: asn1_crl.CertificateList) -> None:

@@ -76,7 +76,7 @@ from gateway.core.certs import CertRef
 
 from .fetch import FetchError, FetchProblem
 from .policy import Policy, RevocationRequirement
-from .revinfo import RevocationCache, RevocationInfo
+from .revinfo import CachedCrl, RevocationCache, RevocationInfo
 from .types import Check, TrustFailure
 
 _POSITION = re.compile(r"intermediate certificate (\d+)")
@@ -428,25 +428,38 @@ def anchor_crl_status(cert: CertRef, issuer: CertRef, info: RevocationInfo, at: 
     """Complete CRLs signed by an anchor's key: None when one shows ``cert`` not revoked."""
     problems: list[str] = []
     for held in info.crls:
-        meta = x509.load_der_x509_crl(held.der)
-        if meta.issuer.public_bytes() != issuer.subject_der:
-            continue
-        if not meta.is_signature_valid(issuer.x509.public_key()):  # type: ignore[arg-type]
-            problems.append(f"the CRL from {held.source} does not verify with the anchor's key")
-            continue
-        critical = [e.oid.dotted_string for e in meta.extensions if e.critical]
-        if critical:
-            problems.append(f"the CRL from {held.source} has critical extensions {critical} (partitioned or delta CRLs are not supported for intermediate anchors)")
-            continue
-        if meta.last_update_utc > at or (meta.next_update_utc is not None and at > meta.next_update_utc):
-            problems.append(f"the CRL from {held.source} is not current at {at:%Y-%m-%d %H:%M:%SZ}")
-            continue
-        entry = meta.get_revoked_certificate_by_serial_number(cert.serial)
-        if entry is not None and entry.revocation_date_utc <= at:
-            try:
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-            except x509.ExtensionNotFound:
-                reason = "unspecified"
-            return RevocationFinding(cert, True, f"revoked on {entry.revocation_date_utc:%Y-%m-%d %H:%M:%SZ} ({reason}), according to the CRL")
-        return None
+        try:
+            outcome = _anchor_crl(cert, issuer, held, at)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            outcome = f"the CRL from {held.source} cannot be read: {exc}"
+        if outcome is None or isinstance(outcome, RevocationFinding):
+            return outcome
+        if outcome:
+            problems.append(outcome)
     return RevocationFinding(cert, False, "; ".join(problems) or "no CRL of the anchor is in scope")
+
+
+def _anchor_crl(cert: CertRef, issuer: CertRef, held: CachedCrl, at: datetime) -> RevocationFinding | str | None:
+    """One CRL of an anchor: a finding, None (not revoked), a problem, or "" (not the anchor's)."""
+    meta = x509.load_der_x509_crl(held.der)
+    if meta.issuer.public_bytes() != issuer.subject_der:
+        return ""
+    if not meta.is_signature_valid(issuer.x509.public_key()):  # type: ignore[arg-type]
+        return f"the CRL from {held.source} does not verify with the anchor's key"
+    critical = [e.oid.dotted_string for e in meta.extensions if e.critical]
+    if critical:
+        return (
+            f"the CRL from {held.source} has critical extensions {critical} "
+            "(partitioned or delta CRLs are not supported for intermediate anchors)"
+        )
+    if meta.last_update_utc > at or (meta.next_update_utc is not None and at > meta.next_update_utc):
+        return f"the CRL from {held.source} is not current at {at:%Y-%m-%d %H:%M:%SZ}"
+    entry = meta.get_revoked_certificate_by_serial_number(cert.serial)
+    if entry is not None and entry.revocation_date_utc <= at:
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+        except x509.ExtensionNotFound:
+            reason = "unspecified"
+        when = f"{entry.revocation_date_utc:%Y-%m-%d %H:%M:%SZ}"
+        return RevocationFinding(cert, True, f"revoked on {when} ({reason}), according to the CRL")
+    return None
