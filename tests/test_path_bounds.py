@@ -14,6 +14,8 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -62,6 +64,28 @@ def copies_spelled_differently() -> Shape:
     base = ca("Evil CA", key_role="evil")
     spellings = ["".join(ch.upper() if (m >> i) & 1 else ch for i, ch in enumerate("evil ca")) for m in range(1, 11)]
     return Shape([root], leaf_of(base), [ca(name, base, key_role="evil") for name in spellings])
+
+
+def look_alikes_of_the_intermediate() -> Shape:
+    """Ten certificates claiming the intermediate's name and key identifier,
+    each with its own key and living longer than the real one (so preferred
+    by every claim they make): only a signature check tells them apart."""
+    root = ca("Bounds Root", key_role="bounds-root")
+    inter = ca("Bounds Intermediate", root, key_role="bounds-inter")
+    ski = inter.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    fakes = []
+    for n in range(10):
+        key = role_key(f"look-alike-{n}", "ec", 256)
+        cert = (
+            x509.CertificateBuilder().subject_name(inter.cert.subject).issuer_name(root.cert.subject)
+            .public_key(key.public_key()).serial_number(0x7000 + n)
+            .not_valid_before(NOW - DAY).not_valid_after(NOW + 3000 * DAY)
+            .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        fakes.append(Issued(cert, key))
+    return Shape([root], leaf_of(inter), [*fakes, inter])
 
 
 def copies_under_the_anchor() -> Shape:
@@ -115,6 +139,7 @@ CASES = {
     "ten-self-issued-copies": (self_issued_copies, Check.UNTRUSTED_ROOT, 0),
     "ten-copies-spelled-differently": (copies_spelled_differently, Check.CHAIN, 0),
     "ten-copies-of-the-intermediate": (copies_under_the_anchor, None, 1),
+    "ten-look-alikes-of-the-intermediate": (look_alikes_of_the_intermediate, None, 1),
     "ladder-of-32-paths-all-expired": (lambda: ladder(expired=True), Check.PATH_LIMIT, PathLimits().paths),
     "ladder-of-dead-ends": (lambda: ladder(top_signed_by_impostor=True), Check.PATH_LIMIT, 0),
     "ladder-with-a-good-path": (ladder, None, 1),

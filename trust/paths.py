@@ -15,6 +15,8 @@ is handed one candidate at a time:
   subject, key, issuer name and issuer key are one candidate (the one valid at ``at`` and
   whose SKI matches the AKI exactly is kept), the anchors come first, and at
   most ``issuers_per_cert`` are considered (RFC 4158 3.5's ordering advice);
+  when more compete for those places, the ones whose signature on the
+  certificate verifies go first (names and key identifiers are only claims);
 - at most ``paths`` complete candidates are tried, ``expansions`` partial
   paths extended and ``aia_fetches`` issuers fetched; past any of these the
   search stops and says which (``limit``).
@@ -32,6 +34,7 @@ from datetime import datetime
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from gateway.core.certs import CertRef
 
@@ -144,6 +147,7 @@ class PathSearch:
         self._at = at
         self.limits = limits
         self._facts: dict[CertRef, _Facts] = {}
+        self._verified: dict[tuple[CertRef, CertRef], bool] = {}
         self._by_subject: dict[str, list[CertRef]] = {}
         self._anchors_by_subject: dict[str, list[CertRef]] = {}
         for a in self._anchors:
@@ -216,7 +220,23 @@ class PathSearch:
         if not anchors and not local and facts.subject != facts.issuer:
             await self._fetch_issuers(cert)
             local = self._local_issuers(facts, on_path)
+        room = self.limits.issuers_per_cert - len(anchors)
+        if len(local) > room > 0:
+            # more look-alikes than the bound lets through (names and key
+            # identifiers are only claims): those whose signature on ``cert``
+            # verifies go first, so crafted ones cannot crowd out the issuer
+            local.sort(key=lambda c: not self._signed(cert, c))
         return (anchors + local)[: self.limits.issuers_per_cert]
+
+    def _signed(self, cert: CertRef, issuer: CertRef) -> bool:
+        key = (cert, issuer)
+        if key not in self._verified:
+            try:
+                cert.x509.verify_directly_issued_by(issuer.x509)
+                self._verified[key] = True
+            except (ValueError, TypeError, InvalidSignature):
+                self._verified[key] = False
+        return self._verified[key]
 
     def _local_issuers(self, cert: _Facts, on_path: set[tuple[str, bytes]]) -> list[CertRef]:
         found = [
