@@ -345,7 +345,9 @@ async def test_an_attempt_ends_before_its_lease_does(world):
     job_id = await world.enqueue()
     started = asyncio.get_running_loop().time()
     [attempt] = await worker.run_once()
-    assert asyncio.get_running_loop().time() - started < 1.0
+    # cut at 0.9 s of the 1 s lease (the rest kept to record the outcome), not after the 60 s the
+    # discovery would take; the bound here leaves room for a loaded machine's claim and commit
+    assert asyncio.get_running_loop().time() - started < 10
     assert (attempt.state, attempt.reason) == (JobState.QUEUED, Reason.TIMEOUT)
     assert (await world.queue.get(job_id)).lease_owner is None
 
