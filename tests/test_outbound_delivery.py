@@ -348,7 +348,7 @@ async def test_an_attempt_ends_before_its_lease_does(world):
     # cut at 0.9 s of the 1 s lease (the rest kept to record the outcome), not after the 60 s the
     # discovery would take; the bound here leaves room for a loaded machine's claim and commit
     assert asyncio.get_running_loop().time() - started < 10
-    assert (attempt.state, attempt.reason) == (JobState.QUEUED, Reason.TIMEOUT)
+    assert (attempt.state, attempt.reason) == (JobState.QUEUED, Reason.TIMEOUT) and "lease" in attempt.detail
     assert (await world.queue.get(job_id)).lease_owner is None
 
 
