@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import structlog
 
 from gateway.smtp import Received, SessionInfo, SmtpLimits, SmtpReply, SmtpServer, start_smtp
 from gateway.smtp.server import _Session, reference_session
@@ -569,16 +570,24 @@ async def test_a_failing_pipeline_gets_451_and_no_internals(edge, where: str) ->
     )
     server = await edge(pipeline)
     client = await RawSmtp.session(server.port)
-    assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
-    reply = await client.command(f"RCPT TO:<{OURS}>")
-    if where == "message":
-        assert reply.code == 250
-        assert (await client.command("DATA")).code == 354
-        await client.send(stuff(MESSAGE))
-        reply = await client.reply()
+    with structlog.testing.capture_logs() as logs:
+        assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
+        reply = await client.command(f"RCPT TO:<{OURS}>")
+        if where == "message":
+            assert reply.code == 250
+            assert (await client.command("DATA")).code == 354
+            await client.send(stuff(MESSAGE))
+            reply = await client.reply()
     assert (reply.code, reply.enhanced) == (451, "4.3.0")
     for internal in ("secret", "Error", "/var", "locked", "recipients table"):
         assert internal not in reply.text
+    # The details went to the log instead, with the exception.
+    (logged,) = [entry for entry in logs if entry["log_level"] == "error"]
+    assert (
+        logged["event"]
+        == {"message": "smtp.pipeline_failed", "recipient": "smtp.session_error"}[where]
+    )
+    assert logged["exc_info"]
     assert (await client.command("NOOP")).code == 250
     await client.close()
 
