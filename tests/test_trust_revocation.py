@@ -632,3 +632,57 @@ def test_crl_urls_per_certificate_are_bounded():
     ca = issue("Many DP CA", ca=True, key=role_key("cache"))
     leaf = issue("z@a.test", issuer=ca, key=role_key("leaf2"), crl_urls=(*urls, urls[0]))
     assert crl_urls(leaf.ref) == list(urls[:MAX_CRL_URLS])
+
+
+# --- an OCSP answer is hostile bytes too --------------------------------------------
+
+
+class _Canned:
+    """A ``Fetcher`` that answers every POST with the same bytes (our own Protocol)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    async def get(self, url: str, *, max_bytes: int) -> bytes:
+        from trust import FetchError, FetchProblem
+
+        raise FetchError(url, FetchProblem.OFFLINE, "no GET here")
+
+    async def post(self, url: str, body: bytes, *, content_type: str, max_bytes: int) -> bytes:
+        return self.answer
+
+
+def test_a_damaged_ocsp_answer_is_refused_or_judged_never_raised():
+    import asyncio
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+    from hypothesis import given, settings
+
+    from anchors.source import Direction
+    from trust import Purpose
+
+    from .mutations import FUZZ, mutated
+
+    root = issue("Fuzz Root CA", ca=True, key=role_key("root"))
+    inter = issue("Fuzz Intermediate CA", issuer=root, ca=True, key=role_key("inter"))
+    leaf = issue("carol@a.test", issuer=inter, email="carol@a.test", key=role_key("leaf2"),
+                 ocsp_urls=("http://ocsp.test/",))
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf.cert, inter.cert, hashes.SHA1()).build()
+    good = ocsp_response(request.public_bytes(serialization.Encoding.DER), [inter], set())
+
+    async def judge(answer: bytes):
+        svc = TrustService(StaticAnchors((root.ref,)), _Canned(answer), DomainPolicies(REQUIRED),
+                           supplied_crls=[crl(root)])
+        return await svc.decide(leaf.ref, purpose=Purpose.SIGNING, bound_to="carol@a.test", local_domain="b.test",
+                                direction=Direction.INCOMING, at=NOW, intermediates=[inter.ref])
+
+    assert asyncio.run(judge(good)).trusted  # the undamaged answer covers the leaf
+
+    @settings(FUZZ, max_examples=120)
+    @given(mutated(good))
+    def check(answer: bytes) -> None:
+        d = asyncio.run(judge(answer))
+        assert d.trusted or (d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN), d
+
+    check()

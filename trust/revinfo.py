@@ -321,15 +321,7 @@ class RevocationCache:
             content_type="application/ocsp-request",
             max_bytes=MAX_OCSP_BYTES,
         )
-        try:
-            meta = ocsp.load_der_ocsp_response(data)
-            parsed = asn1_ocsp.OCSPResponse.load(data)
-            parsed.native  # noqa: B018 -- parse now, fail here
-        except (ValueError, TypeError) as exc:
-            raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
-        if meta.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise FetchError(url, FetchProblem.INVALID, f"the responder answered {meta.response_status.name}")
-        entry = CachedOcsp(parsed, meta.next_update_utc, url)
+        entry = _parse_ocsp(data, url)
         if len(self._ocsp) >= MAX_OCSP_ENTRIES:
             self._ocsp.pop(next(iter(self._ocsp)))
         self._ocsp[key] = entry
@@ -372,6 +364,24 @@ class RevocationCache:
         # distribution points gave
         crls = tuple(dict.fromkeys([*held, *named]))
         return RevocationInfo(crls, tuple(answers), declared, tuple(problems))
+
+
+def _parse_ocsp(data: bytes, url: str) -> CachedOcsp:
+    """A successful OCSP response (RFC 6960 4.2.1), read whole now: cryptography
+    parses lazily, and a field that does not parse must fail here, not later."""
+    try:
+        meta = ocsp.load_der_ocsp_response(data)
+        status = meta.response_status
+        if status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise FetchError(url, FetchProblem.INVALID, f"the responder answered {status.name}")
+        # the earliest nextUpdate of its answers (one per certificate asked about)
+        updates = [r.next_update_utc for r in meta.responses]
+        next_update = min((u for u in updates if u is not None), default=None)
+        parsed = asn1_ocsp.OCSPResponse.load(data)
+        parsed.native  # noqa: B018 -- a few KB (MAX_OCSP_BYTES): parse now, fail here
+    except (ValueError, TypeError, KeyError) as exc:
+        raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
+    return CachedOcsp(parsed, next_update, url)
 
 
 def _declares_crl(cert: CertRef) -> bool:
