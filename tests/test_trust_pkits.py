@@ -20,7 +20,9 @@ The expected outcome of each test is PKITS's valid/invalid (the unprefixed
 settings), refined here to the check that refuses it. The two valid DSA
 tests are refused on purpose: the core verifies only the signature schemes
 Direct messages use (RSA PKCS#1 v1.5 and PSS, ECDSA; ``gateway.core.algorithms``),
-so a DSA signer is refused before any trust decision (docs/trust.md).
+so a DSA signer is refused before any trust decision (docs/trust.md). 4.4.15's
+signer has a negative serial number, which the core refuses before the trust
+decision too: invalid, as PKITS expects, though not for the revocation it tests.
 """
 
 from __future__ import annotations
