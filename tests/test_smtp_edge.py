@@ -12,6 +12,7 @@ import datetime
 import smtplib
 import socket
 import ssl
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -309,6 +310,28 @@ async def test_text_lines_are_at_most_1000_octets(edge, line_length: int, accept
     if not accepted:
         assert (reply.code, reply.enhanced) == (554, "5.6.0")
     await client.close()
+
+
+@pytest.mark.slow
+async def test_a_25_mb_message_arrives_whole_within_twice_its_size_of_memory(edge) -> None:
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline, SmtpLimits(command_timeout=30, data_timeout=30))
+    line = b"QUJD" * 19 + b"\r\n"  # base64-like 78-octet lines, as S/MIME carries
+    message = b"Subject: big\r\n\r\n" + line * (25 * 1024 * 1024 // len(line))
+    wire = stuff(message)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        # A blocking client in a thread: sendall does not copy the message, so
+        # what is traced is the server's.
+        reply = await asyncio.to_thread(_raw_send, server.port, wire)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reply.startswith(b"250")
+    assert pipeline.messages[0].data == message
+    assert peak - before < 2.2 * len(message)
 
 
 # -- bare CR, bare LF and SMTP smuggling --
@@ -758,6 +781,20 @@ def _smtplib_send_tls(port: int) -> tuple[dict[str, tuple[int, bytes]], dict[str
         smtp.starttls(context=_client_tls())
         smtp.ehlo()
         return smtp.sendmail(SENDER, [OURS], MESSAGE), dict(smtp.esmtp_features)
+
+
+def _raw_send(port: int, wire: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        replies = sock.makefile("rb")
+        replies.readline()
+        sock.sendall(b"EHLO client.test\r\n")
+        while replies.readline()[3:4] == b"-":
+            pass
+        sock.sendall(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{OURS}>\r\nDATA\r\n".encode())
+        for _ in range(3):
+            replies.readline()
+        sock.sendall(wire)
+        return replies.readline()
 
 
 async def _until(condition: Callable[[], bool], wait: float = 5.0) -> None:
