@@ -92,7 +92,7 @@ async def test_a_server_that_never_greets_times_out_within_the_connect_timeout()
     try:
         started = asyncio.get_running_loop().time()
         outcome = await SmtpTransport(SETTINGS).deliver([_to(port)], "a@a.test", "b@b.test", DATA)
-        assert asyncio.get_running_loop().time() - started < SETTINGS.connect_timeout + 1
+        assert asyncio.get_running_loop().time() - started < SETTINGS.connect_timeout + 5  # not the 30 s default
         assert isinstance(outcome, Temporary) and outcome.reason is Reason.TIMEOUT
     finally:
         done.set()
