@@ -131,12 +131,24 @@ class Walk:
     def _find_end(self, child: int, limit: int, depth: int) -> int:
         """Where the indefinite element whose contents start at ``child`` ends (X.690 8.1.5)."""
         buf = self.buf
+        inline = depth + 1 <= MAX_NESTING
         while True:
             if child + 2 > limit:
                 raise DerError("indefinite-length element lacks its end-of-contents")
-            if buf[child] == 0 and buf[child + 1] == 0:
+            tag, first = buf[child], buf[child + 1]
+            if tag == 0 and first == 0:
                 return child + 2
-            child = self.read(child, limit, depth + 1).end
+            if inline and first < 0x80 and tag & 0x1F != 0x1F:
+                # A short definite child (a ciphertext piece, a NULL): what read() would do, without
+                # building its Tlv, as this loop is where a crafted flat blob spends its steps.
+                self.steps += 1
+                if self.steps > self._budget:
+                    raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+                child += 2 + first
+                if child > limit:
+                    raise DerError(f"element claims {first} bytes, fewer remain")
+            else:
+                child = self.read(child, limit, depth + 1).end
 
     def peek(self, pos: int, limit: int) -> tuple[int, int]:
         """(tag, offset of the contents) of the element at ``pos``, without finding where it
@@ -206,8 +218,25 @@ class Walk:
             return
         if depth >= MAX_NESTING:
             raise DerError("constructed OCTET STRING nested too deep", RejectReason.TOO_DEEP)
-        for child in self.children(element):
-            if child.tag == 0x04:  # a primitive piece, the common case: no generator per piece
+        buf, pos, end = self.buf, element.content_start, element.content_end
+        while pos < end:
+            if pos + 2 <= end and buf[pos] == 0x04 and buf[pos + 1] < 0x80:
+                # A short primitive piece, read inline (no Tlv, no generator): the unit a crafted
+                # message multiplies. Counted as a step and as a piece like any other.
+                self.steps += 1
+                if self.steps > self._budget:
+                    raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+                start, pos = pos + 2, pos + 2 + buf[pos + 1]
+                if pos > end:
+                    raise DerError("an OCTET STRING piece runs past its parent")
+                left[0] -= 1
+                if left[0] < 0:
+                    raise DerError("an OCTET STRING cut in more pieces than allowed", RejectReason.TOO_LARGE)
+                yield view[start:pos]
+                continue
+            child = self.read(pos, end)
+            pos = child.end
+            if child.tag == 0x04:
                 left[0] -= 1
                 if left[0] < 0:
                     raise DerError("an OCTET STRING cut in more pieces than allowed", RejectReason.TOO_LARGE)
