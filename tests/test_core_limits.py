@@ -16,10 +16,19 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.core import Limits, Opened, Rejected, RejectReason, SignatureReport, inspect_signature
+from gateway.core import (
+    ContentCipher,
+    KeyTransport,
+    Limits,
+    Opened,
+    Rejected,
+    RejectReason,
+    SignatureReport,
+    inspect_signature,
+)
 from gateway.core import cms as core_cms
 
-from . import pki
+from . import messages, pki, smime
 from .cms_vectors import (
     ALICE,
     BOB,
@@ -108,6 +117,14 @@ def test_ciphertext_pieces_are_bounded_by_count_for_their_size():
     assert isinstance(open_as_bob(in_64s), Opened)
     assert rejected(open_as_bob(in_1s), RejectReason.TOO_LARGE)
     assert rejected(open_as_bob(in_64s, Limits(min_cms_chunks=1, cms_chunk_bytes=1024)), RejectReason.TOO_LARGE)
+
+
+def test_a_megabyte_in_cer_pieces_of_1000_bytes_opens():
+    """Bouncy Castle's stream generators cut content in 1000-byte pieces (X.690 9.2, CER)."""
+    entity = smime.detached(smime.wrap(messages.with_attachment(attachment=os.urandom(750_000))), ALICE.pair)
+    der = core_cms.encrypt(entity, [BOB.ref], ContentCipher.AES256_CBC, KeyTransport.RSA_PKCS1V15)
+    streamed = reshaped(der, lambda root: pieces(ciphertext_of(root), 1000))
+    assert isinstance(open_as_bob(enveloped_message(streamed)), Opened)
 
 
 def test_more_signers_than_one_verify_the_first():

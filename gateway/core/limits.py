@@ -46,11 +46,12 @@ MAX_CMS_SIGNERS = 4
 MAX_CMS_SIGNED_ATTRIBUTES = 32
 # Streamed (BER) ciphertext arrives as a constructed OCTET STRING cut in
 # pieces: OpenSSL's -stream and gpgsm both write 4096-byte pieces (measured
-# with openssl cms 3.0 and gpgsm 2.2). Each piece costs Python work however small it is (two header
+# with openssl cms 3.0 and gpgsm 2.2); Bouncy Castle's stream generators write
+# 1000-byte pieces, CER's segment size (X.690 9.2), the smallest we know of. Each piece costs Python work however small it is (two header
 # reads and a cipher call, about 3 us), so pieces are bounded by count: this
 # many always, plus one per CMS_CHUNK_BYTES of the element. An average piece
-# of 512 bytes is 8 times smaller than OpenSSL's, and the most pieces a
-# message may hold cost less than decrypting and hashing it (bench/adversarial.py).
+# of 512 bytes is half of CER's and an eighth of OpenSSL's, and the most pieces
+# a message may hold cost less than decrypting and hashing it (bench/adversarial.py).
 MIN_CMS_CHUNKS = 128
 CMS_CHUNK_BYTES = 512
 
