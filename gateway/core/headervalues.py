@@ -18,7 +18,6 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-from urllib.parse import unquote_to_bytes
 
 MAX_PARAMETERS = 64
 """Parameters (continuation sections included) read from one field: a
@@ -128,10 +127,20 @@ def _join_sections(parts: dict[int, tuple[bool, str]]) -> str:
             if len(pieces) == 3:
                 charset = pieces[0] or "us-ascii"
                 text = pieces[2]
-        chunks.append(unquote_to_bytes(text) if encoded else text.encode("utf-8", "replace"))
+        chunks.append(_percent_decoded(text) if encoded else text.encode("utf-8", "replace"))
     raw = b"".join(chunks)
     decoded = _text(raw, charset)
     return decoded if decoded is not None else raw.decode("ascii", "replace")
+
+
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_BYTES = {f"{i:02x}".encode(): bytes([i]) for i in range(256)}
+
+
+def _percent_decoded(text: str) -> bytes:
+    """RFC 2231 section 4 %XX octets (a '%' not followed by two hex digits stays as it is)."""
+    raw = text.encode("utf-8", "replace")
+    return _PERCENT.sub(lambda m: _BYTES[m.group(1).lower()], raw) if b"%" in raw else raw
 
 
 # Text codecs that are not charsets, some with decoders slower than linear (punycode).
