@@ -674,10 +674,12 @@ def verify(
     part; ``None`` means the content is encapsulated (opaque signed-data).
     With ``content_known=False`` (a bare detached signature, for diagnosis)
     the signature over the signed attributes is still checked, but the
-    messageDigest cannot be.
+    messageDigest cannot be; content the SignedData encapsulates is always
+    known, and checked.
     """
     walk = der.Walk(buf)
     parsed = _der("signed-data", lambda: _signed_data(walk, limits))
+    content_known = content_known or parsed.content is not None
     if detached_content is not None:
         content: Buffer = detached_content
     elif parsed.content is not None:

@@ -437,11 +437,8 @@ def inspect_signature(
         content_type, _ber = cms.content_type(der)
         if content_type != "signed_data":
             return Rejected(RejectReason.NOT_SIGNED, f"the CMS content is {content_type}, not signed-data")
+        # Encapsulated content is checked against its messageDigest: the sender is read from it.
         verified = cms.verify(der, None, limits, content_known=False)
-        if verified.content:
-            # Encapsulated content is checked against its messageDigest like any
-            # opaque signed-data: the sender is read from it.
-            verified = cms.verify(der, None, limits)
     except cms.CmsError as exc:
         return Rejected(exc.reason, exc.detail, exc.certificate)
     form = SignatureForm.OPAQUE if verified.content else SignatureForm.DETACHED
