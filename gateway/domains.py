@@ -15,6 +15,7 @@ the choice and what it asks of the database's protection.
 from __future__ import annotations
 
 import enum
+import hashlib
 import stat
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,14 +117,35 @@ _KEYS = (
 )
 
 
-def _pair(row: object) -> KeyPair:
-    r = row._mapping  # type: ignore[attr-defined]
-    return KeyPair(load_private_key(bytes(r["key_pem"])), CertRef(bytes(r["cert_der"])))
+PARSED_KEYS_HELD = 1024
+"""Parsed key pairs kept per ``LocalDomains``: more than any deployment's keys, so the bound only
+stops growth from rollovers over years."""
+
+
+class _ParsedKeys:
+    """Loading an RSA private key checks it (tens of milliseconds of CPU: more than opening a
+    message), so each stored key is parsed once, keyed by its exact stored bytes; the key
+    ring is still read from the database on every call, so a rollover shows at once."""
+
+    def __init__(self) -> None:
+        self._pairs: dict[bytes, KeyPair] = {}
+
+    def pair(self, row: object) -> KeyPair:
+        r = row._mapping  # type: ignore[attr-defined]
+        key_pem, cert_der = bytes(r["key_pem"]), bytes(r["cert_der"])
+        digest = hashlib.sha256(len(key_pem).to_bytes(4, "big") + key_pem + cert_der).digest()
+        found = self._pairs.get(digest)
+        if found is None:
+            if len(self._pairs) >= PARSED_KEYS_HELD:
+                self._pairs.clear()
+            found = self._pairs[digest] = KeyPair(load_private_key(key_pem), CertRef(cert_der))
+        return found
 
 
 class LocalDomains:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._parsed = _ParsedKeys()
 
     async def create(self, domain: str, *, at: datetime) -> bool:
         """Make sure the domain exists (keys come later); True if it is new."""
@@ -199,7 +221,7 @@ class LocalDomains:
         )
         async with self._store.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_pair(r) for r in rows]
+        return [self._parsed.pair(r) for r in rows]
 
     async def signing_pair(self, address: str, at: datetime) -> KeyPair | None:
         """The key to sign mail from ``address`` at ``at``: its own certificate
@@ -216,7 +238,7 @@ class LocalDomains:
         async with self._store.engine.connect() as conn:
             rows = list((await conn.execute(query)).all())
         rows.sort(key=lambda r: (r.address is not None, r.not_before, r.id), reverse=True)
-        return _pair(rows[0]) if rows else None
+        return self._parsed.pair(rows[0]) if rows else None
 
     async def published_certificates(
         self, domain: str, *, at: datetime | None = None

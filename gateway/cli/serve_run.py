@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from gateway import logs
-from gateway.config import Config
+from gateway.config import Config, load_config
 
 if TYPE_CHECKING:
     from gateway.service.settings import ServeSettings
@@ -74,8 +75,9 @@ async def serve_one(config: Config, settings: ServeSettings, *, first_worker: bo
     return 0
 
 
-def _worker(config: Config, settings: ServeSettings, index: int, level: str) -> None:
+def _worker(path: Path, settings: ServeSettings, index: int, level: str) -> None:
     logs.configure(json=True, level=level)
+    config = load_config(path)  # read again here: a Config's tables do not pickle
     sys.exit(asyncio.run(serve_one(config, settings, first_worker=index == 0, reuse_port=True)))
 
 
@@ -83,7 +85,7 @@ def _serve_many(config: Config, settings: ServeSettings, workers: int, level: st
     """N processes, each binding the SMTP (and HTTP) port with SO_REUSEPORT; SIGTERM is passed on."""
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(config, settings, i, level), name=f"directgw-worker-{i}")
+        context.Process(target=_worker, args=(config.path, settings, i, level), name=f"directgw-worker-{i}")
         for i in range(workers)
     ]
     for process in processes:

@@ -1,0 +1,446 @@
+"""Receiving over SMTP: messages per second and time to 250, against a bare sink, in one run.
+
+    .venv/bin/python bench/smtp_inbound.py [--messages 600] [--clients 8] [--postgres] [--quick]
+
+What runs, all on loopback, each server in its own process:
+- the ceiling: a bare aiosmtpd server that only stores each message's bytes
+  durably (SQLite WAL, synchronous=FULL, one commit per message);
+- ``directgw serve`` with 1 and with 2 workers, on SQLite (and PostgreSQL with
+  ``--postgres``), receiving pre-sealed 10 KB Direct messages for one record.
+Concurrent clients (asyncio, one connection each, MAIL/RCPT/DATA per message)
+measure the rate and the time from MAIL to the 250. Server CPU per message
+comes from /proc (the server's process tree), and is split by measuring the
+pipeline's parts in this process on the same messages: MIME and CMS
+(``open_inbound`` less the crypto floor), crypto floor, trust, storage; the
+SMTP layer is what the server spent beyond them. Last, one 25 MB message and
+the server's peak resident memory growth.
+
+Targets (issue 8): 1 worker >= 0.5x the bare sink's rate; 2 workers >= 1.1x
+one worker; single-connection p50 time to 250 <= 5 ms; the 25 MB message's
+peak memory growth < 4x its size. The machines are shared and noisy: compare
+ratios from one run, not absolute figures across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway import devpki
+from gateway.core import Opened, SealOptions, open_inbound, seal_outbound
+
+PATIENT = "patient@b.test"
+A, B = devpki.hisp("a.test"), devpki.hisp("b.test")
+POSTGRES_ADMIN = os.environ.get("DIRECTGW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ccda(size: int) -> bytes:
+    entry = b'  <entry><observation classCode="OBS" moodCode="EVN"><code code="8480-6"/></observation></entry>\r\n'
+    head = b'<?xml version="1.0"?>\r\n<ClinicalDocument xmlns="urn:hl7-org:v3">\r\n'
+    return head + entry * max(1, (size - len(head)) // len(entry)) + b"</ClinicalDocument>\r\n"
+
+
+def plain(size: int, n: int) -> bytes:
+    encoded = base64.encodebytes(ccda(size)).replace(b"\n", b"\r\n")
+    return (
+        f"From: alice@a.test\r\nTo: {PATIENT}\r\nSubject: CCD {n}\r\nMessage-ID: <bench-{n}-{uuid.uuid4().hex}@a.test>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
+        "--x\r\nContent-Type: text/plain\r\n\r\nSummary attached.\r\n"
+        "--x\r\nContent-Type: text/xml; name=ccd.xml\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=ccd.xml\r\n\r\n"
+    ).encode() + encoded + b"--x--\r\n"
+
+
+def sealed(size: int, count: int, at: datetime) -> list[bytes]:
+    options = SealOptions(at=at, chain=(A.intermediate.ref,))
+    out = []
+    for n in range(count):
+        s = seal_outbound(plain(size, n), A.org.pair, [B.org.ref], options)
+        out.append(s.message)  # type: ignore[union-attr]
+    return out
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def cli(site: Path, *argv: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", *argv, "--config", str(site / "directgw.toml")],
+                          capture_output=True, text=True, cwd=site, timeout=120)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: {done.stderr}")
+
+
+def postgres_url() -> str:
+    import asyncpg
+
+    name = f"directgw_bench_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    return POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+
+
+def site(storage_url: str | None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="directgw-bench-"))
+    dead = free_port()
+    storage = f'\n[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+    (root / "directgw.toml").write_text(
+        f'data_dir = "data"\n{storage}\n[discovery]\nnameservers = ["127.0.0.1:{dead}"]\nldap = false\n\n'
+        f'[routes]\n"a.test" = "127.0.0.1:{dead}"\n\n[outbound]\npoll = 30\n'
+    )
+    (root / "data").mkdir()
+    (root / "b.pem").write_bytes(B.org.pem)
+    (root / "b.key").write_bytes(B.org.key_pem())
+    os.chmod(root / "b.key", 0o600)
+    (root / "a-root.pem").write_bytes(A.root.pem)
+    cli(root, "domains", "add", "b.test", "--cert", "b.pem", "--key", "b.key")
+    cli(root, "anchors", "add", "--domain", "b.test", "--direction", "incoming", "a-root.pem")
+    cli(root, "records", "create", "--name", "Pat", "--address", PATIENT)
+    return root
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def pids(self) -> list[int]:
+        """The server process and its children (workers)."""
+        pids = [self.process.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def memory(self, key: str) -> int:
+        """VmRSS or VmHWM of the first process doing the work, in bytes."""
+        pids = self.pids()
+        pid = pids[-1] if len(pids) > 1 else pids[0]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.returncode}: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit("server did not start")
+
+
+def start_gateway(root: Path, workers: int) -> Server:
+    port = free_port()
+    log = root / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli.main", "--log-level", "warning", "serve", "--config",
+             str(root / "directgw.toml"), "--smtp", f"127.0.0.1:{port}", "--http", "off", "--workers", str(workers)],
+            stdout=subprocess.DEVNULL, stderr=sink,
+        )
+    wait_port(port, process, log)
+    time.sleep(1.0 if workers > 1 else 0.2)  # every worker listening
+    return Server(process, port)
+
+
+def start_sink(directory: Path) -> Server:
+    port = free_port()
+    log = directory / "sink.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, __file__, "--sink", str(port), str(directory / "sink.db")],
+                                   stdout=subprocess.DEVNULL, stderr=out)
+    wait_port(port, process, log)
+    return Server(process, port)
+
+
+def run_sink(port: int, db: str) -> None:
+    """The ceiling: aiosmtpd storing each message's bytes durably, nothing else."""
+    import sqlite3
+
+    from aiosmtpd.controller import Controller
+
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, data BLOB)")
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
+            conn.execute("INSERT INTO m (data) VALUES (?)", (envelope.original_content,))
+            return "250 2.0.0 stored"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024)
+    controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
+
+
+# --------------------------------------------------------------------------- load
+
+
+async def _reply(reader: asyncio.StreamReader) -> int:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("closed")
+        if line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _client(port: int, queue: list[bytes], latencies: list[float], failures: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 26)
+    await _reply(reader)
+    writer.write(b"EHLO bench.a.test\r\n")
+    await _reply(reader)
+    while queue:
+        data = queue.pop()
+        start = time.perf_counter()
+        writer.write(b"MAIL FROM:<alice@a.test>\r\n")
+        await _reply(reader)
+        writer.write(f"RCPT TO:<{PATIENT}>\r\n".encode())
+        await _reply(reader)
+        writer.write(b"DATA\r\n")
+        await _reply(reader)
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        writer.write(stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code = await _reply(reader)
+        if code == 250:
+            latencies.append(time.perf_counter() - start)
+        else:
+            failures.append(code)
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def load(port: int, messages: list[bytes], clients: int) -> tuple[float, list[float], list[int]]:
+    queue = list(messages)
+    latencies: list[float] = []
+    failures: list[int] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(_client(port, queue, latencies, failures) for _ in range(clients)))
+    return len(latencies) / (time.perf_counter() - start), latencies, failures
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class Row:
+    label: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float
+    failures: int
+
+
+def measure(label: str, server: Server, messages: list[bytes], clients: int) -> Row:
+    asyncio.run(load(server.port, messages[: max(clients * 2, 20)], clients))  # warm up
+    cpu0 = server.cpu_seconds()
+    rate, latencies, failures = asyncio.run(load(server.port, messages, clients))
+    cpu = (server.cpu_seconds() - cpu0) / max(1, len(latencies))
+    return Row(label, rate, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, cpu * 1000,
+               len(failures))
+
+
+# --------------------------------------------------------------------------- CPU split
+
+
+def cpu_split(messages: list[bytes], at: datetime) -> dict[str, float]:
+    """Milliseconds of CPU per message for the pipeline's parts, in this process."""
+    from bench.core import crypto_floor
+
+    opened = open_inbound(messages[0], [B.org.pair], at=at)
+    assert isinstance(opened, Opened), opened
+    ciphertext = len(base64.b64decode(messages[0].split(b"\r\n\r\n", 1)[1]))
+    floor = crypto_floor(B.org, A.org, ciphertext, len(opened.content))
+    start = time.process_time()
+    for _ in range(50):
+        floor()
+    floor_ms = (time.process_time() - start) / 50 * 1000
+    parts = asyncio.run(pipeline_parts(messages[:200], at))
+    return {"crypto": floor_ms, "mime+cms": parts["open"] - floor_ms, "trust": parts["trust"],
+            "storage": parts["storage"], "pipeline": parts["total"]}
+
+
+async def pipeline_parts(messages: list[bytes], at: datetime) -> dict[str, float]:
+    """The receiving pipeline in this process on a fresh SQLite store: CPU ms per message,
+    in total, in open_inbound and in the trust check (warm, as under load); storage is the rest."""
+    from anchors.source import StaticAnchors
+    from gateway.domains import LocalDomains
+    from gateway.receive import ReceivingPipeline
+    from gateway.smtp.interface import Received, SessionInfo
+    from gateway.store import open_store
+    from records_bridge.store import RecordStore
+    from trust import OfflineFetcher, TrustService
+
+    directory = Path(tempfile.mkdtemp(prefix="directgw-split-"))
+    store = await open_store(f"sqlite+aiosqlite:///{directory / 'split.db'}")
+    try:
+        domains = LocalDomains(store)
+        await domains.create("b.test", at=at)
+        await domains.add_key("b.test", B.org.pair, at=at)
+        records = RecordStore(store)
+        await records.create_record("Pat", (PATIENT,), at=at)
+        trust = TrustService(StaticAnchors((A.root.ref,)), OfflineFetcher())
+        pipeline = ReceivingPipeline(store, domains, records, trust, None, clock=lambda: at)
+        session = SessionInfo("127.0.0.1", "bench", False)
+        await pipeline.message(Received(session, "alice@a.test", (PATIENT,), messages[-1]))  # warm
+        start = time.process_time()
+        for data in messages[:-1]:
+            await pipeline.message(Received(session, "alice@a.test", (PATIENT,), data))
+        total = (time.process_time() - start) / (len(messages) - 1)
+        start = time.process_time()
+        opened = [open_inbound(m, [B.org.pair], at=at) for m in messages[:-1]]
+        open_cpu = (time.process_time() - start) / len(opened)
+        start = time.process_time()
+        for o in opened:
+            await trust.check_inbound(o, recipient=PATIENT, at=at)  # type: ignore[arg-type]
+        trust_cpu = (time.process_time() - start) / len(opened)
+    finally:
+        await store.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"total": total * 1000, "open": open_cpu * 1000, "trust": trust_cpu * 1000,
+            "storage": (total - open_cpu - trust_cpu) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=600)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL at $DIRECTGW_TEST_POSTGRES")
+    parser.add_argument("--quick", action="store_true", help="fewer messages, no 25 MB message")
+    parser.add_argument("--sink", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        run_sink(int(args.sink[0]), args.sink[1])
+        return
+    count = 150 if args.quick else args.messages
+    at = datetime.now(UTC)
+    from gateway import logs
+
+    logs.configure(json=True, level="warning")  # the in-process pipeline's info lines would be measured too
+    messages = sealed(4_000, count + 2 * args.clients + 40, at)  # a 4 KB C-CDA seals to a ~10 KB message
+    print(f"{len(messages)} sealed messages of {len(messages[0]) / 1000:.1f} KB", file=sys.stderr)
+    rows: list[Row] = []
+    scratch = Path(tempfile.mkdtemp(prefix="directgw-sink-"))
+    sink = start_sink(scratch)
+    try:
+        rows.append(measure("bare aiosmtpd sink", sink, messages[:count], args.clients))
+        single = measure("bare sink, 1 connection", sink, messages[:100], 1)
+    finally:
+        sink.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    databases = [("sqlite", None)] + ([("postgresql", "pg")] if args.postgres else [])
+    results: dict[str, Row] = {}
+    for db, flag in databases:
+        for workers in (1, 2):
+            root = site(postgres_url() if flag else None)
+            server = start_gateway(root, workers)
+            try:
+                row = measure(f"directgw {db}, {workers} worker{'s' if workers > 1 else ''}", server,
+                              messages[:count], args.clients)
+                rows.append(row)
+                results[f"{db}-{workers}"] = row
+                if workers == 1:
+                    one = measure(f"directgw {db}, 1 connection", server, messages[count:count + 100] or messages[:100], 1)
+                    results[f"{db}-single"] = one
+                    rows.append(one)
+            finally:
+                server.stop()
+                shutil.rmtree(root, ignore_errors=True)
+    rows.insert(1, single)
+    print(f"\n{'':32} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'refused':>8}")
+    for r in rows:
+        print(f"{r.label:32} {r.rate:8.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_ms:11.2f} {r.failures:8d}")
+    base = rows[0].rate
+    print("\nratios (one run):")
+    for db, _ in databases:
+        one, two = results[f"{db}-1"], results[f"{db}-2"]
+        print(f"  {db}: 1 worker / bare sink = {one.rate / base:.2f}x (target >= 0.5x); "
+              f"2 workers / 1 worker = {two.rate / one.rate:.2f}x (target >= 1.1x); "
+              f"1-connection p50 = {results[f'{db}-single'].p50_ms:.2f} ms (target <= 5 ms)")
+    split = cpu_split(messages, at)
+    smtp_layer = results["sqlite-1"].cpu_ms - split["pipeline"]
+    print("\nCPU per message, ms (sqlite, 1 worker): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in split.items() if k != "pipeline")
+          + f", SMTP layer and the rest {smtp_layer:.2f} (server total {results['sqlite-1'].cpu_ms:.2f})")
+    if not args.quick:
+        big_message(at)
+
+
+def big_message(at: datetime) -> None:
+    size = 25 * 1024 * 1024
+    message = sealed(size * 3 // 4, 1, at)[0]  # base64 and CMS bring the raw message to ~25 MB
+    root = site(None)
+    server = start_gateway(root, 1)
+    try:
+        before = server.memory("VmRSS")
+        _rate, latencies, failures = asyncio.run(load(server.port, [message], 1))
+        peak = server.memory("VmHWM")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    growth = peak - before
+    print(f"\n{len(message) / 1e6:.1f} MB message: {'250' if latencies else failures} in "
+          f"{(latencies or [float('nan')])[0]:.2f} s; peak memory growth {growth / 1e6:.0f} MB = "
+          f"{growth / len(message):.2f}x its size (target < 4x)")
+
+
+if __name__ == "__main__":
+    main()
