@@ -108,11 +108,13 @@ def load_config(path: Path) -> Config:
 
 
 def starter_config(
-    domain: str, data_dir: str, storage_url: str | None = None, *, nameservers: Sequence[str] = ()
+    domain: str, data_dir: str, storage_url: str | None = None, *, nameservers: Sequence[str] = (),
+    tls_files: tuple[str, str] | None = None,
 ) -> str:
     """What ``directgw init`` writes. ``nameservers`` (the system's, from
     resolv.conf) fill ``[discovery]``; with none, the table is written
-    commented out, to be completed."""
+    commented out, to be completed. ``tls_files`` (certificate, key) are the
+    STARTTLS pair ``init`` generated for ``[smtp]``."""
     servers = ", ".join(_toml_string(s) for s in nameservers)
     discovery = (
         "[discovery]\n"
@@ -139,6 +141,21 @@ def starter_config(
         '# revocation_unknown = "temporary"\n'
         "\n"
         + discovery
+        + "\n"
+        "[smtp]\n"
+        "# directgw serve: where Direct mail arrives (ports under 1024 need CAP_NET_BIND_SERVICE)\n"
+        'listen = "0.0.0.0:25"\n'
+        + (
+            "# a self-signed pair made by init: STARTTLS on port 25 is opportunistic (RFC 7672 2.1);\n"
+            "# replace it with a certificate from a CA when you have one\n"
+            f"tls_certificate = {_toml_string(tls_files[0])}\ntls_key = {_toml_string(tls_files[1])}\n"
+            if tls_files
+            else '# tls_certificate = "tls/smtp.crt"\n# tls_key = "tls/smtp.key"\n'
+        )
+        + "\n"
+        "[http]\n"
+        "# /healthz and /metrics; keep it off the internet\n"
+        'listen = "127.0.0.1:8025"\n'
     )
 
 

@@ -50,6 +50,23 @@ def _write_new(path: Path, text: str) -> None:
         os.unlink(tmp)
 
 
+def _write_tls_pair(cert: Path, key: Path, domain: str) -> None:
+    """A self-signed STARTTLS pair for ``serve`` (kept if one is already there: a retried init)."""
+    from gateway.smtp.tls import self_signed
+
+    if cert.exists() and key.exists():
+        return
+    pem, key_pem = self_signed(f"mx.{domain}", utc_now())
+    try:
+        cert.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_pem)
+        cert.write_bytes(pem)
+    except OSError as exc:
+        raise AdminError(f"cannot write the STARTTLS pair in {cert.parent}: {exc.strerror}") from exc
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     def body() -> int:
         path = config_path(args)
@@ -57,13 +74,16 @@ def cmd_init(args: argparse.Namespace) -> int:
         if path.exists():
             raise AdminError(f"{path} already exists; edit it, or give another --config")
         nameservers = system_resolvers()
-        text = starter_config(domain, args.data_dir or "data", args.storage_url, nameservers=nameservers)
+        data_dir = args.data_dir or "data"
+        tls_files = (f"{data_dir}/tls/smtp.crt", f"{data_dir}/tls/smtp.key")
+        text = starter_config(domain, data_dir, args.storage_url, nameservers=nameservers, tls_files=tls_files)
         config = parse_config(text, path)  # a bad --storage-url fails before anything is created
         try:
             # the database holds private keys: only the gateway's user may enter
             config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise AdminError(f"cannot create {config.data_dir}: {exc.strerror}") from exc
+        _write_tls_pair(config.path.parent / tls_files[0], config.path.parent / tls_files[1], domain)
 
         async def go() -> None:
             store = await open_store(config.storage_url)
@@ -80,6 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             print(f"discovery asks the system's resolvers: {', '.join(nameservers)} (from {RESOLV_CONF})")
         else:
             print(f"warning: {RESOLV_CONF} names no resolver: set [discovery] nameservers in {path}")
+        print(f"STARTTLS: a self-signed certificate for mx.{domain} in {tls_files[0]} (replace it with a CA's)")
         print(f"local domain {domain} created; next: directgw domains add {domain} --cert C --key K")
         return 0
 

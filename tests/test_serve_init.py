@@ -1,0 +1,60 @@
+"""``directgw init`` then ``directgw serve`` work as they are: the starter
+configuration has [smtp] and [http], init makes a STARTTLS pair, and the
+served gateway offers STARTTLS, answers /healthz and stops on SIGTERM with 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import ssl
+import stat
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from gateway.config import load_config
+from gateway.service.settings import serve_settings
+from tests.test_serve_e2e import Served, _free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_init_then_serve_offers_starttls_and_health(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    config = load_config(tmp_path / "directgw.toml")
+    settings = serve_settings(config.tables, config.path.parent)
+    assert str(settings.smtp) == "0.0.0.0:25" and str(settings.http) == "127.0.0.1:8025"
+    assert settings.tls_key is not None and stat.S_IMODE(os.stat(settings.tls_key).st_mode) == 0o600
+    smtp_port, http_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--smtp", f"127.0.0.1:{smtp_port}",
+         "--http", f"127.0.0.1:{http_port}"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "SMTP on" in line:
+            break
+    served = Served(process)
+    try:
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=20) as client:
+            client.ehlo("a.test")
+            assert client.has_extn("starttls") and client.has_extn("pipelining") and client.has_extn("size")
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed, opportunistic
+            code, _ = client.starttls(context=context)
+            assert code == 220
+            client.ehlo("a.test")
+            assert client.rcpt("nobody@elsewhere.test")[0] == 503  # no MAIL yet: the session still works
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+        served.close()
+    assert code == 0, served.log()
