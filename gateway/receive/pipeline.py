@@ -17,6 +17,7 @@ stored. MDNs are sealed and sent later, from the outbound queue.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -112,6 +113,9 @@ class ReceivingPipeline:
 
     async def message(self, received: Received) -> SmtpReply:
         at = self._clock()
+        # Every line logged while this message is handled names it: a receipt id from the
+        # first moment, the Message-ID once the signed headers are read (contextvars are per task).
+        structlog.contextvars.bind_contextvars(receipt=hashlib.sha256(received.data).hexdigest()[:16])
         bound = log.bind(peer=received.session.peer, mail_from=received.mail_from, size=len(received.data))
         try:
             return await self._message(received, at, bound)
@@ -140,6 +144,7 @@ class ReceivingPipeline:
                                       replies.for_rejection(opened.reason), Summary("message"))
         sender = sender_of(opened)
         summary = Summary(opened.kind.value, sender, opened.inner.message_id, opened.inner.subject)
+        structlog.contextvars.bind_contextvars(message_id=opened.inner.message_id)
         if sender is None:
             return await self._refuse(received, at, bound, "binding", "the message names no From address",
                                       replies.NO_SENDER, summary)
