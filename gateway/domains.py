@@ -189,6 +189,11 @@ class LocalDomains:
             raise DomainError(DomainProblem.DUPLICATE, f"{cert.subject} is already a key of {name}") from None
         return KeyRecord(key_id, name, address, cert, cert.can_sign, cert.can_encrypt, at)
 
+    async def names(self) -> frozenset[str]:
+        """The local domains' names (one light query: the SMTP edge asks at every RCPT)."""
+        async with self._store.engine.connect() as conn:
+            return frozenset((await conn.scalars(select(schema.domains.c.name))).all())
+
     async def all(self) -> list[DomainRecord]:
         async with self._store.engine.connect() as conn:
             domains = (await conn.execute(select(schema.domains).order_by(schema.domains.c.name))).all()

@@ -103,7 +103,7 @@ class ReceivingPipeline:
 
     async def recipient(self, session: SessionInfo, mail_from: str, address: str) -> SmtpReply | None:
         local, _, domain = address.strip().lower().rpartition("@")
-        if not local or domain not in {d.name for d in await self._domains.all()}:
+        if not local or domain not in await self._domains.names():
             return replies.RELAY_DENIED
         if await self._records.record_for_address(address) is None:
             return replies.UNKNOWN_RECIPIENT
