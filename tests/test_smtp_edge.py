@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.smtp import Received, SessionInfo, SmtpLimits, SmtpReply, SmtpServer, start_smtp
 from gateway.smtp.server import _Session, reference_session
@@ -801,3 +803,63 @@ async def _until(condition: Callable[[], bool], wait: float = 5.0) -> None:
     async with asyncio.timeout(wait):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+# -- hostile conversations --
+
+_WORDS = st.sampled_from(
+    [
+        b"EHLO client.test",
+        b"HELO x",
+        f"MAIL FROM:<{SENDER}>".encode(),
+        b"MAIL FROM:<>",
+        b"MAIL FROM:<a@b> SIZE=99999999999",
+        f"RCPT TO:<{OURS}>".encode(),
+        b"RCPT TO:<victim@elsewhere.example>",
+        b"RCPT TO:<@route:x@y>",
+        b"DATA",
+        b".",
+        b"..",
+        b"RSET",
+        b"NOOP",
+        b"VRFY bob",
+        b"EXPN list",
+        b"HELP",
+        b"AUTH PLAIN AGEAYg==",
+        b"STARTTLS",
+        b"BDAT 10 LAST",
+        b"Subject: x",
+    ]
+)
+_NOISY = b"\r\n.<>:@ a\x00\xff"
+_NOISE = st.binary(max_size=12).map(lambda b: bytes(_NOISY[x % len(_NOISY)] for x in b))
+_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\n.\r\n", b"\n.\n"])
+_CONVERSATION = st.lists(
+    st.tuples(st.one_of(_WORDS, _NOISE), _ENDS).map(b"".join), min_size=1, max_size=20
+).map(b"".join)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(conversation=_CONVERSATION)
+def test_any_conversation_gets_well_formed_replies_and_no_internals(conversation: bytes) -> None:
+    async def talk() -> tuple[bytes, RecordingPipeline]:
+        pipeline = RecordingPipeline()
+        server = await start_smtp(pipeline, FAST, host="127.0.0.1", port=0, hostname=HOSTNAME)
+        try:
+            client = await RawSmtp.connect(server.port)
+            await client.send(conversation + b"\r\n.\r\nQUIT\r\n")
+            heard = await client.read_to_end()
+            await client.close()
+        finally:
+            await server.close(grace=0.5)
+        return heard, pipeline
+
+    heard, pipeline = asyncio.run(talk())
+    lines = heard.split(b"\r\n")
+    assert lines[-1] == b""
+    for line in lines[:-1]:
+        assert line[:3].isdigit() and line[3:4] in (b" ", b"-"), line
+        assert not line.startswith(b"5") or b"Error: (" not in line  # aiosmtpd's exception text
+    for message in pipeline.messages:
+        assert message.data.count(b"\n") == message.data.count(b"\r") == message.data.count(b"\r\n")
