@@ -22,6 +22,7 @@ from gateway.core.outbound import SealOptions
 from gateway.core.outcomes import Sealed
 from tests import messages
 from tests.pki import hisp
+from tests.storage_fixtures import store_url_fixture  # noqa: F401 -- SQLite and PostgreSQL
 from tests.test_serve_e2e import PATIENT, Served, _cli, _free_port, _start
 
 pytestmark = pytest.mark.slow
@@ -31,9 +32,12 @@ COUNT = 200
 CLIENTS = 4
 
 
-def _site(site: Path, dead_port: int) -> None:
+def _site(site: Path, dead_port: int, storage_url: str) -> None:
     (site / "directgw.toml").write_text(
         f"""data_dir = "data"
+
+[storage]
+url = "{storage_url}"
 
 [discovery]
 nameservers = ["127.0.0.1:{dead_port}"]
@@ -94,9 +98,9 @@ def _send_all(port: int, pending: list[int], bodies: dict[int, bytes], accepted:
             return
 
 
-def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path):
+def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, store_url):
     now = datetime.now(UTC)
-    _site(tmp_path, _free_port())
+    _site(tmp_path, _free_port(), store_url)
     bodies = {n: _sealed(n, now) for n in range(COUNT)}
     port = _free_port()
     served: Served = _start(tmp_path, port)

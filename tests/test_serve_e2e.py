@@ -31,6 +31,7 @@ from gateway.publish.source import StaticPublished
 from tests import messages
 from tests.outbound_sink import start_sink
 from tests.pki import hisp
+from tests.storage_fixtures import store_url_fixture  # noqa: F401 -- SQLite and PostgreSQL
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +51,12 @@ def _cli(site: Path, *argv: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _configure(site: Path, dns_port: int, sink_port: int) -> None:
+def _configure(site: Path, dns_port: int, sink_port: int, storage_url: str) -> None:
     (site / "directgw.toml").write_text(
         f"""data_dir = "data"
+
+[storage]
+url = "{storage_url}"
 
 [discovery]
 nameservers = ["127.0.0.1:{dns_port}"]
@@ -126,13 +130,13 @@ def _start(site: Path, smtp_port: int) -> Served:
     raise AssertionError(f"serve did not start: {''.join(seen)}")
 
 
-async def test_a_message_lands_in_the_record_and_the_processed_mdn_comes_back(tmp_path):
+async def test_a_message_lands_in_the_record_and_the_processed_mdn_comes_back(tmp_path, store_url):
     published = StaticPublished.of([A.org.ref])
     now = datetime.now(UTC)  # the served gateway reads the real clock; the test PKI is valid until mid-2027
     responder = await start_responder(DnsSettings(zones=("a.test",)), published, host="127.0.0.1", port=0)
     sink = await start_sink()
     smtp_port = _free_port()
-    _configure(tmp_path, int(str(responder.address).rpartition(":")[2]), sink.port)
+    _configure(tmp_path, int(str(responder.address).rpartition(":")[2]), sink.port, store_url)
     served = _start(tmp_path, smtp_port)
     process = served.process
     try:
