@@ -588,6 +588,23 @@ async def test_the_pipelines_answer_is_the_reply_to_the_final_dot(edge, answer: 
     await client.close()
 
 
+async def test_a_pipeline_slower_than_the_reply_timeout_loses_the_client_not_the_message(
+    edge,
+) -> None:
+    pipeline = RecordingPipeline(gate=asyncio.Event())
+    server = await edge(pipeline, SmtpLimits(command_timeout=5, reply_timeout=0.3))
+    client = await RawSmtp.session(server.port)
+    await transaction(client)
+    await client.send(stuff(MESSAGE))
+    timeout = await client.reply()
+    assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+    assert await client.read_to_end() == b""
+    pipeline.gate.set()
+    await asyncio.wait_for(pipeline.finished.wait(), 5)
+    assert [m.data for m in pipeline.messages] == [MESSAGE]  # stored once; the client will resend
+    await client.close()
+
+
 @pytest.mark.parametrize("where", ["message", "recipient"])
 async def test_a_failing_pipeline_gets_451_and_no_internals(edge, where: str) -> None:
     pipeline = RecordingPipeline(

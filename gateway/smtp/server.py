@@ -316,8 +316,10 @@ class _Session(SMTP):
         self._enforce_call_limit = False
         self._server = server
         self._client: str | None = None  # the admitted peer address, until released
+        self._peer = ""  # the peer address, for the log
         self._refused = False
-        self._in_data = False
+        self._in_data = False  # from DATA to the reply to the final dot
+        self._receiving = False  # reading the message itself (the DATA timeout applies)
         self._last_received = 0.0  # loop time of the last bytes from the client
         self._continued: list[bytes] = []  # the first lines of a multi-line reply (push)
         # aiosmtpd keeps these limits in a dict on the class, shared by every
@@ -333,7 +335,7 @@ class _Session(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # STARTTLS calls this again with the TLS transport: admission is for the TCP connection only.
         if self._original_transport is None and self._client is None:
-            client = _peer_address(transport.get_extra_info("peername"))
+            client = self._peer = _peer_address(transport.get_extra_info("peername"))
             if self._server.closing:
                 self._refuse(transport, client, SHUTTING_DOWN)
                 return
@@ -371,7 +373,7 @@ class _Session(SMTP):
         super().data_received(data)
 
     def _timeout_cb(self) -> None:
-        if self._in_data:
+        if self._receiving:
             # The DATA timeout counts from the last bytes received (RFC 5321
             # 4.5.3.2.5: per block), whether or not they completed a line.
             idle = self.loop.time() - self._last_received
@@ -380,7 +382,7 @@ class _Session(SMTP):
                 return
         # aiosmtpd closes silently; RFC 5321 4.5.3.2 lets the server close, and a 421 tells the client why.
         self.shut(TIMED_OUT)
-        log.info("smtp.timeout", peer=self._client, in_data=self._in_data)
+        log.info("smtp.timeout", peer=self._peer, in_data=self._in_data)
 
     def shut(self, reply: SmtpReply) -> None:
         """Write a 421 and close the connection (from outside the session's own task too)."""
@@ -398,7 +400,7 @@ class _Session(SMTP):
     def session_info(self) -> SessionInfo:
         assert self.session is not None
         return SessionInfo(
-            peer=self._client or "",
+            peer=self._peer,
             helo=self.session.host_name,
             tls=self._tls_protocol is not None,
         )
@@ -407,9 +409,9 @@ class _Session(SMTP):
         # aiosmtpd's default answers "500 Error: (KeyError) ..." : permanent, and internals shown.
         if isinstance(error, TLSSetupException):
             # A failed handshake is the client's (scanners, old TLS); aiosmtpd closes the connection.
-            log.info("smtp.tls_failed", peer=self._client, error=repr(error.__cause__))
+            log.info("smtp.tls_failed", peer=self._peer, error=repr(error.__cause__))
         else:
-            log.error("smtp.session_error", peer=self._client, exc_info=error)
+            log.error("smtp.session_error", peer=self._peer, exc_info=error)
         return TRY_LATER.line()
 
     async def push(self, status: str | bytes) -> None:
@@ -468,6 +470,7 @@ class _Session(SMTP):
 
     async def _data(self, envelope: Envelope) -> None:
         self._reset_timeout(self._server.limits.data_timeout)  # from the last bytes: _timeout_cb
+        self._receiving = True
         try:
             wire = await read_message(self._reader, self._server.limits.max_message_size)
         except asyncio.IncompleteReadError:
@@ -475,6 +478,8 @@ class _Session(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
+        finally:
+            self._receiving = False
         self._set_post_data_state()
         self._reset_timeout()  # back to the command timeout
         if wire is None:
@@ -484,7 +489,7 @@ class _Session(SMTP):
         del wire
         problem = data_problem(data, self._server.limits.max_line_length)
         if problem is not None:
-            log.info("smtp.data_refused", peer=self._client, reason=problem.value)
+            log.info("smtp.data_refused", peer=self._peer, reason=problem.value)
             await self.push(DATA_REFUSED[problem].line())
             return
         received = Received(
@@ -512,7 +517,7 @@ class _Session(SMTP):
                     delivered = True
             if not delivered:
                 # Gone before its reply: a message stored anyway will come again (no 250 seen).
-                log.info("smtp.reply_undelivered", peer=self._client, done=task.done())
+                log.info("smtp.reply_undelivered", peer=self._peer, done=task.done())
             raise
         self._reset_timeout()
         await self.push(reply.line())
