@@ -52,6 +52,7 @@ class RecordingPipeline:
 
     known: frozenset[str] = frozenset({OURS, *ALSO_OURS})
     answer: SmtpReply = STORED
+    accepted: SmtpReply | None = None  # what recipient() answers for a known address
     fail_message: bool = False
     fail_recipient: bool = False
     gate: asyncio.Event | None = None
@@ -68,7 +69,7 @@ class RecordingPipeline:
         self.sessions.append(session)
         if self.fail_recipient:
             raise KeyError("recipients table at /var/lib/directgw/secret.db")
-        return None if address in self.known else UNKNOWN
+        return self.accepted if address in self.known else UNKNOWN
 
     async def message(self, received: Received) -> SmtpReply:
         self.started.set()
@@ -247,6 +248,31 @@ async def test_never_an_open_relay(edge) -> None:
     assert pipeline.asked == ["victim@elsewhere.example"]  # the pipeline decided, not the edge
     assert (await client.command("DATA")).code == 503
     assert pipeline.messages == []
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("accepted", "line"),
+    [
+        pytest.param(None, "2.1.5 Recipient OK", id="none-is-the-edges-250"),
+        pytest.param(
+            SmtpReply(251, "2.1.5", "Forwarded"), "2.1.5 Forwarded", id="pipelines-own-2xx"
+        ),
+    ],
+)
+async def test_a_recipient_the_pipeline_accepts_is_given(
+    edge, accepted: SmtpReply | None, line: str
+) -> None:
+    pipeline = RecordingPipeline(accepted=accepted)
+    server = await edge(pipeline)
+    client = await RawSmtp.session(server.port)
+    assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
+    reply = await client.command(f"RCPT TO:<{OURS}>")
+    assert reply.lines == (line,)
+    assert (await client.command("DATA")).code == 354
+    await client.send(stuff(MESSAGE))
+    assert (await client.reply()).code == 250
+    assert pipeline.messages[0].rcpt_to == (OURS,)
     await client.close()
 
 
