@@ -202,7 +202,7 @@ def test_read_message_gives_the_stuffed_message_back_within_its_size(
     stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
     wire, rest = _frame(stuffed + b".\r\nQUIT\r\n", chunks, limit=16, max_size=max_size)
     assert rest == b"QUIT\r\n"
-    if len(stuffed) <= max_size:
+    if len(message) <= max_size:  # RFC 1870 5: the size does not count the doubled dots
         assert wire is not None and unstuff(wire) == message
     else:
         assert wire is None
@@ -239,3 +239,12 @@ def test_simple_path_answers_as_aiosmtpd_or_not_at_all(argument: str) -> None:
 )
 def test_simple_path_takes_the_paths_hisps_send(argument: str) -> None:
     assert simple_path(argument) == aiosmtpd_path(_Session.__new__(_Session), argument)
+
+
+@pytest.mark.parametrize("split", [1, 2, 3, 5])
+def test_the_size_counts_the_message_not_its_doubled_dots(split: int) -> None:
+    message = b".a\r\n..\r\nb\r\n.\r\n"  # 14 octets; 4 more on the wire
+    wire = b"..a\r\n...\r\nb\r\n..\r\n"
+    exact, _ = _frame(wire + b".\r\n", [split] * 6, limit=5, max_size=len(message))
+    over, _ = _frame(wire + b".\r\n", [split] * 6, limit=5, max_size=len(message) - 1)
+    assert exact == wire and over is None

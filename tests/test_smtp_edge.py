@@ -817,7 +817,7 @@ def _smtplib_send(port: int, recipients: list[str], message: bytes) -> dict[str,
 def _client_tls() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # port 25 TLS is opportunistic (RFC 7672 2.1)
+    context.verify_mode = ssl.CERT_NONE  # port 25 TLS is opportunistic (RFC 7435)
     return context
 
 

@@ -23,11 +23,15 @@ _DOT_LINE = b".\r\n"
 async def read_message(reader: asyncio.StreamReader, max_size: int) -> bytes | None:
     """The bytes up to the final dot (still dot-stuffed, the dot line excluded), or None when over ``max_size``.
 
+    The size is the message's, without transparency dots (RFC 1870 5).
+
     Over the size, reading goes on to the final dot (RFC 1870 6.3, and so the
     session stays in step with the client) but nothing more is kept: memory
     stays bounded by ``max_size`` plus one block. Raises what the reader
     raises when the connection ends first (IncompleteReadError)."""
     pieces: list[bytes] = []
+    # RFC 1870 5: the size counts the message's octets, not the doubled
+    # (transparency) dots, so each ".": at a line start is taken off.
     size = 0
     # The two bytes before what is read next; the stream starts at a line
     # start (after the DATA command's CRLF).
@@ -44,7 +48,7 @@ async def read_message(reader: asyncio.StreamReader, max_size: int) -> bytes | N
             end = head == b"\r\n"
             if end:
                 piece = piece[:-3]
-        size += len(piece)
+        size += len(piece) - _stuffed_dots(before, piece)
         if size <= max_size:
             pieces.append(piece)
         elif pieces:
@@ -52,3 +56,10 @@ async def read_message(reader: asyncio.StreamReader, max_size: int) -> bytes | N
         if end:
             return b"".join(pieces) if size <= max_size else None
         before = piece[-2:] if len(piece) >= 2 else (before + piece)[-2:]
+
+
+def _stuffed_dots(before: bytes, piece: bytes) -> int:
+    """How many lines of ``piece`` begin with a dot: "<CRLF>." inside it, or across from ``before``."""
+    edge = before + piece[:2]
+    across = edge.startswith(b"\r\n.") or edge[1:].startswith(b"\r\n.")
+    return piece.count(b"\r\n.") + across

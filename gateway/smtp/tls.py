@@ -2,7 +2,7 @@
 
 On port 25 STARTTLS is offered, not required (RFC 3207 4: a publicly
 referenced server must not require it), and senders do not check the
-certificate's name (RFC 7672 2.1: opportunistic TLS), so a self-signed
+certificate's name (opportunistic TLS, RFC 7435), so a self-signed
 certificate serves until the operator installs one from a CA.
 """
 
