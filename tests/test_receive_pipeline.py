@@ -221,3 +221,14 @@ async def test_an_mdn_addressed_to_us_is_kept_for_the_monitor_and_never_answered
     assert reply.code == 250
     assert ex.outbox.queued == [] and await ex.records.count_items(ex.record_id) == 0
     assert await _message_states(store) == ["report"]
+
+
+def test_every_reason_the_core_gives_has_its_own_reply():
+    from gateway.core.outcomes import RejectReason
+    from gateway.receive import replies
+
+    outbound_only = {RejectReason.NO_RECIPIENT_CERTIFICATE, RejectReason.UNSUITABLE_KEY}
+    for reason in set(RejectReason) - outbound_only:
+        reply = replies.for_rejection(reason)
+        assert reply is not replies._CORE_DEFAULT, reason
+        assert reply.permanent and reply.enhanced.startswith("5.")

@@ -145,9 +145,6 @@ class ReceivingPipeline:
         sender = sender_of(opened)
         summary = Summary(opened.kind.value, sender, opened.inner.message_id, opened.inner.subject)
         structlog.contextvars.bind_contextvars(message_id=opened.inner.message_id)
-        if sender is None:
-            return await self._refuse(received, at, bound, "binding", "the message names no From address",
-                                      replies.NO_SENDER, summary)
         decisions: list[TrustDecision] = []
         for rcpt in received.rcpt_to:
             verdict = await self._trust.check_inbound(opened, recipient=rcpt, at=at)

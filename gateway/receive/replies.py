@@ -21,7 +21,6 @@ RELAY_DENIED = SmtpReply(550, "5.7.1", "relaying denied: not a domain of this HI
 INTERNAL = SmtpReply(451, "4.3.0", "temporary local problem, try again later")
 STORAGE_UNAVAILABLE = SmtpReply(451, "4.3.0", "message store unavailable, try again later")
 HEADER_MISMATCH = SmtpReply(554, "5.7.1", "envelope does not match the signed headers")
-NO_SENDER = SmtpReply(554, "5.7.1", "no From address to bind the signer to")
 
 _CORE: dict[RejectReason, SmtpReply] = {
     RejectReason.NOT_ENCRYPTED: SmtpReply(554, "5.7.1", "Direct requires S/MIME encrypted mail"),
@@ -35,6 +34,10 @@ _CORE: dict[RejectReason, SmtpReply] = {
     RejectReason.MALFORMED: SmtpReply(554, "5.6.0", "message structure cannot be read"),
     RejectReason.TOO_LARGE: SmtpReply(552, "5.3.4", "message or one of its parts is too large"),
     RejectReason.TOO_DEEP: SmtpReply(554, "5.6.0", "message nests too deeply"),
+    RejectReason.SENDER_MISSING: SmtpReply(554, "5.7.1", "no single From to bind the signer to"),
+    RejectReason.SENDER_AMBIGUOUS: SmtpReply(554, "5.7.1", "signed content names more than one sender"),
+    RejectReason.SENDER_MALFORMED: SmtpReply(554, "5.7.1", "From is not a valid address"),
+    RejectReason.NESTED_LAYER: SmtpReply(554, "5.7.1", "more than one envelope or signature layer"),
 }
 _CORE_DEFAULT = SmtpReply(554, "5.7.1", "message refused by Direct policy")
 
