@@ -54,3 +54,12 @@ def test_bound_addresses_say_what_binds():
     assert bound_addresses(with_san) == ()
     legacy = pki.issue("leaf", issuer=CA, email="Alice@a.test", email_in_subject=True).ref
     assert bound_addresses(legacy) == ("alice@a.test",)
+
+
+@pytest.mark.parametrize(("kw", "sender", "binds"), list(VECTORS.values()), ids=list(VECTORS))
+def test_every_reader_of_a_certificates_addresses_sees_what_binds(kw, sender, binds):
+    """Discovery, publishing, the admin's key checks and seal's warning read
+    ``CertRef.email_addresses``: the same rule as the inbound binding."""
+    cert = pki.issue("leaf", issuer=CA, **kw).ref
+    assert cert.email_addresses == bound_addresses(cert)
+    assert (sender in cert.email_addresses or sender.rpartition("@")[2] in cert.dns_names) is binds

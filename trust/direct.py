@@ -31,19 +31,11 @@ _BROKEN_SIGNATURES = frozenset({SignatureAlgorithmOID.RSA_WITH_MD5})
 
 
 def bound_addresses(cert: CertRef) -> tuple[str, ...]:
-    """The addresses a certificate binds, lower-cased: its SAN rfc822Names; the
-    legacy subject emailAddress only when it has no subjectAltName extension at
-    all. RFC 5280 section 4.2.1.6 puts addresses in the SAN, and section
-    4.2.1.10 applies a CA's rfc822Name constraints to the subject emailAddress
-    only when there is no SAN: with one, an emailAddress in the subject is
-    outside every constraint, so it binds nothing."""
-    try:
-        san = cert.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        legacy = cert.x509.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS)
-        values = [a.value if isinstance(a.value, str) else a.value.decode("ascii", "replace") for a in legacy]
-        return tuple(dict.fromkeys(v.lower() for v in values))
-    return tuple(dict.fromkeys(v.lower() for v in san.value.get_values_for_type(x509.RFC822Name)))
+    """The addresses a certificate binds: its SAN rfc822Names, the legacy subject
+    emailAddress only without any subjectAltName (RFC 5280 4.2.1.6, 4.2.1.10).
+    ``CertRef.email_addresses`` holds the rule, so every caller (binding,
+    discovery, publishing, the admin's checks) reads it the same way."""
+    return cert.email_addresses
 
 
 def check_binding(cert: CertRef, bound_to: str) -> TrustFailure | None:

@@ -151,17 +151,18 @@ class CertRef:
 
     @cached_property
     def email_addresses(self) -> tuple[str, ...]:
-        """rfc822Name entries of subjectAltName, then the legacy emailAddress RDN."""
-        found: list[str] = []
+        """The addresses the certificate binds, lower-cased: its subjectAltName
+        rfc822Names; the legacy emailAddress RDN only when there is no
+        subjectAltName extension at all. RFC 5280 section 4.2.1.10 applies a CA's
+        rfc822Name constraints to the subject's emailAddress only then: beside a
+        SAN it is outside every constraint, so it binds nothing (issue 7)."""
         try:
             san = self.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            found.extend(san.value.get_values_for_type(x509.RFC822Name))
         except x509.ExtensionNotFound:
-            pass
-        for attr in self.x509.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS):
-            value = attr.value if isinstance(attr.value, str) else attr.value.decode()
-            found.append(value)
-        return tuple(dict.fromkeys(a.lower() for a in found))
+            legacy = self.x509.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS)
+            values = [a.value if isinstance(a.value, str) else a.value.decode("ascii", "replace") for a in legacy]
+            return tuple(dict.fromkeys(v.lower() for v in values))
+        return tuple(dict.fromkeys(a.lower() for a in san.value.get_values_for_type(x509.RFC822Name)))
 
     @cached_property
     def dns_names(self) -> tuple[str, ...]:
