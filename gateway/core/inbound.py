@@ -134,7 +134,7 @@ def _open(
     nested = nested or (_nested_layer(message, "wrapped message") if wrapped else None)
     if nested is not None:
         return nested
-    sender = bound_sender(message if wrapped else outer, signed, limits)
+    sender = bound_sender(message if wrapped else outer, signed, limits, wrapped=message if wrapped else None)
     if isinstance(sender, Rejected):
         return sender
     outer_headers = _headers(outer)

@@ -35,11 +35,13 @@ MESSAGE_TYPES = ("message/rfc822", "message/global")
 IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
 
 
-def bound_sender(source: Entity, signed: Entity, limits: Limits) -> str | Rejected:
+def bound_sender(source: Entity, signed: Entity, limits: Limits, *, wrapped: Entity | None = None) -> str | Rejected:
     """The single From mailbox of ``source``, if nothing in ``signed`` names another.
 
     ``source`` is the wrapped message, the outer message, or (a bare CMS)
-    the signed content itself. Raises ``MimeError`` only for structure the
+    the signed content itself. ``wrapped`` is the message ``signed`` wraps, when
+    the caller has parsed it already (a header section near the limit costs a
+    millisecond a parse: issue 7 section 3 wants no input costing more than its size). Raises ``MimeError`` only for structure the
     walk cannot read (the caller's typed MALFORMED/TOO_DEEP/TOO_LARGE).
     """
     fields = source.get_all("From")
@@ -59,11 +61,11 @@ def bound_sender(source: Entity, signed: Entity, limits: Limits) -> str | Reject
             "the From field names more than one mailbox; a signed Direct message has one sender",
         )
     sender = mailboxes[0].address
-    other = _other_from(signed, sender, limits)
+    other = _other_from(signed, sender, limits, wrapped)
     return other if other is not None else sender
 
 
-def _other_from(signed: Entity, sender: str, limits: Limits) -> Rejected | None:
+def _other_from(signed: Entity, sender: str, limits: Limits, wrapped: Entity | None) -> Rejected | None:
     """The first From inside ``signed`` that is unreadable or names someone else."""
     stack: list[tuple[Entity, int]] = [(signed, 1)]
     seen = 0
@@ -95,7 +97,8 @@ def _other_from(signed: Entity, sender: str, limits: Limits) -> Rejected | None:
             for start, end in reversed(split_multipart(entity, boundary, limits)):
                 stack.append((parse_entity(entity.buf, limits, start, end), depth + 1))
         elif ctype in MESSAGE_TYPES:
-            stack.append((message_of(entity, limits), depth + 1))
+            child = wrapped if entity is signed and wrapped is not None else message_of(entity, limits)
+            stack.append((child, depth + 1))
     return None
 
 
