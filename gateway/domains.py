@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.core.certs import CertRef, KeyPair, load_private_key
@@ -116,6 +116,14 @@ _KEYS = (
     .join(schema.domains, schema.domains.c.id == schema.keys.c.domain_id)
 )
 
+# asked for every message: fixed statements, compiled once
+_KEY_RING = (
+    _KEYS.where(schema.domains.c.name == bindparam("domain"))
+    .where(schema.keys.c.can_encrypt.is_(True))
+    .order_by(schema.keys.c.not_before.desc(), schema.keys.c.id.desc())
+)
+_NAMES = select(schema.domains.c.name)
+
 
 PARSED_KEYS_HELD = 1024
 """Parsed key pairs kept per ``LocalDomains``: more than any deployment's keys, so the bound only
@@ -191,8 +199,7 @@ class LocalDomains:
 
     async def names(self) -> frozenset[str]:
         """The local domains' names (one light query: the SMTP edge asks at every RCPT)."""
-        async with self._store.engine.connect() as conn:
-            return frozenset((await conn.scalars(select(schema.domains.c.name))).all())
+        return await self._store.read(lambda conn: frozenset(conn.scalars(_NAMES).all()))
 
     async def all(self) -> list[DomainRecord]:
         async with self._store.engine.connect() as conn:
@@ -219,13 +226,8 @@ class LocalDomains:
         rolled-over ones included: mail encrypted to a certificate we rolled
         away from must still open. Signing-only certificates are left out
         (no sender encrypts to them, Direct item 13)."""
-        query = (
-            _KEYS.where(schema.domains.c.name == normalise_domain(domain))
-            .where(schema.keys.c.can_encrypt.is_(True))
-            .order_by(schema.keys.c.not_before.desc(), schema.keys.c.id.desc())
-        )
-        async with self._store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        name = normalise_domain(domain)
+        rows = await self._store.read(lambda conn: conn.execute(_KEY_RING, {"domain": name}).all())
         return [self._parsed.pair(r) for r in rows]
 
     async def signing_pair(self, address: str, at: datetime) -> KeyPair | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -113,13 +113,7 @@ class RecordStore:
             raise RecordError(f"{address} already belongs to a record") from exc
 
     async def record_for_address(self, address: str) -> int | None:
-        async with self.store.engine.connect() as conn:
-            found = await conn.scalar(
-                select(schema.record_addresses.c.record_id).where(
-                    schema.record_addresses.c.address == normalise_address(address)
-                )
-            )
-        return int(found) if found is not None else None
+        return await self.store.read(lambda conn: self.record_for_address_in(conn, address))
 
     async def records(self) -> list[RecordInfo]:
         r, a = schema.records, schema.record_addresses
@@ -202,8 +196,7 @@ class RecordStore:
         if existing is not None:
             return Delivered(record_id, existing, (), True)
         try:
-            async with self.store.begin() as conn:
-                return await self.deliver_in(conn, record_id, delivery)
+            return await self.store.run(lambda conn: self.deliver_in(conn, record_id, delivery))
         except IntegrityError:
             # Another node delivered the same message at the same moment (PostgreSQL);
             # its transaction won and ours rolled back whole.
@@ -212,50 +205,36 @@ class RecordStore:
                 raise
             return Delivered(record_id, winner, (), True)
 
-    async def deliver_in(self, conn: AsyncConnection, record_id: int, delivery: Delivery) -> Delivered:
-        """``deliver`` inside the caller's write transaction (the SMTP pipeline stores the
-        message, its records and its acknowledgements in one commit). A concurrent
-        delivery of the same message raises ``IntegrityError`` at commit or before."""
+    def deliver_in(self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False) -> Delivered:
+        """``deliver`` inside the caller's write transaction (``Store.run``: the SMTP pipeline
+        stores the message, its records and its acknowledgements in one commit). ``known``:
+        the caller looked the record up in this transaction. A concurrent delivery of the
+        same message raises ``IntegrityError`` at commit or before."""
         key = delivery.message_key
-        await self._require(conn, record_id)
-        again = await self._delivered(record_id, key, conn)
+        if not known and conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
+            raise RecordError(f"no record {record_id}")
+        again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
         if again is not None:
             return Delivered(record_id, again, (), True)
         writer = _ItemWriter(conn, record_id, delivery)
-        message_id, message_uid = await writer.message()
+        message_id, message_uid = writer.message()
         for attachment in delivery.attachments:
-            await writer.attachment(message_id, attachment)
-        await conn.execute(
-            schema.record_deliveries.insert().values(
-                record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at
-            )
+            writer.attachment(message_id, attachment)
+        writer.flush()
+        conn.execute(
+            schema.record_deliveries.insert(),
+            dict(record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at),
         )
-        await conn.execute(
-            update(schema.records)
-            .where(schema.records.c.id == record_id)
-            .values(size_bytes=schema.records.c.size_bytes + writer.bytes_written)
-        )
+        conn.execute(_GROW, {"record_id": record_id, "grown": writer.bytes_written})
         return Delivered(record_id, message_uid, tuple(writer.created), False)
 
-    async def record_for_address_in(self, conn: AsyncConnection, address: str) -> int | None:
-        found = await conn.scalar(
-            select(schema.record_addresses.c.record_id).where(
-                schema.record_addresses.c.address == normalise_address(address)
-            )
-        )
+    @staticmethod
+    def record_for_address_in(conn: Connection, address: str) -> int | None:
+        found = conn.scalar(_RECORD_OF_ADDRESS, {"address": normalise_address(address)})
         return int(found) if found is not None else None
 
-    async def _delivered(self, record_id: int, key: str, conn: AsyncConnection | None = None) -> str | None:
-        d, i = schema.record_deliveries, schema.items
-        query = (
-            select(i.c.uid)
-            .select_from(d.join(i, i.c.id == d.c.item_id))
-            .where(d.c.record_id == record_id, d.c.message_key == key)
-        )
-        if conn is not None:
-            return await conn.scalar(query)
-        async with self.store.engine.connect() as own:
-            return await own.scalar(query)
+    async def _delivered(self, record_id: int, key: str) -> str | None:
+        return await self.store.read(lambda conn: conn.scalar(_DELIVERED, {"record_id": record_id, "key": key}))
 
     async def count_items(self, record_id: int) -> int:
         async with self.store.engine.connect() as conn:
@@ -265,17 +244,36 @@ class RecordStore:
             )
 
 
+# Fixed statements executed with parameters: compiled once (docs/receive.md).
+_INSERT_ITEM = schema.items.insert().returning(schema.items.c.id)
+_DELIVERED = (
+    select(schema.items.c.uid)
+    .select_from(schema.record_deliveries.join(schema.items, schema.items.c.id == schema.record_deliveries.c.item_id))
+    .where(schema.record_deliveries.c.record_id == bindparam("record_id"))
+    .where(schema.record_deliveries.c.message_key == bindparam("key"))
+)
+_GROW = (
+    update(schema.records)
+    .where(schema.records.c.id == bindparam("record_id"))
+    .values(size_bytes=schema.records.c.size_bytes + bindparam("grown"))
+)
+_RECORD_OF_ADDRESS = select(schema.record_addresses.c.record_id).where(
+    schema.record_addresses.c.address == bindparam("address")
+)
+
+
 class _ItemWriter:
     """Inserts one delivery's items and blobs on one connection, counting bytes."""
 
-    def __init__(self, conn: AsyncConnection, record_id: int, delivery: Delivery) -> None:
+    def __init__(self, conn: Connection, record_id: int, delivery: Delivery) -> None:
         self.conn = conn
         self.record_id = record_id
         self.delivery = delivery
         self.created: list[str] = []
         self.bytes_written = 0
+        self._blobs: list[dict[str, Any]] = []
 
-    async def message(self) -> tuple[int, str]:
+    def message(self) -> tuple[int, str]:
         d = self.delivery
         data = {
             "subject": d.subject,
@@ -285,46 +283,46 @@ class _ItemWriter:
             "body_text": d.body_text,
             "attachments": len(d.attachments),
         }
-        item_id, uid = await self._item(ItemType.MESSAGE, None, data)
-        await self._blob(item_id, "content", "message/rfc822", "message.eml", d.content)
+        item_id, uid = self._item(ItemType.MESSAGE, None, data)
+        self._blob(item_id, "content", "message/rfc822", "message.eml", d.content)
         return item_id, uid
 
-    async def attachment(self, parent: int, attachment: Attachment) -> None:
+    def attachment(self, parent: int, attachment: Attachment) -> None:
         ctype, name, data = attachment.content_type, attachment.filename, attachment.data
         if documents.looks_like_xdm(ctype, name, data):
             try:
                 package = documents.unpack_xdm(data)
             except documents.XdmError as exc:
                 # Kept as the file it is, with the reason: never dropped.
-                item_id, _ = await self._item(ItemType.FILE, parent, {"xdm_error": str(exc)})
-                await self._blob(item_id, "content", ctype, name, data)
+                item_id, _ = self._item(ItemType.FILE, parent, {"xdm_error": str(exc)})
+                self._blob(item_id, "content", ctype, name, data)
                 return
-            await self._package(parent, attachment, package)
+            self._package(parent, attachment, package)
             return
         kind = documents.classify(ctype, name, data)
-        item_id, _ = await self._item(kind, parent, {})
-        await self._blob(item_id, "content", ctype, name, data)
+        item_id, _ = self._item(kind, parent, {})
+        self._blob(item_id, "content", ctype, name, data)
 
-    async def _package(self, parent: int, attachment: Attachment, package: documents.XdmPackage) -> None:
+    def _package(self, parent: int, attachment: Attachment, package: documents.XdmPackage) -> None:
         summary = {"xdm": {"subsets": sorted(package.metadata_xml), "documents": len(package.documents)}}
-        item_id, _ = await self._item(ItemType.FILE, parent, summary)
-        await self._blob(item_id, "content", attachment.content_type, attachment.filename, attachment.data)
+        item_id, _ = self._item(ItemType.FILE, parent, summary)
+        self._blob(item_id, "content", attachment.content_type, attachment.filename, attachment.data)
         for subset, xml in sorted(package.metadata_xml.items()):
-            await self._blob(item_id, f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
+            self._blob(item_id, f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
         for doc in package.documents:
             kind = documents.classify(doc.content_type, doc.name, doc.data)
             meta = {"xdm": {"subset": doc.subset, "name": doc.name, **doc.metadata, "hash_matches": doc.hash_matches}}
-            doc_id, _ = await self._item(kind, parent, meta)
-            await self._blob(doc_id, "content", doc.content_type, doc.name, doc.data)
+            doc_id, _ = self._item(kind, parent, meta)
+            self._blob(doc_id, "content", doc.content_type, doc.name, doc.data)
 
-    async def _item(self, kind: ItemType, parent: int | None, data: dict[str, Any]) -> tuple[int, str]:
+    def _item(self, kind: ItemType, parent: int | None, data: dict[str, Any]) -> tuple[int, str]:
         d = self.delivery
         p = d.provenance
         uid = str(uuid.uuid4())
         item_id = (
-            await self.conn.execute(
-                schema.items.insert()
-                .values(
+            self.conn.execute(
+                _INSERT_ITEM,
+                dict(
                     uid=uid,
                     record_id=self.record_id,
                     type=kind.value,
@@ -341,23 +339,21 @@ class _ItemWriter:
                     trust_decision=p.trust_decision,
                     message_id=p.message_id,
                     data=json.dumps(data, sort_keys=True),
-                )
-                .returning(schema.items.c.id)
+                ),
             )
         ).scalar_one()
         self.created.append(uid)
         return int(item_id), uid
 
-    async def _blob(self, item_id: int, name: str, ctype: str, filename: str | None, data: bytes) -> None:
-        await self.conn.execute(
-            schema.blobs.insert().values(
-                item_id=item_id,
-                name=name,
-                content_type=ctype[:255],
-                filename=filename,
-                size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-                data=data,
-            )
-        )
+    def _blob(self, item_id: int, name: str, ctype: str, filename: str | None, data: bytes) -> None:
+        self._blobs.append(dict(
+            item_id=item_id, name=name, content_type=ctype[:255], filename=filename, size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), data=data,
+        ))
         self.bytes_written += len(data)
+
+    def flush(self) -> None:
+        """Every blob in one statement (executemany)."""
+        if self._blobs:
+            self.conn.execute(schema.blobs.insert(), self._blobs)
+            self._blobs = []

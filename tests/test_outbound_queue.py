@@ -63,10 +63,12 @@ async def test_enqueue_inside_a_rolled_back_transaction_queues_nothing(store):
     class Abort(Exception):
         pass
 
+    def work(conn):
+        queue.enqueue_in(conn, "mdn", "bob@b.test", "alice@a.test", b"x", at=T0, lifetime=DAY)
+        raise Abort
+
     with pytest.raises(Abort):
-        async with store.begin() as conn:
-            await queue.enqueue(conn, "mdn", "bob@b.test", "alice@a.test", b"x", at=T0, lifetime=DAY)
-            raise Abort
+        await store.run(work)
     assert await queue.claim("w", at=T0, lease=LEASE, limit=5) == []
     assert await _events(store) == []
 

@@ -35,7 +35,7 @@ PATIENT = "patient@b.test"
 class RecordingOutbox:
     queued: list[dict] = field(default_factory=list)
 
-    async def enqueue(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
+    def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
         self.queued.append(
             {"kind": kind, "sender": sender, "recipient": recipient, "payload": payload, "relates_to": relates_to}
         )

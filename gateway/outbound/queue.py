@@ -23,13 +23,12 @@ Every transition writes an ``audit`` row in the same transaction.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store import Store
@@ -155,6 +154,10 @@ MAX_ERROR_TEXT = 2000
 """What is kept of a server's reply or a discovery report on the job (the audit row keeps the same)."""
 
 
+_INSERT_JOB = insert(outbound).returning(outbound.c.id)
+_INSERT_AUDIT = insert(audit)
+
+
 class OutboundQueue:
     """Built once per process over the shared ``Store``; several queues (or nodes)
     on one database never hand one job to two workers at once."""
@@ -163,17 +166,9 @@ class OutboundQueue:
         self._store = store
         self.backoff = backoff or Backoff()
 
-    @asynccontextmanager
-    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-        if conn is not None:
-            yield conn  # the caller's transaction: committed (or not) with its own work
-            return
-        async with self._store.begin() as own:
-            yield own
-
     async def enqueue(
         self,
-        conn: AsyncConnection | None,
+        conn: None,
         kind: JobKind | str,
         sender: str,
         recipient: str,
@@ -185,20 +180,41 @@ class OutboundQueue:
         message_id: int | None = None,
     ) -> int:
         """Queue ``payload`` (a plain RFC 5322 message, sealed at send time) for one
-        recipient, due now. With ``conn``, inside the caller's open write
-        transaction, so an MDN is queued atomically with the acceptance it reports."""
+        recipient, due now, in a transaction of its own. (``conn`` is always None:
+        inside a caller's transaction, use ``enqueue_in``.)"""
+        assert conn is None
+        return await self._store.run(
+            lambda c: self.enqueue_in(c, kind, sender, recipient, payload, at=at, lifetime=lifetime,
+                                      relates_to=relates_to, message_id=message_id)
+        )
+
+    def enqueue_in(
+        self,
+        conn: Connection,
+        kind: JobKind | str,
+        sender: str,
+        recipient: str,
+        payload: bytes,
+        *,
+        at: datetime,
+        lifetime: timedelta,
+        relates_to: str | None = None,
+        message_id: int | None = None,
+    ) -> int:
+        """``enqueue`` inside the caller's open write transaction (``Store.run``), so an
+        MDN is queued atomically with the acceptance it reports."""
         kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
-        async with self._transaction(conn) as c:
-            result = await c.execute(
-                insert(outbound).values(
-                    message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
-                    state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
-                    relates_to=relates_to, created_at=at, updated_at=at,
-                )
-            )
-            assert result.inserted_primary_key is not None
-            job_id = int(result.inserted_primary_key[0])
-            await _audit(c, at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})")
+        # fixed statements with parameters: compiled once, on the receiving hot path
+        job_id = int(conn.execute(
+            _INSERT_JOB,
+            dict(message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
+                 state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
+                 relates_to=relates_to, created_at=at, updated_at=at),
+        ).scalar_one())
+        conn.execute(
+            _INSERT_AUDIT,
+            _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})"),
+        )
         return job_id
 
     async def claim(self, owner: str, *, at: datetime, lease: timedelta, limit: int) -> list[Job]:

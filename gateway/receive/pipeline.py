@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.certs import KeyPair
 from gateway.core.inbound import open_inbound
@@ -59,10 +59,11 @@ MDN_LIFETIME = timedelta(days=1)
 
 
 class Outbox(Protocol):
-    """Where the pipeline queues what it must send (gateway/outbound's queue)."""
+    """Where the pipeline queues what it must send (gateway/outbound's queue), inside
+    the acceptance's own transaction."""
 
-    async def enqueue(
-        self, conn: AsyncConnection | None, kind: str, sender: str, recipient: str, payload: bytes, *,
+    def enqueue_in(
+        self, conn: Connection, kind: str, sender: str, recipient: str, payload: bytes, *,
         at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
     ) -> int: ...
 
@@ -168,21 +169,27 @@ class ReceivingPipeline:
         reply: SmtpReply, summary: Summary, *, temporary: bool = False,
     ) -> SmtpReply:
         state, event = (MessageState.DEFERRED, Event.DEFERRED) if temporary else (MessageState.REJECTED, Event.REJECTED)
-        async with self._store.begin() as conn:
-            message = await record_message(conn, received, at=at, state=state, summary=summary, reason=reason,
-                                           detail=detail)
-            await record_event(conn, at=at, event=event, message=message, reason=reason, detail=detail,
-                               peer=received.session.peer, node=self._settings.node)
+        def work(conn: Connection) -> int:
+            message = record_message(conn, received, at=at, state=state, summary=summary, reason=reason,
+                                     detail=detail)
+            record_event(conn, at=at, event=event, message=message, reason=reason, detail=detail,
+                         peer=received.session.peer, node=self._settings.node)
+            return message
+
+        message = await self._store.run(work)
         bound.info(event.value, message=message, reason=reason, detail=detail, reply=reply.line())
         return reply
 
     async def _keep_report(self, received: Received, at: datetime, bound: structlog.BoundLogger,
                            summary: Summary) -> SmtpReply:
-        async with self._store.begin() as conn:
-            message = await record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
-                                           keep_raw=True)
-            await record_event(conn, at=at, event=Event.REPORT, message=message, peer=received.session.peer,
-                               node=self._settings.node)
+        def work(conn: Connection) -> int:
+            message = record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
+                                     keep_raw=True)
+            record_event(conn, at=at, event=Event.REPORT, message=message, peer=received.session.peer,
+                         node=self._settings.node)
+            return message
+
+        message = await self._store.run(work)
         bound.info("report-received", message=message, kind=summary.kind, message_id=summary.message_id)
         return replies.ACCEPTED
 
@@ -190,31 +197,34 @@ class ReceivingPipeline:
         self, received: Received, at: datetime, bound: structlog.BoundLogger, opened: Opened, sender: str,
         decisions: list[TrustDecision], summary: Summary,
     ) -> SmtpReply:
-        fresh = False
-        async with self._store.begin() as conn:
-            message = await record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
-            for rcpt, decision in zip(received.rcpt_to, decisions, strict=True):
-                record = await self._records.record_for_address_in(conn, rcpt)
+        deliveries = [delivery_of(opened, sender, d, received.rcpt_to, at) for d in decisions]
+
+        def work(conn: Connection) -> tuple[int, bool]:
+            fresh = False
+            message = record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
+            for rcpt, decision, delivery in zip(received.rcpt_to, decisions, deliveries, strict=True):
+                record = RecordStore.record_for_address_in(conn, rcpt)
                 if record is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
-                delivery = delivery_of(opened, sender, decision, received.rcpt_to, at)
-                done = await self._records.deliver_in(conn, record, delivery)
+                done = self._records.deliver_in(conn, record, delivery, known=True)
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
-                await record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
-                await record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
-                                   message=message, recipient=rcpt, detail=str(decision),
-                                   peer=received.session.peer, node=self._settings.node)
+                record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
+                record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
+                             message=message, recipient=rcpt, detail=str(decision),
+                             peer=received.session.peer, node=self._settings.node)
                 if not done.duplicate:
                     fresh = True
-                    await self._acknowledge(conn, message, opened, rcpt, at)
+                    self._acknowledge(conn, message, opened, rcpt, at)
             if not fresh:
-                await update_state(conn, message, MessageState.DUPLICATE, at)
+                update_state(conn, message, MessageState.DUPLICATE, at)
+            return message, fresh
+
+        message, fresh = await self._store.run(work)
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
                    sender=sender, recipients=list(received.rcpt_to))
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
-    async def _acknowledge(self, conn: AsyncConnection, message: int, opened: Opened, rcpt: str,
-                           at: datetime) -> None:
+    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime) -> None:
         """``processed`` at once; ``dispatched`` too when timely and reliable delivery was asked
         for, because delivery into the record is part of this same commit (Direct's guide)."""
         request = mdn_request(opened.kind, opened.inner)
@@ -226,9 +236,9 @@ class ReceivingPipeline:
             payload = build_mdn(disposition, original=opened.inner, final_recipient=rcpt, reporting_domain=domain,
                                 at=at, notify=request.notify)
             for notify in request.notify:
-                await self._outbox.enqueue(
+                self._outbox.enqueue_in(
                     conn, "mdn", rcpt, notify, payload, at=at, lifetime=self._settings.mdn_lifetime,
                     relates_to=opened.inner.message_id, message_id=message,
                 )
-            await record_event(conn, at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
+            record_event(conn, at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
                                detail=f"{disposition.value} to {', '.join(request.notify)}", node=self._settings.node)
