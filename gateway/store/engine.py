@@ -115,6 +115,8 @@ class Store:
             return await conn.run_sync(work)
 
     async def close(self) -> None:
+        if self._inflight:  # transactions whose callers went away finish first
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         if self._writer_thread is not None:
             self._writer_thread.shutdown(wait=True)
         if self._writer is not None:
