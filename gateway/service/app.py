@@ -38,7 +38,7 @@ from gateway.discovery.settings import RESOLV_CONF, settings_from_mapping, syste
 from gateway.domains import LocalDomains
 from gateway.outbound.queue import OutboundQueue
 from gateway.outbound.routes import MxRouter
-from gateway.outbound.settings import outbound_settings
+from gateway.outbound.settings import OutboundSettings, outbound_settings
 from gateway.outbound.transport import SmtpTransport
 from gateway.outbound.worker import DeliveryWorker
 from gateway.receive import ReceiveSettings, ReceivingPipeline
@@ -91,6 +91,13 @@ class Running:
         log.info("serve.stopped")
 
 
+def relative_paths(out: OutboundSettings, base: Path) -> OutboundSettings:
+    """File paths in the configuration are relative to its directory, as data_dir is."""
+    if out.tls_ca_file is not None and not out.tls_ca_file.is_absolute():
+        return replace(out, tls_ca_file=base / out.tls_ca_file)
+    return out
+
+
 def _discovery_table(config: Config) -> dict[str, Any]:
     table = config.section("discovery")
     if "nameservers" not in table:
@@ -141,6 +148,7 @@ async def _start(
     local = [d.name for d in await domains.all()]
     out = outbound_settings(config.section("outbound"), config.section("routes"),
                            helo=settings.hostname or (local[0] if local else "localhost"))
+    out = relative_paths(out, config.path.parent)
     queue = OutboundQueue(store, backoff=out.backoff)
     router = MxRouter(
         DnsClient(discovery_settings.nameservers, timeout=discovery_settings.dns_timeout),
@@ -201,7 +209,3 @@ async def _refresh_bundles(store: Store, settings: ServeSettings, clock: Callabl
                 log.error("bundle.refresh-failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.bundle_check)
-
-
-def config_base(config: Config) -> Path:
-    return config.path.parent
