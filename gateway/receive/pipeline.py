@@ -21,12 +21,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from gateway.common.ttl_cache import TtlCache
 from gateway.core.certs import KeyPair
 from gateway.core.inbound import open_inbound
 from gateway.core.limits import DEFAULT_LIMITS, Limits
@@ -52,6 +53,11 @@ from .journal import (
 )
 
 log = structlog.get_logger("directgw.receive")
+
+LOOKUP_TTL = timedelta(seconds=5)
+"""How long the domains' names, their key rings and the addresses found at RCPT are
+reused: each lookup is a database round trip on every message, and a new domain,
+key or record shows within seconds (a missing address is never cached)."""
 
 MDN_LIFETIME = timedelta(days=1)
 """How long an MDN is retried: the sender's delivery monitor times out on its own
@@ -99,15 +105,24 @@ class ReceivingPipeline:
         self._outbox = outbox
         self._clock = clock
         self._settings = settings
+        self._lookups: TtlCache[Any] = TtlCache(max_entries=4096)
 
     # ------------------------------------------------------------------ RCPT
 
     async def recipient(self, session: SessionInfo, mail_from: str, address: str) -> SmtpReply | None:
         local, _, domain = address.strip().lower().rpartition("@")
-        if not local or domain not in await self._domains.names():
+        at = self._clock()
+        names = self._lookups.get("names", at)
+        if names is None:
+            names = await self._domains.names()
+            self._lookups.put("names", names, at, LOOKUP_TTL)
+        if not local or domain not in names:
             return replies.RELAY_DENIED
-        if await self._records.record_for_address(address) is None:
-            return replies.UNKNOWN_RECIPIENT
+        key = ("record", f"{local}@{domain}")
+        if self._lookups.get(key, at) is None:
+            if await self._records.record_for_address(address) is None:
+                return replies.UNKNOWN_RECIPIENT
+            self._lookups.put(key, True, at, LOOKUP_TTL)
         return None
 
     # ------------------------------------------------------------------ DATA
@@ -127,14 +142,18 @@ class ReceivingPipeline:
             bound.exception("internal-error", error=repr(exc))
             return replies.INTERNAL
 
-    async def _keys(self, recipients: tuple[str, ...]) -> list[KeyPair]:
+    async def _keys(self, recipients: tuple[str, ...], at: datetime) -> list[KeyPair]:
         keys: list[KeyPair] = []
         for domain in dict.fromkeys(r.rpartition("@")[2].lower() for r in recipients):
-            keys.extend(await self._domains.key_ring(domain))
+            ring = self._lookups.get(("keys", domain), at)
+            if ring is None:
+                ring = await self._domains.key_ring(domain)
+                self._lookups.put(("keys", domain), ring, at, LOOKUP_TTL)
+            keys.extend(ring)
         return keys
 
     async def _message(self, received: Received, at: datetime, bound: structlog.BoundLogger) -> SmtpReply:
-        keys = await self._keys(received.rcpt_to)
+        keys = await self._keys(received.rcpt_to, at)
         envelope = Envelope(received.mail_from, received.rcpt_to)
         # CPU-bound (RSA, AES, digests): off the event loop so other sessions keep moving.
         opened = await asyncio.to_thread(
