@@ -232,3 +232,10 @@ def test_every_reason_the_core_gives_has_its_own_reply():
         reply = replies.for_rejection(reason)
         assert reply is not replies._CORE_DEFAULT, reason
         assert reply.permanent and reply.enhanced.startswith("5.")
+
+
+async def test_a_record_created_after_a_refused_rcpt_is_accepted_at_once(store):
+    ex = await _exchange(store)
+    assert (await ex.pipeline.recipient(SESSION, "alice@a.test", "late@b.test")).code == 550
+    await ex.records.create_record("Late", ("late@b.test",), at=NOW)
+    assert await ex.pipeline.recipient(SESSION, "alice@a.test", "late@b.test") is None
