@@ -125,6 +125,53 @@ def is_pdf(content_type: str, data: bytes) -> bool:
     return content_type.lower() == "application/pdf" or data[:5] == b"%PDF-"
 
 
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBlob:
+    name: str
+    content_type: str
+    filename: str | None
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedItem:
+    """One item an attachment becomes: its type, its data, its blobs."""
+
+    kind: ItemType
+    data: dict[str, object]
+    blobs: tuple[PlannedBlob, ...]
+
+
+def plan_attachment(content_type: str, filename: str | None, data: bytes) -> tuple[PlannedItem, ...]:
+    """The items one attachment becomes: a typed item; or, for an XDM package, the
+    package itself (with each subset's METADATA.XML) and one typed item per
+    document; or, for a package that cannot be read, the file with the reason
+    (never dropped). Pure and CPU-bound (inflating a package): callers compute it
+    once per message, outside any database transaction."""
+    if not looks_like_xdm(content_type, filename, data):
+        return (PlannedItem(classify(content_type, filename, data), {}, (PlannedBlob("content", content_type, filename, data),)),)
+    try:
+        package = unpack_xdm(data)
+    except XdmError as exc:
+        return (PlannedItem(ItemType.FILE, {"xdm_error": str(exc)}, (PlannedBlob("content", content_type, filename, data),)),)
+    summary: dict[str, object] = {"xdm": {"subsets": sorted(package.metadata_xml), "documents": len(package.documents)}}
+    blobs = [PlannedBlob("content", content_type, filename, data)] + [
+        PlannedBlob(f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
+        for subset, xml in sorted(package.metadata_xml.items())
+    ]
+    items = [PlannedItem(ItemType.FILE, summary, tuple(blobs))]
+    for doc in package.documents:
+        meta: dict[str, object] = {
+            "xdm": {"subset": doc.subset, "name": doc.name, **doc.metadata, "hash_matches": doc.hash_matches}
+        }
+        items.append(PlannedItem(classify(doc.content_type, doc.name, doc.data), meta,
+                                 (PlannedBlob("content", doc.content_type, doc.name, doc.data),)))
+    return tuple(items)
+
+
 # --------------------------------------------------------------------------- XDM
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.store import Store
 
 from . import documents, schema
-from .types import Attachment, Delivery, InboxState, ItemType, SourceKind
+from .types import Delivery, InboxState, ItemType, SourceKind
 
 
 class RecordError(Exception):
@@ -205,11 +206,16 @@ class RecordStore:
                 raise
             return Delivered(record_id, winner, (), True)
 
-    def deliver_in(self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False) -> Delivered:
+    def deliver_in(
+        self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False,
+        plan: tuple[documents.PlannedItem, ...] | None = None,
+    ) -> Delivered:
         """``deliver`` inside the caller's write transaction (``Store.run``: the SMTP pipeline
         stores the message, its records and its acknowledgements in one commit). ``known``:
-        the caller looked the record up in this transaction. A concurrent delivery of the
-        same message raises ``IntegrityError`` at commit or before."""
+        the caller looked the record up in this transaction. ``plan``: what the attachments
+        become (``plan_delivery``), computed once outside the transaction; computed here
+        when not given. A concurrent delivery of the same message raises ``IntegrityError``
+        at commit or before."""
         key = delivery.message_key
         if not known and conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
             raise RecordError(f"no record {record_id}")
@@ -218,8 +224,8 @@ class RecordStore:
             return Delivered(record_id, again, (), True)
         writer = _ItemWriter(conn, record_id, delivery)
         message_id, message_uid = writer.message()
-        for attachment in delivery.attachments:
-            writer.attachment(message_id, attachment)
+        for item in plan if plan is not None else plan_delivery(delivery):
+            writer.planned(message_id, item)
         writer.flush()
         conn.execute(
             schema.record_deliveries.insert(),
@@ -242,6 +248,13 @@ class RecordStore:
                 await conn.scalar(select(func.count()).select_from(schema.items).where(schema.items.c.record_id == record_id))
                 or 0
             )
+
+
+def plan_delivery(delivery: Delivery) -> tuple[documents.PlannedItem, ...]:
+    """What every attachment of ``delivery`` becomes, in order (pure; see ``documents.plan_attachment``)."""
+    return tuple(
+        item for a in delivery.attachments for item in documents.plan_attachment(a.content_type, a.filename, a.data)
+    )
 
 
 # Fixed statements executed with parameters: compiled once (docs/receive.md).
@@ -287,35 +300,12 @@ class _ItemWriter:
         self._blob(item_id, "content", "message/rfc822", "message.eml", d.content)
         return item_id, uid
 
-    def attachment(self, parent: int, attachment: Attachment) -> None:
-        ctype, name, data = attachment.content_type, attachment.filename, attachment.data
-        if documents.looks_like_xdm(ctype, name, data):
-            try:
-                package = documents.unpack_xdm(data)
-            except documents.XdmError as exc:
-                # Kept as the file it is, with the reason: never dropped.
-                item_id, _ = self._item(ItemType.FILE, parent, {"xdm_error": str(exc)})
-                self._blob(item_id, "content", ctype, name, data)
-                return
-            self._package(parent, attachment, package)
-            return
-        kind = documents.classify(ctype, name, data)
-        item_id, _ = self._item(kind, parent, {})
-        self._blob(item_id, "content", ctype, name, data)
+    def planned(self, parent: int, item: documents.PlannedItem) -> None:
+        item_id, _ = self._item(item.kind, parent, item.data)
+        for blob in item.blobs:
+            self._blob(item_id, blob.name, blob.content_type, blob.filename, blob.data)
 
-    def _package(self, parent: int, attachment: Attachment, package: documents.XdmPackage) -> None:
-        summary = {"xdm": {"subsets": sorted(package.metadata_xml), "documents": len(package.documents)}}
-        item_id, _ = self._item(ItemType.FILE, parent, summary)
-        self._blob(item_id, "content", attachment.content_type, attachment.filename, attachment.data)
-        for subset, xml in sorted(package.metadata_xml.items()):
-            self._blob(item_id, f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
-        for doc in package.documents:
-            kind = documents.classify(doc.content_type, doc.name, doc.data)
-            meta = {"xdm": {"subset": doc.subset, "name": doc.name, **doc.metadata, "hash_matches": doc.hash_matches}}
-            doc_id, _ = self._item(kind, parent, meta)
-            self._blob(doc_id, "content", doc.content_type, doc.name, doc.data)
-
-    def _item(self, kind: ItemType, parent: int | None, data: dict[str, Any]) -> tuple[int, str]:
+    def _item(self, kind: ItemType, parent: int | None, data: Mapping[str, object]) -> tuple[int, str]:
         d = self.delivery
         p = d.provenance
         uid = str(uuid.uuid4())

@@ -36,7 +36,7 @@ from gateway.core.outcomes import Envelope, MessageKind, Observation, Opened, Re
 from gateway.domains import LocalDomains
 from gateway.smtp.interface import Received, SessionInfo, SmtpReply
 from gateway.store import Store, StoreError
-from records_bridge.store import RecordStore
+from records_bridge.store import RecordStore, plan_delivery
 from trust.inbound import InboundVerdict, sender_of
 from trust.types import TrustDecision
 
@@ -217,6 +217,9 @@ class ReceivingPipeline:
         decisions: list[TrustDecision], summary: Summary,
     ) -> SmtpReply:
         deliveries = [delivery_of(opened, sender, d, received.rcpt_to, at) for d in decisions]
+        # What the attachments become (typing, XDM inflating) is the same for every
+        # recipient: computed once, off the event loop and outside the write transaction.
+        plan = await asyncio.to_thread(plan_delivery, deliveries[0]) if deliveries else ()
 
         def work(conn: Connection) -> tuple[int, bool]:
             fresh = False
@@ -225,7 +228,7 @@ class ReceivingPipeline:
                 record = RecordStore.record_for_address_in(conn, rcpt)
                 if record is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
-                done = self._records.deliver_in(conn, record, delivery, known=True)
+                done = self._records.deliver_in(conn, record, delivery, known=True, plan=plan)
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
                 record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
                 record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
