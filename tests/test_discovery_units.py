@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from gateway.common.ttl_cache import TtlCache
 from gateway.discovery import (
     DiscoverySettingsError,
     Nameserver,
@@ -22,7 +23,6 @@ from gateway.discovery import (
 from gateway.discovery.dnsclient import NameserverError
 from gateway.discovery.ldif import default_base, export_ldif, mail_of
 from gateway.discovery.parsing import certificates_in
-from gateway.ttl_cache import TtlCache
 
 from .pki import NOW, address_leaf, org_leaf, root
 

@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from gateway.ttl_cache import TtlCache
+from gateway.common.ttl_cache import TtlCache
 
 from .types import TrustDecision
 

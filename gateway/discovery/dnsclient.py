@@ -24,7 +24,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from gateway.ttl_cache import TtlCache
+from gateway.common.ttl_cache import TtlCache
 
 from .types import Outcome
 

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from gateway.common.ttl_cache import TtlCache
 from gateway.core.certs import CertRef
-from gateway.ttl_cache import TtlCache
 
 from .dnscert import CertificateRecords
 from .dnsclient import MAX_POSITIVE_TTL, DnsClient, Status

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from trust.fetch import Fetcher
+from gateway.common.http_fetch import Fetcher
 
 from .dnscert import DnsCertSource
 from .dnsclient import (
