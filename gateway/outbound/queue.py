@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Select, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store import Store
-from gateway.store.messaging import audit, outbound
+from gateway.store.messaging import audit, audit_row, outbound
 
 from .settings import Backoff
 
@@ -351,11 +351,8 @@ def _audit_row(
     peer: str | None = None,
     node: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "at": at, "message_id": message_id, "recipient": recipient, "event": event.value,
-        "reason": reason.value if reason else None, "detail": detail[:MAX_ERROR_TEXT],
-        "peer": peer[:64] if peer else None, "node": node[:64] if node else None,
-    }
+    return audit_row(at, event.value, message_id=message_id, recipient=recipient,
+                     reason=reason.value if reason else None, detail=detail, peer=peer, node=node)
 
 
 async def _audit(

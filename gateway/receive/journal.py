@@ -112,8 +112,8 @@ def record_event(
 ) -> None:
     conn.execute(
         _INSERT_AUDIT,
-        dict(at=at, message_id=message, recipient=recipient, event=event.value, reason=reason, detail=detail,
-             peer=peer, node=node),
+        messaging.audit_row(at, event.value, message_id=message, recipient=recipient, reason=reason, detail=detail,
+                            peer=peer, node=node),
     )
 
 

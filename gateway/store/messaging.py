@@ -11,6 +11,9 @@ is one table of states in ``gateway/lifecycle.py`` once the service uses it.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -111,3 +114,27 @@ outbound = Table(
     Column("reason", String(32), nullable=True),
     Index("ix_outbound_state_next_attempt_at", "state", "next_attempt_at"),
 )
+
+MAX_AUDIT_DETAIL = 2000
+"""An audit line says what happened; a peer's whole reply or a long chain of reasons is cut here."""
+
+
+def audit_row(
+    at: datetime,
+    event: str,
+    *,
+    message_id: int | None = None,
+    recipient: str | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    peer: str | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """One ``audit`` row's values, cut to the columns' sizes: every writer of the
+    trail (the receiving journal, the outbound queue) goes through here."""
+    return {
+        "at": at, "message_id": message_id, "recipient": recipient[:320] if recipient else recipient,
+        "event": event[:32], "reason": reason[:64] if reason else reason,
+        "detail": detail[:MAX_AUDIT_DETAIL] if detail else detail,
+        "peer": peer[:64] if peer else peer, "node": node[:64] if node else node,
+    }
