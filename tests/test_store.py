@@ -22,7 +22,7 @@ AT = NOW
 async def test_migrates_from_empty_and_again(store_url):
     first = await open_store(store_url)
     try:
-        assert await first.revision() == head_revision() == "0004"
+        assert await first.revision() == head_revision() == "0008"
     finally:
         await first.close()
     second = await open_store(store_url)  # already at head: nothing to do, nothing lost

@@ -1,0 +1,22 @@
+"""Reserved in the chain for the records bridge: Patient Connect requests and Drop-Off/Pick-Up packages (issue 10).
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-02
+
+Each of 0005-0008 is reserved now so that work on them can proceed side by
+side without forking the chain; a revision that adds nothing yet is a no-op.
+"""
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
