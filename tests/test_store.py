@@ -10,6 +10,7 @@ from sqlalchemy import UniqueConstraint, inspect, select
 from anchors.source import Direction
 from anchors.store import DbAnchors
 from gateway.domains import LocalDomains
+from gateway.monitor import schema as monitor_schema  # noqa: F401 -- its tables join schema.metadata
 from gateway.store import StoreError, StoreProblem, head_revision, open_store, schema
 from records_bridge import schema as records_schema  # noqa: F401 -- its tables join schema.metadata
 from tests.pki import NOW, hisp

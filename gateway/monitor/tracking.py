@@ -1,0 +1,79 @@
+"""Per submitted message and recipient: what the delivery monitor tracks.
+
+The submission pipeline calls ``track_in`` inside its acceptance transaction,
+once per recipient, beside the outbound job that carries the message there.
+From then on the row moves through (Direct items 26-28)::
+
+    queued --job sent--> sent --processed MDN--> processed --dispatched MDN--> dispatched
+       |                   |                         |
+       +-- job failed / expired (DSN) --> failed     +-- failed MDN / DSN --> failed
+                           +-- no MDN before the deadline --> timed-out (failure notice)
+
+``processed`` is final success unless the submitter asked for timely and
+reliable delivery, when only ``dispatched`` is. ``failed`` and ``timed-out``
+are final failures. The state table itself lives in ``gateway.monitor.states``
+(a pure function of the row's facts); this module holds the row.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Connection, insert
+
+from .schema import tracking
+
+
+class TrackState(enum.Enum):
+    """What ``directgw messages`` shows per outbound recipient."""
+
+    QUEUED = "queued"
+    """In the outbound queue: not yet taken by the recipient's HISP."""
+    SENT = "sent"
+    """The recipient's HISP answered 250; waiting for its MDNs."""
+    PROCESSED = "processed"
+    """The recipient's HISP reported it opened and trusted the message."""
+    DISPATCHED = "dispatched"
+    """The recipient's HISP reported delivery to the final destination."""
+    FAILED = "failed"
+    """Not delivered: refused, no certificate, past its lifetime, or a failed MDN or DSN."""
+    TIMED_OUT = "timed-out"
+    """Sent, but the MDNs owed did not come before the deadline."""
+
+
+class Outcome(enum.Enum):
+    """The one final word the edge sender gets per recipient."""
+
+    DELIVERED = "delivered"
+    """processed (or processed and dispatched when reliable): the MDNs themselves went back."""
+    FAILED = "failed"
+    """A DSN or a failed MDN went back."""
+    TIMED_OUT = "timed-out"
+    """A failure notice went back: the MDNs owed never came."""
+
+
+_INSERT = insert(tracking)
+
+
+def track_in(
+    conn: Connection,
+    *,
+    message: int,
+    job: int,
+    sender: str,
+    recipient: str,
+    original_message_id: str,
+    reliable: bool,
+    at: datetime,
+) -> None:
+    """Start tracking ``recipient`` of submitted ``message`` (carried by outbound ``job``),
+    in the caller's open write transaction so the tracking commits with the acceptance."""
+    conn.execute(
+        _INSERT,
+        dict(
+            message_id=message, job_id=job, sender=sender.strip().lower(), recipient=recipient.strip().lower(),
+            original_message_id=original_message_id.strip(), reliable=reliable, state=TrackState.QUEUED.value,
+            created_at=at, updated_at=at,
+        ),
+    )
