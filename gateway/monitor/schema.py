@@ -15,7 +15,17 @@ transaction came first.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from gateway.store import messaging as _messaging  # noqa: F401 -- the tables referred to below
 from gateway.store.schema import UtcDateTime, metadata
