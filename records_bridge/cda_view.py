@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 from xml.parsers import expat
 
 HL7 = "urn:hl7-org:v3"
@@ -125,7 +126,7 @@ def _parse(data: bytes) -> _Node:
     root: list[_Node] = []
     count = [0]
 
-    def refuse_dtd(*_: object) -> None:
+    def refuse_dtd(*_: object) -> NoReturn:
         raise _Refused(Unreadable.DTD_REFUSED)
 
     def start(tag: str, attrs: dict[str, str]) -> None:
@@ -396,5 +397,5 @@ def _table(node: _Node) -> Table:
 
 def _first_row_cells(node: _Node) -> list[_Node]:
     tbody = _child(node, "tbody")
-    first = (_children(tbody, "tr") or _children(node, "tr") or [None])[0]
-    return [c for c in first.children if isinstance(c, _Node)] if first is not None else []
+    rows = _children(tbody, "tr") or _children(node, "tr")
+    return [c for c in rows[0].children if isinstance(c, _Node)] if rows else []

@@ -7,6 +7,7 @@ refused before anything is expanded or fetched."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -252,3 +253,17 @@ def test_any_narrative_text_gives_a_view_or_a_reason(text):
     doc = (b'<ClinicalDocument xmlns="urn:hl7-org:v3"><component><structuredBody><component><section><title>T</title>'
            b"<text>" + escaped + b"</text></section></component></structuredBody></component></ClinicalDocument>")
     assert isinstance(read_cda(doc), CdaView | NotReadable)
+
+
+EXAMPLE_DISCHARGE = Path(__file__).resolve().parent.parent / "examples" / "discharge-summary.xml"
+
+
+def test_the_example_discharge_summary_reads_with_its_five_sections():
+    view = read_cda(EXAMPLE_DISCHARGE.read_bytes())
+    assert isinstance(view, CdaView)
+    assert (view.title, view.patient, view.author, view.date) == (
+        "Discharge Summary: Jane Doe", "Jane Doe", "Dr. Alice Smith, Springfield General Hospital", "2026-12-01 15:30 -0500",
+    )
+    assert [s.title for s in view.sections] == [
+        "Hospital Course", "Discharge Diagnosis", "Discharge Medications", "Allergies", "Plan of Treatment",
+    ]
