@@ -36,6 +36,8 @@ persons = Table(
     Column("email", String(320), nullable=True, unique=True),
     Column("display_name", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # argon2id (records_bridge.people); NULL for a person who cannot sign in (yet)
+    Column("password_hash", Text, nullable=True),
 )
 
 records = Table(
