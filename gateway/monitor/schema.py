@@ -63,4 +63,5 @@ tracking = Table(
     UniqueConstraint("message_id", "recipient", name="uq_tracking_message_recipient"),
     Index("ix_tracking_original_message_id", "original_message_id"),
     Index("ix_tracking_deadline_at", "deadline_at"),
+    Index("ix_tracking_job_id", "job_id"),
 )

@@ -23,7 +23,7 @@ Every transition writes an ``audit`` row in the same transaction.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,15 +39,25 @@ from .settings import Backoff
 
 class JobKind(enum.Enum):
     MAIL = "mail"
-    """A provider's message."""
+    """A provider's message, sealed for a Direct recipient."""
     MDN = "mdn"
     DSN = "dsn"
+    PROVIDER = "provider"
+    """A verified Direct message, in plain form, for a provider's mailbox (its domain's provider route)."""
+    NOTICE = "notice"
+    """An MDN passed back, a DSN or a failure notice, in plain form, for a provider's mailbox."""
 
     @property
     def null_sender(self) -> bool:
         """Notifications go out with MAIL FROM:<> so nothing answers them
         (RFC 3798 section 3 for MDNs, RFC 5321 4.5.5 and RFC 3464 for DSNs)."""
-        return self is not JobKind.MAIL
+        return self not in (JobKind.MAIL, JobKind.PROVIDER)
+
+    @property
+    def plain(self) -> bool:
+        """Delivered as is to a local domain's provider route: no certificate, no sealing
+        (the provider's mail server is ours to trust; the route is configured, not looked up)."""
+        return self in (JobKind.PROVIDER, JobKind.NOTICE)
 
 
 class JobState(enum.Enum):
@@ -83,6 +93,8 @@ class Reason(enum.Enum):
     SMTP_TEMPORARY = "smtp-temporary"
     SMTP_PERMANENT = "smtp-permanent"
     LIFETIME = "lifetime"
+    NO_PROVIDER_ROUTE = "no-provider-route"
+    """A provider's mailbox in a domain without ``provider_smtp``: nowhere to deliver it."""
     INTERNAL = "internal"
     """A bug on our side: never a final failure, the job is retried."""
 
@@ -99,6 +111,24 @@ class Event(enum.Enum):
     FAILED = "failed"
     EXPIRED = "expired"
     RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """How a job ended (or that it was sent), handed to the queue's ``on_settled`` hook."""
+
+    state: JobState
+    """SENT, FAILED or EXPIRED."""
+    reason: Reason | None
+    code: int | None
+    detail: str | None
+    peer: str | None
+    at: datetime
+
+
+SettledHook = Callable[[Connection, "Job", Settled], None]
+"""Runs inside the transaction that writes a job's SENT, FAILED or EXPIRED state, so what
+it writes (the delivery monitor's tracking, a DSN to queue) commits with that state or not at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +192,10 @@ class OutboundQueue:
     """Built once per process over the shared ``Store``; several queues (or nodes)
     on one database never hand one job to two workers at once."""
 
-    def __init__(self, store: Store, *, backoff: Backoff | None = None) -> None:
+    def __init__(self, store: Store, *, backoff: Backoff | None = None, on_settled: SettledHook | None = None) -> None:
         self._store = store
         self.backoff = backoff or Backoff()
+        self._on_settled = on_settled
 
     async def enqueue(
         self,
@@ -331,6 +362,10 @@ class OutboundQueue:
             result = await conn.execute(update(outbound).where(held).values(**values))
             if result.rowcount != 1:
                 return False
+            hook = self._on_settled
+            if hook is not None and state is not JobState.QUEUED:
+                settled = Settled(state, reason, code, detail, peer, at)
+                await conn.run_sync(lambda sync: hook(sync, job, settled))
             await _audit(
                 conn, at, job.message_id, job.recipient, event, reason,
                 f"outbound #{job.id}" + (f": {detail}" if detail else "")

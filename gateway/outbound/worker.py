@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -42,8 +42,8 @@ from gateway.core.outcomes import Rejected
 from gateway.discovery.types import Discovered, DoNotSend
 
 from .queue import Job, JobState, OutboundQueue, Reason
-from .routes import Router, Unroutable
-from .settings import OutboundSettings
+from .routes import Destination, Router, Unroutable
+from .settings import OutboundSettings, StaticRoute
 from .transport import Permanent, Sent, Temporary, Transport
 
 log = structlog.get_logger("directgw.outbound")
@@ -104,6 +104,7 @@ class DeliveryWorker:
         settings: OutboundSettings,
         clock: Callable[[], datetime],
         owner: str,
+        providers: Mapping[str, StaticRoute] | None = None,
     ) -> None:
         self.queue = queue
         self.discovery = discovery
@@ -113,6 +114,8 @@ class DeliveryWorker:
         self.settings = settings
         self.clock = clock
         self.owner = owner
+        self.providers = {d.lower(): r for d, r in (providers or {}).items()}
+        """Local domains' provider routes (``[domains.*] provider_smtp``), for plain jobs."""
 
     async def run_once(self) -> list[Attempt]:
         """Claim one batch and attempt every job in it concurrently."""
@@ -221,6 +224,8 @@ class DeliveryWorker:
         return Attempt(job, state, outcome.reason, outcome.detail, outcome.code)
 
     async def _deliver(self, job: Job, at: datetime) -> _Outcome:
+        if job.kind.plain:
+            return await self._deliver_plain(job)
         sender_domain = job.sender.rpartition("@")[2].lower()
         pair = await self.keys.signing_pair(job.sender, at)
         if pair is None:
@@ -241,11 +246,27 @@ class DeliveryWorker:
             return _Outcome(route.permanent, reason, route.detail)
         envelope_from = "" if job.kind.null_sender else job.sender
         result = await self.transport.deliver(route.destinations, envelope_from, job.recipient, sealed.message)
-        peer = str(result.destination) if result.destination is not None else None
-        if isinstance(result, Sent):
-            return _Outcome(True, Reason.DELIVERED, f"{route.how}: {result.text}", result.code, peer,
-                            sealed.message_id, delivered=True)
-        if isinstance(result, Permanent):
-            return _Outcome(True, result.reason, result.text, result.code, peer)
-        assert isinstance(result, Temporary)
-        return _Outcome(False, result.reason, result.text, result.code, peer)
+        return _outcome(result, route.how, sealed.message_id)
+
+    async def _deliver_plain(self, job: Job) -> _Outcome:
+        """A provider's mailbox: as is, to the recipient domain's provider route (STARTTLS when
+        offered, or as ``[outbound] starttls`` requires), retried like any job."""
+        route = self.providers.get(job.domain)
+        if route is None:
+            return _Outcome(True, Reason.NO_PROVIDER_ROUTE, f"{job.domain} has no provider_smtp route")
+        destination = Destination(route.host, route.host, route.port, self.settings.tls_for(job.domain))
+        envelope_from = "" if job.kind.null_sender else job.sender
+        result = await self.transport.deliver((destination,), envelope_from, job.recipient, job.payload)
+        return _outcome(result, "provider route", None)
+
+
+def _outcome(result: Sent | Permanent | Temporary, how: str, sent_message_id: str | None) -> _Outcome:
+    """The transport's answer as the job's outcome."""
+    peer = str(result.destination) if result.destination is not None else None
+    if isinstance(result, Sent):
+        return _Outcome(True, Reason.DELIVERED, f"{how}: {result.text}", result.code, peer,
+                        sent_message_id, delivered=True)
+    if isinstance(result, Permanent):
+        return _Outcome(True, result.reason, result.text, result.code, peer)
+    assert isinstance(result, Temporary)
+    return _Outcome(False, result.reason, result.text, result.code, peer)

@@ -49,9 +49,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_tracking_original_message_id", "tracking", ["original_message_id"])
     op.create_index("ix_tracking_deadline_at", "tracking", ["deadline_at"])
+    op.create_index("ix_tracking_job_id", "tracking", ["job_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tracking_job_id", table_name="tracking")
     op.drop_index("ix_tracking_deadline_at", table_name="tracking")
     op.drop_index("ix_tracking_original_message_id", table_name="tracking")
     op.drop_table("tracking")
