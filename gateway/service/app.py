@@ -29,6 +29,7 @@ import aiohttp
 import structlog
 
 from anchors.bundles import Bundles
+from anchors.cached import CachedAnchors
 from anchors.store import DbAnchors
 from gateway.config import Config
 from gateway.core.limits import Limits
@@ -141,7 +142,7 @@ async def _start(
 ) -> Running:
     domains = LocalDomains(store)
     records = RecordStore(store)
-    trust, fetcher = build_trust_service(config.section("trust"), DbAnchors(store))
+    trust, fetcher = build_trust_service(config.section("trust"), CachedAnchors(DbAnchors(store), clock))
     closers.append(fetcher.close)
     discovery_settings = settings_from_mapping(_discovery_table(config))
     discovery = build_discovery(discovery_settings, TrustServiceJudge(trust), fetcher)
