@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.domains import LocalDomains
 from gateway.store import Store, messaging
-from records_bridge.store import ItemInfo, RecordError, RecordStore
+from records_bridge.store import ItemInfo, RecordError, RecordInfo, RecordStore
 
 from .admin.common import AdminError, AdminUsageError, print_json, run, utc_now
 
@@ -23,6 +24,25 @@ def _address(value: str) -> str:
     return f"{local}@{domain}"
 
 
+def address_arg(value: str) -> str:
+    """``--address`` checked (the admin HTTP API checks its addresses with it too)."""
+    return _address(value)
+
+
+async def create_record(store: Store, name: str, addresses: tuple[str, ...], *, at: datetime) -> RecordInfo:
+    """A record with addresses in local domains (``records create`` and the admin HTTP API). Raises AdminError."""
+    ours = {d.name for d in await LocalDomains(store).all()}
+    foreign = [a for a in addresses if a.rpartition("@")[2] not in ours]
+    if foreign:
+        raise AdminError(
+            f"{', '.join(foreign)}: not in a local domain ({', '.join(sorted(ours)) or 'none yet: domains add'})"
+        )
+    try:
+        return await RecordStore(store).create_record(name, addresses, at=at)
+    except RecordError as exc:
+        raise AdminError(str(exc)) from exc
+
+
 def cmd_create(args: argparse.Namespace) -> int:
     addresses: tuple[str, ...] = ()
 
@@ -31,16 +51,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         addresses = tuple(_address(a) for a in args.address)
 
     async def body(store: Store) -> int:
-        ours = {d.name for d in await LocalDomains(store).all()}
-        foreign = [a for a in addresses if a.rpartition("@")[2] not in ours]
-        if foreign:
-            raise AdminError(
-                f"{', '.join(foreign)}: not in a local domain ({', '.join(sorted(ours)) or 'none yet: domains add'})"
-            )
-        try:
-            record = await RecordStore(store).create_record(args.name, addresses, at=utc_now())
-        except RecordError as exc:
-            raise AdminError(str(exc)) from exc
+        record = await create_record(store, args.name, addresses, at=utc_now())
         if args.json:
             print_json({"id": record.id, "name": record.display_name, "addresses": list(record.addresses)})
         else:
@@ -79,7 +90,8 @@ async def _record_id(records: RecordStore, given: str) -> int:
     return found
 
 
-def _item_json(item: ItemInfo) -> dict[str, Any]:
+def item_json(item: ItemInfo) -> dict[str, Any]:
+    """An item as ``records items --json`` (and the admin HTTP API) shows it."""
     return {
         "id": item.uid, "type": item.type.value, "content_type": item.content_type, "filename": item.filename,
         "size": item.size, "sha256": item.sha256, "sender": item.sender, "message_id": item.message_id,
@@ -93,7 +105,7 @@ def cmd_items(args: argparse.Namespace) -> int:
         records = RecordStore(store)
         items = await records.items(await _record_id(records, args.record))
         if args.json:
-            print_json([_item_json(i) for i in items])
+            print_json([item_json(i) for i in items])
             return 0
         if not items:
             print("no items")
@@ -147,18 +159,23 @@ def _positive_limit(args: argparse.Namespace) -> None:
         raise AdminUsageError(f"--limit {args.limit}: give a positive number")
 
 
+async def list_messages(store: Store, *, direction: str | None, status: str | None, limit: int) -> list[Any]:
+    """The newest ``limit`` messages (``messages list`` and the admin HTTP API)."""
+    m = messaging.messages
+    query = select(m.c.id, m.c.direction, m.c.kind, m.c.received_at, m.c.mail_from, m.c.sender, m.c.message_id,
+                   m.c.subject, m.c.state, m.c.reason).order_by(m.c.id.desc()).limit(limit)
+    if direction:
+        query = query.where(m.c.direction == direction)
+    if status:
+        query = query.where(m.c.state == status)
+    async with store.engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
 def cmd_messages_list(args: argparse.Namespace) -> int:
 
     async def body(store: Store) -> int:
-        m = messaging.messages
-        query = select(m.c.id, m.c.direction, m.c.kind, m.c.received_at, m.c.mail_from, m.c.sender, m.c.message_id,
-                       m.c.subject, m.c.state, m.c.reason).order_by(m.c.id.desc()).limit(args.limit)
-        if args.direction:
-            query = query.where(m.c.direction == args.direction)
-        if args.status:
-            query = query.where(m.c.state == args.status)
-        async with store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await list_messages(store, direction=args.direction, status=args.status, limit=args.limit)
         if args.json:
             print_json([{**row._asdict(), "received_at": row.received_at.isoformat()} for row in rows])
             return 0
@@ -172,26 +189,32 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
     return run(args, body, lambda: _positive_limit(args))
 
 
+async def show_message(store: Store, message_id: int) -> dict[str, Any]:
+    """One message with its recipients, outbound entries and audit trail, as JSON-ready values
+    (``messages show`` and the admin HTTP API). Raises AdminError for an unknown id."""
+    m, r, a, o = messaging.messages, messaging.message_recipients, messaging.audit, messaging.outbound
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(m).where(m.c.id == message_id))).first()
+        if row is None:
+            raise AdminError(f"no message {message_id}")
+        recipients = (await conn.execute(select(r).where(r.c.message_id == message_id).order_by(r.c.id))).all()
+        trail = (await conn.execute(select(a).where(a.c.message_id == message_id).order_by(a.c.id))).all()
+        sends = (await conn.execute(select(o.c.id, o.c.kind, o.c.recipient, o.c.state, o.c.attempts, o.c.last_code,
+                                           o.c.last_error).where(o.c.message_id == message_id).order_by(o.c.id))).all()
+    message = {k: v for k, v in row._asdict().items() if k != "raw"}
+    return {
+        "message": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in message.items()},
+        "recipients": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
+                       for x in recipients],
+        "outbound": [x._asdict() for x in sends],
+        "audit": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
+                  for x in trail],
+    }
+
+
 def cmd_messages_show(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
-        m, r, a, o = messaging.messages, messaging.message_recipients, messaging.audit, messaging.outbound
-        async with store.engine.connect() as conn:
-            row = (await conn.execute(select(m).where(m.c.id == args.id))).first()
-            if row is None:
-                raise AdminError(f"no message {args.id}")
-            recipients = (await conn.execute(select(r).where(r.c.message_id == args.id).order_by(r.c.id))).all()
-            trail = (await conn.execute(select(a).where(a.c.message_id == args.id).order_by(a.c.id))).all()
-            sends = (await conn.execute(select(o.c.id, o.c.kind, o.c.recipient, o.c.state, o.c.attempts, o.c.last_code,
-                                               o.c.last_error).where(o.c.message_id == args.id).order_by(o.c.id))).all()
-        message = {k: v for k, v in row._asdict().items() if k != "raw"}
-        shown: dict[str, Any] = {
-            "message": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in message.items()},
-            "recipients": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
-                           for x in recipients],
-            "outbound": [x._asdict() for x in sends],
-            "audit": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
-                      for x in trail],
-        }
+        shown = await show_message(store, args.id)
         if args.json:
             print_json(shown)
             return 0
