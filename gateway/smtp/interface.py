@@ -10,6 +10,7 @@ protocol layer can be measured against another and replaced (shared/PERFORMANCE.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,3 +78,45 @@ class Pipeline(Protocol):
         Called at most once per message. The protocol layer may be cancelled while
         this runs (a client that half-closes after the final dot): the pipeline
         must then leave the store consistent (committed whole or not at all)."""
+
+
+# -- the submission port (587): SMTP AUTH and the sender check --
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a client gave in AUTH PLAIN or LOGIN. The password never appears in a repr or a log."""
+
+    login: str
+    password: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    identity: str
+    """The account name: ``SessionInfo.authenticated_as`` from now on."""
+
+
+class AuthRefusal(enum.Enum):
+    """Why a login failed; the edge turns each into its RFC 4954 reply."""
+
+    INVALID = "invalid"
+    """Unknown account or wrong password: one answer for both (535 5.7.8), and the failure is counted."""
+    LOCKED_OUT = "locked-out"
+    """Too many recent failures from this client address: refused without checking (454 4.7.0)."""
+    UNAVAILABLE = "unavailable"
+    """The accounts cannot be read now (454 4.7.0: try again)."""
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, peer: str, credentials: Credentials) -> Authenticated | AuthRefusal:
+        """Check ``credentials`` from the client at ``peer`` (its IP address), counting failures."""
+
+
+class Submission(Pipeline, Protocol):
+    """The pipeline behind the submission port: it also judges MAIL FROM (the account's domain)."""
+
+    async def sender(self, session: SessionInfo, address: str) -> SmtpReply | None:
+        """None accepts the reverse-path; a reply refuses it (550 5.7.1 outside the account's domain).
+
+        Asked only once the session is authenticated (``session.authenticated_as`` is set)."""
