@@ -1,0 +1,1 @@
+"""Patient Connect: connect requests, a code and a secret question (spec section 3)."""
