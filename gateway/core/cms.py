@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import der
 from .algorithms import ContentCipher, Digest, KeyTransport, SignatureScheme
-from .certs import CERTIFICATE_ERRORS, CertRef, KeyPair
+from .certs import CERTIFICATE_ERRORS, CertRef, KeyPair, carried
 from .limits import Limits
 from .outcomes import RejectReason, decryption_failed
 
@@ -527,7 +527,7 @@ def _find_signer(sid: _Identifier, certs: Sequence[_CarriedCert]) -> bytes | Non
 def _key_identifier(encoding: bytes) -> bytes | None:
     """A carried certificate's subjectKeyIdentifier; one that does not parse names no signer."""
     try:
-        return CertRef(encoding).subject_key_identifier
+        return carried(bytes(encoding)).subject_key_identifier
     except CERTIFICATE_ERRORS:
         return None
 
@@ -700,9 +700,9 @@ def verify(
             f"the signer's certificate is not among the {len(certs)} certificates the message carries "
             "(Direct requires it to be included)",
         )
-    signer = _readable(CertRef(signer_der), "the signer's certificate")
+    signer = _readable(carried(bytes(signer_der)), "the signer's certificate")
     others = tuple(
-        _readable(CertRef(c.encoding), "a certificate carried with the signature")
+        _readable(carried(bytes(c.encoding)), "a certificate carried with the signature")
         for c in certs
         if c.encoding != signer_der
     )
