@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "gateway.cli.discovery",
     "gateway.cli.admin",
     "gateway.cli.records",
+    "gateway.cli.accounts",
     "gateway.cli.serve",
 )
 
