@@ -17,9 +17,10 @@ sender must not be able to write our verdict for us.
 
 from __future__ import annotations
 
+from .inbound import _headers
 from .limits import DEFAULT_LIMITS, Limits
 from .mime import canonical, format_headers, parse_entity
-from .outcomes import Opened
+from .outcomes import Headers, Opened
 from .sender import message_of
 
 OUR_PREFIX = "x-direct-"
@@ -65,3 +66,9 @@ def plain_message(raw: bytes, opened: Opened, trace: list[tuple[str, str]], limi
         body = bytes(content[entity.start:entity.end])
     head = _without_ours(head.rstrip(b"\r\n"))
     return format_headers(trace) + head + b"\r\n\r\n" + body
+
+
+def headers_of(message: bytes, limits: Limits = DEFAULT_LIMITS) -> Headers:
+    """The routing and notification headers of a plain message (one we built with
+    ``plain_message``), read by the same parser as an opened message's."""
+    return _headers(parse_entity(canonical(message), limits))

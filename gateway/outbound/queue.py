@@ -234,19 +234,8 @@ class OutboundQueue:
     ) -> int:
         """``enqueue`` inside the caller's open write transaction (``Store.run``), so an
         MDN is queued atomically with the acceptance it reports."""
-        kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
-        # fixed statements with parameters: compiled once, on the receiving hot path
-        job_id = int(conn.execute(
-            _INSERT_JOB,
-            dict(message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
-                 state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
-                 relates_to=relates_to, created_at=at, updated_at=at),
-        ).scalar_one())
-        conn.execute(
-            _INSERT_AUDIT,
-            _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})"),
-        )
-        return job_id
+        return enqueue_in(conn, kind, sender, recipient, payload, at=at, lifetime=lifetime, relates_to=relates_to,
+                          message_id=message_id)
 
     async def claim(self, owner: str, *, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         """Up to ``limit`` due jobs, leased to ``owner`` until ``at + lease``."""
@@ -374,6 +363,36 @@ class OutboundQueue:
             )
         return True
 
+
+
+def enqueue_in(
+    conn: Connection,
+    kind: JobKind | str,
+    sender: str,
+    recipient: str,
+    payload: bytes,
+    *,
+    at: datetime,
+    lifetime: timedelta,
+    relates_to: str | None = None,
+    message_id: int | None = None,
+) -> int:
+    """Queue one job in the caller's open write transaction (``OutboundQueue.enqueue_in``;
+    also for writers that run inside the queue's own transitions, such as the delivery
+    monitor's notices)."""
+    kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
+    # fixed statements with parameters: compiled once, on the receiving hot path
+    job_id = int(conn.execute(
+        _INSERT_JOB,
+        dict(message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
+             state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
+             relates_to=relates_to, created_at=at, updated_at=at),
+    ).scalar_one())
+    conn.execute(
+        _INSERT_AUDIT,
+        _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})"),
+    )
+    return job_id
 
 def _audit_row(
     at: datetime,

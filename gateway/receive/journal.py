@@ -31,6 +31,8 @@ class MessageState(enum.Enum):
     """Accepted (250) again: every recipient's record already had it."""
     REPORT = "report"
     """An MDN or DSN addressed to us, kept for the delivery monitor."""
+    FORWARDED = "forwarded"
+    """Accepted (250) for a provider's address: queued for its mailbox (gateway.monitor.mailboxes)."""
 
 
 class Event(enum.Enum):
@@ -40,6 +42,7 @@ class Event(enum.Enum):
     DUPLICATE = "duplicate"
     REPORT = "report-received"
     MDN_QUEUED = "mdn-queued"
+    FORWARDED = "forwarded"
 
 
 @dataclass(frozen=True, slots=True)

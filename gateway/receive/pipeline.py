@@ -90,6 +90,19 @@ class Outbox(Protocol):
     ) -> int: ...
 
 
+class Mailboxes(Protocol):
+    """Providers' mailboxes (gateway.monitor.mailboxes): addresses of a domain with a provider
+    route that are no record's, and the MDNs and DSNs for the delivery monitor."""
+
+    def serves(self, domain: str) -> bool: ...
+
+    def deliver_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, recipient: str,
+                   decision: TrustDecision, at: datetime) -> bool: ...
+
+    def report_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, *,
+                  recipients: tuple[str, ...], at: datetime) -> None: ...
+
+
 class TrustChecker(Protocol):
     async def check_inbound(self, opened: Opened, *, recipient: str, at: datetime) -> InboundVerdict: ...
 
@@ -113,6 +126,7 @@ class ReceivingPipeline:
         outbox: Outbox | None,
         clock: Callable[[], datetime],
         settings: ReceiveSettings = ReceiveSettings(),
+        mailboxes: Mailboxes | None = None,
     ) -> None:
         self._store = store
         self._domains = domains
@@ -121,6 +135,7 @@ class ReceivingPipeline:
         self._outbox = outbox
         self._clock = clock
         self._settings = settings
+        self._mailboxes = mailboxes
         self._lookups: TtlCache[Any] = TtlCache(max_entries=4096)
 
     # ------------------------------------------------------------------ RCPT
@@ -136,7 +151,9 @@ class ReceivingPipeline:
             return replies.RELAY_DENIED
         key = ("record", f"{local}@{domain}")
         if self._lookups.get(key, at) is None:
-            if await self._records.record_for_address(address) is None:
+            if await self._records.record_for_address(address) is None and not (
+                self._mailboxes is not None and self._mailboxes.serves(domain)  # a provider's address
+            ):
                 return replies.UNKNOWN_RECIPIENT
             self._lookups.put(key, True, at, LOOKUP_TTL)
         return None
@@ -195,7 +212,7 @@ class ReceivingPipeline:
             return await self._refuse(received, at, bound, Observation.HEADER_MISMATCH.value,
                                       "; ".join(f.detail for f in mismatch), replies.HEADER_MISMATCH, summary)
         if opened.kind is not MessageKind.MESSAGE:
-            return await self._keep_report(received, at, bound, summary)
+            return await self._keep_report(received, at, bound, summary, opened)
         return await self._deliver(received, at, bound, opened, sender, decisions, summary)
 
     async def _refuse(
@@ -215,12 +232,14 @@ class ReceivingPipeline:
         return reply
 
     async def _keep_report(self, received: Received, at: datetime, bound: structlog.BoundLogger,
-                           summary: Summary) -> SmtpReply:
+                           summary: Summary, opened: Opened) -> SmtpReply:
         def work(conn: Connection) -> int:
             message = record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
                                      keep_raw=True)
             record_event(conn, at=at, event=Event.REPORT, message=message, peer=received.session.peer,
                          node=self._settings.node)
+            if self._mailboxes is not None:  # the delivery monitor matches it and passes it back
+                self._mailboxes.report_in(conn, message, received.data, opened, recipients=received.rcpt_to, at=at)
             return message
 
         message = await self._store.run(work)
@@ -241,6 +260,9 @@ class ReceivingPipeline:
             message = record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
             for rcpt, decision, delivery in zip(received.rcpt_to, decisions, deliveries, strict=True):
                 record = RecordStore.record_for_address_in(conn, rcpt)
+                if record is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
+                    fresh |= self._forward(conn, message, received, opened, rcpt, decision, at)
+                    continue
                 if record is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
                 done = self._records.deliver_in(conn, record, delivery, known=True, plan=plan)
@@ -261,13 +283,28 @@ class ReceivingPipeline:
                    sender=sender, recipients=list(received.rcpt_to))
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
-    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime) -> None:
+    def _forward(self, conn: Connection, message: int, received: Received, opened: Opened, rcpt: str,
+                 decision: TrustDecision, at: datetime) -> bool:
+        """A provider's address: queued for its mailbox in this same commit; ``dispatched``
+        follows once the provider's server took it (gateway.monitor.mailboxes)."""
+        assert self._mailboxes is not None
+        fresh = self._mailboxes.deliver_in(conn, message, received.data, opened, rcpt, decision, at)
+        record_recipient(conn, message, rcpt, at=at, state=MessageState.FORWARDED if fresh else MessageState.DUPLICATE)
+        record_event(conn, at=at, event=Event.FORWARDED if fresh else Event.DUPLICATE, message=message,
+                     recipient=rcpt, detail=str(decision), peer=received.session.peer, node=self._settings.node)
+        if fresh:
+            self._acknowledge(conn, message, opened, rcpt, at, final_destination=False)
+        return fresh
+
+    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime, *,
+                     final_destination: bool = True) -> None:
         """``processed`` at once; ``dispatched`` too when timely and reliable delivery was asked
         for, because delivery into the record is part of this same commit (Direct's guide)."""
         request = mdn_request(opened.kind, opened.inner)
         if request is None or self._outbox is None:
             return
-        dispositions = [Disposition.PROCESSED] + ([Disposition.DISPATCHED] if request.reliable else [])
+        reliable = request.reliable and final_destination
+        dispositions = [Disposition.PROCESSED] + ([Disposition.DISPATCHED] if reliable else [])
         domain = rcpt.rpartition("@")[2]
         for disposition in dispositions:
             payload = build_mdn(disposition, original=opened.inner, final_recipient=rcpt, reporting_domain=domain,

@@ -1,0 +1,287 @@
+"""The delivery monitor: the tracking rows moved by what happens, and the one final notice each.
+
+Three sources of events, each applied inside the transaction that carries it:
+
+- the outbound queue's ``on_settled`` hook, in the transaction writing a
+  mail job's final state: ``sent`` (the deadline starts), or failed/expired
+  (our DSN to the submitter, in that same commit: it is queued exactly when
+  the failure is written);
+- the receiving pipeline, in the transaction keeping an inbound MDN or DSN:
+  matched on Original-Message-ID, Final-Recipient and the submitter it is
+  addressed to, then passed back to the submitter's mailbox;
+- the timeout sweep (``sweep``, several nodes at once), for rows past their
+  deadline.
+
+Each application (``_apply``) first updates the row (taking its lock: on
+PostgreSQL a concurrent transaction on the same row waits for this one to
+commit; SQLite has one writer), then reads it, lets the pure ``decide`` say
+what to do, and writes that. The final notice is guarded once more by
+``UPDATE ... WHERE final_notice_at IS NULL``: whichever transaction sets it
+first queues the notice, any other finds the row final and queues nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.core.dsn import FailedRecipient, Failure, build_dsn, notice_owed
+from gateway.core.mdn import Disposition, NotAReport, parse_dsn, parse_mdn
+from gateway.core.outcomes import MessageKind
+from gateway.outbound.queue import Job, JobKind, JobState, Reason, Settled, enqueue_in
+from gateway.store import Store
+from gateway.store.messaging import audit, audit_row, outbound
+
+from .schema import tracking
+from .settings import MonitorSettings
+from .states import Decision, Event, Facts, Kind, Notice, decide
+from .tracking import TrackState
+
+log = structlog.get_logger("directgw.monitor")
+
+NOTICE_LIFETIME = timedelta(days=4)
+"""How long a notice for a submitter's mailbox is retried: like any mail (RFC 5321 4.5.4.1)."""
+SWEEP_BATCH = 200
+"""Rows past their deadline handled per sweep transaction round; the rest wait for the next round."""
+
+_ENHANCED = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b")
+
+_FAILURE_OF_REASON = {
+    Reason.NO_CERTIFICATE: Failure.NO_CERTIFICATE,
+    Reason.SMTP_PERMANENT: Failure.REFUSED,
+    Reason.LIFETIME: Failure.LIFETIME,
+}
+
+_MDN_KINDS = {
+    Disposition.PROCESSED: Kind.PROCESSED,
+    Disposition.DISPATCHED: Kind.DISPATCHED,
+    Disposition.FAILED: Kind.FAILED,
+}
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _facts(row: Any, at: datetime) -> Facts:
+    return Facts(
+        state=TrackState(row.state), reliable=row.reliable, sent=row.sent_at is not None,
+        processed=row.processed_at is not None, dispatched=row.dispatched_at is not None,
+        failed=row.failed_at is not None, final=row.final_notice_at is not None,
+        deadline_passed=row.deadline_at is not None and row.deadline_at <= at,
+    )
+
+
+def failure_of(settled: Settled, recipient: str) -> FailedRecipient:
+    """Our DSN's words for a mail job the queue ended in failure or expiry."""
+    failure = Failure.LIFETIME if settled.state is JobState.EXPIRED else _FAILURE_OF_REASON.get(
+        settled.reason or Reason.INTERNAL, Failure.UNDELIVERABLE)
+    detail = settled.detail or (settled.reason.value if settled.reason else "not delivered")
+    status = None
+    diagnostic = None
+    if failure is Failure.REFUSED:
+        # the remote reply is the Diagnostic-Code (RFC 3464 2.3.6); its enhanced code the Status
+        diagnostic = detail.split(": ", 1)[-1] if settled.code else detail
+        found = _ENHANCED.search(detail)
+        status = found.group(0) if found else None
+    return FailedRecipient(recipient, failure, detail, status, diagnostic, settled.peer)
+
+
+class DeliveryMonitor:
+    def __init__(
+        self, settings: MonitorSettings, *, reporting_mta: str, node: str,
+        notice_lifetime: timedelta = NOTICE_LIFETIME,
+    ) -> None:
+        self.settings = settings
+        self.reporting_mta = reporting_mta
+        """Our name in the DSNs we write (Reporting-MTA, the From's domain): the EHLO name."""
+        self.node = node
+        self.notice_lifetime = notice_lifetime
+
+    # ---------------------------------------------------------------- the queue's hook
+
+    def mail_settled(self, conn: Connection, job: Job, settled: Settled) -> None:
+        """A submitted message's job was sent, or ended in failure (inside that transaction)."""
+        row_id = conn.execute(select(tracking.c.id).where(tracking.c.job_id == job.id)).scalar()
+        if row_id is None:
+            return  # mail queued without tracking (the CLI, tests): nobody to tell
+        if settled.state is JobState.SENT:
+            self._apply(conn, row_id, Event(Kind.SENT, settled.at, None, settled.detail))
+            return
+        failed = failure_of(settled, job.recipient)
+        reason = Reason.LIFETIME.value if settled.state is JobState.EXPIRED else (
+            settled.reason.value if settled.reason else None)
+        self._apply(conn, row_id, Event(Kind.NOT_SENT, settled.at, reason, settled.detail), failed=failed,
+                    original=job.payload)
+
+    # ---------------------------------------------------------------- inbound reports
+
+    def report_in(self, conn: Connection, message: int, kind: MessageKind, plain: bytes, *, signer: str,
+                  recipients: tuple[str, ...], at: datetime) -> int:
+        """An MDN or DSN that arrived (verified and trusted) for ``recipients``: match it and
+        apply it. ``signer`` is the address its signature binds: it speaks only for recipients
+        of its own domain, so one trusted HISP cannot report on another's recipients.
+        Returns how many tracked recipients it applied to."""
+        events: list[tuple[str | None, str | None, Kind | None, str]] = []
+        if kind is MessageKind.MDN:
+            mdn = parse_mdn(plain)
+            if isinstance(mdn, NotAReport):
+                self._audit(conn, at, "report-unreadable", message=message, detail=mdn.detail)
+                return 0
+            what = _MDN_KINDS.get(mdn.disposition) if mdn.disposition else None
+            detail = f"{mdn.disposition_text} MDN from {mdn.final_recipient or signer}"
+            if mdn.failure or mdn.error:
+                detail += f": {mdn.failure or mdn.error}"
+            events.append((mdn.final_recipient or signer, mdn.original_message_id, what, detail))
+        else:
+            dsn = parse_dsn(plain)
+            if isinstance(dsn, NotAReport):
+                self._audit(conn, at, "report-unreadable", message=message, detail=dsn.detail)
+                return 0
+            for r in dsn.recipients:
+                detail = f"DSN {r.action or '?'} {r.status or ''}".rstrip() + (f": {r.diagnostic}" if r.diagnostic else "")
+                events.append((r.final_recipient, dsn.original_message_id, Kind.FAILED if r.failed else None, detail))
+        applied = 0
+        to = tuple(r.strip().lower() for r in recipients)
+        for final_recipient, original_id, what, detail in events:
+            if final_recipient is None or original_id is None:
+                self._audit(conn, at, "report-unmatched", message=message,
+                            detail=f"{detail}: no Final-Recipient or Original-Message-ID")
+                continue
+            if _domain(final_recipient) != _domain(signer):
+                self._audit(conn, at, "report-refused", message=message, recipient=final_recipient,
+                            detail=f"{detail}: signed by {signer}, who does not speak for {final_recipient}")
+                continue
+            rows = conn.execute(
+                select(tracking.c.id).where(
+                    tracking.c.original_message_id == original_id.strip(),
+                    tracking.c.recipient == final_recipient,
+                    tracking.c.sender.in_(to),
+                ).order_by(tracking.c.id)
+            ).scalars().all()
+            if not rows:
+                self._audit(conn, at, "report-unmatched", message=message, recipient=final_recipient,
+                            detail=f"{detail} for {original_id}: nothing tracked")
+                continue
+            if what is None:
+                self._audit(conn, at, "report-ignored", message=message, recipient=final_recipient, detail=detail)
+                continue
+            for row_id in rows:
+                self._apply(conn, row_id, Event(what, at, f"{what.value}-reported", detail), report=plain)
+                applied += 1
+        return applied
+
+    # ---------------------------------------------------------------- timeouts
+
+    async def sweep(self, store: Store, at: datetime) -> int:
+        """Every row past its deadline without a final notice gets its one failure notice.
+        Safe on several nodes at once: each row is decided under its lock (module docstring)."""
+        due = await store.read(lambda conn: list(conn.execute(
+            select(tracking.c.id)
+            .where(tracking.c.final_notice_at.is_(None), tracking.c.deadline_at <= at)
+            .order_by(tracking.c.deadline_at, tracking.c.id)
+            .limit(SWEEP_BATCH)
+        ).scalars()))
+        done = 0
+        for row_id in due:
+            decision = await store.run(self._timeout(row_id, at))
+            done += decision.final is not None
+        return done
+
+    def _timeout(self, row_id: int, at: datetime) -> Callable[[Connection], Decision]:
+        return lambda conn: self._apply(conn, row_id, Event(Kind.TIMEOUT, at, Kind.TIMEOUT.value, None))
+
+    async def run(self, store: Store, stop: asyncio.Event, clock: Callable[[], datetime]) -> None:
+        """Sweep every ``settings.sweep`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                timed_out = await self.sweep(store, clock())
+                if timed_out:
+                    log.info("monitor.timed-out", count=timed_out, node=self.node)
+            except (SQLAlchemyError, OSError) as exc:
+                # the database is away: the deadlines are in it, so the next round finds them
+                log.warning("monitor.store-unavailable", node=self.node, error=str(exc).splitlines()[0][:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.sweep)
+
+    # ---------------------------------------------------------------- applying one event
+
+    def _apply(
+        self, conn: Connection, row_id: int, event: Event, *, report: bytes | None = None,
+        original: bytes | None = None, failed: FailedRecipient | None = None,
+    ) -> Decision:
+        at = event.at
+        where = tracking.c.id == row_id
+        # the first statement writes the row: it holds the row's lock from here to the commit
+        conn.execute(update(tracking).where(where).values(updated_at=at))
+        row = conn.execute(select(tracking).where(where)).one()
+        decision = decide(_facts(row, at), event)
+        values: dict[str, Any] = {}
+        if decision.mark is not None:
+            values[decision.mark.value] = at
+        if event.kind is Kind.SENT and decision.mark is not None and row.final_notice_at is None:
+            values["deadline_at"] = at + self.settings.mdn_timeout(row.sender)
+        if decision.state is not None:
+            values |= {"state": decision.state.value, "reason": event.reason, "detail": event.detail}
+        if values:
+            conn.execute(update(tracking).where(where).values(**values))
+        notify = decision.notice is not Notice.NONE
+        if decision.final is not None:
+            won = conn.execute(
+                update(tracking).where(and_(where, tracking.c.final_notice_at.is_(None)))
+                .values(final_notice_at=at, final_outcome=decision.final.value)
+            ).rowcount == 1
+            notify = notify and won
+        what = ("duplicate" if decision.duplicate else "late" if decision.late else
+                decision.state.value if decision.state else "noted")
+        trail = f"{event.kind.value}: {what}" + (f" ({event.detail})" if event.detail else "")
+        if notify:
+            payload = report if decision.notice is Notice.PASS_BACK else self._our_dsn(conn, row, event, original, failed)
+            if payload is None:
+                trail += "; no notice: the original is itself a notification"
+            else:
+                job = enqueue_in(conn, JobKind.NOTICE, "", row.sender, payload, at=at, lifetime=self.notice_lifetime,
+                                 relates_to=row.original_message_id, message_id=row.message_id)
+                trail += f"; {decision.notice.value} to {row.sender} (outbound #{job})"
+        if decision.final is not None:
+            trail += f"; final: {decision.final.value}"
+        self._audit(conn, at, f"monitor-{event.kind.value}", message=row.message_id, recipient=row.recipient,
+                    reason=event.reason, detail=trail)
+        log.info("monitor.event", tracking=row_id, event=event.kind.value, outcome=what,
+                 final=decision.final.value if decision.final else None, node=self.node)
+        return decision
+
+    def _our_dsn(self, conn: Connection, row: Any, event: Event, original: bytes | None,
+                 failed: FailedRecipient | None) -> bytes | None:
+        if original is None and row.job_id is not None:
+            original = conn.execute(select(outbound.c.payload).where(outbound.c.id == row.job_id)).scalar()
+        if original is None:
+            original = f"Message-ID: {row.original_message_id}\r\n\r\n".encode("ascii", "replace")
+        original = bytes(original)
+        if not notice_owed(original):
+            return None
+        if failed is None:
+            failed = FailedRecipient(row.recipient, Failure.TIMED_OUT, _waited(row, self.settings.mdn_timeout(row.sender)))
+        return build_dsn(original, to=row.sender, recipients=(failed,), reporting_mta=self.reporting_mta,
+                         at=event.at)
+
+    def _audit(self, conn: Connection, at: datetime, event: str, *, message: int | None = None,
+               recipient: str | None = None, reason: str | None = None, detail: str | None = None) -> None:
+        conn.execute(insert(audit).values(**audit_row(at, event, message_id=message, recipient=recipient,
+                                                      reason=reason, detail=detail, node=self.node)))
+
+
+def _waited(row: Any, timeout: timedelta) -> str:
+    owed = "processed and dispatched MDNs" if row.reliable else "processed MDN"
+    came = [f"{name} at {value.isoformat()}" for name, value in
+            (("processed", row.processed_at), ("dispatched", row.dispatched_at)) if value is not None]
+    return (f"sent at {row.sent_at.isoformat() if row.sent_at else '?'}; waited {timeout} for the {owed}; "
+            + (f"only {', '.join(came)} came." if came else "none came."))
