@@ -37,6 +37,9 @@ from gateway.discovery import TrustServiceJudge, build_discovery
 from gateway.discovery.dnsclient import DnsClient
 from gateway.discovery.settings import RESOLV_CONF, settings_from_mapping, system_nameservers
 from gateway.domains import LocalDomains
+from gateway.monitor.mailboxes import ProviderMailboxes
+from gateway.monitor.monitor import DeliveryMonitor
+from gateway.monitor.settings import monitor_settings
 from gateway.outbound.queue import OutboundQueue
 from gateway.outbound.routes import MxRouter
 from gateway.outbound.settings import OutboundSettings, outbound_settings
@@ -150,23 +153,29 @@ async def _start(
     out = outbound_settings(config.section("outbound"), config.section("routes"),
                            helo=settings.hostname or (local[0] if local else "localhost"))
     out = relative_paths(out, config.path.parent)
-    queue = OutboundQueue(store, backoff=out.backoff)
+    owner = f"{settings.node}:{os.getpid()}"
+    # providers' mailboxes and the delivery monitor (docs/monitor.md): the queue tells them
+    # how each job ended, inside the transaction that records it
+    monitoring = monitor_settings(config.section("domains"), config.section("monitor"))
+    monitor = DeliveryMonitor(monitoring, reporting_mta=out.helo, node=owner)
+    mailboxes = ProviderMailboxes(monitoring, monitor)
+    queue = OutboundQueue(store, backoff=out.backoff, on_settled=mailboxes.job_settled)
     router = MxRouter(
         DnsClient(discovery_settings.nameservers, timeout=discovery_settings.dns_timeout),
         static=out.routes, tls_for=out.tls_for, mx_port=out.mx_port,
     )
-    owner = f"{settings.node}:{os.getpid()}"
     worker = DeliveryWorker(queue, discovery=discovery, keys=domains, router=router, transport=SmtpTransport(out),
-                            settings=out, clock=clock, owner=owner)
+                            settings=out, clock=clock, owner=owner, providers=monitoring.provider_routes)
     core_limits = replace(Limits(), max_message_bytes=settings.limits.max_message_size)
     pipeline = ReceivingPipeline(store, domains, records, trust, queue, clock,
-                                 ReceiveSettings(limits=core_limits, node=owner))
+                                 ReceiveSettings(limits=core_limits, node=owner), mailboxes=mailboxes)
     stop = asyncio.Event()
     sock = listening_socket(settings.smtp.host, settings.smtp.port, reuse_port=reuse_port)
     smtp = await start_smtp(pipeline, settings.limits, sock=sock, tls_context=_tls(settings),
                             hostname=settings.hostname)
     running = Running(settings, store, smtp, stop, closers=closers)
     running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
+    running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock), name="monitor"))
     if settings.http is not None:
         runner = await start_http(
             HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions)}),
