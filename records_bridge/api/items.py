@@ -276,7 +276,7 @@ class Items:
     async def add(self, record_id: int, new: NewItem, *, source: SourceKind, source_ref: str | None,
                   by_person: int | None, by_client: str | None, at: datetime) -> Item:
         """Write one item with its blobs into ``record_id``'s inbox (unreviewed)."""
-        kind = _checked(new)
+        kind = checked_type(new)
         data = dict(new.data)
         data[CREATED_BY] = {"person": by_person, "client": by_client}
         blobs = [
@@ -329,7 +329,8 @@ class Items:
         return await self.store.run(work)
 
 
-def _checked(new: NewItem) -> ItemType:
+def checked_type(new: NewItem) -> ItemType:
+    """The type the item will have, once its bounds are checked (raises AddRefused)."""
     if not new.blobs and new.type is None:
         raise AddRefused(AddProblem.NOT_A_DOCUMENT_TYPE, "an item without content needs a type")
     if len(new.blobs) > MAX_BLOBS_PER_ITEM:
