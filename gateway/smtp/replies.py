@@ -40,3 +40,18 @@ REFUSED = {
     Refusal.TOO_MANY_SESSIONS: SmtpReply(421, "4.7.0", "Too many sessions, try again later"),
     Refusal.TOO_MANY_FROM_CLIENT: SmtpReply(421, "4.7.0", "Too many sessions from your address"),
 }
+
+# SMTP AUTH on the submission port (RFC 4954 6, RFC 3463; 538 and 5.7.11 are RFC 4954's own).
+AUTH_OK = SmtpReply(235, "2.7.0", "Authentication successful")
+AUTH_INVALID = SmtpReply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_LOCKED_OUT = SmtpReply(454, "4.7.0", "Too many failed logins from your address, try again later")
+AUTH_UNAVAILABLE = SmtpReply(454, "4.7.0", "Temporary authentication failure")
+AUTH_NEEDS_TLS = SmtpReply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTH_REQUIRED = SmtpReply(530, "5.7.0", "Authentication required")
+AUTH_ALREADY = SmtpReply(503, "5.5.1", "Already authenticated")
+AUTH_MECHANISM = SmtpReply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_SYNTAX = SmtpReply(501, "5.5.2", "Syntax: AUTH mechanism [initial-response]")
+AUTH_CANCELLED = SmtpReply(501, "5.7.0", "Authentication cancelled")
+AUTH_NOT_BASE64 = SmtpReply(501, "5.5.2", "Cannot decode response")
+AUTH_MALFORMED = SmtpReply(501, "5.5.2", "Malformed credentials")
+AUTH_LINE_TOO_LONG = SmtpReply(500, "5.5.6", "Authentication Exchange line is too long")

@@ -27,6 +27,12 @@ the ``Pipeline`` (interface.py) two questions: may this recipient be given
   the log; aiosmtpd's default answers a permanent 500 with the exception text.
 - Session limits (421 4.7.0 as the greeting), a 421 on timeouts, and a
   graceful close. Worker processes share a port through sockets.py.
+- The submission port (``start_submission``): AUTH PLAIN and LOGIN only
+  after STARTTLS, MAIL/RCPT/DATA only after AUTH (530 5.7.0), MAIL FROM
+  judged by the pipeline (``Submission.sender``). aiosmtpd's authenticator
+  is called synchronously on the event loop, and a password check is
+  CPU-heavy, so ``smtp_AUTH`` runs the exchange itself (auth.py) and awaits
+  the ``Authenticator``.
 """
 
 from __future__ import annotations
@@ -42,13 +48,36 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, TLSSetupException, syntax
 from aiosmtpd.smtp import Session as AioSession
 
+from . import auth as sasl
 from .admission import Admission
 from .data import data_problem, unstuff
 from .framing import read_message
-from .interface import Pipeline, Received, SessionInfo, SmtpReply
+from .interface import (
+    Authenticated,
+    Authenticator,
+    AuthRefusal,
+    Credentials,
+    Pipeline,
+    Received,
+    SessionInfo,
+    SmtpReply,
+    Submission,
+)
 from .limits import SmtpLimits
 from .paths import simple_path
 from .replies import (
+    AUTH_ALREADY,
+    AUTH_CANCELLED,
+    AUTH_INVALID,
+    AUTH_LINE_TOO_LONG,
+    AUTH_LOCKED_OUT,
+    AUTH_MALFORMED,
+    AUTH_MECHANISM,
+    AUTH_NEEDS_TLS,
+    AUTH_NOT_BASE64,
+    AUTH_OK,
+    AUTH_SYNTAX,
+    AUTH_UNAVAILABLE,
     DATA_REFUSED,
     DATA_SYNTAX,
     GO_AHEAD,
@@ -88,9 +117,13 @@ class SmtpServer:
         hostname: str,
         tls_context: ssl.SSLContext | None,
         loop: asyncio.AbstractEventLoop,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.limits = limits
+        # The submission port: AUTH required, MAIL FROM judged by the pipeline. None on port 25.
+        self.authenticator = authenticator
+        self.submission = cast(Submission, pipeline) if authenticator is not None else None
         self.hostname = hostname
         self.tls_context = tls_context
         self.loop = loop
@@ -215,9 +248,11 @@ class _Hooks:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to the hook when there is one
-        # aiosmtpd lists AUTH once TLS is up; port 25 takes no AUTH (the
-        # submission port, a later issue, will have its own edge settings).
+        # aiosmtpd lists AUTH once TLS is up; port 25 takes no AUTH, and the
+        # submission port offers it only over TLS, as its own line.
         offered = [line for line in responses[:-1] if not line[4:].startswith("AUTH")]
+        if self._server.authenticator is not None and smtp.tls_active():
+            offered.append("250-AUTH " + " ".join(sasl.MECHANISMS))
         offered.append(f"250-SIZE {self._server.limits.max_message_size}")
         offered.append("250-PIPELINING")
         offered.append(responses[-1])
@@ -238,6 +273,11 @@ class _Hooks:
                 and int(option[5:]) > self._server.limits.max_message_size
             ):
                 return TOO_BIG.line()
+        if self._server.submission is not None:
+            # aiosmtpd has refused MAIL before AUTH (530 5.7.0): the session has an account here.
+            refusal = await self._server.submission.sender(smtp.session_info(), _reverse_path(address))
+            if refusal is not None and not refusal.positive:
+                return refusal.line()
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return SENDER_OK.line()
@@ -308,8 +348,9 @@ class _Session(SMTP):
         self._proxy_timeout = None
         self._authenticator = None
         self._auth_callback = None
-        self._auth_required = False
-        self._auth_methods = {}  # no AUTH on port 25
+        # The submission port: MAIL, RCPT and DATA wait for AUTH (aiosmtpd's check_auth_needed: 530 5.7.0).
+        self._auth_required = server.authenticator is not None
+        self._auth_methods = {}  # aiosmtpd's own AUTH is not used: smtp_AUTH below
         self._handle_hooks = server.hook_table
         self._ehlo_hook_ver = "new"
         self._smtp_methods = {name: getattr(self, "smtp_" + name) for name in server.commands}
@@ -327,7 +368,7 @@ class _Session(SMTP):
         # It compares the command line without its CRLF.
         command = limits.max_command_line - 2
         self.command_size_limits = collections.defaultdict(
-            lambda: command, {"MAIL": command + _SIZE_PARAMETER_ROOM}
+            lambda: command, {"MAIL": command + _SIZE_PARAMETER_ROOM, "AUTH": sasl.MAX_AUTH_LINE - 2}
         )
 
     # -- the connection --
@@ -397,12 +438,17 @@ class _Session(SMTP):
         """Between MAIL and the reply to the final dot: a graceful close waits for it."""
         return self._in_data or (self.envelope is not None and bool(self.envelope.mail_from))
 
+    def tls_active(self) -> bool:
+        return self._tls_protocol is not None
+
     def session_info(self) -> SessionInfo:
         assert self.session is not None
         return SessionInfo(
             peer=self._peer,
             helo=self.session.host_name,
             tls=self._tls_protocol is not None,
+            # STARTTLS makes aiosmtpd start a new Session: an AUTH never outlives it (RFC 3207 4.2)
+            authenticated_as=self.session.auth_data if self.session.authenticated else None,
         )
 
     async def handle_exception(self, error: Exception) -> str:
@@ -445,11 +491,91 @@ class _Session(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_AUTH(self, arg: str) -> None:
-        await self.push(NO_AUTH.line())
+        authenticator = self._server.authenticator
+        if authenticator is None:
+            await self.push(NO_AUTH.line())
+            return
+        if await self.check_helo_needed("EHLO"):
+            return
+        assert self.session is not None
+        if self._tls_protocol is None:
+            reply = AUTH_NEEDS_TLS  # never a password in clear (RFC 4954 4, RFC 8314 3.3)
+        elif self.session.authenticated:
+            # RFC 4954 4 (and so never inside a transaction: MAIL needs AUTH first)
+            reply = AUTH_ALREADY
+        else:
+            exchanged = await self._sasl_exchange(arg or "")
+            if exchanged is None:
+                return  # the client left mid-exchange
+            if isinstance(exchanged, SmtpReply):
+                reply = exchanged
+            else:
+                reply = await self._check_credentials(authenticator, exchanged)
+        await self.push(reply.line())
+
+    async def _sasl_exchange(self, arg: str) -> Credentials | SmtpReply | None:
+        """PLAIN or LOGIN, initial response or challenges: the credentials, a refusal, or None (gone)."""
+        words = arg.split()
+        if not words or len(words) > 2:
+            return AUTH_SYNTAX
+        mechanism = words[0].upper()
+        if mechanism not in sasl.MECHANISMS:
+            return AUTH_MECHANISM
+        if len(words) == 2:
+            first: bytes | sasl.SaslProblem | SmtpReply | None = sasl.response(words[1].encode("ascii", "replace"))
+        else:
+            first = await self._challenge(b"" if mechanism == "PLAIN" else sasl.LOGIN_USERNAME)
+        if first is None or isinstance(first, SmtpReply):
+            return first
+        if isinstance(first, sasl.SaslProblem):
+            return _SASL_REPLY[first]
+        if mechanism == "PLAIN":
+            plain = sasl.plain(first)
+            return _SASL_REPLY[plain] if isinstance(plain, sasl.SaslProblem) else plain
+        name = sasl.login_name(first)
+        if isinstance(name, sasl.SaslProblem):
+            return _SASL_REPLY[name]
+        second = await self._challenge(sasl.LOGIN_PASSWORD)
+        if second is None or isinstance(second, SmtpReply):
+            return second
+        if isinstance(second, sasl.SaslProblem):
+            return _SASL_REPLY[second]
+        login = sasl.login_password(name, second)
+        return _SASL_REPLY[login] if isinstance(login, sasl.SaslProblem) else login
+
+    async def _challenge(self, prompt: bytes) -> bytes | sasl.SaslProblem | SmtpReply | None:
+        await self.push(sasl.challenge(prompt))
+        try:
+            line = await self._reader.readline()
+        except ValueError:  # over the reader's limit (asyncio has dropped it): RFC 4954 4
+            return AUTH_LINE_TOO_LONG
+        if not line.endswith(b"\n"):
+            if self.transport is not None:
+                self.transport.close()
+            return None
+        if len(line) > sasl.MAX_AUTH_LINE:
+            return AUTH_LINE_TOO_LONG
+        return sasl.response(line)
+
+    async def _check_credentials(self, authenticator: Authenticator, credentials: Credentials) -> SmtpReply:
+        assert self.session is not None
+        try:
+            outcome = await authenticator.authenticate(self._peer, credentials)
+        except Exception:
+            # never a permanent refusal for our own failure, never internals (STYLE 4)
+            log.exception("smtp.auth_failed", peer=self._peer)
+            return AUTH_UNAVAILABLE
+        if isinstance(outcome, Authenticated):
+            self.session.authenticated = True
+            self.session.auth_data = cast(Any, outcome.identity)  # aiosmtpd types it loosely
+            return AUTH_OK
+        return _AUTH_REPLY[outcome]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
+            return
+        if self._auth_required and await self.check_auth_needed("DATA"):
             return
         envelope = self.envelope
         assert envelope is not None
@@ -523,6 +649,19 @@ class _Session(SMTP):
         await self.push(reply.line())
 
 
+_SASL_REPLY = {
+    sasl.SaslProblem.CANCELLED: AUTH_CANCELLED,
+    sasl.SaslProblem.NOT_BASE64: AUTH_NOT_BASE64,
+    sasl.SaslProblem.MALFORMED: AUTH_MALFORMED,
+    sasl.SaslProblem.OTHER_IDENTITY: AUTH_INVALID,
+}
+_AUTH_REPLY = {
+    AuthRefusal.INVALID: AUTH_INVALID,
+    AuthRefusal.LOCKED_OUT: AUTH_LOCKED_OUT,
+    AuthRefusal.UNAVAILABLE: AUTH_UNAVAILABLE,
+}
+
+
 def reference_session(server: SmtpServer) -> _Session:
     """A session set up by aiosmtpd's own SMTP.__init__, for the test that _Session.__init__ misses nothing."""
     session = _Session.__new__(_Session)
@@ -568,19 +707,24 @@ async def start_smtp(
     tls_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
     hostname: str | None = None,
+    authenticator: Authenticator | None = None,
 ) -> SmtpServer:
     """Serve SMTP on ``host:port`` or on a listening ``sock`` (see ``listening_socket``).
 
     ``tls_context`` offers STARTTLS (not required: port 25, RFC 3207 4);
     ``hostname`` names the server in the greeting and in EHLO (default: the
-    machine's fully qualified name)."""
+    machine's fully qualified name). With ``authenticator`` this is the
+    submission port: use ``start_submission``."""
     if (sock is None) == (host is None and port is None) or (sock is None and port is None):
         raise ValueError("give either host and port, or sock")
+    if authenticator is not None and tls_context is None:
+        raise ValueError("the submission port needs a TLS certificate: AUTH is offered only over TLS")
     loop = asyncio.get_running_loop()
     if hostname is None:
         hostname = await loop.run_in_executor(None, socket.getfqdn)  # may ask DNS: not on the loop
     server = SmtpServer(
-        pipeline, limits or SmtpLimits(), hostname=hostname, tls_context=tls_context, loop=loop
+        pipeline, limits or SmtpLimits(), hostname=hostname, tls_context=tls_context, loop=loop,
+        authenticator=authenticator,
     )
     if sock is not None:
         listener = await loop.create_server(lambda: _Session(server), sock=sock)
@@ -590,5 +734,22 @@ async def start_smtp(
             lambda: _Session(server), host, port, reuse_address=True
         )
     server._serve(listener)
-    log.info("smtp.listening", port=server.port, tls=tls_context is not None)
+    log.info("smtp.listening", port=server.port, tls=tls_context is not None, submission=authenticator is not None)
     return server
+
+
+async def start_submission(
+    pipeline: Submission,
+    authenticator: Authenticator,
+    limits: SmtpLimits | None = None,
+    *,
+    tls_context: ssl.SSLContext,
+    host: str | None = None,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+    hostname: str | None = None,
+) -> SmtpServer:
+    """The submission port (587, RFC 6409): the same edge, with STARTTLS before AUTH
+    (PLAIN, LOGIN), AUTH before MAIL, and MAIL FROM judged by ``pipeline.sender``."""
+    return await start_smtp(pipeline, limits, host=host, port=port, tls_context=tls_context, sock=sock,
+                            hostname=hostname, authenticator=authenticator)
