@@ -255,7 +255,7 @@ class DeliveryMonitor:
             trail += f"; final: {decision.final.value}"
         self._audit(conn, at, f"monitor-{event.kind.value}", message=row.message_id, recipient=row.recipient,
                     reason=event.reason, detail=trail)
-        log.info("monitor.event", tracking=row_id, event=event.kind.value, outcome=what,
+        log.info("monitor.event", tracking=row_id, kind=event.kind.value, outcome=what,
                  final=decision.final.value if decision.final else None, node=self.node)
         return decision
 
