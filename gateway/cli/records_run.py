@@ -14,6 +14,7 @@ from gateway.domains import LocalDomains
 from gateway.store import Store, messaging
 from records_bridge.store import ItemInfo, RecordError, RecordInfo, RecordStore
 
+from . import delivery
 from .admin.common import AdminError, AdminUsageError, print_json, run, utc_now
 
 
@@ -176,14 +177,17 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
     async def body(store: Store) -> int:
         rows = await list_messages(store, direction=args.direction, status=args.status, limit=args.limit)
+        watched = await delivery.tracked(store, [r.id for r in rows if r.direction == "out"])
         if args.json:
-            print_json([{**row._asdict(), "received_at": row.received_at.isoformat()} for row in rows])
+            print_json([{**row._asdict(), "received_at": row.received_at.isoformat(),
+                         **delivery.list_json(watched.get(row.id, []))} for row in rows])
             return 0
         if not rows:
             print("no messages")
         for r in rows:
             print(f"{r.id}\t{r.direction}\t{r.kind}\t{r.received_at:%Y-%m-%d %H:%M:%S}\t{r.sender or r.mail_from}\t"
-                  f"{r.state}{' (' + r.reason + ')' if r.reason else ''}\t{r.subject or ''}")
+                  f"{r.state}{' (' + r.reason + ')' if r.reason else ''}\t{r.subject or ''}"
+                  f"{delivery.list_text(watched.get(r.id, []))}")
         return 0
 
     return run(args, body, lambda: _positive_limit(args))
@@ -201,12 +205,15 @@ async def show_message(store: Store, message_id: int) -> dict[str, Any]:
         trail = (await conn.execute(select(a).where(a.c.message_id == message_id).order_by(a.c.id))).all()
         sends = (await conn.execute(select(o.c.id, o.c.kind, o.c.recipient, o.c.state, o.c.attempts, o.c.last_code,
                                            o.c.last_error).where(o.c.message_id == message_id).order_by(o.c.id))).all()
+    watched = (await delivery.tracked(store, [message_id])).get(message_id, [])
     message = {k: v for k, v in row._asdict().items() if k != "raw"}
     return {
         "message": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in message.items()},
         "recipients": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
                        for x in recipients],
         "outbound": [x._asdict() for x in sends],
+        "delivery": delivery.delivery(watched),
+        "tracking": delivery.tracking_json(watched),
         "audit": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in x._asdict().items()}
                   for x in trail],
     }
@@ -226,6 +233,8 @@ def cmd_messages_show(args: argparse.Namespace) -> int:
             print(f"  detail: {msg['detail']}")
         for x in shown["recipients"]:
             print(f"  to {x['recipient']}: {x['state']}{' - ' + str(x['reason']) if x['reason'] else ''}")
+        for line in delivery.show_lines(shown):
+            print(line)
         for x in shown["outbound"]:
             print(f"  outbound {x['id']} {x['kind']} to {x['recipient']}: {x['state']} after {x['attempts']} attempts"
                   f"{' - ' + str(x['last_error']) if x['last_error'] else ''}")

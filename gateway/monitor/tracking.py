@@ -77,3 +77,23 @@ def track_in(
             created_at=at, updated_at=at,
         ),
     )
+
+
+class Delivery(enum.Enum):
+    """A submitted message as a whole, for ``directgw messages``."""
+
+    DELIVERED = "delivered"
+    """Every recipient's final word was success."""
+    FAILED = "failed"
+    """Every recipient has its final word, and at least one is a failure or a timeout."""
+    PENDING = "pending"
+    """Some recipient is still queued, or waiting for its MDNs."""
+
+
+def delivery_of(outcomes: list[Outcome | None]) -> Delivery | None:
+    """None for a message nobody tracks (received mail, MDNs we send)."""
+    if not outcomes:
+        return None
+    if any(o is None for o in outcomes):
+        return Delivery.PENDING
+    return Delivery.DELIVERED if all(o is Outcome.DELIVERED for o in outcomes) else Delivery.FAILED
