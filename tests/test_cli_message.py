@@ -192,15 +192,6 @@ def test_seal_without_signing_key_is_a_usage_error(files, capsysbinary):
     assert code == 2 and b"--sign-key" in capsysbinary.readouterr().err
 
 
-def test_demo_tells_the_story(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "decrypts with one of its keys" in out
-    assert "not-encrypted" in out and "no-key-for-recipient" in out and "decryption-failed" in out
-    assert "TRUSTED:" in out and "NOT TRUSTED" in out
-    assert "dispatched: sealed by the clinic" in out and "never (no MDN to an MDN)" in out
-
-
 def _with_attachments(names: list[str | None]) -> bytes:
     """A message carrying one small attachment per name (None: no filename)."""
     boundary = "b1_attachments"
