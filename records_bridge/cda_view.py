@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 from xml.parsers import expat
 
 HL7 = "urn:hl7-org:v3"
@@ -62,12 +62,15 @@ class NotReadable:
 @dataclass(frozen=True, slots=True)
 class Paragraph:
     lines: tuple[str, ...]
+    kind: ClassVar[str] = "paragraph"
+    """What a template switches on (it has no isinstance)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ListBlock:
     ordered: bool
     items: tuple[str, ...]
+    kind: ClassVar[str] = "list"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Table:
     caption: str | None
     head: tuple[tuple[str, ...], ...]
     body: tuple[tuple[str, ...], ...]
+    kind: ClassVar[str] = "table"
 
 
 Block = Paragraph | ListBlock | Table
