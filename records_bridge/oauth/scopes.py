@@ -43,7 +43,7 @@ _SIMPLE = {
 _OPS_WORDS = {"c": "add", "r": "read", "u": "change", "d": "delete", "s": "search"}
 _TYPE_WORDS = {
     "message": "messages", "file": "files", "ccd": "care summaries (CCD)", "cda": "clinical documents (CDA)",
-    "discharge_summary": "discharge summaries", "ccr": "continuity of care records (CCR)", "*": "everything",
+    "discharge_summary": "discharge summaries", "ccr": "continuity of care records (CCR)", "*": "records of every kind",
 }
 _RESOURCE_WORDS = {"DocumentReference": "documents", "Binary": "document contents", "Patient": "patient details"}
 
