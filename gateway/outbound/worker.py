@@ -236,9 +236,17 @@ class DeliveryWorker:
             if found.temporary:
                 return _Outcome(False, Reason.DISCOVERY_UNAVAILABLE, found.explain())
             return _Outcome(True, Reason.NO_CERTIFICATE, found.explain())
+        # what an operator (and `directgw demo`) needs to follow a message: where its
+        # recipient's certificates came from, and how it was sealed
+        log.info("outbound.discovered", node=self.owner, job=job.id, recipient=job.recipient,
+                 source=found.source.value, binding=found.binding.value,
+                 certificates=[c.subject for c in found.certificates])
         sealed = seal_outbound(job.payload, pair, found.certificates, SealOptions(at=at))
         if isinstance(sealed, Rejected):
             return _Outcome(True, Reason.SEAL_REJECTED, f"{sealed.reason.value}: {sealed.detail}")
+        log.info("outbound.sealed", node=self.owner, job=job.id, recipient=job.recipient, signer=pair.cert.subject,
+                 digest=sealed.digest.value, cipher=sealed.cipher.value, key_transport=sealed.key_transport.value,
+                 message_id=sealed.message_id)
         route = await self.router.route(job.domain, at=at)
         if isinstance(route, Unroutable):
             reason = Reason.NULL_MX if route.null_mx else (

@@ -280,7 +280,7 @@ class ReceivingPipeline:
 
         message, fresh = await self._store.run(work)
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
-                   sender=sender, recipients=list(received.rcpt_to))
+                   sender=sender, recipients=list(received.rcpt_to), trust=[str(d) for d in decisions])
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
     def _forward(self, conn: Connection, message: int, received: Received, opened: Opened, rcpt: str,
