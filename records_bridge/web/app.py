@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from records_bridge import inbound_routes
+from records_bridge.connect import routes as connect_routes
 from records_bridge.oauth import api as oauth_api
 from records_bridge.oauth import endpoints as oauth_endpoints
+from records_bridge.packages import routes as packages_routes
 
 from . import account, security
 from .context import CONTEXT, BridgeContext
@@ -29,4 +32,7 @@ def build_app(ctx: BridgeContext) -> web.Application:
     account.setup(app, ctx)
     oauth_endpoints.setup(app, ctx)
     oauth_api.setup(app, ctx)
+    connect_routes.setup(app, ctx)
+    packages_routes.setup(app, ctx)
+    inbound_routes.setup(app, ctx)
     return app
