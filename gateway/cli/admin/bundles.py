@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,8 @@ from anchors.bundles import (
     RefreshOutcome,
     RefreshStatus,
 )
+from anchors.source import Direction
+from gateway.core.certs import CertRef
 from gateway.store import Store
 
 from .common import (
@@ -53,6 +55,22 @@ def _report(outcome: RefreshOutcome) -> bool:
     return True
 
 
+async def add_bundle(bundles: Bundles, url: str, domain: str, directions: tuple[Direction, ...], *,
+                     refresh: timedelta, signer: CertRef | None, at: datetime) -> tuple[BundleRecord, RefreshOutcome]:
+    """Add a bundle and fetch it once (``bundles add`` and the bridge's admin HTTP API).
+    A bundle whose first fetch fails is taken back out and AdminError raised, so a failed add changes nothing."""
+    record = await bundles.add(url, domain, directions, refresh=refresh, signer=signer, at=at)
+    outcome = await bundles.refresh(record, at)
+    if outcome.status is RefreshStatus.FAILED:
+        # a bundle that never fetched holds no anchors and would fail
+        # every refresh: take it back out, so a failed add changes nothing
+        await bundles.remove(record.id)
+        assert outcome.problem is not None
+        warn(outcome.warnings, outcome.url)
+        raise AdminError(f"bundle {outcome.url} not added: {outcome.problem.value}: {outcome.detail}")
+    return record, outcome
+
+
 def cmd_bundles_add(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         domain = domain_arg(args.domain)
@@ -60,16 +78,8 @@ def cmd_bundles_add(args: argparse.Namespace) -> int:
         at = utc_now()
         signer = signer_arg(args.signer)
         async with aiohttp.ClientSession() as session:
-            bundles = Bundles(store, session)
-            record = await bundles.add(args.url, domain, DIRECTIONS[args.direction], refresh=refresh, signer=signer, at=at)
-            outcome = await bundles.refresh(record, at)
-            if outcome.status is RefreshStatus.FAILED:
-                # a bundle that never fetched holds no anchors and would fail
-                # every refresh: take it back out, so a failed add changes nothing
-                await bundles.remove(record.id)
-                assert outcome.problem is not None
-                warn(outcome.warnings, outcome.url)
-                raise AdminError(f"bundle {outcome.url} not added: {outcome.problem.value}: {outcome.detail}")
+            record, outcome = await add_bundle(Bundles(store, session), args.url, domain, DIRECTIONS[args.direction],
+                                               refresh=refresh, signer=signer, at=at)
             warn(outcome.warnings, outcome.url)
             print(f"added bundle {record.id} for {domain}: {record.url}, {outcome.certificates} certificates "
                   f"({outcome.status.value})")
