@@ -11,7 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from records_bridge import inbound_routes
+from records_bridge.api import pages as item_pages
+from records_bridge.api import routes as items_routes
 from records_bridge.connect import routes as connect_routes
+from records_bridge.fhir import routes as fhir_routes
 from records_bridge.oauth import api as oauth_api
 from records_bridge.oauth import endpoints as oauth_endpoints
 from records_bridge.packages import routes as packages_routes
@@ -35,4 +38,7 @@ def build_app(ctx: BridgeContext) -> web.Application:
     connect_routes.setup(app, ctx)
     packages_routes.setup(app, ctx)
     inbound_routes.setup(app, ctx)
+    items_routes.setup(app, ctx)
+    fhir_routes.setup(app, ctx)
+    item_pages.setup(app, ctx)
     return app
