@@ -26,7 +26,12 @@ MAX_WORKERS = 64
 
 
 def _settings(args: argparse.Namespace, config: Config) -> ServeSettings:
-    from gateway.service.settings import ServeSettingsError, parse_listen, serve_settings
+    from gateway.service.settings import (
+        ServeSettingsError,
+        parse_listen,
+        serve_settings,
+        with_submission,
+    )
 
     try:
         settings = serve_settings(config.tables, config.path.parent)
@@ -34,6 +39,8 @@ def _settings(args: argparse.Namespace, config: Config) -> ServeSettings:
             settings = replace(settings, smtp=parse_listen("--smtp", args.smtp))
         if args.http:
             settings = replace(settings, http=None if args.http == "off" else parse_listen("--http", args.http))
+        if args.submission:
+            settings = with_submission(settings, args.submission)
     except ServeSettingsError as exc:
         raise UsageError(str(exc)) from exc
     return settings
@@ -62,13 +69,16 @@ async def serve_one(config: Config, settings: ServeSettings, *, first_worker: bo
         running = await start_service(config, settings, first_worker=first_worker, reuse_port=reuse_port)
     except OSError as exc:
         hint = " (ports under 1024 need root or CAP_NET_BIND_SERVICE)" if settings.smtp.port < 1024 else ""
-        print(f"directgw serve: cannot listen on {settings.smtp}: {exc.strerror or exc}{hint}", file=sys.stderr)
+        where = f"{settings.smtp}" + (f" or {settings.submission}" if settings.submission else "")
+        print(f"directgw serve: cannot listen on {where}: {exc.strerror or exc}{hint}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     http = f", HTTP on {settings.http.host}:{running.http_port}" if settings.http and running.http_port else ""
+    if settings.submission is not None and running.submission is not None:
+        http += f", submission on {settings.submission.host}:{running.submission.port}"
     print(f"directgw serve: SMTP on {settings.smtp.host}:{running.smtp_port}{http}", file=sys.stderr, flush=True)
     await stop.wait()
     await running.stop()

@@ -31,6 +31,7 @@ import structlog
 from anchors.bundles import Bundles
 from anchors.cached import CachedAnchors
 from anchors.store import DbAnchors
+from gateway.accounts import AccountAuthenticator, Accounts, Lockouts
 from gateway.config import Config
 from gateway.core.limits import Limits
 from gateway.discovery import TrustServiceJudge, build_discovery
@@ -46,10 +47,11 @@ from gateway.outbound.settings import OutboundSettings, outbound_settings
 from gateway.outbound.transport import SmtpTransport
 from gateway.outbound.worker import DeliveryWorker
 from gateway.receive import ReceiveSettings, ReceivingPipeline
-from gateway.smtp.server import SmtpServer, start_smtp
+from gateway.smtp.server import SmtpServer, start_smtp, start_submission
 from gateway.smtp.sockets import listening_socket
 from gateway.smtp.tls import server_context
 from gateway.store import Store, open_store
+from gateway.submit import SubmissionPipeline, SubmitSettings
 from records_bridge.store import RecordStore
 from trust.settings import build_trust_service
 
@@ -74,6 +76,8 @@ class Running:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closers: list[Callable[[], Any]] = field(default_factory=list)
     http_port: int | None = None
+    submission: SmtpServer | None = None
+    """The submission port (587), when configured."""
 
     @property
     def smtp_port(self) -> int:
@@ -83,7 +87,7 @@ class Running:
         """Stop accepting, let sessions and in-flight deliveries finish (bounded), close everything."""
         log.info("serve.stopping")
         self.stop_event.set()
-        await self.smtp.close()
+        await asyncio.gather(self.smtp.close(), *([self.submission.close()] if self.submission else []))
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -173,7 +177,12 @@ async def _start(
     sock = listening_socket(settings.smtp.host, settings.smtp.port, reuse_port=reuse_port)
     smtp = await start_smtp(pipeline, settings.limits, sock=sock, tls_context=_tls(settings),
                             hostname=settings.hostname)
-    running = Running(settings, store, smtp, stop, closers=closers)
+    try:
+        submission = await _start_submission(store, queue, settings, out, core_limits, clock, owner, reuse_port)
+    except BaseException:
+        await smtp.close(grace=0)
+        raise
+    running = Running(settings, store, smtp, stop, closers=closers, submission=submission)
     running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
     running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock), name="monitor"))
     if settings.http is not None:
@@ -189,6 +198,23 @@ async def _start(
     log.info("serve.started", smtp=str(settings.smtp), smtp_port=smtp.port, http=str(settings.http),
              node=owner, domains=local, tls=settings.tls_certificate is not None)
     return running
+
+
+async def _start_submission(
+    store: Store, queue: OutboundQueue, settings: ServeSettings, out: OutboundSettings, core_limits: Limits,
+    clock: Callable[[], datetime], owner: str, reuse_port: bool,
+) -> SmtpServer | None:
+    """Port 587 for EHRs (docs/submission.md): the same edge with AUTH against the accounts."""
+    tls = _tls(settings)
+    if settings.submission is None or tls is None:  # the settings refuse a submission port without TLS
+        return None
+    accounts = Accounts(store)
+    pipeline = SubmissionPipeline(store, accounts, queue, clock,
+                                  SubmitSettings(lifetime=out.lifetime, limits=core_limits, node=owner))
+    authenticator = AccountAuthenticator(accounts, Lockouts(store, settings.lockout), clock)
+    sock = listening_socket(settings.submission.host, settings.submission.port, reuse_port=reuse_port)
+    return await start_submission(pipeline, authenticator, settings.limits, tls_context=tls, sock=sock,
+                                  hostname=settings.hostname)
 
 
 async def _start_dns(config: Config, domains: LocalDomains, closers: list[Callable[[], Any]]) -> None:

@@ -20,6 +20,12 @@ listen = "127.0.0.1:8025"         # /healthz and /metrics (keep it off the inter
 [serve]
 node = "gw1"                      # names this node in logs, the audit trail and leases (default: host name)
 bundle_check = 60                 # seconds between looks for trust bundles due for refresh
+
+[submission]                      # present: EHRs submit here (STARTTLS + AUTH; needs the [smtp] TLS pair)
+listen = "0.0.0.0:587"            # the default
+max_auth_failures = 5             # failed logins from one address within the window lock it out...
+auth_failure_window = 900         # ...counted over this many seconds...
+auth_lockout = 900                # ...for this many seconds (docs/submission.md)
 ```
 
 File paths are relative to the configuration file's directory.
@@ -34,10 +40,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.accounts.lockout import (
+    LOCKOUT_KEYS,
+    LockoutPolicy,
+    LockoutSettingError,
+    lockout_policy,
+)
 from gateway.smtp.limits import SmtpLimits
 
 DEFAULT_SMTP_LISTEN = "0.0.0.0:25"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8025"
+DEFAULT_SUBMISSION_LISTEN = "0.0.0.0:587"
+"""RFC 6409 section 3.1: message submission on port 587."""
+_SUBMISSION_KEYS = {"listen", *LOCKOUT_KEYS}
 DEFAULT_BUNDLE_CHECK = 60.0
 """Bundles carry their own refresh interval (hours); a minute's look keeps a due one late by a minute at most."""
 
@@ -71,6 +86,9 @@ class ServeSettings:
     limits: SmtpLimits = field(default_factory=SmtpLimits)
     node: str = field(default_factory=socket.gethostname)
     bundle_check: float = DEFAULT_BUNDLE_CHECK
+    submission: Listen | None = None
+    """The submission port (587) for EHRs, when ``[submission]`` or ``--submission`` asks for it."""
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
 
 
 def parse_listen(key: str, text: object) -> Listen:
@@ -116,7 +134,10 @@ def serve_settings(tables: Mapping[str, Any], base: Path) -> ServeSettings:
         built_limits = SmtpLimits(**limits)
     except (TypeError, ValueError) as exc:
         raise ServeSettingsError("[smtp]", str(exc)) from exc
+    submission, lockout = _submission(tables.get("submission"), tls=cert is not None)
     return ServeSettings(
+        submission=submission,
+        lockout=lockout,
         smtp=parse_listen("[smtp] listen", smtp.get("listen", DEFAULT_SMTP_LISTEN)),
         http=None if http_listen in ("", "off") else parse_listen("[http] listen", http_listen),
         hostname=hostname,
@@ -126,3 +147,33 @@ def serve_settings(tables: Mapping[str, Any], base: Path) -> ServeSettings:
         node=node,
         bundle_check=float(check),
     )
+
+
+def _submission(table: Any, *, tls: bool) -> tuple[Listen | None, LockoutPolicy]:
+    """``[submission]``: present means on (``listen`` defaults to port 587), with its lockout keys."""
+    if table is None:
+        return None, LockoutPolicy()
+    if not isinstance(table, Mapping):
+        raise ServeSettingsError("[submission]", "expected a table")
+    unknown = set(table) - _SUBMISSION_KEYS
+    if unknown:
+        raise ServeSettingsError(f"[submission] {sorted(unknown)[0]}",
+                                 f"unknown setting (known: {', '.join(sorted(_SUBMISSION_KEYS))})")
+    try:
+        lockout = lockout_policy(table)
+    except LockoutSettingError as exc:
+        raise ServeSettingsError(f"[submission] {exc.key}", exc.detail) from exc
+    listen = parse_listen("[submission] listen", table.get("listen", DEFAULT_SUBMISSION_LISTEN))
+    if not tls:
+        raise ServeSettingsError("[submission]", _NEEDS_TLS)
+    return listen, lockout
+
+
+_NEEDS_TLS = "the submission port needs [smtp] tls_certificate and tls_key (AUTH is offered only over TLS)"
+
+
+def with_submission(settings: ServeSettings, text: str) -> ServeSettings:
+    """``serve --submission HOST:PORT``: the submission port on, there."""
+    if settings.tls_certificate is None:
+        raise ServeSettingsError("--submission", _NEEDS_TLS)
+    return dataclasses.replace(settings, submission=parse_listen("--submission", text))
