@@ -7,6 +7,7 @@ listen = "127.0.0.1:8443"                 # default: the bridge does not run ins
 base_url = "https://records.example"      # what links, metadata and redirects say (default http://LISTEN)
 cookie_secure = true                      # false only for plain-HTTP loopback tests
 key_file = "bridge.key"                   # 32 random bytes, made 0600 on first start (default data_dir/bridge.key)
+admin_token_file = "admin.token"          # the admin HTTP API's bearer token (0600); without it the API refuses every call
 ```
 
 Every secret the bridge needs (cookie and CSRF MACs, the connect-code
@@ -28,12 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.service.settings import Listen, ServeSettingsError, parse_listen
+from records_bridge.admin.token import AdminTokenError, load_admin_token
 
 KEY_BYTES = 32
 """256 bits: HMAC-SHA256 keys gain nothing from more (RFC 2104 section 3)."""
 KEY_FILE = "bridge.key"
 
-_KEYS = {"listen", "base_url", "cookie_secure", "key_file"}
+_KEYS = {"listen", "base_url", "cookie_secure", "key_file", "admin_token_file"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class BridgeSettings:
     """The master secret; use ``secret(purpose)``, never this directly."""
     cookie_secure: bool = True
     listen: Listen | None = None
+    admin_token_sha256: bytes | None = field(default=None, repr=False)
+    """SHA-256 of the admin API's token (``admin_token_file``, records_bridge.admin.token); None: no admin API."""
 
     def secret(self, purpose: str) -> bytes:
         """A key for one purpose (e.g. "csrf", "connect-code-pepper"), independent of every other."""
@@ -100,4 +104,27 @@ def bridge_settings(table: Mapping[str, Any], *, base: Path, data_dir: Path,
         key = load_key(path)
     except OSError as exc:
         raise ServeSettingsError("[bridge] key_file", f"{path}: {exc.strerror}") from exc
-    return BridgeSettings(base_url=base_url.rstrip("/"), key=key, cookie_secure=secure, listen=listen)
+    admin_file = table.get("admin_token_file")
+    admin_token = None
+    if admin_file is not None:
+        if not isinstance(admin_file, str):
+            raise ServeSettingsError("[bridge] admin_token_file", "expected a file path")
+        try:
+            admin_token = load_admin_token(base / admin_file)
+        except AdminTokenError as exc:
+            raise ServeSettingsError("[bridge] admin_token_file", str(exc)) from exc
+    return BridgeSettings(base_url=base_url.rstrip("/"), key=key, cookie_secure=secure, listen=listen,
+                          admin_token_sha256=admin_token)
+
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+"""``directgw bridge`` without ``[bridge] listen``: loopback, behind the TLS-terminating proxy that serves base_url."""
+
+
+def settings_from_config(config: Any, *, listen_override: str | None = None, default_listen: str | None = None
+                         ) -> BridgeSettings:
+    """The bridge's settings from a loaded ``gateway.config.Config``."""
+    table = bridge_table(config.tables)
+    if listen_override is None and "listen" not in table and default_listen is not None:
+        listen_override = default_listen
+    return bridge_settings(table, base=config.path.parent, data_dir=config.data_dir, listen_override=listen_override)
