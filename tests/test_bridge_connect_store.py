@@ -154,7 +154,7 @@ async def test_tickets_last_five_minutes(connect, store):
     created = await connect.create("app1", "ext", "n", "q?", "Fluffy", at=AT)
     verified = await connect.verify(created.code, "Fluffy", 7, at=AT)
     assert isinstance(verified, Verified)
-    late = AT + timedelta(minutes=5)
+    late = AT + timedelta(minutes=5, seconds=1)
     assert await connect.ticket(verified.ticket, 7, at=late) is None
     assert await connect.authorize(verified.ticket, 7, record.id, Grants(), at=late) is None
 
@@ -178,7 +178,8 @@ async def test_sweep_expires_and_destroys_dead_verifiers(connect, store):
     locked = await connect.create("app1", "locked", "n", "q?", "Fluffy", at=AT)
     for _ in range(3):
         await connect.verify(locked.code, "wrong1", 1, at=AT)
-    assert await connect.sweep(at=AT + timedelta(days=28)) == 1
+    assert await connect.sweep(at=AT + timedelta(days=28)) == 0  # the last valid instant
+    assert await connect.sweep(at=AT + timedelta(days=28, seconds=1)) == 1
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(connect_requests.c.state, connect_requests.c.answer_hash))).all()
     assert sorted(rows) == [("expired", None), ("locked", None)]

@@ -159,9 +159,9 @@ async def test_sweep_purges_dead_envelopes(pkgs, store, record):
     deleted = await pkgs.drop_off_sealing("app1", None, ABOUT, "Fluffy1", ITEMS, at=AT + timedelta(days=2))
     await pkgs.delete("app1", deleted.code, at=AT + timedelta(days=2))
     alive = await pkgs.drop_off_sealing("app1", None, ABOUT, "Fluffy1", ITEMS, at=AT + timedelta(days=2))
-    assert await pkgs.sweep(at=AT + timedelta(days=28)) == 2  # expired and locked (deleted was purged at once)
+    assert await pkgs.sweep(at=AT + timedelta(days=28, seconds=1)) == 2  # expired and locked (deleted was purged at once)
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(packages.c.state, packages.c.envelope).order_by(packages.c.id))).all()
     assert [(s, e is None) for s, e in rows] == [("expired", True), ("locked", True), ("deleted", True), ("pending", False)]
     assert await pkgs.lookup(expired.code, at=AT) == Refused(Refusal.EXPIRED)
-    assert await pkgs.lookup(alive.code, at=AT + timedelta(days=28)) == Question(ABOUT.question)
+    assert await pkgs.lookup(alive.code, at=AT + timedelta(days=28, seconds=1)) == Question(ABOUT.question)

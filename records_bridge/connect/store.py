@@ -8,7 +8,8 @@ any --DELETE--> deleted (the code and the verifier are destroyed)
 ```
 
 Expiry needs no timer: a pending request whose ``expires_at`` has passed *is*
-expired (``effective_state``); the purge sweep only writes that down and
+expired (``expires_at``, ``retrievable_until`` and a ticket's expiry are the last instants
+that still count: 28 days + 1 s is expired) (``effective_state``); the purge sweep only writes that down and
 clears the verifier. An authorized request stays usable (code and answer)
 until deleted or locked, as HealthVault's were; it leaves the app's
 "authorized" list ``RETRIEVAL_WINDOW`` after its last authorization, while the
@@ -69,7 +70,7 @@ class ConnectState(enum.Enum):
 
 
 def effective_state(state: ConnectState, expires_at: datetime, at: datetime) -> ConnectState:
-    if state is ConnectState.PENDING and at >= expires_at:
+    if state is ConnectState.PENDING and at > expires_at:
         return ConnectState.EXPIRED
     return state
 
@@ -244,7 +245,7 @@ class ConnectRequests:
 
         def read(conn: Connection) -> tuple[list[AuthorizedRequest], bool]:
             query = select(t).where(
-                t.c.client_id == client_id, t.c.state == ConnectState.AUTHORIZED.value, t.c.retrievable_until > at,
+                t.c.client_id == client_id, t.c.state == ConnectState.AUTHORIZED.value, t.c.retrievable_until >= at,
             )
             if since is not None:
                 query = query.where(t.c.authorized_at > since)
@@ -365,7 +366,7 @@ def _live(client_id: str, external_id: str) -> ColumnElement[bool]:
 
 def _expire_due(conn: Connection, at: datetime, *, client_id: str | None = None, external_id: str | None = None) -> int:
     """Pending requests past their expiry become ``expired`` (so they leave the live index)."""
-    query = update(t).where(t.c.state == ConnectState.PENDING.value, t.c.expires_at <= at)
+    query = update(t).where(t.c.state == ConnectState.PENDING.value, t.c.expires_at < at)
     if client_id is not None:
         query = query.where(t.c.client_id == client_id, t.c.external_id == external_id)
     return conn.execute(query.values(state=ConnectState.EXPIRED.value)).rowcount
@@ -382,7 +383,7 @@ def _refusal(row: Row | None, at: datetime) -> Refused | None:
 
 
 def _ticket_valid(row: Row | None, person_id: int, at: datetime) -> bool:
-    if row is None or row.ticket_person_id != person_id or row.ticket_expires_at is None or at >= row.ticket_expires_at:
+    if row is None or row.ticket_person_id != person_id or row.ticket_expires_at is None or at > row.ticket_expires_at:
         return False
     return effective_state(ConnectState(row.state), row.expires_at, at) in (ConnectState.PENDING, ConnectState.AUTHORIZED)
 

@@ -74,7 +74,7 @@ class PackageKind(enum.Enum):
 
 
 def effective_state(state: PackageState, expires_at: datetime, at: datetime) -> PackageState:
-    if state in (PackageState.ALLOCATED, PackageState.PENDING) and at >= expires_at:
+    if state in (PackageState.ALLOCATED, PackageState.PENDING) and at > expires_at:
         return PackageState.EXPIRED
     return state
 
@@ -322,7 +322,7 @@ class Packages:
 
         def sweep(conn: Connection) -> int:
             conn.execute(update(t).where(
-                t.c.state.in_((PackageState.ALLOCATED.value, PackageState.PENDING.value)), t.c.expires_at <= at,
+                t.c.state.in_((PackageState.ALLOCATED.value, PackageState.PENDING.value)), t.c.expires_at < at,
             ).values(state=PackageState.EXPIRED.value))
             return int(conn.execute(update(t).where(
                 t.c.state.in_((PackageState.EXPIRED.value, PackageState.LOCKED.value, PackageState.DELETED.value)),
