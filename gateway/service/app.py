@@ -32,7 +32,7 @@ from anchors.bundles import Bundles
 from anchors.cached import CachedAnchors
 from anchors.store import DbAnchors
 from gateway.accounts import AccountAuthenticator, Accounts, Lockouts
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.core.limits import Limits
 from gateway.discovery import TrustServiceJudge, build_discovery
 from gateway.discovery.dnsclient import DnsClient
@@ -53,10 +53,11 @@ from gateway.smtp.tls import server_context
 from gateway.store import Store, open_store
 from gateway.submit import SubmissionPipeline, SubmitSettings
 from records_bridge.store import RecordStore
+from records_bridge.web.context import BridgeContext
 from trust.settings import build_trust_service
 
 from .http import HttpStatus, start_http
-from .settings import ServeSettings
+from .settings import ServeSettings, ServeSettingsError
 
 log = structlog.get_logger("directgw.serve")
 
@@ -78,6 +79,8 @@ class Running:
     http_port: int | None = None
     submission: SmtpServer | None = None
     """The submission port (587), when configured."""
+    bridge_port: int | None = None
+    """The records bridge's port, when ``[bridge] listen`` is set."""
 
     @property
     def smtp_port(self) -> int:
@@ -149,6 +152,7 @@ async def _start(
 ) -> Running:
     domains = LocalDomains(store)
     records = RecordStore(store)
+    bridge = _bridge_context(config, settings, store, records, clock)  # its settings fail before anything listens
     trust, fetcher = build_trust_service(config.section("trust"), CachedAnchors(DbAnchors(store), clock))
     closers.append(fetcher.close)
     discovery_settings = settings_from_mapping(_discovery_table(config))
@@ -192,6 +196,12 @@ async def _start(
         )
         closers.append(runner.cleanup)
         running.http_port = runner.addresses[0][1] if runner.addresses else None
+    if bridge is not None and settings.bridge is not None:
+        from records_bridge.web.server import start_bridge
+
+        served = await start_bridge(bridge, settings.bridge.host, settings.bridge.port, reuse_port=reuse_port)
+        closers.append(served.close)
+        running.bridge_port = served.port
     if first_worker:
         await _start_dns(config, domains, closers)
         running.tasks.append(asyncio.create_task(_refresh_bundles(store, settings, clock, stop), name="bundles"))
@@ -215,6 +225,20 @@ async def _start_submission(
     sock = listening_socket(settings.submission.host, settings.submission.port, reuse_port=reuse_port)
     return await start_submission(pipeline, authenticator, settings.limits, tls_context=tls, sock=sock,
                                   hostname=settings.hostname)
+
+
+def _bridge_context(config: Config, settings: ServeSettings, store: Store, records: RecordStore,
+                    clock: Callable[[], datetime]) -> BridgeContext | None:
+    """The records bridge's context when ``[bridge] listen`` asks serve to run it (docs/bridge.md)."""
+    if settings.bridge is None:
+        return None
+    from records_bridge.web.settings import settings_from_config
+
+    try:
+        bridge = settings_from_config(config, listen_override=str(settings.bridge))
+    except ServeSettingsError as exc:
+        raise ConfigError(config.path, exc.key, exc.detail) from exc
+    return BridgeContext(store=store, records=records, clock=clock, settings=bridge)
 
 
 async def _start_dns(config: Config, domains: LocalDomains, closers: list[Callable[[], Any]]) -> None:

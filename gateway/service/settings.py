@@ -89,6 +89,8 @@ class ServeSettings:
     submission: Listen | None = None
     """The submission port (587) for EHRs, when ``[submission]`` or ``--submission`` asks for it."""
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    bridge: Listen | None = None
+    """``[bridge] listen``: serve runs the records bridge there too (its other keys: records_bridge.web.settings)."""
 
 
 def parse_listen(key: str, text: object) -> Listen:
@@ -136,6 +138,7 @@ def serve_settings(tables: Mapping[str, Any], base: Path) -> ServeSettings:
         raise ServeSettingsError("[smtp]", str(exc)) from exc
     submission, lockout = _submission(tables.get("submission"), tls=cert is not None)
     return ServeSettings(
+        bridge=_bridge_listen(tables.get("bridge")),
         submission=submission,
         lockout=lockout,
         smtp=parse_listen("[smtp] listen", smtp.get("listen", DEFAULT_SMTP_LISTEN)),
@@ -147,6 +150,15 @@ def serve_settings(tables: Mapping[str, Any], base: Path) -> ServeSettings:
         node=node,
         bundle_check=float(check),
     )
+
+
+def _bridge_listen(table: Any) -> Listen | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ServeSettingsError("[bridge]", "expected a table")
+    value = table.get("listen")
+    return None if value in (None, "", "off") else parse_listen("[bridge] listen", value)
 
 
 def _submission(table: Any, *, tls: bool) -> tuple[Listen | None, LockoutPolicy]:

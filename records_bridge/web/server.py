@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,9 +61,8 @@ class RunningBridge:
 
 async def _housekeeping(ctx: BridgeContext) -> None:
     while True:
-        at = ctx.clock()
         try:
-            done = await ctx.store.run(lambda conn: housekeeping_in(conn, at))
+            done = await ctx.store.run(functools.partial(housekeeping_in, at=ctx.clock()))
             log.info("bridge.housekeeping", sessions=done.sessions, codes=done.codes, instances=done.instances)
         except Exception as exc:  # a failed sweep must not stop the bridge; the next one retries
             log.error("bridge.housekeeping-failed", error=repr(exc))

@@ -179,5 +179,9 @@ def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
         secure = context(request).settings.cookie_secure
         name = _names(secure)[1]
         jar[name] = value
-        jar[name].update({"path": "/", "httponly": True, "samesite": "Lax", "secure": secure})
+        morsel = jar[name]
+        morsel["path"] = "/"
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"
+        morsel["secure"] = secure
         response.headers.add("Set-Cookie", jar[name].OutputString())
