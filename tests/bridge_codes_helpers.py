@@ -59,7 +59,7 @@ class App:
             method, self.bridge.url(path), json=body, headers={"Authorization": f"Bearer {self.token}"},
         ) as r:
             text = await r.text()
-            return r.status, (await r.json() if text else None)
+            return r.status, (await r.json() if text and r.content_type == "application/json" else text or None)
 
 
 async def app(bridge: Bridge, *scopes: str, **spec: Any) -> App:
