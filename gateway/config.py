@@ -156,6 +156,14 @@ def starter_config(
         "[http]\n"
         "# /healthz and /metrics; keep it off the internet\n"
         'listen = "127.0.0.1:8025"\n'
+        "\n"
+        "# EHRs submit plain mail on port 587 (STARTTLS + AUTH, uses the [smtp] TLS pair;\n"
+        "# accounts: directgw accounts add NAME --domain DOMAIN). Uncomment to turn it on:\n"
+        "# [submission]\n"
+        '# listen = "0.0.0.0:587"\n'
+        "# max_auth_failures = 5       # failed logins from one address within the window...\n"
+        "# auth_failure_window = 900   # ...of this many seconds lock it out...\n"
+        "# auth_lockout = 900          # ...for this many seconds\n"
     )
 
 
