@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from records_bridge import inbound_routes
+from records_bridge.admin import routes as admin_routes
 from records_bridge.api import pages as item_pages
 from records_bridge.api import routes as items_routes
 from records_bridge.connect import routes as connect_routes
@@ -41,4 +42,5 @@ def build_app(ctx: BridgeContext) -> web.Application:
     items_routes.setup(app, ctx)
     fhir_routes.setup(app, ctx)
     item_pages.setup(app, ctx)
+    admin_routes.setup(app, ctx)
     return app
