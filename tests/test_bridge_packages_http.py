@@ -4,9 +4,11 @@ pickup pages."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import LargeBinary, String, Text, select
@@ -14,9 +16,17 @@ from sqlalchemy import LargeBinary, String, Text, select
 from gateway.store import schema as gateway_schema
 from records_bridge.client import PackageItem, seal_package
 from records_bridge.codes import new_code, parse_code
+from records_bridge.connect.edge import PEPPER_PURPOSE
+from records_bridge.packages.schema import packages
+from records_bridge.packages.store import DropOff, Packages
 from records_bridge.types import InboxState, SourceKind
 from tests.bridge_codes_helpers import DAY, App, app, connect_request, patient
-from tests.bridge_fixtures import bridge_fixture  # noqa: F401 -- fixture
+from tests.bridge_fixtures import (
+    T0,
+    Clock,
+    bridge_fixture,  # noqa: F401 -- fixture
+    start_bridge,
+)
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 from tests.test_records_store import CCD
 
@@ -217,3 +227,25 @@ async def test_the_pickup_pages(bridge):
         assert re.search(rf'href="/records/{pat.record_id}/inbox"', page)
     async with await b.post("/pickup/redeem", {**form, "answer": "fluffy1"}) as r:
         assert r.status == 410 and "picked up already" in await r.text()
+
+
+async def test_the_bridge_sweeps_dead_envelopes_when_it_starts(store):
+    clock = Clock(T0 + timedelta(days=28, seconds=1))
+    bridge, runner = await start_bridge(store, clock)
+    try:
+        pkgs = Packages(store, bridge.ctx.settings.secret(PEPPER_PURPOSE))
+        await pkgs.drop_off_sealing("app1", None, DropOff("e", "n", "q?"), "Fluffy1", ITEMS, at=T0)
+    finally:
+        await bridge.close()
+        await runner.cleanup()
+    bridge, runner = await start_bridge(store, clock)  # a restart sweeps at once
+    try:
+        for _ in range(100):
+            rows = await store.read(lambda conn: conn.execute(select(packages.c.state, packages.c.envelope)).all())
+            if rows[0].envelope is None:
+                break
+            await asyncio.sleep(0.02)
+        assert [(r.state, r.envelope) for r in rows] == [("expired", None)]
+    finally:
+        await bridge.close()
+        await runner.cleanup()

@@ -26,6 +26,7 @@ from ..web.errors import JsonError
 from ..web.pages import check_csrf, current_person, render, require_person
 from . import envelope
 from .store import DropOff, PackageError, PackageProblem, Redeemed, Unreadable
+from .sweep import sweeping
 
 MAX_PACKAGE_REQUEST = envelope.MAX_ENVELOPE_BYTES + 64 * 1024
 """An envelope at its limit plus the few short fields beside it."""
@@ -252,7 +253,8 @@ async def redeem_form(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, ctx: BridgeContext) -> None:
-    edge.install(app, ctx)
+    svc = edge.install(app, ctx)
+    app.cleanup_ctx.append(sweeping(svc.connect, svc.packages, ctx.clock))
     app.router.add_post("/v1/packages:allocate", allocate)
     app.router.add_post("/v1/packages", drop_off)
     app.router.add_delete("/v1/packages", delete_external)
