@@ -150,7 +150,7 @@ async def test_clients(admin):
         "name": "Notes", "redirect_uris": ["https://notes.example/cb"], "scopes": ["records.*.r"], "offline": True})
     assert status == 201, added
     secret = added.pop("client_secret")
-    assert secret and added["type"] == "confidential" and "offline_access" in added["allowed_scopes"]
+    assert secret and added["type"] == "confidential" and "offline_access" in added["scopes"]
     status, listed = await call(admin, "GET", "/admin/v1/clients")
     assert listed == [added] and secret not in json.dumps(listed)
     status, body = await call(admin, "POST", "/admin/v1/clients", {

@@ -50,6 +50,7 @@ from gateway.cli.admin.bundles import _bundle_json, add_bundle
 from gateway.cli.admin.common import DIRECTIONS, AdminUsageError, duration_arg
 from gateway.cli.admin.domains import _key_record_json, _key_warnings
 from gateway.cli.args import CommandFailed
+from gateway.cli.clients_run import _as_json as _client_json
 from gateway.cli.records_run import (
     address_arg,
     create_record,
@@ -61,7 +62,7 @@ from gateway.core.certs import CertRef, KeyMaterialError, load_certificates, loa
 from gateway.domains import DomainError, LocalDomains
 from gateway.store import StoreError, StoreProblem
 from gateway.store.lookups import normalise_domain
-from records_bridge.oauth.clients import Client, ClientError, ClientSpec, ClientStore
+from records_bridge.oauth.clients import ClientError, ClientSpec, ClientStore
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import JsonError
 from trust.policy import PolicyError
@@ -235,18 +236,8 @@ def _clients(request: web.Request) -> ClientStore:
     return ClientStore(ctx.store, ctx.settings.secret("client-secret"))
 
 
-def client_json(c: Client) -> dict[str, Any]:
-    return {
-        "client_id": c.client_id, "name": c.name, "type": c.type.value, "redirect_uris": list(c.redirect_uris),
-        "allowed_scopes": sorted(c.allowed_scopes), "required_scopes": sorted(c.required_scopes),
-        "optional_scopes": sorted(c.optional_scopes), "multi_record": c.multi_record,
-        "offline_allowed": c.offline_allowed, "connect_enabled": c.connect_enabled,
-        "writes_to_inbox": c.writes_to_inbox, "master": c.master_id, "created_at": c.created_at.isoformat(),
-    }
-
-
 async def clients_list(request: web.Request) -> web.Response:
-    return _ok([client_json(c) for c in await _clients(request).list()])
+    return _ok([_client_json(c) for c in await _clients(request).list()])
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
@@ -270,7 +261,7 @@ async def clients_add(request: web.Request) -> web.Response:
         writes_to_inbox=_flag(body, "writes_to_inbox", True),
     )
     added = await _clients(request).add(spec, at=context(request).clock())
-    shown = client_json(added.client)
+    shown = _client_json(added.client)
     if added.secret is not None:
         shown["client_secret"] = added.secret  # shown once, never stored
     return _ok(shown, 201)
