@@ -101,7 +101,7 @@ async def test_an_added_item_lands_in_the_inbox_with_the_app_as_source(bridge):
         (("records.*.r",), new_item_body(), 403, "insufficient_scope"),
         (("records.file.c",), new_item_body(SAMPLE_CCD, "text/xml"), 403, "insufficient_scope"),  # typed ccd
         (("records.*.c",), new_item_body(type="message"), 400, "invalid_request"),
-        (("records.*.c",), new_item_body(data={"created_by": {"client": "forged"}}), 400, "invalid_request"),
+        (("records.*.c",), new_item_body(data={"created": {"by_client": "forged"}}), 400, "invalid_request"),
         (("records.*.c",), {"blobs": [{"content_type": "text/plain", "data": "not base64!"}]}, 400, "invalid_request"),
         (("records.*.c",), [], 400, "invalid_request"),
     ],

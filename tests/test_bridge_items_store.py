@@ -122,7 +122,7 @@ async def test_delivered_direct_items_read_through_the_same_queries(store):
         (NewItem((NewBlob("content", "text/plain", None, b"x"),) * 2, {}), AddProblem.DUPLICATE_BLOB),
         (NewItem((), {"note": "x"}), AddProblem.NOT_A_DOCUMENT_TYPE),
         (NewItem((NewBlob("content", "text/plain", None, b"x"),), {}, ItemType.MESSAGE), AddProblem.NOT_A_DOCUMENT_TYPE),
-        (NewItem((NewBlob("content", "text/plain", None, b"x"),), {"created_by": {"person": 1}}), AddProblem.RESERVED_DATA),
+        (NewItem((NewBlob("content", "text/plain", None, b"x"),), {"created": {"by_person": 1}}), AddProblem.RESERVED_DATA),
     ],
     ids=["too-large", "too-many-blobs", "duplicate-blob", "untyped-empty", "message", "forged-provenance"],
 )

@@ -9,9 +9,11 @@ Pages are keyed by the item's row id (``after``): stable under inserts and
 one index range scan, unlike offsets.
 
 Who created an item (spec section 1, ``created{at, by_person, by_client}``)
-is kept in the item's JSON ``data`` under the reserved key ``created_by``
-(the items table has no columns for it; ``source_kind``/``source_ref`` say
-where it came from). ``data`` as shown to apps never contains that key.
+is kept in the item's JSON ``data`` under the reserved key ``created``, as
+``{"by_person": id, "by_client": client_id}`` (the items table has no columns
+for it; ``source_kind``/``source_ref`` say where it came from; package
+pickups write the same key, records_bridge.packages.importer). ``data`` as
+shown to apps never contains that key.
 
 Reconciling (HealthVault's RECONCILE, ``:accept``/``:dismiss``) applies only
 to an item in the inbox; doing the same again is idempotent, the other
@@ -45,8 +47,8 @@ MAX_ADD_BYTES = 20 * 1024 * 1024
 MAX_BLOBS_PER_ITEM = 8
 """An item is a document and perhaps a rendition or two, not an archive."""
 
-CREATED_BY = "created_by"
-"""The reserved key in ``data`` holding {person, client} (see the module note)."""
+CREATED_BY = "created"
+"""The reserved key in ``data`` holding {by_person, by_client} (see the module note)."""
 
 DOCUMENT_TYPES = frozenset({ItemType.FILE, ItemType.CCD, ItemType.CCR, ItemType.CDA, ItemType.DISCHARGE_SUMMARY})
 """The items that are documents: what FHIR shows as DocumentReference (spec section 7)."""
@@ -199,7 +201,7 @@ def _item(row: Any, blobs: tuple[BlobInfo, ...]) -> Item:
         data = {"value": data}
     created = data.pop(CREATED_BY, None)
     created = created if isinstance(created, dict) else {}
-    person, client = created.get("person"), created.get("client")
+    person, client = created.get("by_person"), created.get("by_client")
     return Item(
         row_id=row.id, uid=row.uid, record_id=row.record_id, type=ItemType(row.type), version=row.version,
         inbox_state=InboxState(row.inbox_state), created_at=row.created_at,
@@ -278,7 +280,7 @@ class Items:
         """Write one item with its blobs into ``record_id``'s inbox (unreviewed)."""
         kind = checked_type(new)
         data = dict(new.data)
-        data[CREATED_BY] = {"person": by_person, "client": by_client}
+        data[CREATED_BY] = {"by_person": by_person, "by_client": by_client}
         blobs = [
             dict(name=b.name, content_type=b.content_type[:255], filename=b.filename, size=len(b.data),
                  sha256=hashlib.sha256(b.data).hexdigest(), data=b.data)
