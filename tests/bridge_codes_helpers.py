@@ -3,6 +3,8 @@ patient API (JSON with the CSRF header), and an app calling the app API with its
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +57,13 @@ class App:
         self.token = await self.bridge.client_token(self.client, self.scopes)
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            # a BytesIO: aiohttp warns that large raw bodies block the loop (packages are tens of MiB)
+            data, headers["Content-Type"] = io.BytesIO(json.dumps(body).encode()), "application/json"
         async with aiohttp.ClientSession() as http, http.request(
-            method, self.bridge.url(path), json=body, headers={"Authorization": f"Bearer {self.token}"},
+            method, self.bridge.url(path), data=data, headers=headers,
         ) as r:
             text = await r.text()
             return r.status, (await r.json() if text and r.content_type == "application/json" else text or None)

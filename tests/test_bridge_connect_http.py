@@ -208,3 +208,12 @@ async def test_pages_refuse_forms_without_csrf(bridge):
     pat = await patient(bridge)
     async with await pat.browser.post("/connect", {"code": new_code().display}) as r:
         assert r.status == 403
+
+
+async def test_oversized_and_non_object_bodies(bridge):
+    pat = await patient(bridge)
+    status, body = await pat.call("/v1/connect/lookup", {"code": "x" * 70_000})
+    assert (status, body["error"]) == (413, "too_large")
+    async with await pat.browser.post("/v1/connect/lookup", data=b"[1]", headers={
+            "X-CSRF-Token": pat.csrf, "Content-Type": "application/json"}) as r:
+        assert r.status == 400 and (await r.json())["error"] == "invalid_request"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import os
 import re
 from datetime import timedelta
 
@@ -249,3 +250,20 @@ async def test_the_bridge_sweeps_dead_envelopes_when_it_starts(store):
     finally:
         await bridge.close()
         await runner.cleanup()
+
+
+@pytest.mark.slow
+async def test_a_package_at_the_20_mib_limit_goes_through_and_one_byte_more_does_not(bridge):
+    clinic = await app(bridge, "packages")
+    big = os.urandom(20 * 1024 * 1024)
+    item = {"content_type": "application/octet-stream", "filename": "scan.bin", "bytes_b64": base64.b64encode(big).decode()}
+    status, created = await convenience(clinic, items=[item])
+    assert status == 201, created
+    pat = await patient(bridge)
+    status, body = await pat.call("/v1/pickup/redeem", {"code": created["code"], "answer": "Fluffy1",
+                                                        "record_id": pat.record_id})
+    assert status == 200
+    assert await bridge.ctx.records.blob((await bridge.ctx.records.items(pat.record_id))[0].id) == big
+    over = {**item, "bytes_b64": base64.b64encode(big + b"x").decode()}
+    status, body = await convenience(clinic, items=[over])
+    assert (status, body["error"]) == (400, "invalid_items")

@@ -16,6 +16,7 @@ from a code flow's outcome to a status and an error code (spec sections 3 and 4)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import deque
@@ -40,6 +41,8 @@ PEPPER_PURPOSE = "connect-code-pepper"
 """The HMAC key of stored codes, derived from the bridge key (web/settings.py); packages share it."""
 MAX_JSON_BYTES = 64 * 1024
 """A patient call or a connect request is a few short strings; packages and inbound messages have their own limits."""
+INLINE_JSON_BYTES = 256 * 1024
+"""Bodies up to this size are parsed on the event loop (well under a millisecond); larger ones in a thread."""
 ALARM_WINDOW = timedelta(minutes=10)
 ALARM_MIN_LOOKUPS = 50
 ALARM_RATIO = 0.5
@@ -113,11 +116,16 @@ def services(request: web.Request) -> Services:
 async def json_body(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise JsonError(413, "too_large", f"the body may be at most {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise JsonError(413, "too_large", f"the body may be at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():  # never more than limit + one chunk in memory
+        size += len(chunk)
+        if size > limit:
+            raise JsonError(413, "too_large", f"the body may be at most {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        body = json.loads(raw)
+        # a package or an inbound message is tens of MiB of JSON: parse it in a worker thread
+        body = await asyncio.to_thread(json.loads, raw) if len(raw) > INLINE_JSON_BYTES else json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise JsonError(400, "invalid_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):

@@ -13,6 +13,8 @@ Patient API (signed-in person, ``X-CSRF-Token``, rate-limited): ``POST /v1/picku
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .. import access
@@ -71,7 +73,7 @@ async def drop_off(request: web.Request) -> web.Response:
                 raise JsonError(400, "invalid_request",
                                 "an envelope is bound to its code: allocate one (POST /v1/packages:allocate) first")
             try:
-                env = envelope.parse(body["envelope"])
+                env = await asyncio.to_thread(envelope.parse, body["envelope"])  # base64 of up to 36 MiB
             except envelope.EnvelopeError as exc:
                 raise JsonError(400, exc.problem.value, exc.detail) from None
             created = await svc.drop_off(token.client_id, code, about, env, at=at)
