@@ -1,0 +1,375 @@
+"""Sending for EHRs: submissions per second sealed and delivered, and submission to `processed` MDN.
+
+    .venv/bin/python bench/smtp_outbound.py [--messages 300] [--clients 8] [--quick]
+
+What runs, all on loopback (issue 9's last Proof bullet):
+- gateway A (``directgw serve``, SQLite, one worker) with its submission port;
+  its domain a.test has a provider route to the EHR's inbox, an aiosmtpd sink
+  in this process that notes when each passed-back MDN arrives;
+- gateway B (the same), with a record for patient@b.test;
+- each publishes its certificates on its own DNS responder ([dns]) where the
+  other's discovery asks (warm after the first messages); static routes.
+Concurrent EHR clients (asyncio; per connection STARTTLS and AUTH PLAIN once,
+then MAIL/RCPT/DATA per message) submit plain 4 KB C-CDA messages for one
+recipient. A seals each (an RSA signature and a key transport) and delivers it
+to B; B opens it, stores it in the record and sends its ``processed`` MDN; A
+matches it and passes it back to the EHR's inbox. Measured: the rate at which
+submissions complete that whole path, the time from MAIL to the 250, and the
+time from MAIL to the ``processed`` MDN in the inbox (p50/p99), under load
+and from one client; the CPU each gateway spent per message (/proc). In the
+same run, ``bench/smtp_inbound.py``'s inbound rate (1 worker, SQLite) for
+the ratio.
+
+Targets (issue 9): sealed-and-delivered submissions per second >= 0.4x the
+inbound rate; p50 submission to ``processed`` under 100 ms with warm
+discovery. Both gateways' outbound loops look for due work every ``POLL``
+seconds when idle, and a message waits for three of them (A's send, B's MDN,
+A's pass-back): that wait is part of what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.smtp_inbound import (
+    Server,
+    ccda,
+    cli,
+    free_port,
+    measure,
+    percentile,
+    sealed,
+    wait_port,
+)
+from bench.smtp_inbound import site as inbound_site
+from bench.smtp_inbound import start_gateway as start_inbound_gateway
+from gateway import devpki
+from gateway.core.mdn import Disposition, parse_mdn
+from gateway.smtp.tls import self_signed
+
+A, B = devpki.hisp("a.test"), devpki.hisp("b.test")
+EHR, PATIENT = "dr.who@a.test", "patient@b.test"
+ACCOUNT, PASSWORD = "ehr", "a long password for the bench EHR"
+POLL = 0.05
+"""Seconds an idle outbound loop waits before looking again (the default is 5: far too slow to
+show a latency, and 20 looks a second per gateway cost little against the work measured)."""
+WAIT_PER_MESSAGE = 1.0
+"""How long the run waits for the last MDN, per message, before it says what did not arrive."""
+
+
+def plain(n: int, size: int = 4_000) -> tuple[str, bytes]:
+    message_id = f"<bench-out-{n}-{uuid.uuid4().hex}@a.test>"
+    encoded = base64.encodebytes(ccda(size)).replace(b"\n", b"\r\n")
+    return message_id, (
+        f"From: Dr Who <{EHR}>\r\nTo: {PATIENT}\r\nSubject: CCD {n}\r\nMessage-ID: {message_id}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
+        "--x\r\nContent-Type: text/plain\r\n\r\nSummary attached.\r\n"
+        "--x\r\nContent-Type: text/xml; name=ccd.xml\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=ccd.xml\r\n\r\n"
+    ).encode() + encoded + b"--x--\r\n"
+
+
+# --------------------------------------------------------------------------- the EHR's inbox
+
+
+@dataclass
+class Inbox:
+    """Arrival times of ``processed`` MDNs by Original-Message-ID (written from the sink's thread)."""
+
+    processed: dict[str, float] = field(default_factory=dict)
+    other: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self, ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(i in self.processed for i in ids):
+                    return
+            time.sleep(0.02)
+
+
+def start_inbox(inbox: Inbox) -> tuple[object, int]:
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
+            arrived = time.perf_counter()
+            report = parse_mdn(envelope.original_content)
+            with inbox.lock:
+                if getattr(report, "disposition", None) is Disposition.PROCESSED and report.original_message_id:
+                    inbox.processed.setdefault(report.original_message_id.strip(), arrived)
+                else:
+                    inbox.other += 1
+            return "250 2.0.0 delivered to the EHR"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, port
+
+
+# --------------------------------------------------------------------------- the two gateways
+
+
+@dataclass
+class Node:
+    domain: devpki.Hisp
+    root: Path
+    smtp: int
+    submission: int
+    dns: int
+
+
+def configure(node: Node, peer: Node, inbox_port: int | None) -> None:
+    provider = f'\n[domains."{node.domain.domain}"]\nprovider_smtp = "127.0.0.1:{inbox_port}"\n' if inbox_port else ""
+    (node.root / "directgw.toml").write_text(f"""data_dir = "data"
+
+[discovery]
+nameservers = ["127.0.0.1:{peer.dns}"]
+ldap = false
+
+[routes]
+"{peer.domain.domain}" = "127.0.0.1:{peer.smtp}"
+
+[outbound]
+poll = {POLL}
+
+[dns]
+enabled = true
+listen = "127.0.0.1:{node.dns}"
+
+[smtp]
+tls_certificate = "tls.crt"
+tls_key = "tls.key"
+
+[submission]
+listen = "127.0.0.1:{node.submission}"
+
+[http]
+listen = "off"
+{provider}""")
+    (node.root / "data").mkdir()
+    cert, key = self_signed(f"mx.{node.domain.domain}", datetime.now(UTC))
+    (node.root / "tls.crt").write_bytes(cert)
+    (node.root / "tls.key").write_bytes(key)
+    os.chmod(node.root / "tls.key", 0o600)
+    d = node.domain.domain
+    (node.root / "org.pem").write_bytes(node.domain.org.pem)
+    (node.root / "org.key").write_bytes(node.domain.org.key_pem())
+    os.chmod(node.root / "org.key", 0o600)
+    cli(node.root, "domains", "add", d, "--cert", "org.pem", "--key", "org.key")
+    # the peer's DNS CERT record carries its leaf alone: the issuing CA is an anchor beside the root
+    (node.root / "peer.pem").write_bytes(peer.domain.root.pem + peer.domain.intermediate.pem)
+    cli(node.root, "anchors", "add", "--domain", d, "--direction", "both", "peer.pem")
+
+
+def serve(node: Node) -> Server:
+    log = node.root / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli.main", "--log-level", "warning", "serve", "--config",
+             str(node.root / "directgw.toml"), "--smtp", f"127.0.0.1:{node.smtp}"],
+            stdout=subprocess.DEVNULL, stderr=sink, cwd=node.root,
+        )
+    wait_port(node.submission, process, log)
+    wait_port(node.smtp, process, log)
+    return Server(process, node.smtp)
+
+
+# --------------------------------------------------------------------------- the EHRs
+
+
+async def _reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("closed")
+        if line[3:4] != b"-":
+            return int(line[:3]), line
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the bench's self-signed certificate
+    return context
+
+
+async def _ehr(port: int, queue: list[tuple[str, bytes]], started: dict[str, float], accepted: list[float],
+               failures: list[bytes]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 26)
+    await _reply(reader)
+    for command in (b"EHLO ehr.a.test", b"STARTTLS"):
+        writer.write(command + b"\r\n")
+        await _reply(reader)
+    await writer.start_tls(_client_tls())
+    writer.write(b"EHLO ehr.a.test\r\n")
+    await _reply(reader)
+    token = base64.b64encode(f"\0{ACCOUNT}\0{PASSWORD}".encode()).decode()
+    writer.write(f"AUTH PLAIN {token}\r\n".encode())
+    code, line = await _reply(reader)
+    if code != 235:
+        raise SystemExit(f"AUTH refused: {line!r}")
+    while queue:
+        message_id, data = queue.pop()
+        start = time.perf_counter()
+        started[message_id] = start
+        for command in (f"MAIL FROM:<{EHR}>", f"RCPT TO:<{PATIENT}>", "DATA"):
+            writer.write(command.encode() + b"\r\n")
+            await _reply(reader)
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        writer.write(stuffed + b".\r\n")
+        code, line = await _reply(reader)
+        if code == 250:
+            accepted.append(time.perf_counter() - start)
+        else:
+            failures.append(line)
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@dataclass
+class Run:
+    label: str
+    count: int
+    rate: float
+    """Submissions whose processed MDN reached the inbox, per second from the first MAIL to the last MDN."""
+    submit_p50: float
+    submit_p99: float
+    mdn_p50: float
+    mdn_p99: float
+    missing: int
+    refused: int
+    cpu_a: float
+    cpu_b: float
+
+
+def submit(label: str, port: int, inbox: Inbox, messages: list[tuple[str, bytes]], clients: int,
+           a: Server | None = None, b: Server | None = None) -> Run:
+    started: dict[str, float] = {}
+    accepted: list[float] = []
+    failures: list[bytes] = []
+    cpu = (a.cpu_seconds() if a else 0.0, b.cpu_seconds() if b else 0.0)
+    begin = time.perf_counter()
+
+    async def go() -> None:
+        queue = list(messages)
+        await asyncio.gather(*(_ehr(port, queue, started, accepted, failures) for _ in range(clients)))
+
+    asyncio.run(go())
+    ids = [m for m, _ in messages]
+    inbox.wait(ids, 10 + WAIT_PER_MESSAGE * len(ids))
+    with inbox.lock:
+        arrived = {i: inbox.processed[i] for i in ids if i in inbox.processed}
+    last = max(arrived.values(), default=begin)
+    latencies = [arrived[i] - started[i] for i in arrived]
+    done = len(arrived)
+    return Run(
+        label, len(ids), done / (last - begin) if done else 0.0,
+        percentile(accepted, 0.5) * 1000, percentile(accepted, 0.99) * 1000,
+        percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
+        len(ids) - done, len(failures),
+        (a.cpu_seconds() - cpu[0]) / max(1, done) * 1000 if a else float("nan"),
+        (b.cpu_seconds() - cpu[1]) / max(1, done) * 1000 if b else float("nan"),
+    )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def outbound(count: int, clients: int, keep: bool) -> list[Run]:
+    scratch = Path(tempfile.mkdtemp(prefix="directgw-bench-out-"))
+    inbox = Inbox()
+    controller, inbox_port = start_inbox(inbox)
+    a = Node(A, scratch / "a", free_port(), free_port(), free_port())
+    b = Node(B, scratch / "b", free_port(), free_port(), free_port())
+    servers: list[Server] = []
+    try:
+        for node in (a, b):
+            node.root.mkdir()
+        configure(a, b, inbox_port)
+        configure(b, a, None)
+        (a.root / "password").write_text(PASSWORD + "\n")
+        cli(a.root, "accounts", "add", ACCOUNT, "--domain", "a.test", "--password-file", "password")
+        cli(b.root, "records", "create", "--name", "Pat", "--address", PATIENT)
+        server_a, server_b = serve(a), serve(b)
+        servers += [server_a, server_b]
+        warm = [plain(n) for n in range(2 * clients)]
+        runs = [submit("warm-up (discovery, TLS, caches)", a.submission, inbox, warm, clients)]
+        if runs[0].missing:
+            raise SystemExit(f"warm-up: {runs[0].missing} MDNs never came back; logs in {a.root}, {b.root}:\n"
+                             + (a.root / "serve.log").read_text()[-3000:] + (b.root / "serve.log").read_text()[-3000:])
+        messages = [plain(n) for n in range(100, 100 + count)]
+        runs.append(submit(f"{clients} EHR clients", a.submission, inbox, messages, clients, server_a, server_b))
+        single = [plain(n) for n in range(100_000, 100_000 + max(20, count // 10))]
+        runs.append(submit("1 EHR client", a.submission, inbox, single, 1, server_a, server_b))
+        return runs
+    finally:
+        for server in servers:
+            server.stop()
+        controller.stop()  # type: ignore[attr-defined]
+        if keep:
+            print(f"sites kept (directgw messages show N --config {scratch}/a/directgw.toml): {scratch}",
+                  file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def inbound(count: int, clients: int) -> float:
+    at = datetime.now(UTC)
+    messages = sealed(4_000, count + 2 * clients + 20, at)
+    root = inbound_site(None)
+    server = start_inbound_gateway(root, 1)
+    try:
+        return measure("inbound", server, messages[:count], clients).rate
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--keep", action="store_true", help="keep both sites (databases, logs) to look at afterwards")
+    args = parser.parse_args()
+    count = 60 if args.quick else args.messages
+    from gateway import logs
+
+    logs.configure(json=True, level="warning")
+    runs = outbound(count, args.clients, args.keep)
+    rate_in = inbound(count, args.clients)
+    print(f"\n{'':34} {'n':>5} {'per s':>7} {'250 p50':>8} {'250 p99':>8} {'MDN p50':>8} {'MDN p99':>8} "
+          f"{'missing':>8} {'refused':>8} {'cpu A':>7} {'cpu B':>7}")
+    for r in runs:
+        print(f"{r.label:34} {r.count:5d} {r.rate:7.1f} {r.submit_p50:8.1f} {r.submit_p99:8.1f} {r.mdn_p50:8.1f} "
+              f"{r.mdn_p99:8.1f} {r.missing:8d} {r.refused:8d} {r.cpu_a:7.1f} {r.cpu_b:7.1f}")
+    print("(times in ms from MAIL; MDN = the processed MDN in the EHR's inbox; cpu = ms per message per gateway)")
+    loaded, single = runs[1], runs[2]
+    print(f"\ninbound (bench/smtp_inbound.py, sqlite, 1 worker, {args.clients} clients): {rate_in:.1f} msgs/s")
+    print(f"outbound / inbound = {loaded.rate / rate_in:.2f}x (target >= 0.4x); "
+          f"p50 submission to processed = {single.mdn_p50:.1f} ms from one client, {loaded.mdn_p50:.1f} ms under "
+          f"load (target < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
