@@ -225,11 +225,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_bridge(store: Any, clock: Clock | None = None) -> tuple[Bridge, web.AppRunner]:
+async def start_bridge(store: Any, clock: Clock | None = None, *, cookie_secure: bool = False,
+                       ) -> tuple[Bridge, web.AppRunner]:
     clock = clock or Clock()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    settings = BridgeSettings(base_url=base_url, key=secrets.token_bytes(32), cookie_secure=False)
+    settings = BridgeSettings(base_url=base_url, key=secrets.token_bytes(32), cookie_secure=cookie_secure)
     ctx = BridgeContext(store=store, records=RecordStore(store), clock=clock, settings=settings)
     runner = web.AppRunner(build_app(ctx), access_log=None)
     await runner.setup()
