@@ -68,6 +68,11 @@ def require_peer(name: str) -> str:
     )
 
 
+def require_chromium() -> tuple[str, str]:
+    """Debian's headless browser and its WebDriver, (chromium, chromedriver), for the browser test."""
+    return require_peer("chromium"), require_peer("chromedriver")
+
+
 def require_vectors(directory: Path = RI_VECTORS) -> Path:
     """The reference implementation's vectors, in place in ../shared/vectors/direct-ri."""
     if not (directory / "agent").is_dir() or not (directory / "gateway").is_dir():
@@ -124,4 +129,5 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SkipGuard(), "directgw-skip-guard")
 
 
-__all__ = ["RI_VECTORS", "SHARED", "SkipGuard", "require_peer", "require_vectors", "ri_vectors", "unavailable", "under_ci"]
+__all__ = ["RI_VECTORS", "SHARED", "SkipGuard", "require_chromium", "require_peer", "require_vectors", "ri_vectors",
+           "unavailable", "under_ci"]
