@@ -4,6 +4,7 @@ tickets, the 90-day retrieval window, and nothing secret at rest."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -184,3 +185,21 @@ async def test_sweep_expires_and_destroys_dead_verifiers(connect, store):
         rows = (await conn.execute(select(connect_requests.c.state, connect_requests.c.answer_hash))).all()
     assert sorted(rows) == [("expired", None), ("locked", None)]
     assert await connect.lookup(expired.code, at=AT) == Refused(Refusal.EXPIRED)
+
+
+async def test_parallel_guesses_are_counted_one_after_the_other(connect):
+    created = await connect.create("app1", "ext", "n", "q?", "Fluffy", at=AT)
+    outcomes = await asyncio.gather(*(connect.verify(created.code, f"wrong{n}", 1, at=AT) for n in range(6)))
+    assert sorted(o.attempts_remaining for o in outcomes if isinstance(o, WrongAnswer)) == [0, 1, 2]
+    assert [o for o in outcomes if not isinstance(o, WrongAnswer)] == [Refused(Refusal.LOCKED)] * 3
+    assert await connect.verify(created.code, "Fluffy", 1, at=AT) == Refused(Refusal.LOCKED)
+
+
+async def test_a_ticket_authorizes_once_even_in_parallel(connect, store):
+    record = await RecordStore(store).create_record("Alice", (), at=AT)
+    created = await connect.create("app1", "ext", "n", "q?", "Fluffy", at=AT)
+    verified = await connect.verify(created.code, "Fluffy", 7, at=AT)
+    assert isinstance(verified, Verified)
+    grants = Grants()
+    done = await asyncio.gather(*(connect.authorize(verified.ticket, 7, record.id, grants, at=AT) for _ in range(4)))
+    assert sum(d is not None for d in done) == 1

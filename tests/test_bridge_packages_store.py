@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -165,3 +166,11 @@ async def test_sweep_purges_dead_envelopes(pkgs, store, record):
     assert [(s, e is None) for s, e in rows] == [("expired", True), ("locked", True), ("deleted", True), ("pending", False)]
     assert await pkgs.lookup(expired.code, at=AT) == Refused(Refusal.EXPIRED)
     assert await pkgs.lookup(alive.code, at=AT + timedelta(days=28, seconds=1)) == Question(ABOUT.question)
+
+
+async def test_parallel_redemptions_import_once(pkgs, store, record):
+    created = await pkgs.drop_off_sealing("app1", None, ABOUT, "Fluffy1", ITEMS, at=AT)
+    outcomes = await asyncio.gather(*(pkgs.redeem(created.code, "Fluffy1", 7, record, at=AT) for _ in range(3)))
+    assert sum(isinstance(o, Redeemed) for o in outcomes) == 1
+    assert [o for o in outcomes if not isinstance(o, Redeemed)] == [Refused(Refusal.PICKED_UP)] * 2
+    assert len(await RecordStore(store).items(record)) == 2

@@ -17,7 +17,9 @@ grant it created lives on.
 
 Answering is two steps so that scrypt never runs inside a transaction or on
 the event loop: read the verifier, derive in a worker thread, then count the
-outcome in a write transaction that looks at the state again. A request
+outcome in a write transaction that looks at the state again, holding the row
+(``FOR UPDATE`` on PostgreSQL; SQLite has one writer and renders nothing), so
+parallel guesses are counted one after the other. A request
 locked meanwhile (parallel guesses) refuses even the right answer.
 """
 
@@ -283,7 +285,7 @@ class ConnectRequests:
         ticket = secrets.token_urlsafe(32)
 
         def count(conn: Connection) -> Verified | WrongAnswer | Refused:
-            now = conn.execute(select(t).where(t.c.id == row.id)).one()
+            now = conn.execute(select(t).where(t.c.id == row.id).with_for_update()).one()
             again = _refusal(now, at)
             if again is not None:
                 return again
@@ -318,7 +320,7 @@ class ConnectRequests:
         longer live."""
 
         def authorize(conn: Connection) -> Authorized | None:
-            row = self._by_ticket(conn, ticket)
+            row = self._by_ticket(conn, ticket, lock=True)
             if not _ticket_valid(row, person_id, at):
                 return None
             assert row is not None
@@ -355,8 +357,9 @@ class ConnectRequests:
         return conn.execute(select(t).where(t.c.code_hash == code_hash(self.pepper, code))).first()
 
     @staticmethod
-    def _by_ticket(conn: Connection, ticket: str) -> Row | None:
-        return conn.execute(select(t).where(t.c.ticket_hash == _ticket_hash(ticket))).first()
+    def _by_ticket(conn: Connection, ticket: str, *, lock: bool = False) -> Row | None:
+        query = select(t).where(t.c.ticket_hash == _ticket_hash(ticket))
+        return conn.execute(query.with_for_update() if lock else query).first()
 
 
 def _live(client_id: str, external_id: str) -> ColumnElement[bool]:

@@ -13,7 +13,8 @@ code all fail the same AES-GCM tag check and count the same: one attempt.
 Redeeming reads the envelope, opens it and plans the items in a worker
 thread (scrypt and XDM inflation stay off the event loop and out of any
 transaction), then writes the items and ``picked_up`` in one transaction that
-looks at the state again, so two concurrent redemptions import once.
+looks at the state again holding the row (``FOR UPDATE``), so two concurrent
+redemptions import once.
 
 Expired, locked and deleted envelopes are purged by ``sweep``, which the
 service runs on an interval (``SWEEP_INTERVAL``); the row stays as the audit
@@ -173,7 +174,7 @@ class Packages:
         data = env.to_bytes()
 
         def fill(conn: Connection) -> Created:
-            row = self._allocated(conn, client_id, code, at)
+            row = self._allocated(conn, client_id, code, at, lock=True)
             expires = at + CODE_LIFETIME
             conn.execute(update(t).where(t.c.id == row.id).values(
                 external_id=about.external_id, friendly_name=about.friendly_name, question=about.question,
@@ -282,7 +283,7 @@ class Packages:
                                          row.client_id)
 
         def finish(conn: Connection) -> Redeemed | WrongAnswer | Refused | Unreadable:
-            now = conn.execute(select(t).where(t.c.id == row.id)).one()
+            now = conn.execute(select(t).where(t.c.id == row.id).with_for_update()).one()
             again = _refusal(now, at)
             if again is not None:
                 return again
@@ -333,11 +334,12 @@ class Packages:
 
     # ------------------------------------------------------------------ rows
 
-    def _by_code(self, conn: Connection, code: Code) -> Row[Any] | None:
-        return conn.execute(select(t).where(t.c.code_hash == code_hash(self.pepper, code))).first()
+    def _by_code(self, conn: Connection, code: Code, *, lock: bool = False) -> Row[Any] | None:
+        query = select(t).where(t.c.code_hash == code_hash(self.pepper, code))
+        return conn.execute(query.with_for_update() if lock else query).first()
 
-    def _allocated(self, conn: Connection, client_id: str, code: Code, at: datetime) -> Row[Any]:
-        row = self._by_code(conn, code)
+    def _allocated(self, conn: Connection, client_id: str, code: Code, at: datetime, *, lock: bool = False) -> Row[Any]:
+        row = self._by_code(conn, code, lock=lock)
         if row is None or row.client_id != client_id or row.kind != PackageKind.APP.value \
                 or row.state == PackageState.DELETED.value:
             raise PackageError(PackageProblem.NOT_FOUND, "no package was allocated with this code")
