@@ -17,11 +17,14 @@ library's module of that name.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 MIN_ANSWER = 6
 MAX_ANSWER = 128
@@ -36,6 +39,12 @@ SCRYPT_MAXMEM = 64 * 1024 * 1024
 """OpenSSL's default ceiling (32 MiB) is exactly what n=2**15, r=8 needs, and it refuses at the
 boundary; twice that leaves room without allowing an envelope to ask for much more."""
 SALT_BYTES = 16
+MAX_CONCURRENT_DERIVATIONS = os.cpu_count() or 1
+"""scrypt is CPU-bound: running more at once than there are cores only queues them in threads,
+each holding its 32 MiB, and crowds the default executor other work shares."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class InvalidAnswer(ValueError):
@@ -86,3 +95,16 @@ def verify(answer: str, stored: AnswerHash) -> bool:
         # NFKC can grow a string, casefold too, but never by 4x; hash a constant instead of megabytes
         answer = ""
     return hmac.compare_digest(derive(normalize(answer), stored.salt), stored.digest)
+
+
+class Derivations:
+    """Runs scrypt work in worker threads, at most ``slots`` at a time (one per process, shared by
+    the connect and package flows): a burst of answers waits its turn instead of taking the
+    memory and every thread of the default executor."""
+
+    def __init__(self, slots: int = MAX_CONCURRENT_DERIVATIONS) -> None:
+        self._slots = asyncio.Semaphore(slots)
+
+    async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._slots:
+            return await asyncio.to_thread(work, *args, **kwargs)

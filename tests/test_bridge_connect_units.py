@@ -3,8 +3,11 @@ forgiving input, answer normalisation (whitespace-sensitive) and the scrypt veri
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+import threading
+import time
 
 import pytest
 
@@ -109,3 +112,22 @@ def test_verifier_is_salted_scrypt():
 
     assert a.digest == hashlib.scrypt(b"fluffy", salt=a.salt, n=2**15, r=8, p=1, dklen=32, maxmem=64 * 2**20)
     assert secrets.compare_digest(a.digest, answers.derive("fluffy", a.salt))
+
+
+async def test_derivations_run_in_threads_a_bounded_number_at_a_time():
+    running, most, lock = 0, 0, threading.Lock()
+
+    def work(n):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return n, threading.get_ident()
+
+    kdf = answers.Derivations(2)
+    results = await asyncio.gather(*(kdf.run(work, n) for n in range(6)))
+    assert [n for n, _ in results] == list(range(6))
+    assert threading.get_ident() not in {t for _, t in results} and most == 2

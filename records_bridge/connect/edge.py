@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from ..answers import Derivations
 from ..codes import Code, MalformedCode, Refusal, Refused, WrongAnswer, parse_code
 from ..inbound import Inbound
 from ..packages.store import Packages
@@ -103,8 +104,9 @@ def install(app: web.Application, ctx: BridgeContext) -> Services:
     """The services on ``app``, built the first time a feature's ``setup`` asks."""
     if SERVICES not in app:
         pepper = ctx.settings.secret(PEPPER_PURPOSE)
-        packages = Packages(ctx.store, pepper)
-        app[SERVICES] = Services(ConnectRequests(ctx.store, pepper), packages,
+        kdf = Derivations()
+        packages = Packages(ctx.store, pepper, kdf)
+        app[SERVICES] = Services(ConnectRequests(ctx.store, pepper, kdf), packages,
                                  Inbound(ctx.store, ctx.records, packages), FailureAlarm())
     return app[SERVICES]
 

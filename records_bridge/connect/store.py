@@ -25,7 +25,6 @@ locked meanwhile (parallel guesses) refuses even the right answer.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
 import secrets
@@ -153,9 +152,10 @@ def _ticket_hash(ticket: str) -> str:
 
 
 class ConnectRequests:
-    def __init__(self, store: Store, pepper: bytes) -> None:
+    def __init__(self, store: Store, pepper: bytes, kdf: answers.Derivations | None = None) -> None:
         self.store = store
         self.pepper = pepper
+        self.kdf = kdf or answers.Derivations()
 
     # ------------------------------------------------------------------ the app's side
 
@@ -169,7 +169,7 @@ class ConnectRequests:
         if not isinstance(answer, str):
             raise ConnectError(ConnectProblem.INVALID_ANSWER, "answer must be a string")
         try:
-            verifier = await asyncio.to_thread(answers.hash_answer, answer)
+            verifier = await self.kdf.run(answers.hash_answer, answer)
         except answers.InvalidAnswer as exc:
             raise ConnectError(ConnectProblem.INVALID_ANSWER, str(exc)) from None
         code = new_code()
@@ -279,7 +279,7 @@ class ConnectRequests:
         if refused is not None:
             return refused
         assert row is not None and row.answer_salt is not None and row.answer_hash is not None
-        right = await asyncio.to_thread(
+        right = await self.kdf.run(
             answers.verify, answer, answers.AnswerHash(bytes(row.answer_salt), bytes(row.answer_hash))
         )
         ticket = secrets.token_urlsafe(32)

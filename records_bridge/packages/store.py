@@ -25,7 +25,6 @@ the contact e-mail address when none was given.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 from collections.abc import Sequence
@@ -151,9 +150,10 @@ def _text(value: object, name: str, problem: PackageProblem = PackageProblem.INV
 
 
 class Packages:
-    def __init__(self, store: Store, pepper: bytes) -> None:
+    def __init__(self, store: Store, pepper: bytes, kdf: answers.Derivations | None = None) -> None:
         self.store = store
         self.pepper = pepper
+        self.kdf = kdf or answers.Derivations()
 
     # ------------------------------------------------------------------ the app's side
 
@@ -206,7 +206,7 @@ class Packages:
         else:
             await self.store.read(lambda conn: self._allocated(conn, client_id, code, at))
             fresh = False
-        env = await asyncio.to_thread(_seal, content.encode_plaintext(parsed), normalized, code, client_id)
+        env = await self.kdf.run(_seal, content.encode_plaintext(parsed), normalized, code, client_id)
         if not fresh:
             return await self.drop_off(client_id, code, about, env, at=at)
         return await self._insert(PackageKind.APP, client_id, code, about.external_id, about.friendly_name,
@@ -219,7 +219,7 @@ class Packages:
         answer, or the contact e-mail address), for whoever has the code and the verifier."""
         code = new_code()
         plaintext = _holding_plaintext(message)
-        env = await asyncio.to_thread(_seal, plaintext, answers.normalize(verifier), code, client_id)
+        env = await self.kdf.run(_seal, plaintext, answers.normalize(verifier), code, client_id)
         return await self._insert(PackageKind.HOLDING, client_id, code, None, f"Message from {message.sender}"[:MAX_TEXT],
                                   question, env, at)
 
@@ -279,7 +279,7 @@ class Packages:
         if refused is not None:
             return refused
         assert row is not None and row.envelope is not None
-        opened = await asyncio.to_thread(_open_and_plan, PackageKind(row.kind), bytes(row.envelope), answer, code,
+        opened = await self.kdf.run(_open_and_plan, PackageKind(row.kind), bytes(row.envelope), answer, code,
                                          row.client_id)
 
         def finish(conn: Connection) -> Redeemed | WrongAnswer | Refused | Unreadable:
