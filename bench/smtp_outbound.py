@@ -231,8 +231,8 @@ async def _ehr(port: int, queue: list[tuple[str, bytes]], started: dict[str, flo
         message_id, data = queue.pop()
         start = time.perf_counter()
         started[message_id] = start
-        for command in (f"MAIL FROM:<{EHR}>", f"RCPT TO:<{PATIENT}>", "DATA"):
-            writer.write(command.encode() + b"\r\n")
+        for step in (f"MAIL FROM:<{EHR}>", f"RCPT TO:<{PATIENT}>", "DATA"):
+            writer.write(step.encode() + b"\r\n")
             await _reply(reader)
         stuffed = data.replace(b"\r\n.", b"\r\n..")
         writer.write(stuffed + b".\r\n")
