@@ -305,3 +305,12 @@ def test_submission_needs_the_tls_pair(tmp_path):
     assert serve_settings({}, tmp_path).submission is None
     with pytest.raises(ServeSettingsError, match="unknown"):
         serve_settings({"submission": {"lsten": "x"}, "smtp": {"tls_certificate": "c", "tls_key": "k"}}, tmp_path)
+
+
+def test_serve_submission_flag_needs_the_tls_pair(tmp_path):
+    from gateway.service.settings import ServeSettingsError, with_submission
+
+    with pytest.raises(ServeSettingsError, match="--submission"):
+        with_submission(serve_settings({}, tmp_path), "127.0.0.1:2587")
+    on = with_submission(serve_settings({"smtp": {"tls_certificate": "c", "tls_key": "k"}}, tmp_path), "[::1]:2587")
+    assert on.submission == Listen("::1", 2587)
