@@ -210,8 +210,8 @@ async def test_a_missing_or_bad_code_verifier_is_invalid_grant(bridge, verifier)
 
 
 def test_pkce_s256_matches_rfc_7636_appendix_b():
-    assert pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCgMbFyHr8yJrr8MsNfcfQu8")
-    assert not pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj", "E9Melhoa2OwvFrEMTJguCgMbFyHr8yJrr8MsNfcfQu8")
+    assert pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+    assert not pkce_ok("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
 
 
 async def test_a_reused_code_is_invalid_grant_and_revokes_the_tokens_it_gave(bridge):
@@ -338,4 +338,87 @@ async def test_a_person_cannot_give_a_record_they_have_no_access_to(bridge):
     token = await b.csrf("/signin")
     async with await b.post("/oauth/authorize", {**q, "csrf_token": token, "decision": "allow",
                                                  "record": str(someone_elses)}) as r:
+        assert r.status == 400 and "Location" not in r.headers
+
+
+async def test_no_code_token_or_client_secret_is_stored_in_clear(bridge):
+    """Every text column of every OAuth table, after a full flow with refresh."""
+    from sqlalchemy import String, Text, select
+
+    from records_bridge.oauth import schema as oauth_schema
+
+    client = await bridge.client(offline=True)
+    b, _, _ = await bridge.signed_in()
+    code, verifier, uri = await bridge.authorize_code_flow(b, client, scope="records.*.r offline_access",
+                                                           form={"offline": "on"})
+    _, first = await bridge.exchange(client, code, verifier, uri)
+    _, second = await bridge.token_request(client, {"grant_type": "refresh_token",
+                                                    "refresh_token": first["refresh_token"]})
+    secrets_ = [code, first["access_token"], first["refresh_token"], second["access_token"],
+                second["refresh_token"], client.secret]
+
+    def dump(conn):
+        cells = []
+        for table in oauth_schema.metadata.sorted_tables:
+            columns = [c for c in table.columns if isinstance(c.type, String | Text)]
+            if columns:
+                cells += [str(v) for row in conn.execute(select(*columns)).all() for v in row]
+        return cells
+
+    cells = await bridge.ctx.store.read(dump)
+    assert cells and not [s for s in secrets_ if any(s in cell for cell in cells)]
+
+
+@pytest.mark.parametrize(("scope", "ok"), [
+    ("records.file.r", True), ("records.ccd.crud", True), ("records.*.cr", True), ("records.message.d", True),
+    ("records.file.rc", False), ("records.file.rr", False), ("records.file.", False), ("records.file.x", False),
+    ("records.photo.r", False), ("records..r", False),
+    ("patient/DocumentReference.rs", True), ("patient/DocumentReference.cruds", True), ("patient/Binary.r", True),
+    ("patient/DocumentReference.sr", False), ("patient/Observation.rs", False), ("user/DocumentReference.rs", False),
+    ("patient/DocumentReference.read", False),
+    ("launch/patient", True), ("offline_access", True), ("openid", True), ("fhirUser", True),
+    ("connect", True), ("packages", True), ("inbound.messages", True), ("Connect", False), ("", False),
+])
+def test_the_scope_grammar(scope, ok):
+    from records_bridge.oauth.scopes import parse
+
+    assert (parse(scope) is not None) is ok
+
+
+@pytest.mark.parametrize(("granted", "item_type", "op", "allowed"), [
+    (["records.file.r"], "file", "r", True),
+    (["records.file.r"], "file", "c", False),
+    (["records.file.r"], "ccd", "r", False),
+    (["records.*.cr"], "ccd", "c", True),
+    (["patient/DocumentReference.rs"], "cda", "r", True),
+    (["patient/DocumentReference.s"], "ccd", "r", True),
+    (["patient/DocumentReference.rs"], "file", "c", False),
+    (["patient/DocumentReference.c"], "file", "c", True),
+    (["patient/DocumentReference.rs"], "message", "r", False),
+    (["offline_access", "records.bogus.r"], "file", "r", False),
+])
+def test_what_scopes_permit(granted, item_type, op, allowed):
+    from records_bridge.oauth.scopes import permits
+
+    assert permits(granted, item_type, op) is allowed
+
+
+@pytest.mark.parametrize(("scope", "words"), [
+    ("records.file.r", "Read your files"),
+    ("records.ccd.cr", "Add and read your care summaries (CCD)"),
+    ("records.*.crud", "Add, read, change and delete your records of every kind"),
+    ("patient/DocumentReference.rs", "Read and search your documents"),
+    ("offline_access", "Keep access when you are not using the app, until you remove it"),
+])
+def test_scopes_in_words(scope, words):
+    from records_bridge.oauth.scopes import describe
+
+    assert describe(scope) == words
+
+
+async def test_a_duplicated_parameter_is_refused_without_a_redirect(bridge):
+    client = await bridge.client()
+    b, _, _ = await bridge.signed_in()
+    q = [*list(_query(client.client.client_id).items()), ("redirect_uri", "https://evil.example/cb")]
+    async with await b.get("/oauth/authorize?" + urlencode(q)) as r:
         assert r.status == 400 and "Location" not in r.headers

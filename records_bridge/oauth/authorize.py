@@ -14,9 +14,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
+from multidict import MultiMapping
 from sqlalchemy import Connection
 
 from records_bridge import access
@@ -28,7 +30,7 @@ from records_bridge.web.pages import allow_form_action, check_csrf, current_pers
 from . import schema as s
 from . import scopes as sc
 from .clients import client_in
-from .request import AuthRequest, PageError, RedirectError, ResponseMode, check_request
+from .request import AuthRequest, PageError, RedirectError, ResponseMode, check_request, text_params
 from .tokens import digest, grant_in
 
 CODE_LIFETIME = timedelta(seconds=60)
@@ -76,11 +78,12 @@ def _consent(request: web.Request, ask: AuthRequest, records: list[PersonRecord]
     )
 
 
-async def _check(request: web.Request, params: object) -> AuthRequest | PageError | RedirectError:
-    ctx = context(request)
-    client_id = params.get("client_id", "") if hasattr(params, "get") else ""
-    client = await ctx.store.read(lambda conn: client_in(conn, client_id)) if isinstance(client_id, str) and client_id else None
-    return check_request(params, lambda _cid: client)  # type: ignore[arg-type]
+async def _check(request: web.Request, given: MultiMapping[Any]) -> AuthRequest | PageError | RedirectError:
+    params = text_params(given)
+    client_id = params.get("client_id", "")
+    store = context(request).store
+    client = await store.read(lambda conn: client_in(conn, client_id)) if client_id else None
+    return check_request(params, client)
 
 
 async def authorize_page(request: web.Request) -> web.Response:
@@ -144,8 +147,8 @@ async def authorize_answer(request: web.Request) -> web.Response:
     code = CODE_PREFIX + secrets.token_urlsafe(32)
     at = ctx.clock()
     record_ids = [int(p) for p in dict.fromkeys(picked)]
-    assert isinstance(ask, AuthRequest)
-    await ctx.store.run(lambda conn: _issue_code(conn, ask, person, record_ids, granted, offline, code, at))
+    accepted = ask
+    await ctx.store.run(lambda conn: _issue_code(conn, accepted, person, record_ids, granted, offline, code, at))
     return _redirect_to(ask, request, {"code": code})
 
 

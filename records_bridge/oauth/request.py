@@ -9,10 +9,11 @@ app at its (now trusted) redirect URI with ``error=`` and the ``state``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
 
 from . import scopes as sc
 from .clients import Client
@@ -84,14 +85,18 @@ class AuthRequest:
         return sc.OFFLINE in self.requested and self.client.offline_allowed
 
 
-def check_request(params: MultiMapping[str], find_client: Callable[[str], Client | None]) -> (
-        AuthRequest | PageError | RedirectError):
+def text_params(given: MultiMapping[Any]) -> MultiDict[str]:
+    """The request's parameters as text (a form's file fields are not parameters of ours)."""
+    return MultiDict((k, v) for k, v in given.items() if isinstance(v, str))
+
+
+def check_request(params: MultiMapping[str], client: Client | None) -> AuthRequest | PageError | RedirectError:
+    """``client`` is the client ``params["client_id"]`` names, if there is one."""
     for name in PARAMETERS:
         if len(params.getall(name, [])) > 1:  # RFC 6749 3.1: parameters MUST NOT be included more than once
             return PageError(PageProblem.DUPLICATE, name)
     client_id = params.get("client_id", "")
-    client = find_client(client_id) if client_id else None
-    if client is None:
+    if client is None or client.client_id != client_id:
         return PageError(PageProblem.UNKNOWN_CLIENT, client_id)
     redirect_uri = params.get("redirect_uri", "")
     if not redirect_uri or not client.redirect_allowed(redirect_uri):
