@@ -193,8 +193,14 @@ async def test_a_report_that_does_not_match_changes_nothing(store, kwargs, audit
     assert audited in events
 
 
-async def test_a_failure_notice_is_never_written_about_a_submitted_mdn(store):
-    """An EHR may submit its own MDNs; if one cannot be delivered, nobody is told (Direct item 22)."""
+@pytest.mark.parametrize(
+    ("how", "state", "outcome"),
+    [("5xx", "failed", "failed"), ("sent", "sent", "delivered")],
+    ids=["refused", "sent-then-never-times-out"],
+)
+async def test_a_submitted_mdn_gets_no_notice_either_way(store, how, state, outcome):
+    """An EHR may submit its own MDNs: no MDN answers one and no DSN is written about one
+    (Direct item 22), so it is settled when it is sent or refused, and nobody is told."""
     gw = Gateway(store)
     mdn = build_mdn(Disposition.PROCESSED, original=Headers((PATIENT,), (EHR,), (), "x", "<in@b.test>", None),
                     final_recipient=EHR, reporting_domain="hospital.test", at=T0)
@@ -208,9 +214,10 @@ async def test_a_failure_notice_is_never_written_about_a_submitted_mdn(store):
                  reliable=False, at=T0)
 
     await store.run(work)
-    await gw.settle("5xx", T0 + timedelta(minutes=1))
+    await gw.settle(how, T0 + timedelta(minutes=1))
+    assert await gw.monitor.sweep(store, T0 + timedelta(days=1)) == 0
     row = await _row(store)
-    assert (row.state, row.final_outcome) == ("failed", "failed") and await _notices(store) == []
+    assert (row.state, row.final_outcome) == (state, outcome) and await _notices(store) == []
 
 
 async def test_two_nodes_racing_send_one_final_notice_per_recipient(store_url):

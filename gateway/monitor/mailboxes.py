@@ -86,7 +86,11 @@ class ProviderMailboxes:
     def report_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, *,
                   recipients: tuple[str, ...], at: datetime) -> None:
         """An MDN or DSN addressed to us: to the monitor, in plain form (what is passed back)."""
-        plain = plain_message(raw, opened, [("X-Direct-Sender", _ascii_line(opened.sender))])
+        try:
+            plain = plain_message(raw, opened, [("X-Direct-Sender", _ascii_line(opened.sender))])
+        except MimeError as exc:  # the report is kept (state report); only matching it is impossible
+            self.monitor.unreadable(conn, message, at, str(exc))
+            return
         self.monitor.report_in(conn, message, opened.kind, plain, signer=opened.sender, recipients=recipients,
                                at=at)
 

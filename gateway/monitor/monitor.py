@@ -43,7 +43,7 @@ from gateway.store.messaging import audit, audit_row, outbound
 from .schema import tracking
 from .settings import MonitorSettings
 from .states import Decision, Event, Facts, Kind, Notice, decide
-from .tracking import TrackState
+from .tracking import Outcome, TrackState
 
 log = structlog.get_logger("directgw.monitor")
 
@@ -115,6 +115,10 @@ class DeliveryMonitor:
             return  # mail queued without tracking (the CLI, tests): nobody to tell
         if settled.state is JobState.SENT:
             self._apply(conn, row_id, Event(Kind.SENT, settled.at, None, settled.detail))
+            if not notice_owed(job.payload):
+                # an MDN or DSN the EHR sent: no MDN answers it (Direct item 22), so the send is all
+                # there is to learn; settled without a notice instead of timing out
+                self._settle_quietly(conn, row_id, settled.at, "a notification: no MDN is owed for it")
             return
         failed = failure_of(settled, job.recipient)
         reason = Reason.LIFETIME.value if settled.state is JobState.EXPIRED else (
@@ -178,6 +182,9 @@ class DeliveryMonitor:
                 self._apply(conn, row_id, Event(what, at, f"{what.value}-reported", detail), report=plain)
                 applied += 1
         return applied
+
+    def unreadable(self, conn: Connection, message: int, at: datetime, detail: str) -> None:
+        self._audit(conn, at, "report-unreadable", message=message, detail=detail)
 
     # ---------------------------------------------------------------- timeouts
 
@@ -258,6 +265,15 @@ class DeliveryMonitor:
         log.info("monitor.event", tracking=row_id, kind=event.kind.value, outcome=what,
                  final=decision.final.value if decision.final else None, node=self.node)
         return decision
+
+    def _settle_quietly(self, conn: Connection, row_id: int, at: datetime, note: str) -> None:
+        row = conn.execute(select(tracking.c.message_id, tracking.c.recipient).where(tracking.c.id == row_id)).one()
+        settled = conn.execute(
+            update(tracking).where(tracking.c.id == row_id, tracking.c.final_notice_at.is_(None))
+            .values(final_notice_at=at, final_outcome=Outcome.DELIVERED.value, detail=note)
+        ).rowcount == 1
+        if settled:
+            self._audit(conn, at, "monitor-settled", message=row.message_id, recipient=row.recipient, detail=note)
 
     def _our_dsn(self, conn: Connection, row: Any, event: Event, original: bytes | None,
                  failed: FailedRecipient | None) -> bytes | None:
