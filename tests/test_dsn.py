@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.core.dsn import FailedRecipient, Failure, build_dsn, header_section, notice_owed
+from gateway.core.dsn import (
+    FailedRecipient,
+    Failure,
+    build_dsn,
+    header_section,
+    notice_owed,
+    returned_message_id,
+)
 from gateway.core.mdn import Disposition, build_mdn, parse_dsn
 from gateway.core.outcomes import Headers
 from tests import messages
@@ -130,3 +137,11 @@ def test_the_returned_header_section_is_bounded_and_stops_at_the_body():
     assert header_section(b"A: 1\nB: 2\n\nbody") == b"A: 1\r\nB: 2\r\n"
     huge = b"X: " + b"y" * 200_000 + b"\r\n\r\nbody"
     assert len(header_section(huge)) <= 64 * 1024 + 2
+
+
+def test_a_dsn_without_original_message_id_is_matched_by_its_returned_headers():
+    """RFC 3464 does not require an Original-Message-ID: the returned headers name the message."""
+    raw = _dsn().replace(b"X-Original-Message-ID: <ref-1@hospital.test>\r\n", b"")
+    assert parse_dsn(raw).original_message_id is None
+    assert returned_message_id(raw) == "<ref-1@hospital.test>"
+    assert returned_message_id(ORIGINAL) is None and returned_message_id(b"\x00garbage") is None

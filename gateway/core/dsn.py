@@ -40,8 +40,9 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from .certs import utc
+from .limits import DEFAULT_LIMITS, Limits
 from .mdn import _ascii_line, _encoded_header, _one_line, _seven_bit
-from .mime import format_headers
+from .mime import MimeError, canonical, format_headers, parse_entity, split_multipart
 
 MAX_RETURNED_HEADERS = 64 * 1024
 """The original's header section returned in the DSN at most (RFC 6522 section 4 returns
@@ -227,3 +228,23 @@ def build_dsn(
         + head
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+def returned_message_id(report: bytes, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """The Message-ID in a DSN's returned original (its ``text/rfc822-headers`` or
+    ``message/rfc822`` part, RFC 6522 section 3): how a DSN names its message when its
+    delivery-status part has no (X-)Original-Message-ID, as RFC 3464 does not require one."""
+    try:
+        message = parse_entity(canonical(report), limits)
+        boundary = message.param("boundary")
+        if message.content_type != "multipart/report" or not boundary:
+            return None
+        for start, end in split_multipart(message, boundary, limits, lenient=True):
+            part = parse_entity(message.buf, limits, start, end)
+            if part.content_type in ("text/rfc822-headers", "message/rfc822"):
+                returned = parse_entity(part.buf, limits, part.start, part.end)
+                found = returned.get("Message-ID")
+                return _one_line(found) if found else None
+    except MimeError:
+        return None
+    return None

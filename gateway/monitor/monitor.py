@@ -33,7 +33,7 @@ import structlog
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.core.dsn import FailedRecipient, Failure, build_dsn, notice_owed
+from gateway.core.dsn import FailedRecipient, Failure, build_dsn, notice_owed, returned_message_id
 from gateway.core.mdn import Disposition, NotAReport, parse_dsn, parse_mdn
 from gateway.core.outcomes import MessageKind
 from gateway.outbound.queue import Job, JobKind, JobState, Reason, Settled, enqueue_in
@@ -150,9 +150,10 @@ class DeliveryMonitor:
             if isinstance(dsn, NotAReport):
                 self._audit(conn, at, "report-unreadable", message=message, detail=dsn.detail)
                 return 0
+            original_id = dsn.original_message_id or returned_message_id(plain)
             for r in dsn.recipients:
                 detail = f"DSN {r.action or '?'} {r.status or ''}".rstrip() + (f": {r.diagnostic}" if r.diagnostic else "")
-                events.append((r.final_recipient, dsn.original_message_id, Kind.FAILED if r.failed else None, detail))
+                events.append((r.final_recipient, original_id, Kind.FAILED if r.failed else None, detail))
         applied = 0
         to = tuple(r.strip().lower() for r in recipients)
         for final_recipient, original_id, what, detail in events:
