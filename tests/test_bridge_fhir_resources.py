@@ -15,6 +15,8 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from records_bridge.api.items import BlobInfo, Item
 from records_bridge.fhir import resources, search
@@ -133,3 +135,14 @@ def test_search_parameters(query, expected):
 )
 def test_search_errors(query):
     assert isinstance(search.parse(query), SearchError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["patient", "subject", "type", "date", "_count", "_cursor", "x"]),
+                          st.text(max_size=40)), max_size=6))
+def test_any_parameters_give_a_search_or_a_reason(query):
+    parsed = search.parse(query)
+    assert isinstance(parsed, Search | SearchError)
+    if isinstance(parsed, Search):
+        assert 0 <= parsed.count <= search.MAX_COUNT
+        assert parsed.since is None or parsed.since.tzinfo is not None
