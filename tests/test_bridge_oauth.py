@@ -15,6 +15,7 @@ import pytest
 
 from records_bridge.oauth.clients import ClientError, ClientSpec
 from records_bridge.oauth.token_endpoint import pkce_ok
+from records_bridge.web.refusals import Refusal
 from tests.bridge_fixtures import basic, bridge_fixture, pkce_pair  # noqa: F401 -- fixture
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -40,6 +41,7 @@ async def test_unknown_client_gets_an_error_page_and_no_redirect(bridge):
         assert r.status == 400
         assert "Location" not in r.headers
         assert "not registered" in await r.text()
+    assert bridge.ctx.refusals.counts[Refusal.UNKNOWN_CLIENT] == 1
 
 
 @pytest.mark.parametrize("uri", [
@@ -60,6 +62,7 @@ async def test_redirect_uri_mismatch_shows_an_error_page_and_never_redirects(bri
         assert r.status == 400
         assert "Location" not in r.headers
         assert "has not registered" in await r.text()
+    assert bridge.ctx.refusals.counts[Refusal.REDIRECT_MISMATCH] == 1
 
 
 @pytest.mark.parametrize(("over", "error"), [
@@ -146,6 +149,7 @@ async def test_the_consent_answer_needs_the_csrf_token(bridge):
     async with await b.post("/oauth/authorize", {**q, "record": str(record), "decision": "allow"}) as r:
         assert r.status == 403
         assert "Location" not in r.headers
+    assert bridge.ctx.refusals.counts[Refusal.CSRF] == 1
 
 
 STATES = ["abc", "a b&c=d?e#f", "ünïcode✓", "x" * 500, "%41%42"]
@@ -224,6 +228,7 @@ async def test_a_reused_code_is_invalid_grant_and_revokes_the_tokens_it_gave(bri
     assert status == 200
     status, again = await bridge.exchange(client, code, verifier, uri)
     assert (status, again["error"]) == (400, "invalid_grant")
+    assert bridge.ctx.refusals.counts[Refusal.CODE_REPLAY] == 1
     async with await b.get("/v1/me", headers={"Authorization": "Bearer " + first["access_token"]}) as r:
         assert r.status == 401
     status, body = await bridge.token_request(client, {"grant_type": "refresh_token",
@@ -339,6 +344,7 @@ async def test_a_person_cannot_give_a_record_they_have_no_access_to(bridge):
     async with await b.post("/oauth/authorize", {**q, "csrf_token": token, "decision": "allow",
                                                  "record": str(someone_elses)}) as r:
         assert r.status == 400 and "Location" not in r.headers
+    assert bridge.ctx.refusals.counts[Refusal.FOREIGN_RECORD] == 1
 
 
 async def test_no_code_token_or_client_secret_is_stored_in_clear(bridge):

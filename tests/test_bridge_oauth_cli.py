@@ -147,16 +147,22 @@ async def test_serve_runs_the_bridge_on_bridge_listen(site, capsys):
     with open(site / "directgw.toml", "a") as f:
         f.write(f'\n[bridge]\nlisten = "127.0.0.1:{port}"\nbase_url = "https://records.example"\n')
     config = load_config(site / "directgw.toml")
-    settings = dataclasses.replace(serve_settings(config.tables, config.path.parent), http=None,
-                                   smtp=serve_settings({"smtp": {"listen": f"127.0.0.1:{free_port()}"}}, site).smtp)
+    listeners = serve_settings({"smtp": {"listen": f"127.0.0.1:{free_port()}"},
+                                "http": {"listen": f"127.0.0.1:{free_port()}"}}, site)
+    settings = dataclasses.replace(serve_settings(config.tables, config.path.parent), http=listeners.http,
+                                   smtp=listeners.smtp)
     running = await start_service(config, settings)
     try:
         assert running.bridge_port == port
-        async with aiohttp.ClientSession() as http, http.get(
-                f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server") as r:
-            meta = await r.json()
-            assert meta["issuer"] == "https://records.example"
-            assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server") as r:
+                meta = await r.json()
+                assert meta["issuer"] == "https://records.example"
+                assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+            async with http.get(f"http://127.0.0.1:{port}/oauth/authorize?client_id=nobody") as r:
+                assert r.status == 400
+            async with http.get(f"http://127.0.0.1:{running.http_port}/metrics") as r:
+                assert "directgw_bridge_refused_unknown_client 1.0" in await r.text()
     finally:
         await running.stop()
 

@@ -9,6 +9,7 @@ import base64
 
 import pytest
 
+from records_bridge.web.refusals import Refusal
 from tests.bridge_fixtures import basic, bridge_fixture  # noqa: F401 -- fixture
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -48,6 +49,7 @@ async def test_replaying_an_old_refresh_token_revokes_the_family(bridge):
     _, second = await _refresh(bridge, client, first["refresh_token"])
     status, body = await _refresh(bridge, client, first["refresh_token"])
     assert (status, body["error"]) == (400, "invalid_grant")
+    assert bridge.ctx.refusals.counts[Refusal.REFRESH_REUSE] == 1
     status, body = await _refresh(bridge, client, second["refresh_token"])  # the newest one died with the family
     assert (status, body["error"]) == (400, "invalid_grant")
     async with await b.get("/v1/me", headers=_auth(second["access_token"])) as r:
@@ -93,6 +95,7 @@ async def test_requests_without_a_valid_bearer_token_get_401(bridge, header):
     async with await b.get("/v1/me", headers={"Authorization": header} if header else {}) as r:
         assert r.status == 401
         assert r.headers["WWW-Authenticate"].startswith('Bearer realm="records"')
+    assert bridge.ctx.refusals.counts[Refusal.INVALID_TOKEN] == (1 if header and header.startswith("Bearer rba") else 0)
 
 
 async def test_revoking_a_refresh_token_ends_the_family(bridge):

@@ -18,6 +18,7 @@ from records_bridge import schema
 from records_bridge.oauth import schema as oauth_schema
 from records_bridge.web.account import safe_next
 from records_bridge.web.ratelimit import RateLimiter
+from records_bridge.web.refusals import Refusal
 from records_bridge.web.settings import KEY_BYTES, bridge_settings
 from tests.bridge_fixtures import PASSWORD, bridge_fixture, start_bridge  # noqa: F401 -- fixture
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
@@ -75,6 +76,8 @@ async def test_sign_in_is_rate_limited(bridge):
             assert r.status == 401
     async with await b.sign_in("victim@example.com", PASSWORD) as r:
         assert r.status == 429 and "Too many attempts" in await r.text()
+    counts = bridge.ctx.refusals.counts
+    assert (counts[Refusal.SIGN_IN_FAILED], counts[Refusal.RATE_LIMITED]) == (bridge.ctx.limits.sign_in.limit, 1)
     bridge.clock.advance(60)
     async with await b.sign_in("victim@example.com", PASSWORD) as r:
         assert r.status == 303

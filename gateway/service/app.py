@@ -191,7 +191,8 @@ async def _start(
     running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock), name="monitor"))
     if settings.http is not None:
         runner = await start_http(
-            HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions)}),
+            HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions),
+                                                      **(bridge.refusals.gauges() if bridge is not None else {})}),
             settings.http.host, settings.http.port,
         )
         closers.append(runner.cleanup)

@@ -16,6 +16,7 @@ from records_bridge import schema as records_schema
 from records_bridge.people import person_in
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import JsonError
+from records_bridge.web.refusals import Refusal
 
 from . import schema as s
 from .bearer import bearer
@@ -130,6 +131,7 @@ async def delete_grant(request: web.Request) -> web.Response:
     ctx = context(request)
     rid = request.match_info["rid"]
     if not rid.isdigit() or not token.allows_record(int(rid)):
+        ctx.refusals.count(Refusal.FOREIGN_GRANT, client=token.client_id, record=rid[:20])
         raise JsonError(404, "not_found", "this token holds no grant on that record")
     at = ctx.clock()
     assert token.person_id is not None

@@ -26,11 +26,20 @@ from records_bridge.access import PersonRecord
 from records_bridge.people import Person
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.pages import allow_form_action, check_csrf, current_person, render
+from records_bridge.web.refusals import Refusal
 
 from . import schema as s
 from . import scopes as sc
 from .clients import client_in
-from .request import AuthRequest, PageError, RedirectError, ResponseMode, check_request, text_params
+from .request import (
+    AuthRequest,
+    PageError,
+    PageProblem,
+    RedirectError,
+    ResponseMode,
+    check_request,
+    text_params,
+)
 from .tokens import digest, grant_in
 
 CODE_LIFETIME = timedelta(seconds=60)
@@ -54,6 +63,8 @@ def _redirect_to(ask: AuthRequest | RedirectError, request: web.Request, values:
 
 
 def _error_page(request: web.Request, failed: PageError) -> web.Response:
+    what = Refusal.UNKNOWN_CLIENT if failed.problem is PageProblem.UNKNOWN_CLIENT else Refusal.REDIRECT_MISMATCH
+    context(request).refusals.count(what, detail=failed.detail[:200], ip=request.remote)
     return render(request, "error.html", status=400, heading="This app cannot be authorized",
                   message=failed.problem.value, detail=None)
 
@@ -137,6 +148,8 @@ async def authorize_answer(request: web.Request) -> web.Response:
     records = _eligible(ask, await access.records_of(ctx.store, person.id))
     by_id = {str(r.record_id): r for r in records}
     picked = [str(v) for v in form.getall("record", [])]
+    if any(p not in by_id for p in picked):
+        ctx.refusals.count(Refusal.FOREIGN_RECORD, person=person.id, client=ask.client.client_id)
     if not picked or any(p not in by_id for p in picked) or (len(picked) > 1 and not ask.client.multi_record):
         return _consent(request, ask, records, status=400,
                         error="Choose the record to share." if not picked or len(picked) == 1

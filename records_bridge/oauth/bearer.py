@@ -15,6 +15,7 @@ from aiohttp import web
 
 from records_bridge.web.context import context
 from records_bridge.web.errors import JsonError
+from records_bridge.web.refusals import Refusal
 
 from .tokens import Acting, TokenContext, access_context_in
 
@@ -42,6 +43,7 @@ async def bearer(request: web.Request, *, scopes: Iterable[str] = (), kind: Acti
     at = ctx.clock()
     found = await ctx.store.read(lambda conn: access_context_in(conn, token, at))
     if found is None:
+        ctx.refusals.count(Refusal.INVALID_TOKEN, path=request.path, ip=request.remote)
         raise _unauthorized("the access token is unknown, expired or revoked")
     if kind is not None and found.kind is not kind:
         wanted = "a client-credentials token" if kind is Acting.CLIENT else "a token acting for a person"

@@ -11,6 +11,7 @@ from aiohttp import web
 from records_bridge.web.account import client_ip
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import json_error
+from records_bridge.web.refusals import Refusal
 
 from . import scopes as sc
 from .clients import ClientError, ClientStore
@@ -66,6 +67,7 @@ async def register(request: web.Request) -> web.Response:
     ctx = context(request)
     at = ctx.clock()
     if not ctx.limits.registration.allow("ip:" + client_ip(request), at=at):
+        ctx.refusals.count(Refusal.RATE_LIMITED, path=request.path, ip=client_ip(request))
         return json_error(429, "too_many_requests", "too many registrations from this address; try later",
                           headers={"Retry-After": "3600"})
     raw = await request.content.read(MAX_REGISTRATION_BYTES + 1)

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select, update
 
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import json_error
+from records_bridge.web.refusals import Refusal
 
 from . import schema as s
 from . import scopes as sc
@@ -56,6 +57,8 @@ class GrantError(enum.Enum):
 class Refused:
     error: GrantError
     description: str
+    abuse: Refusal | None = None
+    """Set when the refusal is one to count (web/refusals.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,12 @@ class Granted:
     record_id: int | None = None
     records: tuple[tuple[int, str], ...] = ()
     """(record id, auth_action) of the live grants."""
+
+
+def _refused(request: web.Request, refused: Refused) -> web.Response:
+    if refused.abuse is not None:
+        context(request).refusals.count(refused.abuse, path=request.path, ip=request.remote)
+    return _refuse(refused.error, refused.description)
 
 
 def _refuse(error: GrantError, description: str) -> web.Response:
@@ -109,7 +118,7 @@ async def authenticate(request: web.Request, form: Any) -> Client | Refused:
             return Refused(GrantError.INVALID_CLIENT, "Authorization must be Basic client_id:client_secret")
         client = await clients.get(pair[0])
         if client is None or client.public or not clients.authenticate(client, pair[1]):
-            return Refused(GrantError.INVALID_CLIENT, "client authentication failed")
+            return Refused(GrantError.INVALID_CLIENT, "client authentication failed", Refusal.INVALID_CLIENT)
         if form.get("client_id") not in (None, client.client_id):
             return Refused(GrantError.INVALID_REQUEST, "client_id does not match the authenticated client")
         return client
@@ -136,7 +145,8 @@ def _code_grant(conn: Connection, client: Client, code: str, redirect_uri: str, 
         f = s.token_families
         for family_id in conn.execute(select(f.c.id).where(f.c.code_id == row.id)).scalars().all():
             revoke_family_in(conn, family_id, at=at)
-        return Refused(GrantError.INVALID_GRANT, "the authorization code was already used; its tokens are revoked")
+        return Refused(GrantError.INVALID_GRANT, "the authorization code was already used; its tokens are revoked",
+                       Refusal.CODE_REPLAY)
     if row.expires_at <= at:
         return Refused(GrantError.INVALID_GRANT, "the authorization code has expired")
     if redirect_uri != row.redirect_uri:
@@ -176,7 +186,8 @@ def _refresh_grant(conn: Connection, client: Client, token: str, scope: str | No
         # OAuth 2.0 Security BCP 4.14.2: a rotated token presented again means
         # two parties hold the family; revoke it so neither can go on.
         revoke_family_in(conn, row.family_id, at=at)
-        return Refused(GrantError.INVALID_GRANT, "the refresh token was already used; the authorization's tokens are revoked")
+        return Refused(GrantError.INVALID_GRANT,
+                       "the refresh token was already used; the authorization's tokens are revoked", Refusal.REFRESH_REUSE)
     had = frozenset(sc.split(row.scopes))
     wanted = frozenset(sc.split(scope)) if scope else had
     if not wanted <= had:
@@ -237,7 +248,7 @@ async def token(request: web.Request) -> web.Response:
         return _refuse(GrantError.INVALID_REQUEST, f"{dup} is given more than once")
     client = await authenticate(request, form)
     if isinstance(client, Refused):
-        return _refuse(client.error, client.description)
+        return _refused(request, client)
     ctx = context(request)
     at = ctx.clock()
     outcome: Granted | Refused
@@ -255,7 +266,7 @@ async def token(request: web.Request) -> web.Response:
         return _refuse(GrantError.UNSUPPORTED_GRANT_TYPE,
                        "grant_type is authorization_code, refresh_token or client_credentials")
     if isinstance(outcome, Refused):
-        return _refuse(outcome.error, outcome.description)
+        return _refused(request, outcome)
     return web.json_response(_body(outcome), headers=NO_STORE)
 
 
@@ -277,7 +288,7 @@ async def revoke(request: web.Request) -> web.Response:
     form = await request.post()
     client = await authenticate(request, form)
     if isinstance(client, Refused):
-        return _refuse(client.error, client.description)
+        return _refused(request, client)
     value = form.get("token")
     if not isinstance(value, str) or not value:
         return _refuse(GrantError.INVALID_REQUEST, "token is required")

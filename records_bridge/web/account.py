@@ -28,6 +28,7 @@ from records_bridge.people import (
 
 from .context import BridgeContext, context
 from .pages import check_csrf, current_person, render, require_person
+from .refusals import Refusal
 from .sessions import end_session, start_session
 
 SIGN_IN_FAILED = "The e-mail address or password is not right."
@@ -73,9 +74,11 @@ async def signin(request: web.Request) -> web.StreamResponse:
     at = ctx.clock()
     limiter = ctx.limits.sign_in
     if not (limiter.allow("ip:" + client_ip(request), at=at) and limiter.allow("email:" + email.strip().lower(), at=at)):
+        ctx.refusals.count(Refusal.RATE_LIMITED, path=request.path, ip=client_ip(request))
         return render(request, "signin.html", status=429, next=target, email=email, error=TOO_MANY)
     person = await PersonStore(ctx.store).authenticate(email, password)
     if person is None:
+        ctx.refusals.count(Refusal.SIGN_IN_FAILED, ip=client_ip(request))
         return render(request, "signin.html", status=401, next=target, email=email, error=SIGN_IN_FAILED)
     response = see_other(target)
     await start_session(request, response, person)
@@ -124,6 +127,7 @@ async def signup(request: web.Request) -> web.StreamResponse:
     target = safe_next(form.get("next"))
     at = ctx.clock()
     if not ctx.limits.sign_in.allow("ip:" + client_ip(request), at=at):
+        ctx.refusals.count(Refusal.RATE_LIMITED, path=request.path, ip=client_ip(request))
         return render(request, "signup.html", status=429, next=target, name=name, email=email, error=TOO_MANY,
                       min_length=PASSWORD_MIN_LENGTH)
     try:

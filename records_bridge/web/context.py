@@ -13,6 +13,7 @@ from gateway.store import Store
 from records_bridge.store import RecordStore
 
 from .ratelimit import RateLimits
+from .refusals import Refusals
 from .settings import BridgeSettings
 
 
@@ -24,6 +25,8 @@ class BridgeContext:
     """Read only at the edge (handlers); everything below takes ``at``."""
     settings: BridgeSettings
     limits: RateLimits = field(default_factory=RateLimits)
+    refusals: Refusals = field(default_factory=Refusals)
+    """Abuse refused, counted (web/refusals.py)."""
 
 
 CONTEXT = web.AppKey("context", BridgeContext)

@@ -33,6 +33,7 @@ from records_bridge.people import Person, person_in
 
 from .context import context
 from .errors import JsonError
+from .refusals import Refusal
 
 SESSION_LIFETIME = timedelta(hours=12)
 """A working day: a shared family computer does not stay signed in overnight
@@ -162,6 +163,7 @@ async def check_csrf(request: web.Request, form: object | None = None) -> None:
         given = value if isinstance(value, str) else None
     name = _names(context(request).settings.cookie_secure)[1]
     if not given or not request.cookies.get(name) or not hmac.compare_digest(given, csrf_token(request)):
+        context(request).refusals.count(Refusal.CSRF, path=request.path, ip=request.remote)
         if request.headers.get(CSRF_HEADER) is not None or request.content_type == "application/json":
             raise JsonError(403, "csrf", "missing or invalid CSRF token; reload the page and try again")
         raise CsrfRejected(
