@@ -192,3 +192,15 @@ async def test_no_token_a_bad_token_and_a_client_token_are_refused(bridge):
     client_token = await bridge.client_token(provider, ["connect"])
     status, body, _ = await call(bridge, "GET", f"/v1/records/{record_id}/items", client_token)
     assert (status, body["error"]) == (403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [{"content_type": "text/plain\r\nX: y", "data": ""}, {"content_type": "nonsense", "data": ""},
+     {"content_type": "text/plain", "filename": "a\nb", "data": ""}],
+    ids=["crlf-type", "not-a-type", "control-in-name"],
+)
+async def test_added_blobs_need_a_media_type_and_a_printable_name(bridge, blob):
+    _, record_id, _, token = await patient_with_app(bridge, ("records.*.c",))
+    status, body, _ = await call(bridge, "POST", f"/v1/records/{record_id}/items", token, json={"blobs": [blob]})
+    assert (status, body["error"]) == (400, "invalid_request")

@@ -146,3 +146,24 @@ async def test_a_viewer_sees_but_cannot_accept(bridge):
     async with await browser.post(f"/records/{record_id}/inbox/{uid}/accept", {"csrf_token": csrf_from(page)}) as r:
         assert r.status == 403
     assert (await bridge.ctx.records.items(record_id))[0].inbox_state is InboxState.UNREVIEWED
+
+
+@pytest.mark.parametrize(
+    ("content_type", "filename", "sent_type", "sent_name"),
+    [
+        ("text/html\r\nSet-Cookie: x=1", "a\r\nb.html", "application/octet-stream", 'filename="ab.html"'),
+        ("application/pdf; name=\"x\"", 'q"uo\\te.pdf', "application/pdf", 'filename="quote.pdf"'),
+        ("not a type", "résumé.pdf", "application/octet-stream", "filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"),
+    ],
+    ids=["header-injection", "quotes", "non-ascii"],
+)
+async def test_a_senders_type_and_name_cannot_break_the_download_headers(bridge, content_type, filename, sent_type,
+                                                                          sent_name):
+    browser, _, record_id = await bridge.signed_in()
+    await bridge.ctx.records.deliver(record_id, delivery(attachments=(Attachment(content_type, filename, PDF),)))
+    attachment = (await bridge.ctx.records.items(record_id))[1]
+    async with await browser.get(f"/records/{record_id}/items/{attachment.uid}/download/content") as r:
+        assert r.status == 200 and await r.read() == PDF
+        assert r.headers["Content-Type"].split(";")[0] == sent_type
+        assert sent_name in r.headers["Content-Disposition"]
+        assert "Set-Cookie" not in r.headers

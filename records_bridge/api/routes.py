@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -140,16 +142,30 @@ async def get_item(request: web.Request) -> web.Response:
     return web.json_response(item_json(item, context(request).settings.base_url))
 
 
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+"""type/subtype as RFC 6838 4.2 restricts their names (parameters are not kept on downloads)."""
+
+
+def media_type(value: str) -> str | None:
+    """The bare type/subtype of a Content-Type value, or None if it is not one."""
+    bare = value.split(";", 1)[0].strip()
+    return bare.lower() if _MEDIA_TYPE.fullmatch(bare) else None
+
+
 def download(blob: it.Blob) -> web.Response:
     """The stored bytes as a download, never rendered by the browser: ``attachment``
-    and ``nosniff``, so an HTML or SVG "document" cannot run in our origin."""
-    name = (blob.info.filename or blob.info.name).replace('"', "").replace("\\", "")
-    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_") or "document"
+    and ``nosniff``, so an HTML or SVG "document" cannot run in our origin. The
+    stored type and name came from a sender: a type that is not one becomes
+    application/octet-stream, and the name loses quotes, backslashes and control
+    characters before it goes into a header."""
+    raw_name = blob.info.filename or blob.info.name
+    name = "".join(c for c in raw_name if c.isprintable() and c not in '"\\')[:255] or "document"
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
 
     return web.Response(
         body=blob.data,
         headers={
-            "Content-Type": blob.info.content_type or "application/octet-stream",
+            "Content-Type": media_type(blob.info.content_type) or "application/octet-stream",
             "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
@@ -163,6 +179,14 @@ async def get_blob(request: web.Request) -> web.Response:
     if blob is None:
         raise JsonError(404, "not_found", "no such blob in this item")
     return download(blob)
+
+
+def _new_item_from(raw: bytes) -> it.NewItem:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise JsonError(400, "invalid_request", "the body is not JSON") from None
+    return _new_item(body)
 
 
 def _new_item(body: Any) -> it.NewItem:
@@ -183,12 +207,14 @@ def _new_item(body: Any) -> it.NewItem:
     for n, raw in enumerate(raw_blobs):
         if not isinstance(raw, dict) or not isinstance(raw.get("content_type"), str) or not isinstance(raw.get("data"), str):
             raise JsonError(400, "invalid_request", f"blobs[{n}]: content_type and data (base64) are required")
+        if media_type(raw["content_type"]) is None or not raw["content_type"].isprintable():
+            raise JsonError(400, "invalid_request", f"blobs[{n}].content_type is not a media type (type/subtype)")
         name = raw.get("name", "content" if n == 0 else f"blob{n}")
         filename = raw.get("filename")
         if not isinstance(name, str) or not 1 <= len(name) <= BLOB_NAME_MAX or not name.isprintable():
             raise JsonError(400, "invalid_request", f"blobs[{n}].name: 1..{BLOB_NAME_MAX} printable characters")
-        if filename is not None and (not isinstance(filename, str) or len(filename) > 255):
-            raise JsonError(400, "invalid_request", f"blobs[{n}].filename: a string of at most 255 characters")
+        if filename is not None and (not isinstance(filename, str) or len(filename) > 255 or not filename.isprintable()):
+            raise JsonError(400, "invalid_request", f"blobs[{n}].filename: at most 255 printable characters")
         try:
             content = base64.b64decode(raw["data"], validate=True)
         except (binascii.Error, ValueError):
@@ -200,11 +226,8 @@ def _new_item(body: Any) -> it.NewItem:
 async def add_item(request: web.Request) -> web.Response:
     token, record_id = await _record(request, write=True)
     ctx = context(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise JsonError(400, "invalid_request", "the body is not JSON") from None
-    new = await asyncio.to_thread(_new_item, body)  # base64 of up to 20 MiB: off the event loop
+    raw = await request.read()
+    new = await asyncio.to_thread(_new_item_from, raw)  # JSON and base64 of up to 27 MiB: off the event loop
     try:
         kind = it.checked_type(new)
     except it.AddRefused as refused:

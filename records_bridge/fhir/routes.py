@@ -39,7 +39,7 @@ from records_bridge.web.errors import JsonError
 
 from ..api import items as it
 from ..api.guard import DESCRIPTIONS, Denied, record_for
-from ..api.routes import download
+from ..api.routes import download, media_type
 from ..types import InboxState, SourceKind
 from . import resources, search
 from .resources import FHIR_JSON
@@ -207,8 +207,12 @@ async def read_binary(request: web.Request) -> web.StreamResponse:
     return download(blob)
 
 
-def _created(body: Any, token: TokenContext) -> tuple[str, it.NewItem]:
+def _created(raw: bytes, token: TokenContext) -> tuple[str, it.NewItem]:
     """The record and item a posted DocumentReference asks for."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise FhirError(400, "invalid", "the body is not JSON") from None
     if not isinstance(body, dict) or body.get("resourceType") != "DocumentReference":
         raise FhirError(400, "invalid", "the body is a DocumentReference")
     subject = body.get("subject", {})
@@ -224,14 +228,14 @@ def _created(body: Any, token: TokenContext) -> tuple[str, it.NewItem]:
     if not isinstance(attachment, dict) or not isinstance(attachment.get("data"), str):
         raise FhirError(400, "required", "content[0].attachment.data (base64) is required: this server keeps the bytes")
     content_type = attachment.get("contentType")
-    if not isinstance(content_type, str) or not content_type:
-        raise FhirError(400, "required", "content[0].attachment.contentType is required")
+    if not isinstance(content_type, str) or media_type(content_type) is None or not content_type.isprintable():
+        raise FhirError(400, "required", "content[0].attachment.contentType (a media type) is required")
     try:
         data = base64.b64decode(attachment["data"], validate=True)
     except (binascii.Error, ValueError):
         raise FhirError(400, "invalid", "content[0].attachment.data is not base64") from None
     title = attachment.get("title") or body.get("description")
-    filename = title if isinstance(title, str) and len(title) <= 255 else None
+    filename = title if isinstance(title, str) and len(title) <= 255 and title.isprintable() else None
     meta = {"title": title} if isinstance(title, str) and title else {}
     return reference.removeprefix("Patient/"), it.NewItem((it.NewBlob("content", content_type, filename, data),), meta)
 
@@ -239,11 +243,7 @@ def _created(body: Any, token: TokenContext) -> tuple[str, it.NewItem]:
 async def create_document(request: web.Request) -> web.Response:
     token = await bearer(request)
     ctx = context(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise FhirError(400, "invalid", "the body is not JSON") from None
-    rid, new = await asyncio.to_thread(_created, body, token)
+    rid, new = await asyncio.to_thread(_created, await request.read(), token)  # JSON and base64: off the loop
     record_id = await _record(request, token, rid, write=True)
     try:
         kind = it.checked_type(new)
