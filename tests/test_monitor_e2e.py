@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from gateway.publish.settings import DnsSettings
 from gateway.publish.source import StaticPublished
 from tests.outbound_sink import Sink, server_tls, start_sink
 from tests.pki import Hisp, hisp
+from tests.storage_fixtures import POSTGRES_DSN, _admin_connection, _sqlalchemy_url
 from tests.test_serve_e2e import Served, _free_port
 
 pytestmark = pytest.mark.slow
@@ -105,11 +107,12 @@ class Node:
         return json.loads(self.cli(*argv, "--json").stdout)
 
 
-def _write_config(node: Node, *, nameserver: int, routes: dict[str, int], domains: str) -> None:
+def _write_config(node: Node, *, nameserver: int, routes: dict[str, int], domains: str, storage: str) -> None:
     route_lines = "".join(f'"{d}" = "127.0.0.1:{p}"\n' for d, p in routes.items())
     zones = ", ".join(f'"{h.domain}"' for h in node.domains)
     (node.site / "directgw.toml").write_text(
         f"""data_dir = "data"
+{storage}
 
 [discovery]
 nameservers = ["127.0.0.1:{nameserver}"]
@@ -194,10 +197,19 @@ class World:
     down_port: int
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("monitor-e2e")
     loop = Loop()
+    storage = {"A": "", "B": ""}
+    admin = None
+    if request.param == "postgres":  # each gateway its own fresh database, dropped afterwards
+        admin = loop.run(_admin_connection())
+        for name in storage:
+            database = f"directgw_e2e_{name.lower()}_{uuid.uuid4().hex[:12]}"
+            loop.run(admin.execute(f'CREATE DATABASE "{database}"'))
+            storage[name] = f'\n[storage]\nurl = "{_sqlalchemy_url(POSTGRES_DSN, database)}"\n'
+
     published = StaticPublished.of([B.org.ref, C.org.ref, DOWN.org.ref, SILENT.org.ref])
     responder = loop.run(start_responder(
         DnsSettings(zones=("b.test", "c.test", "down.test", "silent.test", "nocert.test")), published,
@@ -211,11 +223,11 @@ def world(tmp_path_factory):
     _write_config(a, nameserver=int(str(responder.address).rpartition(":")[2]), routes={
         "b.test": b.smtp, "c.test": silent.port, "nocert.test": silent.port, "silent.test": silent.port,
         "down.test": down,
-    }, domains=(
+    }, storage=storage["A"], domains=(
         f'[domains."a.test"]\nprovider_smtp = "127.0.0.1:{a_inbox.port}"\n\n'
         f'[domains."a2.test"]\nprovider_smtp = "127.0.0.1:{a_inbox.port}"\nmdn_timeout = {A2_TIMEOUT}\n'
     ))
-    _write_config(b, nameserver=a.dns, routes={"a.test": a.smtp, "a2.test": a.smtp},
+    _write_config(b, nameserver=a.dns, routes={"a.test": a.smtp, "a2.test": a.smtp}, storage=storage["B"],
                   domains=f'[domains."b.test"]\nprovider_smtp = "127.0.0.1:{b_inbox.port}"\n')
     _setup(a, {"a.test": (B, SILENT, DOWN), "a2.test": (B, SILENT)}, {"ehr": "a.test", "ehr2": "a2.test",
                                                                       "house": "a.test"})
@@ -233,6 +245,11 @@ def world(tmp_path_factory):
     for sink in (a_inbox, b_inbox, silent):
         loop.run(sink.close())
     loop.run(responder.close())
+    if admin is not None:
+        for url in storage.values():
+            database = url.rsplit("/", 1)[1].split('"')[0]
+            loop.run(admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        loop.run(admin.close())
     loop.close()
     assert codes == [0, 0]
 
