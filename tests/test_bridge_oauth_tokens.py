@@ -266,3 +266,44 @@ async def test_shrinking_required_scopes_asks_nothing(bridge):
     b = await bridge.browser()
     async with await b.get("/v1/me", headers=_auth(issued.access_token)) as r:
         assert (await r.json())["records"][0]["auth_action"] == "none"
+
+
+async def test_a_viewer_cannot_give_new_write_scopes_so_reauthorization_is_not_possible(bridge):
+    from records_bridge.access import Role, give
+
+    client = await bridge.client(scopes=("records.*.r", "records.file.cr"), required_scopes=("records.*.r",))
+    viewer, _ = await bridge.person()
+    _owner, record = await bridge.person()
+    await give(bridge.ctx.store, viewer.id, record, Role.VIEWER, at=bridge.clock())
+    issued = await bridge.user_token(client, viewer.id, [record])
+    await bridge.clients.set_scopes(client.client.client_id, required=("records.*.r", "records.file.cr"),
+                                    at=bridge.clock())
+    b = await bridge.browser()
+    async with await b.get("/v1/me", headers=_auth(issued.access_token)) as r:
+        assert (await r.json())["records"][0]["auth_action"] == "reauth_not_possible"
+
+
+async def test_housekeeping_forgets_expired_access_tokens_and_long_revoked_families(bridge):
+    from sqlalchemy import func, select
+
+    from records_bridge.oauth import schema as s
+    from records_bridge.web.server import housekeeping_in
+
+    client, _, first = await _offline_tokens(bridge)
+    _, second = await _refresh(bridge, client, first["refresh_token"])
+    await _refresh(bridge, client, first["refresh_token"])  # replay: the family is revoked now
+
+    async def sweep(after: float):
+        bridge.clock.advance(after)
+        at = bridge.clock()
+        done = await bridge.ctx.store.run(lambda conn: housekeeping_in(conn, at))
+        left = await bridge.ctx.store.read(lambda conn: conn.execute(select(func.count()).select_from(
+            s.oauth_tokens)).scalar_one())
+        return done, left
+
+    done, left = await sweep(600 + 24 * 3600)
+    assert done.tokens == 2 and left == 2 and done.families == 0  # the two refresh tokens remain
+    done, left = await sweep(30 * 24 * 3600)
+    assert done.families == 1 and left == 0
+    status, body = await _refresh(bridge, client, second["refresh_token"])
+    assert (status, body["error"]) == (400, "invalid_grant")

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, and_, delete, exists, select, update
 from sqlalchemy.engine import Row
 
 from gateway.store import Store
+from records_bridge import access
 
 from . import schema as s
 from . import scopes as sc
@@ -301,11 +302,11 @@ class ClientStore:
                 allowed_scopes=sc.join(allowed)))
             if not new_required <= client.required_scopes:
                 family = [client.pk, *conn.execute(select(c.c.id).where(c.c.master_id == client.pk)).scalars()]
-                for grant in conn.execute(select(g.c.id, g.c.scopes).where(
+                for grant in conn.execute(select(g.c.id, g.c.scopes, g.c.person_id, g.c.record_id).where(
                         g.c.client_pk.in_(family), g.c.revoked_at.is_(None))).all():
                     if not new_required <= set(sc.split(grant.scopes)):
-                        conn.execute(update(g).where(g.c.id == grant.id).values(
-                            auth_action=AuthAction.REAUTH_REQUIRED.value))
+                        action = _reauth(new_required, access.role_in(conn, grant.person_id, grant.record_id))
+                        conn.execute(update(g).where(g.c.id == grant.id).values(auth_action=action.value))
             updated = client_in(conn, client_id)
             assert updated is not None
             return updated
@@ -335,6 +336,15 @@ class ClientStore:
             return client
 
         return await self.store.run(insert)
+
+
+def _reauth(required: frozenset[str], role: access.Role | None) -> AuthAction:
+    """Whether the person who gave the grant could give the new required scopes (HV's
+    ``reauth_not_possible``: a viewer cannot give an app the right to change the record)."""
+    writes = any((p := sc.parse(x)) is not None and set(p.ops) - {"r", "s"} for x in required)
+    if role is None or (writes and not access.can_write(role)):
+        return AuthAction.REAUTH_NOT_POSSIBLE
+    return AuthAction.REAUTH_REQUIRED
 
 
 def purge_instances_in(conn: Connection, at: datetime) -> int:
