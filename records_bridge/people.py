@@ -127,13 +127,14 @@ class PersonStore:
         await self.store.run(lambda conn: conn.execute(update(p).where(p.c.id == person_id).values(password_hash=hashed)))
 
     async def authenticate(self, email: str, password: str) -> Person | None:
-        """The person if the password is theirs; None otherwise (same cost either way)."""
+        """The person if the password is theirs; None otherwise, at the same cost either way
+        (an unknown address, an account without a password, or an over-long password verify
+        against the dummy hash)."""
         p = schema.persons
         address = normalise_email(email)
-        row = await self.store.read(
-            lambda conn: conn.execute(select(p).where(p.c.email == address)).first()
-        ) if len(password) <= PASSWORD_MAX_LENGTH else None
-        ok = await asyncio.to_thread(_verify, row.password_hash if row is not None else None, password[:PASSWORD_MAX_LENGTH])
+        row = await self.store.read(lambda conn: conn.execute(select(p).where(p.c.email == address)).first())
+        stored = row.password_hash if row is not None and len(password) <= PASSWORD_MAX_LENGTH else None
+        ok = await asyncio.to_thread(_verify, stored, password[:PASSWORD_MAX_LENGTH])
         return _row_person(row) if ok and row is not None else None
 
     async def by_id(self, person_id: int) -> Person | None:
