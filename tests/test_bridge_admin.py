@@ -20,6 +20,7 @@ from records_bridge.admin.token import AdminTokenError, load_admin_token, matche
 from records_bridge.store import RecordStore
 from records_bridge.web.app import build_app
 from records_bridge.web.context import BridgeContext
+from records_bridge.web.refusals import Refusal
 from records_bridge.web.settings import BridgeSettings
 from tests import anchor_files as files
 from tests.bridge_fixtures import Bridge, Clock, free_port
@@ -85,6 +86,7 @@ async def test_every_admin_route_is_described_by_a_valid_openapi_document(admin)
 async def test_calls_without_the_admin_token_are_refused(admin, presented):
     status, body = await call(admin, "GET", "/admin/v1/records", token=presented)
     assert (status, body["error"]) == (401, "invalid_token")
+    assert admin.ctx.refusals.counts[Refusal.ADMIN_TOKEN] == 1
 
 
 async def test_without_a_configured_token_every_call_is_refused(bridge_without_admin):

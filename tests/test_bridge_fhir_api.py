@@ -19,6 +19,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from records_bridge.types import Attachment
+from records_bridge.web.refusals import Refusal
 from tests.bridge_fixtures import Bridge, bridge_fixture  # noqa: F401 -- fixture
 from tests.test_bridge_items_api import deliver_ccd, patient_with_app
 from tests.test_bridge_items_cda import SAMPLE_CCD
@@ -66,6 +67,7 @@ async def test_acceptance_14_another_record_is_forbidden_and_its_documents_unrea
     status, body, _ = await fhir(bridge, "GET", f"/fhir/r4/DocumentReference?patient={theirs}", token)
     assert status == 403
     assert OperationOutcome.model_validate(body).issue[0].code == "forbidden"
+    assert bridge.ctx.refusals.counts[Refusal.FOREIGN_GRANT] == 1
     status, body, _ = await fhir(bridge, "GET", f"/fhir/r4/DocumentReference?patient={mine}", token)
     assert status == 200 and body["total"] == 0 and body.get("entry", []) == []
     ccd = (await bridge.ctx.records.items(theirs))[1].uid

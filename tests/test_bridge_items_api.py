@@ -12,6 +12,7 @@ import pytest
 
 from records_bridge.access import Role, give
 from records_bridge.types import Attachment
+from records_bridge.web.refusals import Refusal
 from tests.bridge_fixtures import T0, Bridge, bridge_fixture  # noqa: F401 -- fixture
 from tests.test_bridge_items_cda import SAMPLE_CCD
 from tests.test_records_store import PDF, delivery
@@ -68,6 +69,7 @@ async def test_another_record_and_an_unknown_record_answer_alike(bridge):
         answers.append((status, body))
     assert answers[0] == answers[1] == answers[2]
     assert answers[0][0] == 403 and answers[0][1]["error"] == "forbidden"
+    assert bridge.ctx.refusals.counts[Refusal.FOREIGN_GRANT] == 3  # one client reading another's record: counted
     their_item = (await bridge.ctx.records.items(theirs))[1].uid
     status, _, _ = await call(bridge, "GET", f"/v1/records/{mine}/items/{their_item}", token)
     assert status == 404

@@ -11,6 +11,7 @@ import pytest
 
 from records_bridge.access import Role, give
 from records_bridge.types import Attachment, InboxState
+from records_bridge.web.refusals import Refusal
 from tests.bridge_fixtures import T0, Bridge, bridge_fixture, csrf_from  # noqa: F401 -- fixture
 from tests.test_bridge_items_cda import BILLION_LAUGHS, SAMPLE_CCD
 from tests.test_records_store import PDF, delivery
@@ -125,6 +126,7 @@ async def test_another_persons_record_is_not_found(bridge):
         async with await call as r:
             assert r.status == 404, path
     assert (await bridge.ctx.records.items(theirs))[1].inbox_state is InboxState.UNREVIEWED
+    assert bridge.ctx.refusals.counts[Refusal.NO_ACCESS] == 5  # a person reading a record they have no access to
 
 
 async def test_signed_out_visitors_are_sent_to_sign_in(bridge):

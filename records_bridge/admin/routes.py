@@ -65,6 +65,7 @@ from gateway.store.lookups import normalise_domain
 from records_bridge.oauth.clients import ClientError, ClientSpec, ClientStore
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import JsonError
+from records_bridge.web.refusals import Refusal
 from trust.policy import PolicyError
 
 from .openapi import document
@@ -107,7 +108,9 @@ class Operation:
 
 def _authorized(request: web.Request) -> None:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not matches(context(request).settings.admin_token_sha256, presented.strip()):
+    ctx = context(request)
+    if scheme.lower() != "bearer" or not matches(ctx.settings.admin_token_sha256, presented.strip()):
+        ctx.refusals.count(Refusal.ADMIN_TOKEN, path=request.path, ip=request.remote)
         raise JsonError(401, "invalid_token", "the admin API needs Authorization: Bearer <admin token> "
                         "([bridge] admin_token_file)", headers={"WWW-Authenticate": 'Bearer realm="admin"'})
 

@@ -19,6 +19,7 @@ from gateway.store import Store
 
 from ..access import can_read, can_write, role
 from ..oauth.tokens import Acting, TokenContext
+from ..web.refusals import Refusal, Refusals
 
 
 class Denied(enum.Enum):
@@ -28,6 +29,13 @@ class Denied(enum.Enum):
     """Not a record id, an unknown record, or one the token's grants do not cover."""
     NO_LONGER_PERMITTED = "no-longer-permitted"
     """The person lost their role on the record (or cannot write to it)."""
+
+
+def count_denied(refusals: Refusals, token: TokenContext, rid: str, denied: Denied) -> None:
+    """A token used on a record its grants do not cover is abuse (one client reading
+    another's record): counted and logged. A person who lost their role is not."""
+    if denied is Denied.NOT_GRANTED:
+        refusals.count(Refusal.FOREIGN_GRANT, client=token.client_id, record=rid[:20])
 
 
 async def record_for(store: Store, token: TokenContext, rid: str, *, write: bool = False) -> int | Denied:

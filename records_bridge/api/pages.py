@@ -24,6 +24,7 @@ from aiohttp import web
 from records_bridge.access import PersonRecord, can_write, records_of
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.pages import check_csrf, render, require_person
+from records_bridge.web.refusals import Refusal
 
 from ..cda_view import CdaView, NotReadable, Unreadable, read_cda
 from ..types import InboxState, ItemType, SourceKind
@@ -67,6 +68,7 @@ async def _mine(request: web.Request) -> tuple[PersonRecord, object] | web.Respo
     rid = request.match_info["rid"]
     mine = {r.record_id: r for r in await records_of(context(request).store, person.id)}
     if not rid.isdigit() or int(rid) not in mine:
+        context(request).refusals.count(Refusal.NO_ACCESS, person=person.id, record=rid[:20])
         return _not_found(request)
     return mine[int(rid)], person
 

@@ -31,7 +31,7 @@ from records_bridge.web.errors import JsonError
 
 from ..types import InboxState, ItemType, SourceKind
 from . import items as it
-from .guard import DESCRIPTIONS, Denied, record_for
+from .guard import DESCRIPTIONS, Denied, count_denied, record_for
 
 BLOB_NAME_MAX = 64
 """The blobs.name column's size."""
@@ -75,8 +75,10 @@ def _scope_error(op: str, kind: str) -> JsonError:
 
 async def _record(request: web.Request, *, write: bool = False) -> tuple[TokenContext, int]:
     token = await bearer(request)
-    found = await record_for(context(request).store, token, request.match_info["rid"], write=write)
+    ctx = context(request)
+    found = await record_for(ctx.store, token, request.match_info["rid"], write=write)
     if isinstance(found, Denied):
+        count_denied(ctx.refusals, token, request.match_info["rid"], found)
         raise _denied(found)
     return token, found
 

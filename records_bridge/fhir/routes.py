@@ -38,7 +38,7 @@ from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import JsonError
 
 from ..api import items as it
-from ..api.guard import DESCRIPTIONS, Denied, record_for
+from ..api.guard import DESCRIPTIONS, Denied, count_denied, record_for
 from ..api.routes import download, media_type
 from ..types import InboxState, SourceKind
 from . import resources, search
@@ -113,8 +113,10 @@ def outcomes(handler: Handler) -> Handler:
 
 
 async def _record(request: web.Request, token: TokenContext, rid: str, *, write: bool = False) -> int:
-    found = await record_for(context(request).store, token, rid, write=write)
+    ctx = context(request)
+    found = await record_for(ctx.store, token, rid, write=write)
     if isinstance(found, Denied):
+        count_denied(ctx.refusals, token, rid, found)
         raise FhirError(403, "forbidden", DESCRIPTIONS[found])
     return found
 

@@ -39,6 +39,10 @@ class Refusal(enum.Enum):
     """A bearer token that is unknown, expired or revoked."""
     FOREIGN_GRANT = "foreign_grant"
     """An app token used on a record its grants do not cover."""
+    NO_ACCESS = "no_access"
+    """A signed-in person asking for a record, or its items, they hold no role on (patient pages)."""
+    ADMIN_TOKEN = "admin_token"
+    """An admin API call without the admin token, or with a wrong one."""
 
 
 @dataclass
