@@ -7,8 +7,10 @@ import html
 import re
 
 import pytest
+from sqlalchemy import select
 
 from records_bridge.codes import new_code
+from records_bridge.oauth import schema as oauth_schema
 from records_bridge.oauth.scopes import describe
 from tests.bridge_codes_helpers import DAY, app, connect_request, patient
 from tests.bridge_fixtures import bridge_fixture  # noqa: F401 -- fixture
@@ -217,3 +219,25 @@ async def test_oversized_and_non_object_bodies(bridge):
     async with await pat.browser.post("/v1/connect/lookup", data=b"[1]", headers={
             "X-CSRF-Token": pat.csrf, "Content-Type": "application/json"}) as r:
         assert r.status == 400 and (await r.json())["error"] == "invalid_request"
+
+
+async def test_authorize_grants_required_and_chosen_optional_scopes_only(bridge):
+    clinic = await app(bridge, "connect", required_scopes=("records.*.r",), optional_scopes=("records.file.c",))
+    _, created = await connect_request(clinic)
+    pat = await patient(bridge)
+    _, verified = await pat.call("/v1/connect/verify", {"code": created["code"], "answer": "Fluffy"})
+    status, body = await pat.call("/v1/connect/authorize", {"ticket": verified["ticket"], "record_id": pat.record_id,
+                                                            "optional_scopes": ["records.*.d"]})
+    assert (status, body["error"]) == (400, "invalid_scope")
+    status, body = await pat.call("/v1/connect/authorize", {"ticket": verified["ticket"], "record_id": pat.record_id,
+                                                            "optional_scopes": ["records.file.c"]})
+    assert status == 201
+    g = oauth_schema.grants
+    row = await bridge.ctx.store.read(lambda conn: conn.execute(select(g.c.scopes, g.c.offline)).one())
+    assert (set(row.scopes.split()), row.offline) == ({"records.*.r", "records.file.c"}, True)
+    status, body = await pat.call("/v1/connect/authorize", {"ticket": verified["ticket"], "record_id": pat.record_id})
+    assert (status, body["error"]) == (400, "invalid_ticket")  # single use
+    _, other_record = await bridge.person()
+    _, verified = await pat.call("/v1/connect/verify", {"code": created["code"], "answer": "Fluffy"})
+    status, body = await pat.call("/v1/connect/authorize", {"ticket": verified["ticket"], "record_id": other_record})
+    assert (status, body["error"]) == (403, "forbidden")

@@ -51,6 +51,10 @@ class ClientGone(Exception):
     """The app that made the request is no longer registered: nothing to authorize."""
 
 
+class NotOptional(Exception):
+    """Scopes asked for as optional that the app does not offer as optional."""
+
+
 def connect_grant(optional: Iterable[str]) -> GrantWriter:
     """Creates or renews the offline grant: the client's required scopes and the optional ones chosen."""
     chosen = frozenset(optional)
@@ -63,7 +67,9 @@ def connect_grant(optional: Iterable[str]) -> GrantWriter:
         existed = conn.scalar(select(g.c.id).where(
             g.c.client_pk == client.pk, g.c.person_id == person_id, g.c.record_id == record_id,
             g.c.revoked_at.is_(None))) is not None
-        scopes = client.required_scopes | (chosen & client.optional_scopes)
+        if not chosen <= client.optional_scopes:
+            raise NotOptional(" ".join(sorted(chosen - client.optional_scopes)))
+        scopes = client.required_scopes | chosen
         return grant_in(conn, client.pk, person_id, record_id, scopes, offline=True, at=at), existed
 
     return write
@@ -211,6 +217,8 @@ async def authorize_api(request: web.Request) -> web.Response:
                                                               at=ctx.clock())
     except ClientGone:
         raise JsonError(410, "client_gone", "the app that made this request is no longer registered") from None
+    except NotOptional as exc:
+        raise JsonError(400, "invalid_scope", f"not among the app's optional scopes: {exc}") from None
     if done is None:
         raise JsonError(400, "invalid_ticket", "the ticket is unknown, used, expired or not yours; answer again")
     return web.json_response({"record_id": str(record_id), "grant_id": str(done.grant_id), "again": done.again},
@@ -336,8 +344,8 @@ async def authorize_form(request: web.Request) -> web.Response:
     try:
         done = await edge.services(request).connect.authorize(ticket, person.id, record.record_id,
                                                               connect_grant(optional), at=ctx.clock())
-    except ClientGone:
-        done = None
+    except (ClientGone, NotOptional):
+        done = None  # the form offers only the app's optional scopes; anything else is a forged form
     if done is None:
         return render(request, "connect_code.html", status=400, code="",
                       error="This step has expired. Enter the code and answer again.")
