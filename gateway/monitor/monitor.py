@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,13 +208,17 @@ class DeliveryMonitor:
     def _timeout(self, row_id: int, at: datetime) -> Callable[[Connection], Decision]:
         return lambda conn: self._apply(conn, row_id, Event(Kind.TIMEOUT, at, Kind.TIMEOUT.value, None))
 
-    async def run(self, store: Store, stop: asyncio.Event, clock: Callable[[], datetime]) -> None:
-        """Sweep every ``settings.sweep`` seconds until ``stop`` is set."""
+    async def run(self, store: Store, stop: asyncio.Event, clock: Callable[[], datetime], *,
+                  wake: Callable[[], None] | None = None) -> None:
+        """Sweep every ``settings.sweep`` seconds until ``stop`` is set; ``wake`` (the outbound
+        queue's) after a sweep that queued failure notices, so they go out at once."""
         while not stop.is_set():
             try:
                 timed_out = await self.sweep(store, clock())
                 if timed_out:
                     log.info("monitor.timed-out", count=timed_out, node=self.node)
+                    if wake is not None:
+                        wake()
             except (SQLAlchemyError, OSError) as exc:
                 # the database is away: the deadlines are in it, so the next round finds them
                 log.warning("monitor.store-unavailable", node=self.node, error=str(exc).splitlines()[0][:300])
@@ -231,6 +236,8 @@ class DeliveryMonitor:
         # the first statement writes the row: it holds the row's lock from here to the commit
         conn.execute(update(tracking).where(where).values(updated_at=at))
         row = conn.execute(select(tracking).where(where)).one()
+        if event.kind is Kind.TIMEOUT and event.detail is None:  # the row says what it waited for, and what came
+            event = replace(event, detail=_waited(row, self.settings.mdn_timeout(row.sender)))
         decision = decide(_facts(row, at), event)
         values: dict[str, Any] = {}
         if decision.mark is not None:
