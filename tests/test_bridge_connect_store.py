@@ -135,7 +135,7 @@ async def test_authorize_with_a_single_use_ticket_and_the_retrieval_window(conne
     assert isinstance(verified, Verified) and verified.friendly_name == "Clinic app"
     assert await connect.authorize(verified.ticket, 8, record.id, grants, at=AT) is None  # someone else's ticket
     done = await connect.authorize(verified.ticket, 7, record.id, grants, at=AT)
-    assert done == Authorized(1, again=False)
+    assert done == Authorized(1, again=False, friendly_name="Clinic app")
     assert await connect.authorize(verified.ticket, 7, record.id, grants, at=AT) is None  # used
     page, more = await connect.authorized("app1", since=AT - timedelta(seconds=1), at=AT)
     assert [(r.external_id, r.person_id, r.record_id, r.client_record_id) for r in page] == [("ext", 7, record.id, "1")]
@@ -146,7 +146,7 @@ async def test_authorize_with_a_single_use_ticket_and_the_retrieval_window(conne
     assert (await connect.authorized("app1", since=None, at=gone))[0] == []
     again = await connect.verify(created.code, "Fluffy", 7, at=gone)  # still usable: HV reuse semantics
     assert isinstance(again, Verified)
-    assert await connect.authorize(again.ticket, 7, record.id, grants, at=gone) == Authorized(1, again=True)
+    assert await connect.authorize(again.ticket, 7, record.id, grants, at=gone) == Authorized(1, True, "Clinic app")
     assert [r.external_id for r in (await connect.authorized("app1", since=None, at=gone))[0]] == ["ext"]
 
 

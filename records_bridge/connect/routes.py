@@ -349,7 +349,7 @@ async def authorize_form(request: web.Request) -> web.Response:
     if done is None:
         return render(request, "connect_code.html", status=400, code="",
                       error="This step has expired. Enter the code and answer again.")
-    return render(request, "connect_done.html", connected=True, app_name=friendly, record=record)
+    return render(request, "connect_done.html", connected=True, app_name=done.friendly_name, record=record)
 
 
 def setup(app: web.Application, ctx: BridgeContext) -> None:

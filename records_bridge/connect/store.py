@@ -124,6 +124,7 @@ class Authorized:
     grant_id: int
     again: bool
     """The same record and client were authorized before (idempotent, HV 84 handled gracefully)."""
+    friendly_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,7 @@ class ConnectRequests:
                 person_id=person_id, record_id=record_id, grant_id=grant_id,
                 ticket_hash=None, ticket_person_id=None, ticket_expires_at=None,
             ))
-            return Authorized(grant_id, again)
+            return Authorized(grant_id, again, row.friendly_name)
 
         return await self.store.run(authorize)
 
