@@ -106,11 +106,12 @@ async def test_files_download_byte_identical_as_attachments(bridge, attachment, 
         assert r.headers["Content-Type"].startswith(attachment.content_type)
 
 
-async def test_a_message_shows_its_subject_sender_and_text(bridge):
-    browser, _, record_id, items = await record_with_mail(bridge)
+async def test_a_message_shows_its_subject_sender_text_and_attachments(bridge):
+    browser, _, record_id, items = await record_with_mail(bridge, Attachment("application/pdf", "lab.pdf", PDF))
     async with await browser.get(f"/records/{record_id}/items/{items[0].uid}") as r:
         page = await r.text()
     assert "Results" in page and "alice@a.test" in page and "<p>See attached.</p>" in page
+    assert f'<a href="/records/{record_id}/items/{items[1].uid}">lab.pdf</a> (File)' in page
 
 
 async def test_another_persons_record_is_not_found(bridge):

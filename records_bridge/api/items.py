@@ -260,6 +260,11 @@ class Items:
 
         return await self.store.read(work)
 
+    async def attachments(self, record_id: int, item: Item) -> tuple[Item, ...]:
+        """The items a message brought (its attachments and what an XDM package held), in order."""
+        query = select(_I).where(_I.c.record_id == record_id, _I.c.parent_id == item.row_id, _I.c.state == "active")
+        return tuple(await self.store.read(lambda conn: _item_rows(conn, query.order_by(_I.c.id))))
+
     async def blob(self, record_id: int, uid: str, name: str = "content") -> Blob | None:
         def work(conn: Connection) -> Blob | None:
             row = conn.execute(

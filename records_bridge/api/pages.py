@@ -123,13 +123,16 @@ async def document(request: web.Request) -> web.Response:
         return found
     record, item = found
     view: CdaView | NotReadable | None = None
+    items = it.Items(context(request).store)
+    attachments = await items.attachments(record.record_id, item) if item.type is ItemType.MESSAGE else ()
     content = item.content
     if item.type in READABLE_TYPES and content is not None:
-        blob = await it.Items(context(request).store).blob(record.record_id, item.uid, content.name)
+        blob = await items.blob(record.record_id, item.uid, content.name)
         if blob is not None:
             view = await asyncio.to_thread(read_cda, blob.data)  # CPU-bound parse: off the event loop
     return render(
-        request, "document.html", record=record, item=item, view=view if isinstance(view, CdaView) else None,
+        request, "document.html", record=record, item=item, attachments=attachments,
+        view=view if isinstance(view, CdaView) else None,
         unreadable=UNREADABLE_WORDS[view.reason] if isinstance(view, NotReadable) else None,
         can_write=can_write(record.role), type_words=TYPE_WORDS, source_words=SOURCE_WORDS,
     )
