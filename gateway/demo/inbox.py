@@ -8,6 +8,10 @@ edge on loopback, keeping what arrives in memory for the story to show.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
+import email.policy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +27,7 @@ class Delivered:
     mail_from: str
     recipients: tuple[str, ...]
     data: bytes = field(repr=False)
+    arrived: float = field(default_factory=time.monotonic)
 
     @property
     def mdn(self) -> Mdn | None:
@@ -33,6 +38,19 @@ class Delivered:
     def dsn(self) -> Dsn | None:
         found = parse_dsn(self.data, DEFAULT_LIMITS)
         return None if isinstance(found, NotAReport) else found
+
+    def words(self, limit: int = 12) -> list[str]:
+        """The first lines of the text a person reads in a report (its first text/plain part).
+
+        The demo shows its own gateways' notices with the standard library's parser; nothing
+        here judges hostile mail, so a second parser cannot mislead a decision."""
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        for part in parsed.walk():
+            if part.get_content_type() == "text/plain" and not part.is_multipart():
+                text = part.get_content() if isinstance(part, email.message.EmailMessage) else ""
+                lines = [line.rstrip() for line in str(text).splitlines() if line.strip()]
+                return lines[:limit]
+        return []
 
     def header(self, name: str) -> str | None:
         head = self.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")

@@ -22,6 +22,7 @@ import smtplib
 import ssl
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from .sites import (
     PATIENT,
     PATIENT_LOGIN,
     PATIENT_PASSWORD,
+    SetupError,
     Site,
     prepare,
 )
@@ -50,6 +52,7 @@ STEP_TIMEOUT = 60.0
 """Seconds any one step may take before the demo says it did not happen."""
 
 DOCUMENT_NAME = "discharge-summary.xml"
+WIDTH = 100
 
 
 def document() -> bytes:
@@ -112,12 +115,14 @@ class Teller:
         self.started = time.monotonic()
         self.out(f"\n=== {title}\n    {why}")
 
-    def say(self, title: str, why: str, *details: str) -> None:
+    def say(self, title: str, why: str, *details: str, at: float | None = None) -> None:
+        """One step; ``at`` is when it happened (monotonic), if not now."""
         self.step += 1
-        self.out(f"\n[{self.step}] +{time.monotonic() - self.started:6.2f}s  {title}")
-        for line in details:
-            self.out(f"      {line}")
-        self.out(f"      why: {why}")
+        self.out(f"\n[{self.step}] +{(at or time.monotonic()) - self.started:6.2f}s  {title}")
+        for detail in details:
+            for line in detail.splitlines():
+                self.out(textwrap.fill(line.strip(), WIDTH, initial_indent="      ", subsequent_indent="        "))
+        self.out(textwrap.fill(f"why: {why}", WIDTH, initial_indent="      ", subsequent_indent="           "))
 
     def missed(self, outcome: Outcome, what: str) -> None:
         outcome.missing.append(what)
@@ -186,7 +191,7 @@ class Demo:
         self.gateways = [self.hospital_gw, self.phr_gw]
         for gw in self.gateways:
             if await gw.wait_for(_is("serve.started"), STEP_TIMEOUT) is None:
-                raise RuntimeError(f"the {gw.name} gateway did not start; see {gw.name}/serve.log")
+                raise SetupError(f"the {gw.name} gateway did not start; see {self.directory / gw.name / 'serve.log'}")
         self.tell.out(
             f"Throw-away data directory: {self.directory}\n"
             f"Trust community: 'Demo Trust Community Root' (both HISPs hold it as their anchor)\n"
@@ -230,7 +235,8 @@ class Demo:
         else:
             t.say("Recipient's certificate discovered", "Direct encrypts to the recipient's own certificate, "
                   "found where its HISP published it, and judged against the anchors the hospital trusts for phr.demo.",
-                  f"from {found.get('source')}: {found.get('binding')}-bound, {found.get('certificates')}")
+                  f"from a {str(found.get('source')).upper()} CERT record ({found.get('binding')}-bound): "
+                  + "; ".join(str(c) for c in found.get("certificates") or []), at=found.get("_seen"))
         sealed = await self.hospital_gw.wait_for(_is("outbound.sealed", recipient=PATIENT), STEP_TIMEOUT, after=h_mark)
         if sealed is None:
             t.missed(self.outcome, "sealing")
@@ -238,14 +244,15 @@ class Demo:
             t.say("Sealed: signed, then encrypted (S/MIME)", "the signature proves who sent it and that nothing changed; "
                   "the encryption lets only Jane's HISP read it.",
                   f"signed by {sealed.get('signer')} with {sealed.get('digest')}",
-                  f"encrypted with {sealed.get('cipher')}, key transport {sealed.get('key_transport')}")
+                  f"encrypted with {sealed.get('cipher')}, key transport {sealed.get('key_transport')}",
+                  at=sealed.get("_seen"))
         sent = await self.hospital_gw.wait_for(
             _is("outbound.attempt", recipient=PATIENT, state="sent"), STEP_TIMEOUT, after=h_mark)
         if sent is None:
             t.missed(self.outcome, "delivery to phr.demo")
         else:
             t.say("Delivered to the PHR's HISP over SMTP", "hop-to-hop delivery with retries; the HISP accepted it.",
-                  f"{sent.get('peer')}: {sent.get('code')} {str(sent.get('detail', ''))[:120]}")
+                  f"{sent.get('peer')}: {str(sent.get('detail', ''))[:200]}", at=sent.get("_seen"))
         verified = await self.phr_gw.wait_for(_is("delivered"), STEP_TIMEOUT, after=p_mark)
         if verified is None:
             t.missed(self.outcome, "verification at phr.demo")
@@ -253,8 +260,8 @@ class Demo:
             trust = verified.get("trust") or []
             t.say("Decrypted and verified at phr.demo, then stored in Jane's record",
                   "the signer's chain must end at an anchor phr.demo trusts, and the certificate must name the sender.",
-                  *(f"{d}" for d in (trust if isinstance(trust, list) else [trust])))
-        self.outcome.delivered_identical = await self._check_record(ccda)
+                  *(f"{d}" for d in (trust if isinstance(trust, list) else [trust])), at=verified.get("_seen"))
+        self.outcome.delivered_identical = await self._check_record(ccda, verified.get("_seen") if verified else None)
         processed = await self.inbox.wait_for(_mdn_for(message_id, "processed"), STEP_TIMEOUT)
         if processed is None:
             t.missed(self.outcome, "the processed MDN")
@@ -262,7 +269,8 @@ class Demo:
             self.outcome.processed_mdn = True
             t.say("'processed' MDN back at the EHR", "the receiving HISP confirms, signed, that it accepted the message; "
                   "the hospital's delivery monitor matched it and passed it to the EHR.",
-                  f"from {processed.mdn.final_recipient if processed.mdn else '?'}: {processed.header('Subject')}")
+                  f"from {processed.mdn.final_recipient if processed.mdn else '?'}: {processed.header('Subject')}",
+                  at=processed.arrived)
         dispatched = await self.inbox.wait_for(_mdn_for(message_id, "dispatched"), STEP_TIMEOUT)
         if dispatched is None:
             t.missed(self.outcome, "the dispatched MDN")
@@ -270,9 +278,9 @@ class Demo:
             self.outcome.dispatched_mdn = True
             t.say("'dispatched' MDN back at the EHR", "timely and reliable delivery was asked for: this says the "
                   "document reached its final destination, Jane's record.",
-                  f"{dispatched.header('Subject')}")
+                  f"{dispatched.header('Subject')}", at=dispatched.arrived)
 
-    async def _check_record(self, ccda: bytes) -> bool:
+    async def _check_record(self, ccda: bytes, at: float | None) -> bool:
         items = json.loads(await asyncio.to_thread(self.phr.cli, "records", "items", PATIENT, "--json"))
         digest = hashlib.sha256(ccda).hexdigest()
         same = [i for i in items if i.get("sha256") == digest]
@@ -280,7 +288,8 @@ class Demo:
             kinds = ", ".join(sorted({str(i.get("type")) for i in items}))
             self.tell.say("In Jane's record", "the C-CDA is stored byte for byte as it was signed, typed as a clinical "
                           "document, unreviewed in Jane's inbox until she looks.",
-                          f"{len(items)} items ({kinds}); the document's SHA-256 {digest[:16]}... matches the EHR's file")
+                          f"{len(items)} items ({kinds}); the document's SHA-256 {digest[:16]}... matches the EHR's file",
+                          at=at)
             return True
         self.tell.missed(self.outcome, "the document in Jane's record, byte-identical")
         return False
@@ -302,19 +311,20 @@ class Demo:
         else:
             self.outcome.untrusted_refused = True
             t.say("Refused by phr.demo", "nothing enters Jane's record from a signer no anchor vouches for.",
-                  f"reason: {refused.get('reason')}: {str(refused.get('detail', ''))[:200]}",
-                  f"reply: {refused.get('reply')}")
+                  f"reason: {refused.get('reason')}: {refused.get('detail', '')}",
+                  f"reply: {refused.get('reply')}", at=refused.get("_seen"))
         failed = await self.hospital_gw.wait_for(_is("outbound.attempt", recipient=PATIENT, state="failed"),
                                                  STEP_TIMEOUT, after=h_mark)
         if failed is not None:
             t.say("The hospital's HISP records the permanent failure", "a 5xx is final: no retries.",
-                  f"{failed.get('code')} {str(failed.get('detail', ''))[:160]}")
+                  f"{failed.get('code')} {str(failed.get('detail', ''))[:160]}", at=failed.get("_seen"))
         dsn = await self.inbox.wait_for(lambda d: _dsn_about(PATIENT)(d) and d.recipients == (sender,), STEP_TIMEOUT)
         if dsn is None:
             t.missed(self.outcome, "the DSN for the refused message")
         else:
             self.outcome.untrusted_dsn = True
-            t.say("DSN at the clinic's EHR", "the sender learns, once, that it failed and why.", *self._dsn_lines(dsn))
+            t.say("DSN at the clinic's EHR", "the sender learns, once, that it failed and why.", *self._dsn_lines(dsn),
+                  at=dsn.arrived)
 
     # ------------------------------------------------------------------ act 3
 
@@ -331,20 +341,22 @@ class Demo:
                                                  STEP_TIMEOUT, after=h_mark)
         if failed is not None:
             t.say("No certificate found: not sent", "DNS CERT for the address and the domain answered nothing usable.",
-                  f"{failed.get('reason')}: {str(failed.get('detail', ''))[:200]}")
+                  f"{failed.get('reason')}: {failed.get('detail', '')}", at=failed.get("_seen"))
         dsn = await self.inbox.wait_for(_dsn_about(recipient), STEP_TIMEOUT)
         if dsn is None:
             t.missed(self.outcome, "the DSN for the recipient without a certificate")
         else:
             self.outcome.no_certificate_dsn = True
-            t.say("DSN at the EHR", "it says which sources were asked and why nothing qualified.", *self._dsn_lines(dsn))
+            t.say("DSN at the EHR", "it says which sources were asked and why nothing qualified.", *self._dsn_lines(dsn),
+                  at=dsn.arrived)
 
     def _dsn_lines(self, dsn: Delivered) -> list[str]:
         report = dsn.dsn
         lines = [f"Subject: {dsn.header('Subject')}"]
+        lines += [f"| {line}" for line in dsn.words()]
         if report is not None:
             for r in report.recipients:
-                lines.append(f"{r.final_recipient}: {r.action} {r.status} {r.diagnostic or ''}".rstrip())
+                lines.append(f"delivery-status: {r.final_recipient}: {r.action} {r.status} {r.diagnostic or ''}".rstrip())
         return lines
 
     def epilogue(self) -> None:

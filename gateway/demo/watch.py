@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Gateway:
                 event = {"event": "text", "text": line.rstrip()}
             if not isinstance(event, dict):
                 continue
+            event["_seen"] = time.monotonic()  # when it happened, give or take a pipe's delay
             asyncio.run_coroutine_threadsafe(self._add(event), self._loop)
         asyncio.run_coroutine_threadsafe(self._add({"event": "exited", "code": self.process.wait()}), self._loop)
 
