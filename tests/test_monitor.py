@@ -245,3 +245,14 @@ async def test_two_nodes_racing_send_one_final_notice_per_recipient(store_url):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_sweep_settles_every_overdue_row_batch_after_batch(store, monkeypatch):
+    monkeypatch.setattr("gateway.monitor.monitor.SWEEP_BATCH", 2)
+    gw = Gateway(store)
+    for i in range(5):
+        await gw.submit(f"<batch{i}@hospital.test>")
+    for job in await gw.queue.claim("w", at=T0, lease=LEASE, limit=5):
+        await gw.queue.sent(job, at=T0, code=250, peer="mx", sent_message_id=None)
+    assert await gw.monitor.sweep(store, T0 + TIMEOUT + timedelta(minutes=1)) == 5
+    assert len(await _notices(store)) == 5
