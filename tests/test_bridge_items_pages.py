@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 
 import pytest
 
@@ -170,3 +171,43 @@ async def test_a_senders_type_and_name_cannot_break_the_download_headers(bridge,
         assert r.headers["Content-Type"].split(";")[0] == sent_type
         assert sent_name in r.headers["Content-Disposition"]
         assert "Set-Cookie" not in r.headers
+
+
+class Outline(HTMLParser):
+    """Headings, buttons and links of a page, as assistive technology lists them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[int] = []
+        self.buttons: list[str] = []
+        self._button: list[str] | None = None
+        self.skip_link = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+        if tag == "button":
+            self._button = []
+        if tag == "a" and dict(attrs).get("href") == "#main":
+            self.skip_link = True
+
+    def handle_data(self, data: str) -> None:
+        if self._button is not None:
+            self._button.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "button" and self._button is not None:
+            self.buttons.append("".join(self._button).strip())
+            self._button = None
+
+
+async def test_the_pages_outline_is_sound_for_assistive_technology(bridge):
+    browser, _, record_id, items = await record_with_mail(bridge, Attachment("text/xml", "ccd.xml", SAMPLE_CCD))
+    for path in (f"/records/{record_id}/inbox", f"/records/{record_id}/items/{items[1].uid}"):
+        async with await browser.get(path) as r:
+            outline = Outline()
+            outline.feed(await r.text())
+        assert outline.skip_link, path
+        assert outline.headings.count(1) == 1 and outline.headings[0] == 1, path
+        assert all(b - a <= 1 for a, b in zip(outline.headings, outline.headings[1:], strict=False)), outline.headings
+        assert outline.buttons and all(outline.buttons), path  # every button says what it does
