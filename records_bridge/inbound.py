@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.exc import IntegrityError
 
 from gateway.core.limits import MAX_MESSAGE_BYTES
 from gateway.store import Store
@@ -54,6 +55,8 @@ MAX_ADDRESS = 320
 """RFC 5321 4.5.3.1: 64 + 1 + 255."""
 MAX_SUBJECT = 998
 """RFC 5322 2.1.1: a line's limit."""
+MAX_MESSAGE_ID = 255
+"""The column that makes deliveries idempotent (record_deliveries.message_key) holds 255."""
 EMAIL_QUESTION = "What is the e-mail address this message was sent to you at?"
 """The question of a holding package sent without one: the verifier is the contact address."""
 
@@ -80,6 +83,8 @@ class InboundError(Exception):
 class Delivered:
     record_id: int
     items: tuple[str, ...]
+    """Every item created, the message first; for a repeat, only the message item of the first delivery."""
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +165,12 @@ def parse_message(doc: object) -> importer.InboundMessage:
             ))
         except (binascii.Error, ValueError) as exc:
             raise InboundError(InboundProblem.INVALID_REQUEST, f"attachment: {exc}") from None
+    message_id = doc.get("message_id")
+    if message_id is not None and (not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_MESSAGE_ID):
+        raise InboundError(InboundProblem.INVALID_REQUEST, f"message_id is 1..{MAX_MESSAGE_ID} characters")
     return importer.InboundMessage(
         sender=sender.lower(), to=to.lower(), subject=subject, received_at=received_at,  # type: ignore[union-attr]
-        body_text=bodies[0], body_html=bodies[1], attachments=tuple(attachments),
+        body_text=bodies[0], body_html=bodies[1], attachments=tuple(attachments), message_id=message_id,
     )
 
 
@@ -194,22 +202,38 @@ class Inbound:
         return UnknownRecipient(message.to)
 
     async def _deliver(self, client_id: str, record_id: int, message: importer.InboundMessage, at: datetime) -> Delivered:
+        """Exactly once per (record, message key), as Direct deliveries are (``record_deliveries``):
+        a gateway that retries after a lost response adds nothing."""
+        key = message.key
         plans = await asyncio.to_thread(importer.plan_message, message)
 
-        def write(conn: Connection) -> tuple[str, ...]:
-            writer = importer.ItemWriter(conn, record_id, importer.Source(SourceKind.DIRECT, None, client_id,
-                                                                          sender=message.sender), at)
-            importer.write_message(writer, message, plans)
+        def write(conn: Connection) -> Delivered:
+            again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
+            if again is not None:
+                return Delivered(record_id, (again,), duplicate=True)
+            writer = importer.ItemWriter(conn, record_id, importer.Source(
+                SourceKind.DIRECT, message.message_id, client_id, sender=message.sender,
+                message_id=message.message_id), at)
+            parent = importer.write_message(writer, message, plans)
             created = writer.finish()
+            conn.execute(schema.record_deliveries.insert().values(
+                record_id=record_id, message_key=key, item_id=parent, delivered_at=at))
             for email in _custodian_emails(conn, record_id):
                 record_notification(conn, "inbox_items", at, record_id=record_id, recipient=email,
                                     detail=json.dumps({"items": len(created), "from": message.sender}))
-            return created
+            return Delivered(record_id, created)
 
-        created = await self.store.run(write)
-        log.info("bridge.inbound.delivered", record_id=record_id, items=len(created), client_id=client_id,
-                 notification="recorded, not sent (the bridge has no mail sender)")
-        return Delivered(record_id, created)
+        try:
+            done = await self.store.run(write)
+        except IntegrityError:
+            # the same message delivered at the same moment by another request (PostgreSQL): it won
+            winner = await self.store.read(lambda conn: conn.scalar(_DELIVERED, {"record_id": record_id, "key": key}))
+            if winner is None:
+                raise
+            done = Delivered(record_id, (winner,), duplicate=True)
+        log.info("bridge.inbound.delivered", record_id=record_id, items=len(done.items), duplicate=done.duplicate,
+                 client_id=client_id, notification="recorded, not sent (the bridge has no mail sender)")
+        return done
 
     async def _hold(self, client_id: str, message: importer.InboundMessage, at: datetime) -> Held:
         parsed = parse_newuser_subject(message.subject)
@@ -238,6 +262,14 @@ def record_notification(
     conn.execute(bridge_notifications.insert().values(
         kind=kind, record_id=record_id, package_id=package_id, recipient=recipient, detail=detail, created_at=at,
     ))
+
+
+_DELIVERED = (
+    select(schema.items.c.uid)
+    .select_from(schema.record_deliveries.join(schema.items, schema.items.c.id == schema.record_deliveries.c.item_id))
+    .where(schema.record_deliveries.c.record_id == bindparam("record_id"))
+    .where(schema.record_deliveries.c.message_key == bindparam("key"))
+)
 
 
 def _custodian_emails(conn: Connection, record_id: int) -> list[str]:

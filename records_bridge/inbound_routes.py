@@ -2,7 +2,8 @@
 
 ``POST /v1/inbound/messages``: a trusted gateway's client-credentials token with scope
 ``inbound.messages``. 201 ``{"status": "delivered", "record_id", "items"}`` for a record's
-address; 202 ``{"status": "held", "code", "expires_at", "contact"}`` for ``newuser@`` (the
+address (200 ``"duplicate"`` for a repeat of the same ``message_id``, or of the same message
+when it has none: nothing is added); 202 ``{"status": "held", "code", "expires_at", "contact"}`` for ``newuser@`` (the
 gateway mails the code to the contact: the bridge has no mail sender); 404
 ``unknown_recipient`` otherwise, which the gateway turns into a bounce.
 
@@ -53,8 +54,9 @@ async def inbound_message(request: web.Request) -> web.Response:
     except InboundError as exc:
         raise JsonError(_STATUS[exc.problem], exc.problem.value, exc.detail) from None
     if isinstance(outcome, Delivered):
-        return web.json_response({"status": "delivered", "record_id": str(outcome.record_id),
-                                  "items": list(outcome.items)}, status=201)
+        return web.json_response({"status": "duplicate" if outcome.duplicate else "delivered",
+                                  "record_id": str(outcome.record_id), "items": list(outcome.items)},
+                                 status=200 if outcome.duplicate else 201)
     if isinstance(outcome, Held):
         return web.json_response({"status": "held", "code": outcome.package.code.display,
                                   "expires_at": edge.iso(outcome.package.expires_at), "contact": outcome.contact},

@@ -30,6 +30,8 @@ async def test_item13_known_address_gets_typed_items_and_newuser_holds_a_package
 
     status, body = await gateway.call("POST", "/v1/inbound/messages", message("pat.smith@records.example"))
     assert status == 201 and body["status"] == "delivered" and len(body["items"]) == 3
+    status, again = await gateway.call("POST", "/v1/inbound/messages", message("pat.smith@records.example"))
+    assert (status, again["status"], again["items"]) == (200, "duplicate", body["items"][:1])  # a retry adds nothing
     items = await bridge.ctx.records.items(pat.record_id)
     assert sorted(i.type.value for i in items) == ["ccd", "file", "message"]
     assert {i.inbox_state for i in items} == {InboxState.UNREVIEWED}

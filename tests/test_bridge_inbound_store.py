@@ -156,3 +156,16 @@ def test_record_addresses(address, ok):
     else:
         with pytest.raises(InboundError):
             check_record_address(address, frozenset({"records.example"}))
+
+
+@pytest.mark.parametrize("message_id", ["<visit-1@clinic.example>", None], ids=["message-id", "content-digest"])
+async def test_a_retried_post_adds_nothing(inbound, message_id):
+    record = await inbound.records.create_record("Alice", ("alice@records.example",), at=AT)
+    posted = {**message("alice@records.example"), **({"message_id": message_id} if message_id else {})}
+    first = await inbound.receive("gw", parse_message(posted), at=AT)
+    again = await inbound.receive("gw", parse_message(posted), at=AT)
+    assert isinstance(first, Delivered) and not first.duplicate
+    assert again == Delivered(record.id, first.items[:1], duplicate=True)
+    assert len(await inbound.records.items(record.id)) == 3
+    other = await inbound.receive("gw", parse_message({**posted, "subject": "Another"}), at=AT)
+    assert isinstance(other, Delivered) and other.duplicate is (message_id is not None)

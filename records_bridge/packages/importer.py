@@ -106,6 +106,18 @@ class InboundMessage:
     body_html: str | None
     attachments: tuple[Any, ...]
     """``content.PackageItem`` values (content type, bytes, filename)."""
+    message_id: str | None = None
+    """The sender's Message-ID when the gateway passed it on: what makes a retry recognisable."""
+
+    @property
+    def key(self) -> str:
+        """The Message-ID, else a digest of everything the message says (a retry repeats it exactly)."""
+        if self.message_id:
+            return self.message_id
+        digest = hashlib.sha256(json.dumps(
+            [self.header(), self.body_html, [(a.content_type, a.filename, hashlib.sha256(a.data).hexdigest())
+                                             for a in self.attachments]], sort_keys=True).encode())
+        return "sha256:" + digest.hexdigest()
 
     def header(self) -> dict[str, Any]:
         return {
