@@ -34,12 +34,16 @@ PATIENT = "patient@b.test"
 @dataclass
 class RecordingOutbox:
     queued: list[dict] = field(default_factory=list)
+    wakes: int = 0
 
     def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
         self.queued.append(
             {"kind": kind, "sender": sender, "recipient": recipient, "payload": payload, "relates_to": relates_to}
         )
         return len(self.queued)
+
+    def wake(self):
+        self.wakes += 1
 
 
 @dataclass

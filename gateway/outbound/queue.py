@@ -22,6 +22,7 @@ Every transition writes an ``audit`` row in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store import Store
 from gateway.store.messaging import audit, audit_row, outbound
@@ -196,6 +196,7 @@ class OutboundQueue:
         self._store = store
         self.backoff = backoff or Backoff()
         self._on_settled = on_settled
+        self._woken = asyncio.Event()
 
     async def enqueue(
         self,
@@ -237,8 +238,23 @@ class OutboundQueue:
         return enqueue_in(conn, kind, sender, recipient, payload, at=at, lifetime=lifetime, relates_to=relates_to,
                           message_id=message_id)
 
+    @property
+    def woken(self) -> asyncio.Event:
+        """Set by ``wake``; the delivery loop of this process waits on it between claims."""
+        return self._woken
+
+    def wake(self) -> None:
+        """A transaction of this process that queued jobs has committed: the local
+        delivery loop claims now instead of at its next poll. Called after the
+        commit (never inside it): a claim that ran before the commit would not
+        see the job. Jobs other nodes queue are found by the poll."""
+        self._woken.set()
+
     async def claim(self, owner: str, *, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         """Up to ``limit`` due jobs, leased to ``owner`` until ``at + lease``."""
+        return await self._store.run(lambda conn: self._claim_in(conn, owner, at, lease, limit))
+
+    def _claim_in(self, conn: Connection, owner: str, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         due = (
             select(outbound.c.id, outbound.c.lease_owner, outbound.c.lease_until)
             .where(outbound.c.state == JobState.QUEUED.value)
@@ -247,27 +263,26 @@ class OutboundQueue:
             .order_by(outbound.c.next_attempt_at, outbound.c.id)
             .limit(limit)
         )
-        async with self._store.begin() as conn:
-            rows = (await conn.execute(lock_for_claim(due, self._store.dialect))).all()
-            if not rows:
-                return []
-            ids = [r.id for r in rows]
-            await conn.execute(
-                update(outbound)
-                .where(outbound.c.id.in_(ids))
-                .values(lease_owner=owner, lease_until=at + lease, attempts=outbound.c.attempts + 1, updated_at=at)
-            )
-            jobs = [_job(r) for r in (await conn.execute(select(outbound).where(outbound.c.id.in_(ids)))).all()]
-            previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
-            trail = []
-            for job in jobs:
-                before, until = previous[job.id]
-                detail = f"outbound #{job.id} attempt {job.attempts}"
-                if before is not None:
-                    detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
-                trail.append(_audit_row(at, job.message_id, job.recipient,
-                                        Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
-            await conn.execute(insert(audit), trail)  # one round trip for the batch
+        rows = conn.execute(lock_for_claim(due, self._store.dialect)).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        conn.execute(
+            update(outbound)
+            .where(outbound.c.id.in_(ids))
+            .values(lease_owner=owner, lease_until=at + lease, attempts=outbound.c.attempts + 1, updated_at=at)
+        )
+        jobs = [_job(r) for r in conn.execute(select(outbound).where(outbound.c.id.in_(ids))).all()]
+        previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
+        trail = []
+        for job in jobs:
+            before, until = previous[job.id]
+            detail = f"outbound #{job.id} attempt {job.attempts}"
+            if before is not None:
+                detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
+            trail.append(_audit_row(at, job.message_id, job.recipient,
+                                    Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
+        conn.execute(_INSERT_AUDIT, trail)  # one round trip for the batch
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 
@@ -347,21 +362,28 @@ class OutboundQueue:
             outbound.c.lease_owner == job.lease_owner,
             outbound.c.lease_until == job.lease_until,
         )
-        async with self._store.begin() as conn:
-            result = await conn.execute(update(outbound).where(held).values(**values))
-            if result.rowcount != 1:
+        hook = self._on_settled if state is not JobState.QUEUED else None
+        trail = _audit_row(
+            at, job.message_id, job.recipient, event, reason,
+            f"outbound #{job.id}" + (f": {detail}" if detail else "")
+            + (f" [{code}]" if code is not None and not keep_outcome else ""),
+            peer=peer, node=job.lease_owner,
+        )
+
+        def work(conn: Connection) -> bool:
+            if conn.execute(update(outbound).where(held).values(**values)).rowcount != 1:
                 return False
-            hook = self._on_settled
-            if hook is not None and state is not JobState.QUEUED:
-                settled = Settled(state, reason, code, detail, peer, at)
-                await conn.run_sync(lambda sync: hook(sync, job, settled))
-            await _audit(
-                conn, at, job.message_id, job.recipient, event, reason,
-                f"outbound #{job.id}" + (f": {detail}" if detail else "")
-                + (f" [{code}]" if code is not None and not keep_outcome else ""),
-                peer=peer, node=job.lease_owner,
-            )
-        return True
+            if hook is not None:
+                hook(conn, job, Settled(state, reason, code, detail, peer, at))
+            conn.execute(_INSERT_AUDIT, trail)
+            return True
+
+        # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
+        # is synchronous and its writes commit with the job's state
+        done = await self._store.run(work)
+        if done and hook is not None:
+            self.wake()  # the hook may have queued a notice (a DSN, the dispatched MDN)
+        return done
 
 
 
@@ -394,6 +416,7 @@ def enqueue_in(
     )
     return job_id
 
+
 def _audit_row(
     at: datetime,
     message_id: int | None,
@@ -408,18 +431,3 @@ def _audit_row(
     return audit_row(at, event.value, message_id=message_id, recipient=recipient,
                      reason=reason.value if reason else None, detail=detail, peer=peer, node=node)
 
-
-async def _audit(
-    conn: AsyncConnection,
-    at: datetime,
-    message_id: int | None,
-    recipient: str,
-    event: Event,
-    reason: Reason | None,
-    detail: str,
-    *,
-    peer: str | None = None,
-    node: str | None = None,
-) -> None:
-    row = _audit_row(at, message_id, recipient, event, reason, detail, peer=peer, node=node)
-    await conn.execute(insert(audit).values(**row))

@@ -18,7 +18,9 @@ then are the ones valid now (a recipient's rollover between attempts is
 followed), and the queue never holds ciphertext for a key that was revoked.
 A bug in one attempt is logged and retried, never made a final failure.
 
-``run`` loops until its stop event is set, then lets in-flight attempts
+``run`` keeps up to ``batch`` attempts in flight, claiming as slots free and
+when this process commits a job (``OutboundQueue.wake``), polling only for
+what other nodes queue. When its stop event is set it lets in-flight attempts
 finish for ``grace`` seconds and hands back (``release``) the leases of those
 still running, so another worker takes them at once instead of waiting for
 the lease to run out. ``run_once`` is one round, for tests and the CLI.
@@ -27,11 +29,10 @@ the lease to run out. ``run_once`` is one round, for tests and the CLI.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -123,38 +124,66 @@ class DeliveryWorker:
         return list(await asyncio.gather(*(self.attempt(job) for job in jobs)))
 
     async def run(self, stop: asyncio.Event, *, grace: float = DEFAULT_GRACE_SECONDS) -> None:
-        while not stop.is_set():
-            try:
-                jobs = await self._claim()
-            except (SQLAlchemyError, OSError) as exc:
-                # the database is away: nothing is lost (every job is in it), so wait and ask again
-                log.warning("outbound.store-unavailable", node=self.owner, error=str(exc).splitlines()[0][:300])
-                jobs = []
-            if not jobs:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll)
-                continue
-            await self._round(jobs, stop, grace)
+        """Keep up to ``batch`` attempts in flight until ``stop`` is set.
+
+        A slot is refilled as soon as its attempt ends (no rounds: a job never waits
+        for another's slow session). A claim is made when a slot frees while the last
+        claim filled every slot (more may be due), when this process committed a job
+        (``OutboundQueue.wake``), and every ``poll`` seconds otherwise: the poll finds
+        jobs other nodes queued and retries that came due."""
+        loop = asyncio.get_running_loop()
+        running: dict[asyncio.Task[Attempt], Job] = {}
+        woken = self.queue.woken
+        waking: asyncio.Task[Any] | None = None
+        stopping = asyncio.create_task(stop.wait())
+        more, next_poll = True, loop.time()
+        try:
+            while not stop.is_set():
+                free = self.settings.batch - len(running)
+                if free > 0 and (more or woken.is_set() or loop.time() >= next_poll):
+                    woken.clear()  # before the claim: a job committed during it wakes the next one
+                    next_poll = loop.time() + self.settings.poll
+                    jobs = await self._claim_or_wait(free)
+                    more = len(jobs) == free
+                    for job in jobs:
+                        running[asyncio.create_task(self.attempt(job), name=f"outbound-{job.id}")] = job
+                    continue
+                waiting: set[asyncio.Future[Any]] = {stopping, *running}
+                if free > 0:
+                    if waking is None or waking.done():
+                        waking = asyncio.create_task(woken.wait())
+                    waiting.add(waking)
+                timeout = max(next_poll - loop.time(), 0.0) if free > 0 else None
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.pop(task, None)  # type: ignore[call-overload]
+        except asyncio.CancelledError:
+            # cancelled rather than stopped: no grace, the leases simply run out
+            for task in running:
+                task.cancel()
+            raise
+        finally:
+            stopping.cancel()
+            if waking is not None:
+                waking.cancel()
+        await self._wind_down(running, grace)
+
+    async def _claim_or_wait(self, limit: int) -> list[Job]:
+        try:
+            s = self.settings
+            return await self.queue.claim(self.owner, at=self.clock(), lease=s.lease, limit=limit)
+        except (SQLAlchemyError, OSError) as exc:
+            # the database is away: nothing is lost (every job is in it), so wait and ask again
+            log.warning("outbound.store-unavailable", node=self.owner, error=str(exc).splitlines()[0][:300])
+            return []
 
     async def _claim(self) -> list[Job]:
         s = self.settings
         return await self.queue.claim(self.owner, at=self.clock(), lease=s.lease, limit=s.batch)
 
-    async def _round(self, jobs: list[Job], stop: asyncio.Event, grace: float) -> None:
-        tasks = {asyncio.create_task(self.attempt(job)): job for job in jobs}
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while not stopping.done() and not all(t.done() for t in tasks):
-                await asyncio.wait([*(t for t in tasks if not t.done()), stopping],
-                                   return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            # cancelled rather than stopped: no grace, the leases simply run out
-            for task in tasks:
-                task.cancel()
-            raise
-        finally:
-            stopping.cancel()
-        pending = [t for t in tasks if not t.done()]
+    async def _wind_down(self, running: dict[asyncio.Task[Attempt], Job], grace: float) -> None:
+        """Stopping: in-flight attempts get ``grace`` seconds, then are cut and their jobs handed back."""
+        pending = [t for t in running if not t.done()]
         if not pending:
             return
         _, still = await asyncio.wait(pending, timeout=grace)
@@ -162,7 +191,7 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
         for task in still:
-            job = tasks[task]
+            job = running[task]
             # a session cut mid-DATA may have delivered; the next attempt may then duplicate
             # it, which RFC 5321 accepts (6.1) and Direct's Message-ID deduplication absorbs
             try:

@@ -89,6 +89,9 @@ class Outbox(Protocol):
         at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
     ) -> int: ...
 
+    def wake(self) -> None:
+        """After the commit of a transaction that queued jobs: the local delivery loop claims them now."""
+
 
 class Mailboxes(Protocol):
     """Providers' mailboxes (gateway.monitor.mailboxes): addresses of a domain with a provider
@@ -243,6 +246,8 @@ class ReceivingPipeline:
             return message
 
         message = await self._store.run(work)
+        if self._mailboxes is not None and self._outbox is not None:
+            self._outbox.wake()  # the report may have been passed back to a provider's mailbox
         bound.info("report-received", message=message, kind=summary.kind, message_id=summary.message_id)
         return replies.ACCEPTED
 
@@ -279,6 +284,8 @@ class ReceivingPipeline:
             return message, fresh
 
         message, fresh = await self._store.run(work)
+        if fresh and self._outbox is not None:
+            self._outbox.wake()  # its MDNs (and a provider's copy) are committed: send them now
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
                    sender=sender, recipients=list(received.rcpt_to), trust=[str(d) for d in decisions])
         return replies.ACCEPTED if fresh else replies.DUPLICATE

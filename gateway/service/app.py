@@ -188,7 +188,7 @@ async def _start(
         raise
     running = Running(settings, store, smtp, stop, closers=closers, submission=submission)
     running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
-    running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock), name="monitor"))
+    running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock, wake=queue.wake), name="monitor"))
     if settings.http is not None:
         runner = await start_http(
             HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions),

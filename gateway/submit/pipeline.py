@@ -63,6 +63,9 @@ class Outbox(Protocol):
         at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
     ) -> int: ...
 
+    def wake(self) -> None:
+        """After the commit of a transaction that queued jobs: the local delivery loop claims them now."""
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitSettings:
@@ -148,6 +151,7 @@ class SubmissionPipeline:
                                       replies.refused(prepared.problem))
         structlog.contextvars.bind_contextvars(message_id=prepared.message_id)
         message = await self._store.run(lambda conn: self._queue(conn, received, prepared, account, at))
+        self._outbox.wake()  # committed: the delivery loop claims the jobs now, not at its next poll
         bound.info("submitted", message=message, message_id=prepared.message_id, reliable=prepared.reliable,
                    recipients=list(received.rcpt_to), added=list(prepared.added), bcc_removed=prepared.bcc_removed)
         return replies.queued(message)
