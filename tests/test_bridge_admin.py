@@ -230,3 +230,20 @@ async def test_messages(admin):
     assert (status, listed) == (200, [])
     assert (await call(admin, "GET", "/admin/v1/messages/42"))[0] == 404
     assert (await call(admin, "GET", "/admin/v1/messages?limit=0"))[0] == 400
+
+
+def test_bridge_settings_read_the_admin_token_file(tmp_path: Path):
+    from gateway.service.settings import ServeSettingsError
+    from records_bridge.web.settings import bridge_settings
+
+    assert bridge_settings({}, base=tmp_path, data_dir=tmp_path).admin_token_sha256 is None
+    (tmp_path / "admin.token").write_text(TOKEN)
+    os.chmod(tmp_path / "admin.token", 0o600)
+    settings = bridge_settings({"admin_token_file": "admin.token"}, base=tmp_path, data_dir=tmp_path)
+    assert settings.admin_token_sha256 == hashlib.sha256(TOKEN.encode()).digest()
+    assert TOKEN not in repr(settings)
+    os.chmod(tmp_path / "admin.token", 0o640)
+    with pytest.raises(ServeSettingsError, match="admin_token_file"):
+        bridge_settings({"admin_token_file": "admin.token"}, base=tmp_path, data_dir=tmp_path)
+    with pytest.raises(ServeSettingsError, match="admin_token_file"):
+        bridge_settings({"admin_token_file": 7}, base=tmp_path, data_dir=tmp_path)
