@@ -18,6 +18,7 @@ from gateway.store import schema as gateway_schema
 from records_bridge.client import PackageItem, seal_package
 from records_bridge.codes import new_code, parse_code
 from records_bridge.connect.edge import PEPPER_PURPOSE
+from records_bridge.oauth.clients import ClientError
 from records_bridge.packages.schema import packages
 from records_bridge.packages.store import DropOff, Packages
 from records_bridge.types import InboxState, SourceKind
@@ -267,3 +268,12 @@ async def test_a_package_at_the_20_mib_limit_goes_through_and_one_byte_more_does
     over = {**item, "bytes_b64": base64.b64encode(big + b"x").decode()}
     status, body = await convenience(clinic, items=[over])
     assert (status, body["error"]) == (400, "invalid_items")
+
+
+async def test_public_clients_get_no_connect_or_packages_token(bridge):
+    native = await bridge.client("Phone app", redirect_uris=("http://127.0.0.1/cb",), public=True)
+    for scope in ("connect", "packages"):
+        status, body = await bridge.token_request(native, {"grant_type": "client_credentials", "scope": scope})
+        assert status in (400, 401) and body["error"] in ("unauthorized_client", "invalid_client", "invalid_scope")
+    with pytest.raises(ClientError):
+        await bridge.client("Phone app 2", redirect_uris=("http://127.0.0.1/cb",), public=True, scopes=("packages",))
