@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -241,3 +242,12 @@ async def test_authorize_grants_required_and_chosen_optional_scopes_only(bridge)
     _, verified = await pat.call("/v1/connect/verify", {"code": created["code"], "answer": "Fluffy"})
     status, body = await pat.call("/v1/connect/authorize", {"ticket": verified["ticket"], "record_id": other_record})
     assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_the_pickup_url_leads_through_sign_in_back_to_the_prefilled_code(bridge):
+    clinic = await app(bridge, "connect")
+    _, created = await connect_request(clinic)
+    anonymous = await bridge.browser()
+    async with await anonymous.get(created["pickup_url"]) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "/signin?next=" + quote(f"/connect?code={created['code']}", safe="")
