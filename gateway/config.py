@@ -5,9 +5,6 @@ data_dir = "data"                      # relative to this file's directory
 
 [storage]
 url = "postgresql+asyncpg://directgw@db/directgw"   # default: SQLite in data_dir
-
-[trust]                                # parsed by trust.settings
-[discovery]                            # parsed by the discovery layer (nameservers...)
 ```
 
 ``Config`` holds what every part needs (where data lives, which database);

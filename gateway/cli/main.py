@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "gateway.cli.records",
     "gateway.cli.accounts",
     "gateway.cli.serve",
+    "gateway.cli.reference",
     "gateway.cli.clients",
     "gateway.cli.people",
     "gateway.cli.bridge",

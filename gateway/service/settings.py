@@ -8,11 +8,14 @@ tls_certificate = "tls/smtp.crt"  # STARTTLS is offered when both are set (init 
 tls_key = "tls/smtp.key"
 max_message_size = 67108864       # bytes, advertised as SIZE
 max_recipients = 100
-max_line_length = 1000
-command_timeout = 300             # seconds
-data_timeout = 180                # seconds
+max_line_length = 1000            # DATA lines, CRLF included (RFC 5321 4.5.3.1.6)
+max_command_line = 512            # command lines (RFC 5321 4.5.3.1.4)
+command_timeout = 300             # seconds waiting for the next command (RFC 5321 4.5.3.2.7)
+data_timeout = 180                # seconds waiting for the next block of DATA
+reply_timeout = 600               # seconds the pipeline may take to answer the final dot
 max_sessions = 200
 max_sessions_per_client = 20
+close_grace = 60                  # seconds a stopping server lets sessions finish
 
 [http]
 listen = "127.0.0.1:8025"         # /healthz and /metrics (keep it off the internet)
