@@ -152,7 +152,8 @@ async def test_a_submission_is_queued_before_its_250(service, mechanism):
         (j.recipient, j.id, row.message_id, True, "queued") for j in jobs)
     trail = [a.event for a in await _rows(store, select(messaging.audit).where(
         messaging.audit.c.message_id == message).order_by(messaging.audit.c.id))]
-    assert trail == ["submitted", "queued", "queued"]
+    # the acceptance's one commit; the delivery loop, woken by that commit, may already have claimed the jobs
+    assert trail[:3] == ["submitted", "queued", "queued"]
 
 
 async def test_auth_without_tls_is_refused(service):
