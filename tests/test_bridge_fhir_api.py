@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from datetime import timedelta
 from typing import Any
 
@@ -198,3 +199,13 @@ async def test_the_capability_statement_needs_no_token(bridge):
     cap = CapabilityStatement.model_validate(body)
     assert cap.fhirVersion == "4.0.1"
     assert body["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"] == bridge.url("/oauth/authorize")
+
+
+async def test_a_body_over_the_request_limit_is_an_operation_outcome(bridge):
+    from records_bridge.web.app import MAX_REQUEST_BYTES
+
+    _, record_id, _, token = await patient_with_app(bridge, ("patient/DocumentReference.c",))
+    status, body, _ = await fhir(bridge, "POST", "/fhir/r4/DocumentReference", token,
+                                 data=io.BytesIO(b"{" + b" " * MAX_REQUEST_BYTES))
+    assert status == 413 and OperationOutcome.model_validate(body).issue[0].code == "too-long"
+    assert await bridge.ctx.records.count_items(record_id) == 0

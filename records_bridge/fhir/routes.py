@@ -108,6 +108,9 @@ def outcomes(handler: Handler) -> Handler:
             description = json.loads(exc.text or "{}").get("error_description", exc.reason)
             return fhir_json(resources.operation_outcome(_ISSUE_CODES.get(exc.status_code, "processing"), description),
                              status=exc.status_code, headers=headers)
+        except web.HTTPClientError as exc:  # aiohttp's own, e.g. 413 for a body over client_max_size
+            return fhir_json(resources.operation_outcome(_ISSUE_CODES.get(exc.status_code, "processing"), exc.reason),
+                             status=exc.status_code)
 
     return wrapped
 
