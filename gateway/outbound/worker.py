@@ -31,12 +31,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.common.ttl_cache import TtlCache
 from gateway.core.certs import KeyPair
 from gateway.core.outbound import SealOptions, seal_outbound
 from gateway.core.outcomes import Rejected
@@ -51,6 +52,14 @@ log = structlog.get_logger("directgw.outbound")
 
 DEFAULT_GRACE_SECONDS = 20.0
 """How long a stopping worker lets in-flight sessions finish (systemd's stop timeout is 90 s)."""
+
+
+SIGNING_PAIR_TTL = timedelta(seconds=5)
+"""How long a sender's signing pair is reused: the receiving pipeline's lookups allow the same
+(gateway.receive.pipeline.LOOKUP_TTL), so a rollover or a removed key shows within seconds."""
+
+SIGNING_PAIRS_HELD = 1024
+"""Senders whose pairs are kept (LRU beyond): one per local address with its own certificate."""
 
 
 LEASE_MARGIN_SECONDS = 30.0
@@ -117,6 +126,7 @@ class DeliveryWorker:
         self.owner = owner
         self.providers = {d.lower(): r for d, r in (providers or {}).items()}
         """Local domains' provider routes (``[domains.*] provider_smtp``), for plain jobs."""
+        self._pairs: TtlCache[KeyPair] = TtlCache(max_entries=SIGNING_PAIRS_HELD)
 
     async def run_once(self) -> list[Attempt]:
         """Claim one batch and attempt every job in it concurrently."""
@@ -256,7 +266,7 @@ class DeliveryWorker:
         if job.kind.plain:
             return await self._deliver_plain(job)
         sender_domain = job.sender.rpartition("@")[2].lower()
-        pair = await self.keys.signing_pair(job.sender, at)
+        pair = await self._signing_pair(job.sender, at)
         if pair is None:
             return _Outcome(True, Reason.NO_SIGNING_KEY,
                             f"no valid signing certificate for {job.sender} or {sender_domain}")
@@ -284,6 +294,18 @@ class DeliveryWorker:
         envelope_from = "" if job.kind.null_sender else job.sender
         result = await self.transport.deliver(route.destinations, envelope_from, job.recipient, sealed.message)
         return _outcome(result, route.how, sealed.message_id)
+
+    async def _signing_pair(self, sender: str, at: datetime) -> KeyPair | None:
+        """The key ring's answer, reused for ``SIGNING_PAIR_TTL`` while its certificate is valid
+        (a query and a thread hop per attempt were a tenth of the loop's CPU under load)."""
+        key = sender.strip().lower()
+        pair = self._pairs.get(key, at)
+        if pair is not None and pair.cert.valid_at(at):
+            return pair
+        pair = await self.keys.signing_pair(sender, at)
+        if pair is not None:  # "no key" is not kept: a key added now is used at the next attempt
+            self._pairs.put(key, pair, at, SIGNING_PAIR_TTL)
+        return pair
 
     async def _deliver_plain(self, job: Job) -> _Outcome:
         """A provider's mailbox: as is, to the recipient domain's provider route (STARTTLS when
