@@ -209,3 +209,18 @@ async def test_a_body_over_the_request_limit_is_an_operation_outcome(bridge):
                                  data=io.BytesIO(b"{" + b" " * MAX_REQUEST_BYTES))
     assert status == 413 and OperationOutcome.model_validate(body).issue[0].code == "too-long"
     assert await bridge.ctx.records.count_items(record_id) == 0
+
+
+async def test_the_granted_record_reads_as_the_patient_and_no_other(bridge):
+    from fhir.resources.R4B.patient import Patient
+
+    _, record_id, _, token = await patient_with_app(bridge, ("patient/Patient.r", *READ))
+    _, theirs = await bridge.person()
+    status, body, _ = await fhir(bridge, "GET", f"/fhir/r4/Patient/{record_id}", token)
+    assert status == 200
+    assert Patient.model_validate(body).name[0].text == "Pat Patient" and body["id"] == str(record_id)
+    status, body, _ = await fhir(bridge, "GET", f"/fhir/r4/Patient/{theirs}", token)
+    assert status == 404 and OperationOutcome.model_validate(body).issue[0].code == "not-found"
+    _, _, _, documents_only = await patient_with_app(bridge, READ)
+    status, body, _ = await fhir(bridge, "GET", f"/fhir/r4/Patient/{record_id}", documents_only)
+    assert status == 403

@@ -92,7 +92,7 @@ def test_errors_binary_and_capability_statement_validate():
     cap = resources.capability_statement(base_url="https://records.test", at=AT, software_version="0.1.0")
     CapabilityStatement.model_validate(cap)
     (rest,) = cap["rest"]
-    assert {r["type"] for r in rest["resource"]} == {"DocumentReference", "Binary"}
+    assert {r["type"] for r in rest["resource"]} == {"DocumentReference", "Binary", "Patient"}
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,11 @@ def operation_outcome(code: str, diagnostics: str, *, severity: str = "error") -
     }
 
 
+def patient(record_id: int, display_name: str) -> dict[str, Any]:
+    """The record as the Patient of the SMART launch context: its id and the name it is shown by."""
+    return {"resourceType": "Patient", "id": str(record_id), "active": True, "name": [{"text": display_name}]}
+
+
 def binary(content_type: str, data_b64: str, item_uid: str, blob: str) -> dict[str, Any]:
     return {"resourceType": "Binary", "id": binary_id(item_uid, blob), "contentType": content_type, "data": data_b64}
 
@@ -143,6 +148,7 @@ def capability_statement(*, base_url: str, at: datetime, software_version: str) 
                     ],
                 },
                 {"type": "Binary", "interaction": [{"code": "read"}]},
+                {"type": "Patient", "interaction": [{"code": "read"}]},
             ],
         }],
     }

@@ -7,6 +7,7 @@
 * ``GET DocumentReference/{id}``: one, looked up only in the token's records;
 * ``GET Binary/{item}.{blob}``: the bytes as a download, or a Binary resource
   when the ``Accept`` header asks for FHIR JSON;
+* ``GET Patient/{record}``: the granted record as the launch context's Patient (``patient/Patient.r``);
 * ``POST DocumentReference`` (``patient/DocumentReference.c``): a document
   with its attachment ``data`` becomes an item in the record's inbox, typed
   like a Direct attachment (a recognizable CDA/CCR gets its type).
@@ -32,6 +33,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from records_bridge.oauth import scopes as sc
 from records_bridge.oauth.bearer import bearer
 from records_bridge.oauth.tokens import TokenContext
 from records_bridge.web.context import BridgeContext, context
@@ -263,6 +265,30 @@ async def create_document(request: web.Request) -> web.Response:
     return fhir_json(resources.document_reference(added, sha1), status=201, headers={"Location": location})
 
 
+def _reads_patient(token: TokenContext) -> bool:
+    for text in token.scopes:
+        scope = sc.parse(text)
+        if scope is not None and scope.kind is sc.ScopeKind.SMART and scope.target == "Patient" and "r" in scope.ops:
+            return True
+    return False
+
+
+async def read_patient(request: web.Request) -> web.Response:
+    """``Patient/{record}``: the record the token was granted, as the SMART ``patient`` (``patient/Patient.r``)."""
+    token = await bearer(request)
+    if not _reads_patient(token):
+        raise FhirError(403, "forbidden", "the token's scopes do not read the patient (patient/Patient.r)")
+    rid = request.match_info["id"]
+    found = await record_for(context(request).store, token, rid)
+    if isinstance(found, Denied):
+        count_denied(context(request).refusals, token, rid, found)
+        raise FhirError(404, "not-found", f"no Patient {rid[:20]} in the records this token grants")
+    record = await context(request).records.record(found)
+    if record is None:
+        raise FhirError(404, "not-found", f"no Patient {rid[:20]}")
+    return fhir_json(resources.patient(record.id, record.display_name))
+
+
 def setup(app: web.Application, ctx: BridgeContext) -> None:
     app[SHA1] = Sha1Cache()
     app.router.add_get("/fhir/r4/metadata", outcomes(metadata))
@@ -270,3 +296,4 @@ def setup(app: web.Application, ctx: BridgeContext) -> None:
     app.router.add_post("/fhir/r4/DocumentReference", outcomes(create_document))
     app.router.add_get("/fhir/r4/DocumentReference/{id}", outcomes(read_document))
     app.router.add_get("/fhir/r4/Binary/{id}", outcomes(read_binary))
+    app.router.add_get("/fhir/r4/Patient/{id}", outcomes(read_patient))
