@@ -428,3 +428,51 @@ async def test_a_duplicated_parameter_is_refused_without_a_redirect(bridge):
     q = [*list(_query(client.client.client_id).items()), ("redirect_uri", "https://evil.example/cb")]
     async with await b.get("/oauth/authorize?" + urlencode(q)) as r:
         assert r.status == 400 and "Location" not in r.headers
+
+
+async def test_prompt_create_sends_a_new_person_to_sign_up_and_back(bridge):
+    client = await bridge.client()
+    b = await bridge.browser()
+    q = _query(client.client.client_id, prompt="create")
+    async with await b.get("/oauth/authorize?" + urlencode(q)) as r:
+        where = urlsplit(r.headers["Location"])
+    assert where.path == "/signup"
+    back = parse_qs(where.query)["next"][0]
+    token = await b.csrf("/signup?" + where.query)
+    async with await b.post("/signup", {"name": "New", "email": "new@example.com", "password": "long enough pw",
+                                        "csrf_token": token, "next": back}) as r:
+        assert r.status == 303 and r.headers["Location"] == back
+    async with await b.get(back) as r:
+        assert r.status == 200 and "Allow Test App to use your record?" in await r.text()
+
+
+async def test_prompt_login_asks_a_signed_in_person_to_sign_in_again(bridge):
+    client = await bridge.client()
+    b, _, _ = await bridge.signed_in()
+    async with await b.get("/oauth/authorize?" + urlencode(_query(client.client.client_id, prompt="login"))) as r:
+        where = urlsplit(r.headers["Location"])
+    assert where.path == "/signin" and "prompt" not in parse_qs(urlsplit(parse_qs(where.query)["next"][0]).query)
+
+
+async def test_access_denied_through_form_post(bridge):
+    client = await bridge.client()
+    b, _, _ = await bridge.signed_in()
+    q = _query(client.client.client_id, response_mode="form_post", state="st")
+    token = await b.csrf("/signin")
+    async with await b.post("/oauth/authorize", {**q, "csrf_token": token, "decision": "deny"}) as r:
+        page = await r.text()
+    assert r.status == 200 and 'name="error" value="access_denied"' in page and 'name="state" value="st"' in page
+
+
+async def test_a_session_works_on_every_node(bridge, store):
+    """Sessions live in the database: a second bridge over the same store (another node) knows them."""
+    from tests.bridge_fixtures import start_bridge
+
+    b, person, _ = await bridge.signed_in()
+    other, runner = await start_bridge(store, bridge.clock)
+    try:
+        async with b.session.get(other.url("/"), allow_redirects=False) as r:
+            assert r.status == 200 and f"Signed in as {person.display_name}" in await r.text()
+    finally:
+        await other.close()
+        await runner.cleanup()
