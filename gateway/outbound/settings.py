@@ -38,7 +38,7 @@ from typing import Any
 
 KNOWN = {
     "helo", "lifetime", "first_retry", "max_retry", "connect_timeout", "command_timeout", "data_timeout",
-    "lease", "batch", "poll", "mx_port", "starttls", "starttls_required", "tls_ca_file",
+    "lease", "batch", "poll", "mx_port", "starttls", "starttls_required", "tls_ca_file", "session_idle",
 }
 
 DEFAULT_LIFETIME = timedelta(days=4)
@@ -55,7 +55,14 @@ DEFAULT_DATA_TIMEOUT = 600.0
 """RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot."""
 DEFAULT_LEASE = timedelta(minutes=30)
 DEFAULT_BATCH = 8
+"""Attempts in flight per worker; memory is about batch x 2.5 x the largest message."""
 DEFAULT_POLL = 5.0
+DEFAULT_SESSION_IDLE = 2.0
+"""Seconds a session that delivered is kept for the next message to the same destination
+(Postfix's smtp_connection_cache_time_limit is also 2 s): long enough to catch a busy peer's
+next message, short enough not to hold one of its connection slots for nothing."""
+MAX_SESSION_IDLE = 300.0
+"""RFC 5321 4.5.3.2.7: a server may drop a client idle for 5 minutes."""
 SMTP_PORT = 25
 
 
@@ -116,6 +123,10 @@ class OutboundSettings:
     starttls_required: frozenset[str] = frozenset()
     tls_ca_file: Path | None = None
     routes: Mapping[str, StaticRoute] = field(default_factory=dict)
+    session_idle: float = 0.0
+    """Seconds a delivering session is kept for the next message (0: one session per attempt,
+    the default when settings are built by hand; ``[outbound] session_idle`` defaults to
+    ``DEFAULT_SESSION_IDLE``). ``SmtpTransport.close`` ends the kept ones."""
 
     def __post_init__(self) -> None:
         # a lease shorter than one delivery would let a second worker send the same job
@@ -214,4 +225,13 @@ def outbound_settings(
         starttls_required=frozenset(d.strip().lower().rstrip(".") for d in required),
         tls_ca_file=Path(ca) if ca else None,
         routes=parsed,
+        session_idle=_idle(table),
     )
+
+
+def _idle(table: Mapping[str, Any]) -> float:
+    value = table.get("session_idle", DEFAULT_SESSION_IDLE)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_SESSION_IDLE:
+        raise OutboundSettingsError("[outbound] session_idle",
+                                    f"expected seconds from 0 (no reuse) to {MAX_SESSION_IDLE:g}, got {value!r}")
+    return float(value)

@@ -1,8 +1,12 @@
 """Handing sealed bytes to the next server over SMTP (aiosmtplib).
 
-One session per attempt and destination: connect and read the greeting,
-EHLO, STARTTLS when offered (and a fresh EHLO, RFC 3207 section 4.2), MAIL,
-RCPT, DATA, QUIT. The outcome is a value, never an exception:
+One session per destination: connect and read the greeting, EHLO, STARTTLS
+when offered (and a fresh EHLO, RFC 3207 section 4.2), MAIL, RCPT, DATA, then
+QUIT, or, with ``[outbound] session_idle``, the session is kept that many
+seconds for the next message to the same destination (MAIL, RCPT, DATA over
+it; RFC 5321 3.3 allows several transactions per session). A kept session the
+peer closed meanwhile, or that answers 421 at MAIL, is replaced by a fresh
+one within the same attempt: nothing of the message went over it. The outcome is a value, never an exception:
 
 - ``Sent(code)``: the server took responsibility for the message (2xx after DATA);
 - ``Temporary``: 4xx, a refused or dropped connection, a timeout, or STARTTLS
@@ -31,6 +35,14 @@ import aiosmtplib
 from .queue import Reason
 from .routes import Destination
 from .settings import OutboundSettings, TlsMode
+
+MESSAGES_PER_SESSION = 100
+"""Messages over one kept session before it is ended and a fresh one opened: under the
+per-connection limits servers apply (Exim's smtp_accept_max_per_connection is 1000 by
+default), and the peer's EHLO and certificate are read again now and then."""
+
+QUIT_TIMEOUT = 5.0
+"""How long a goodbye is waited for: the messages are delivered, nothing depends on the reply."""
 
 MAX_REPLY_TEXT = 500
 """What is kept of a server's reply text: enough to read, bounded against a chatty peer."""
@@ -87,10 +99,27 @@ def _text(message: str) -> str:
     return " ".join(message.split())[:MAX_REPLY_TEXT]
 
 
+@dataclass(slots=True)
+class _Kept:
+    """A session that delivered and was kept open for the next message to the same destination."""
+
+    client: aiosmtplib.SMTP
+    sent: int
+    idle_since: float
+
+
 class SmtpTransport:
+    """One session per attempt; with ``session_idle`` > 0, a session that delivered is kept for
+    that many seconds and the next message to the same destination goes over it (MAIL, RCPT,
+    DATA: no connect, greeting, EHLO or TLS handshake). ``close`` ends the kept sessions."""
+
     def __init__(self, settings: OutboundSettings) -> None:
         self.settings = settings
         self._tls = _tls_context(settings)
+        self._kept: dict[Destination, list[_Kept]] = {}
+        self._reaper: asyncio.TimerHandle | None = None
+        self._quitting: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def deliver(
         self, destinations: Sequence[Destination], envelope_from: str, recipient: str, data: bytes
@@ -110,14 +139,41 @@ class SmtpTransport:
         return last
 
     async def deliver_to(self, destination: Destination, envelope_from: str, recipient: str, data: bytes) -> Delivery:
+        kept = self._take(destination)
+        if kept is not None:
+            outcome = await self._attempt(kept.client, destination, envelope_from, recipient, data, kept.sent)
+            if outcome is not None:
+                return outcome
+            # the kept session had gone (closed by the peer while idle, or 421 at MAIL): nothing
+            # of this message was sent over it, so a fresh session is this same attempt
         s = self.settings
         client = aiosmtplib.SMTP(
             hostname=destination.address, port=destination.port, local_hostname=s.helo,
             timeout=s.command_timeout, start_tls=False, use_tls=False,
         )
+        outcome = await self._attempt(client, destination, envelope_from, recipient, data, None)
+        assert outcome is not None  # only a kept session can turn out stale
+        return outcome
+
+    async def _attempt(
+        self, client: aiosmtplib.SMTP, destination: Destination, envelope_from: str, recipient: str, data: bytes,
+        sent_before: int | None,
+    ) -> Delivery | None:
+        """One message over ``client`` (fresh when ``sent_before`` is None); None when a kept
+        session turned out stale at MAIL."""
+        s = self.settings
+        keep = False
         try:
             async with asyncio.timeout(s.delivery_timeout):
-                return await self._session(client, destination, envelope_from, recipient, data)
+                if sent_before is None:
+                    await self._open(client, destination)
+                    await client.mail(envelope_from)
+                elif not await self._mail_over_kept(client, envelope_from):
+                    return None
+                await client.rcpt(recipient)
+                reply = await client.data(data, timeout=s.data_timeout)
+            keep = await self._after_delivery(client, destination, (sent_before or 0) + 1)
+            return Sent(reply.code, f"{destination}: {reply.code} {_text(reply.message)}", destination)
         except _TlsMissing:
             return Temporary(Reason.TLS_UNAVAILABLE, None, f"{destination} does not offer STARTTLS, which is required",
                              destination)
@@ -142,11 +198,10 @@ class SmtpTransport:
             # aiosmtplib refuses addresses that could inject SMTP parameters: no attempt can succeed
             return Permanent(Reason.SMTP_PERMANENT, None, f"unusable address: {_text(str(exc))}", destination)
         finally:
-            client.close()
+            if not keep:
+                client.close()
 
-    async def _session(
-        self, client: aiosmtplib.SMTP, destination: Destination, envelope_from: str, recipient: str, data: bytes
-    ) -> Delivery:
+    async def _open(self, client: aiosmtplib.SMTP, destination: Destination) -> None:
         s = self.settings
         await client.connect(timeout=s.connect_timeout)
         await client.ehlo()
@@ -155,10 +210,82 @@ class SmtpTransport:
             await client.ehlo()
         elif destination.tls is TlsMode.REQUIRED:
             raise _TlsMissing
-        await client.mail(envelope_from)
-        await client.rcpt(recipient)
-        reply = await client.data(data, timeout=s.data_timeout)
+
+    @staticmethod
+    async def _mail_over_kept(client: aiosmtplib.SMTP, envelope_from: str) -> bool:
+        """MAIL over a kept session; False when the session is gone: the peer closed it while
+        it was idle, or answered 421 (RFC 5321 3.8: closing the transmission channel)."""
+        try:
+            await client.mail(envelope_from)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code != 421:
+                raise
+            return False
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+            return False
+        return True
+
+    async def _after_delivery(self, client: aiosmtplib.SMTP, destination: Destination, sent: int) -> bool:
+        """Keep the session for the next message to ``destination`` (True), or say goodbye."""
+        idle = self.settings.session_idle
+        if idle > 0 and sent < MESSAGES_PER_SESSION and not self._closed and client.is_connected:
+            self._kept.setdefault(destination, []).append(_Kept(client, sent, asyncio.get_running_loop().time()))
+            if self._reaper is None:
+                self._reaper = asyncio.get_running_loop().call_later(idle, self._reap)
+            return True
         # the message is delivered; a lost QUIT changes nothing (RFC 5321 4.1.1.10)
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit()
-        return Sent(reply.code, f"{destination}: {reply.code} {_text(reply.message)}", destination)
+            await client.quit(timeout=QUIT_TIMEOUT)
+        return False
+
+    def _take(self, destination: Destination) -> _Kept | None:
+        """The most recently used live session to ``destination``, if one is kept."""
+        kept = self._kept.get(destination)
+        now = asyncio.get_running_loop().time()
+        while kept:
+            session = kept.pop()
+            if now - session.idle_since < self.settings.session_idle and session.client.is_connected:
+                return session
+            self._goodbye(session.client)
+        return None
+
+    def _reap(self) -> None:
+        """End the sessions idle for ``session_idle``; come back while any is kept."""
+        self._reaper = None
+        now = asyncio.get_running_loop().time()
+        for destination, kept in list(self._kept.items()):
+            live = [k for k in kept if now - k.idle_since < self.settings.session_idle and k.client.is_connected]
+            for session in kept:
+                if session not in live:
+                    self._goodbye(session.client)
+            if live:
+                self._kept[destination] = live
+            else:
+                del self._kept[destination]
+        if self._kept:
+            self._reaper = asyncio.get_running_loop().call_later(self.settings.session_idle, self._reap)
+
+    def _goodbye(self, client: aiosmtplib.SMTP) -> None:
+        async def quit_() -> None:
+            try:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                    await client.quit(timeout=QUIT_TIMEOUT)
+            finally:
+                client.close()
+
+        task = asyncio.get_running_loop().create_task(quit_())
+        self._quitting.add(task)
+        task.add_done_callback(self._quitting.discard)
+
+    async def close(self) -> None:
+        """QUIT every kept session (serve's shutdown, after the delivery loop has stopped)."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for kept in self._kept.values():
+            for session in kept:
+                self._goodbye(session.client)
+        self._kept.clear()
+        if self._quitting:
+            await asyncio.gather(*self._quitting, return_exceptions=True)

@@ -172,7 +172,9 @@ async def _start(
         DnsClient(discovery_settings.nameservers, timeout=discovery_settings.dns_timeout),
         static=out.routes, tls_for=out.tls_for, mx_port=out.mx_port,
     )
-    worker = DeliveryWorker(queue, discovery=discovery, keys=domains, router=router, transport=SmtpTransport(out),
+    transport = SmtpTransport(out)
+    closers.append(transport.close)  # after the delivery loop has stopped: QUIT the sessions it kept
+    worker = DeliveryWorker(queue, discovery=discovery, keys=domains, router=router, transport=transport,
                             settings=out, clock=clock, owner=owner, providers=monitoring.provider_routes)
     core_limits = replace(Limits(), max_message_bytes=settings.limits.max_message_size)
     pipeline = ReceivingPipeline(store, domains, records, trust, queue, clock,
