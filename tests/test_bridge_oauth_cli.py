@@ -196,3 +196,9 @@ def test_directgw_bridge_runs_alone_and_stops_on_sigterm(site):
         code = process.wait(60)
         process.stderr.close()
     assert code == 0
+
+
+async def test_clients_add_without_scopes_may_read_what_it_is_given(site, capsys):
+    code, out, _ = await _run(capsys, ["clients", "add", "Reader", "--redirect-uri", "https://r.example/cb", "--json"])
+    made = json.loads(out)
+    assert code == 0 and made["scopes"] == ["records.*.r"] and made["required_scopes"] == ["records.*.r"]

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public", action="store_true", help="a public client (no secret; PKCE only)")
     p.add_argument("--scopes", nargs="+", default=[], metavar="SCOPE",
                    help="scopes the app may ask for (records.<type>.<crud>, patient/DocumentReference.rs, "
-                   "offline_access, connect, packages, inbound.messages)")
+                   "offline_access, connect, packages, inbound.messages; default records.*.r: read what it is given)")
     p.add_argument("--required-scopes", nargs="+", metavar="SCOPE",
                    help="scopes a person grants all together (default: the person scopes of --scopes)")
     p.add_argument("--optional-scopes", nargs="+", default=[], metavar="SCOPE",

@@ -18,6 +18,9 @@ from records_bridge.web.settings import settings_from_config
 
 from .admin.common import AdminError, AdminUsageError, config_path, print_json, run, utc_now
 
+DEFAULT_SCOPES = ("records.*.r",)
+"""An app registered without scopes may read the records people give it, nothing more."""
+
 
 def _clients(args: argparse.Namespace, store: Store) -> ClientStore:
     try:
@@ -44,8 +47,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         nonlocal spec
         if not args.redirect_uri and not args.scopes:
             raise AdminUsageError("give --redirect-uri URI (or --scopes for a client-credentials-only app)")
+        given = args.scopes or args.required_scopes or args.optional_scopes or args.offline or args.connect
         spec = ClientSpec(
-            args.name, tuple(args.redirect_uri), public=args.public, scopes=tuple(args.scopes),
+            args.name, tuple(args.redirect_uri), public=args.public,
+            scopes=tuple(args.scopes) if given else DEFAULT_SCOPES,
             required_scopes=tuple(args.required_scopes) if args.required_scopes is not None else None,
             optional_scopes=tuple(args.optional_scopes), multi_record=args.multi_record, offline=args.offline,
             connect=args.connect,
