@@ -220,3 +220,16 @@ def test_bridge_settings_name_the_wrong_key(tmp_path: Path, table, key):
     with pytest.raises(ServeSettingsError) as caught:
         bridge_settings(bridge_table({"bridge": table}), base=tmp_path, data_dir=tmp_path)
     assert caught.value.key == key
+
+
+@pytest.mark.parametrize(("uri", "source"), [
+    ("https://app.example/cb?x=1", "https://app.example"),
+    ("https://app.example:8443/cb", "https://app.example:8443"),
+    ("http://127.0.0.1/cb", "http://127.0.0.1:*"),
+    ("http://[::1]:9000/cb", "http://[::1]:*"),
+    ("com.example.app:/oauth2redirect", "com.example.app:"),
+])
+def test_the_form_action_source_for_a_redirect_uri(uri, source):
+    from records_bridge.web.security import csp_source
+
+    assert csp_source(uri) == source
