@@ -756,10 +756,6 @@ def verify(
 # --------------------------------------------------------------------------- sign
 
 
-def _asn1_cert(cert: CertRef) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(cert.der)
-
-
 def _tlv(tag: int, body: bytes) -> bytes:
     """One DER element (X.690 8.1: definite length, short form under 128 octets)."""
     n = len(body)
@@ -790,7 +786,10 @@ _SIGNING_TIME_OID = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
 _MESSAGE_DIGEST_OID = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
 _DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.1").dump()
 _SIGNED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+_VERSION_0 = core.Integer(0).dump()
 _VERSION_1 = core.Integer(1).dump()
+_ENVELOPED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.3").dump()
+_AUTH_ENVELOPED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.9.16.1.23").dump()
 
 
 @functools.cache
@@ -866,7 +865,28 @@ def sign(
 # --------------------------------------------------------------------------- encrypt
 
 
-def _wrap_key(cek: bytes, recipient: CertRef, transport: KeyTransport) -> cms.RecipientInfo:
+@functools.cache
+def _transport_padding(transport: KeyTransport) -> tuple[asym.AsymmetricPadding, bytes]:
+    """The padding and its KeyEncryptionAlgorithmIdentifier (encoded once by asn1crypto)."""
+    if transport is KeyTransport.RSA_PKCS1V15:
+        algorithm = cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()})
+        return asym.PKCS1v15(), bytes(algorithm.dump())
+    name = "sha256" if transport is KeyTransport.RSA_OAEP_SHA256 else "sha1"
+    h = hashes.SHA256() if name == "sha256" else hashes.SHA1()
+    algorithm = cms.KeyEncryptionAlgorithm({
+        "algorithm": "rsaes_oaep",
+        "parameters": algos.RSAESOAEPParams(
+            {
+                "hash_algorithm": {"algorithm": name},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
+            }
+        ),
+    })
+    return asym.OAEP(mgf=asym.MGF1(h), algorithm=h, label=None), bytes(algorithm.dump())
+
+
+def _wrap_key(cek: bytes, recipient: CertRef, transport: KeyTransport) -> bytes:
+    """A KeyTransRecipientInfo (RFC 5652 6.2.1) for ``recipient``, DER."""
     public_key = recipient.x509.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise CmsError(
@@ -875,38 +895,13 @@ def _wrap_key(cek: bytes, recipient: CertRef, transport: KeyTransport) -> cms.Re
             "Direct key transport needs RSA",
             recipient,
         )
-    if transport is KeyTransport.RSA_PKCS1V15:
-        pad: asym.AsymmetricPadding = asym.PKCS1v15()
-        kea: dict[str, object] = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
-    else:
-        name = "sha256" if transport is KeyTransport.RSA_OAEP_SHA256 else "sha1"
-        h = hashes.SHA256() if name == "sha256" else hashes.SHA1()
-        pad = asym.OAEP(mgf=asym.MGF1(h), algorithm=h, label=None)
-        kea = {
-            "algorithm": "rsaes_oaep",
-            "parameters": algos.RSAESOAEPParams(
-                {
-                    "hash_algorithm": {"algorithm": name},
-                    "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
-                }
-            ),
-        }
-    cert = _asn1_cert(recipient)
-    return cms.RecipientInfo(
-        {
-            "ktri": {
-                "version": "v0",
-                "rid": {
-                    "issuer_and_serial_number": {
-                        "issuer": cert.issuer,
-                        "serial_number": cert.serial_number,
-                    }
-                },
-                "key_encryption_algorithm": kea,
-                "encrypted_key": public_key.encrypt(cek, pad),
-            }
-        }
-    )
+    pad, algorithm = _transport_padding(transport)
+    return _tlv(0x30, b"".join((
+        _VERSION_0,
+        _issuer_and_serial(recipient.der),
+        algorithm,
+        _tlv(0x04, public_key.encrypt(cek, pad)),
+    )))
 
 
 def encrypt(
@@ -915,47 +910,39 @@ def encrypt(
     cipher: ContentCipher,
     transport: KeyTransport,
 ) -> bytes:
-    """A DER EnvelopedData (CBC) or AuthEnvelopedData (GCM, RFC 5083/5084) for every recipient."""
+    """A DER EnvelopedData (CBC) or AuthEnvelopedData (GCM, RFC 5083/5084) for every recipient.
+
+    Written with ``_tlv`` around parts asn1crypto encodes (as ``sign``): what its encoder
+    wrote for the whole structure, for a fraction of the CPU."""
     if cipher.weak:
         raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, "3DES is never used to send (Direct AS 1.2)")
     cek = os.urandom(cipher.key_bytes)
-    infos = [_wrap_key(cek, r, transport) for r in recipients]
+    # recipientInfos is a SET OF: DER order (X.690 11.6), as asn1crypto writes it
+    infos = _tlv(0x31, b"".join(sorted(_wrap_key(cek, r, transport) for r in recipients)))
     oid = _CIPHER_OIDS[cipher]
     if cipher.authenticated:
         nonce = os.urandom(12)  # RFC 5084 section 3.2 recommends 12 octets
         gcm = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
         ciphertext = gcm.update(content) + gcm.finalize()
-        auth = cms.AuthEnvelopedData(
-            {
-                "version": "v0",
-                "recipient_infos": infos,
-                "auth_encrypted_content_info": {
-                    "content_type": "data",
-                    "content_encryption_algorithm": {
-                        "algorithm": oid,
-                        "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16}),
-                    },
-                    "encrypted_content": ciphertext,
-                },
-                "mac": gcm.tag,
-            }
-        )
-        info = cms.ContentInfo({"content_type": "authenticated_enveloped_data", "content": auth})
-        return bytes(info.dump())
+        algorithm = algos.EncryptionAlgorithm(
+            {"algorithm": oid, "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16})}
+        ).dump()
+        auth = _tlv(0x30, b"".join((
+            _VERSION_0,
+            infos,
+            _tlv(0x30, _DATA_OID + algorithm + _tlv(0x80, ciphertext)),  # encryptedContent [0] IMPLICIT
+            _tlv(0x04, gcm.tag),  # mac
+        )))
+        return _tlv(0x30, _AUTH_ENVELOPED_DATA_OID + _tlv(0xA0, auth))
     iv = os.urandom(16)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(content) + padder.finalize()
     encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    enveloped = cms.EnvelopedData(
-        {
-            "version": "v0",
-            "recipient_infos": infos,
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": oid, "parameters": iv},
-                "encrypted_content": ciphertext,
-            },
-        }
-    )
-    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump())
+    algorithm = algos.EncryptionAlgorithm({"algorithm": oid, "parameters": iv}).dump()
+    enveloped = _tlv(0x30, b"".join((
+        _VERSION_0,
+        infos,
+        _tlv(0x30, _DATA_OID + algorithm + _tlv(0x80, ciphertext)),  # encryptedContent [0] IMPLICIT
+    )))
+    return _tlv(0x30, _ENVELOPED_DATA_OID + _tlv(0xA0, enveloped))
