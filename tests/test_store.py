@@ -15,8 +15,8 @@ from gateway.monitor import schema as monitor_schema  # noqa: F401 -- its tables
 from gateway.store import StoreError, StoreProblem, head_revision, open_store, schema
 from records_bridge import schema as records_schema  # noqa: F401 -- its tables join schema.metadata
 from records_bridge.connect import schema as connect_schema  # noqa: F401 -- its tables join schema.metadata
-from records_bridge.packages import schema as packages_schema  # noqa: F401 -- its tables join schema.metadata
 from records_bridge.oauth import schema as oauth_schema  # noqa: F401 -- its tables join schema.metadata
+from records_bridge.packages import schema as packages_schema  # noqa: F401 -- its tables join schema.metadata
 from tests.pki import NOW, hisp
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 from trust import Check, Purpose, build_trust_service

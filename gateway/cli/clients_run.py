@@ -30,7 +30,7 @@ def _clients(args: argparse.Namespace, store: Store) -> ClientStore:
     return ClientStore(store, settings.secret("client-secret"))
 
 
-def _as_json(c: Client) -> dict[str, Any]:
+def client_json(c: Client) -> dict[str, Any]:
     return {
         "client_id": c.client_id, "name": c.name, "type": c.type.value, "redirect_uris": list(c.redirect_uris),
         "scopes": sorted(c.allowed_scopes), "required_scopes": sorted(c.required_scopes),
@@ -63,7 +63,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         except ClientError as exc:
             raise AdminError(str(exc)) from exc
         if args.json:
-            print_json({**_as_json(made.client), "client_secret": made.secret})
+            print_json({**client_json(made.client), "client_secret": made.secret})
             return 0
         print(f"client {made.client.client_id} ({made.client.name}, {made.client.type.value})")
         if made.secret is not None:
@@ -78,7 +78,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         clients = await _clients(args, store).list()
         if args.json:
-            print_json([_as_json(c) for c in clients])
+            print_json([client_json(c) for c in clients])
             return 0
         if not clients:
             print("no clients (clients add NAME --redirect-uri URI)")

@@ -41,7 +41,7 @@ from email.utils import format_datetime
 
 from .certs import utc
 from .limits import DEFAULT_LIMITS, Limits
-from .mdn import _ascii_line, _encoded_header, _one_line, _seven_bit
+from .mdn import ascii_line, encoded_header, one_line, seven_bit
 from .mime import MimeError, canonical, format_headers, parse_entity, split_multipart
 
 MAX_RETURNED_HEADERS = 64 * 1024
@@ -136,7 +136,7 @@ def _field(head: bytes, name: str) -> str | None:
                 if more[:1] not in (b" ", b"\t"):
                     break
                 value += b" " + more.strip()
-            return _one_line(value.decode("ascii", "replace")) or None
+            return one_line(value.decode("ascii", "replace")) or None
     return None
 
 
@@ -168,46 +168,46 @@ def build_dsn(
     head = header_section(original)
     message_id = _field(head, "Message-ID")
     subject = _field(head, "Subject")
-    reporting_mta = _ascii_line(reporting_mta)
+    reporting_mta = ascii_line(reporting_mta)
     boundary = f"dsn_{os.urandom(10).hex()}"
 
     per_message: list[tuple[str, str]] = [("Reporting-MTA", f"dns; {reporting_mta}")]
     if envelope_id:
-        per_message.append(("Original-Envelope-Id", _ascii_line(envelope_id)))
+        per_message.append(("Original-Envelope-Id", ascii_line(envelope_id)))
     if message_id:
         # not in RFC 3464's fields, but what Direct's reference implementation writes and
         # what parse_dsn (and the monitor) match on, beside the returned headers
-        per_message.append(("X-Original-Message-ID", _ascii_line(message_id)))
+        per_message.append(("X-Original-Message-ID", ascii_line(message_id)))
     per_message.append(("Arrival-Date", format_datetime(at)))
     blocks = [per_message]
     words = [
         f"This is the Direct gateway {reporting_mta}. Your message"
         + (f" {message_id}" if message_id else "")
-        + (f" ({_one_line(subject)})" if subject else "")
+        + (f" ({one_line(subject)})" if subject else "")
         + " was not delivered to:"
     ]
     for r in recipients:
         block = [
-            ("Final-Recipient", f"rfc822; {_ascii_line(r.final_recipient)}"),
+            ("Final-Recipient", f"rfc822; {ascii_line(r.final_recipient)}"),
             ("Action", "failed"),
             ("Status", r.status_code),
         ]
         if r.remote_mta:
-            block.append(("Remote-MTA", f"dns; {_ascii_line(r.remote_mta)}"))
+            block.append(("Remote-MTA", f"dns; {ascii_line(r.remote_mta)}"))
         if r.diagnostic:
-            block.append(("Diagnostic-Code", f"smtp; {_ascii_line(r.diagnostic)[:MAX_DIAGNOSTIC]}"))
+            block.append(("Diagnostic-Code", f"smtp; {ascii_line(r.diagnostic)[:MAX_DIAGNOSTIC]}"))
         block.append(("Last-Attempt-Date", format_datetime(at)))
         blocks.append(block)
-        words += ["", f"  {_one_line(r.final_recipient)}", f"  {_WORDS[r.failure]}"]
+        words += ["", f"  {one_line(r.final_recipient)}", f"  {_WORDS[r.failure]}"]
         words += [f"    {line.rstrip()}" for line in r.explanation.strip().splitlines() if line.strip()]
-    human, cte = _seven_bit("\r\n".join(words) + "\r\n")
+    human, cte = seven_bit("\r\n".join(words) + "\r\n")
     first = recipients[0].final_recipient
     headers = [
         ("From", f"Mail Delivery System <mailer-daemon@{reporting_mta}>"),
-        ("To", _one_line(to)),
-        ("Subject", _encoded_header(
-            f"Delivery failed: {_one_line(subject or '') or '(no subject)'}"
-            + (f" (to {_one_line(first)})" if len(recipients) == 1 else "")
+        ("To", one_line(to)),
+        ("Subject", encoded_header(
+            f"Delivery failed: {one_line(subject or '') or '(no subject)'}"
+            + (f" (to {one_line(first)})" if len(recipients) == 1 else "")
         )),
         ("Date", format_datetime(at)),
         ("Message-ID", f"<{os.urandom(16).hex()}@{reporting_mta}>"),
@@ -244,7 +244,7 @@ def returned_message_id(report: bytes, limits: Limits = DEFAULT_LIMITS) -> str |
             if part.content_type in ("text/rfc822-headers", "message/rfc822"):
                 returned = parse_entity(part.buf, limits, part.start, part.end)
                 found = returned.get("Message-ID")
-                return _one_line(found) if found else None
+                return one_line(found) if found else None
     except MimeError:
         return None
     return None

@@ -17,7 +17,7 @@ sender must not be able to write our verdict for us.
 
 from __future__ import annotations
 
-from .inbound import _headers
+from .inbound import entity_headers
 from .limits import DEFAULT_LIMITS, Limits
 from .mime import canonical, format_headers, parse_entity
 from .outcomes import Headers, Opened
@@ -71,4 +71,4 @@ def plain_message(raw: bytes, opened: Opened, trace: list[tuple[str, str]], limi
 def headers_of(message: bytes, limits: Limits = DEFAULT_LIMITS) -> Headers:
     """The routing and notification headers of a plain message (one we built with
     ``plain_message``), read by the same parser as an opened message's."""
-    return _headers(parse_entity(canonical(message), limits))
+    return entity_headers(parse_entity(canonical(message), limits))

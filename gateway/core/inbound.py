@@ -137,8 +137,8 @@ def _open(
     sender = bound_sender(message if wrapped else outer, signed, limits, wrapped=message if wrapped else None)
     if isinstance(sender, Rejected):
         return sender
-    outer_headers = _headers(outer)
-    inner_headers = _headers(message) if wrapped else outer_headers
+    outer_headers = entity_headers(outer)
+    inner_headers = entity_headers(message) if wrapped else outer_headers
 
     parts: list[Part] = []
     _collect_parts(message, limits, 2 if encryption else 1, parts)
@@ -269,7 +269,7 @@ def _detached(entity: Entity, limits: Limits) -> tuple[Entity, cms.Verified]:
     return signed, cms.verify(blob, memoryview(entity.buf)[s_start:s_end], limits)
 
 
-def _headers(entity: Entity) -> Headers:
+def entity_headers(entity: Entity) -> Headers:
     subject = entity.get("Subject")
     return Headers(
         from_=addresses(entity.get_all("From")),

@@ -133,16 +133,16 @@ def build_mdn(
     boundary = f"mdn_{os.urandom(10).hex()}"
     # RFC 3798 section 3.2.5: Original-Message-ID is supplied when the original had a
     # Message-ID; without one the MDN still goes, matched by the sender on other fields.
-    message_id = _one_line(original.message_id or "")
-    final_recipient = _one_line(final_recipient)
-    reporting_domain = _one_line(reporting_domain)
+    message_id = one_line(original.message_id or "")
+    final_recipient = one_line(final_recipient)
+    reporting_domain = one_line(reporting_domain)
     # Direct's guide pairs "failed" with a Failure field; RFC 3798 section 3.2.6.3
     # says a processing error is the "error" modifier, explained by an Error field
     # (section 3.2.7). Readers of either convention find the reason.
     modifier = "/error" if failure else ""
     report: list[tuple[str, str]] = [("Reporting-UA", f"{reporting_domain}; {REPORTING_UA_PRODUCT}")]
     if original_recipient:
-        report.append(("Original-Recipient", f"rfc822;{_one_line(original_recipient)}"))
+        report.append(("Original-Recipient", f"rfc822;{one_line(original_recipient)}"))
     report += [
         ("Final-Recipient", f"rfc822;{final_recipient}"),
         *([("Original-Message-ID", message_id)] if message_id else []),
@@ -152,17 +152,17 @@ def build_mdn(
         # The Direct extension field marks the notification of final delivery.
         report.append((FINAL_DESTINATION, ""))
     if failure:
-        reason = _ascii_line(failure)
+        reason = ascii_line(failure)
         report += [("Failure", reason), ("Error", reason)]
-    subject = f"{_SUBJECT_PREFIX[disposition]}: {_one_line(original.subject or '') or '(no subject)'}"
+    subject = f"{_SUBJECT_PREFIX[disposition]}: {one_line(original.subject or '') or '(no subject)'}"
     human = _HUMAN.get(disposition, f"Disposition: {disposition.value}.")
     if failure:
-        human += f"\r\nReason: {_one_line(failure)}"
-    human_body, human_cte = _seven_bit(human)
+        human += f"\r\nReason: {one_line(failure)}"
+    human_body, human_cte = seven_bit(human)
     headers = [
         ("From", final_recipient),
-        ("To", ", ".join(_one_line(a) for a in to)),
-        ("Subject", _encoded_header(subject)),
+        ("To", ", ".join(one_line(a) for a in to)),
+        ("Subject", encoded_header(subject)),
         ("Date", format_datetime(at)),
         ("Message-ID", f"<{os.urandom(16).hex()}@{reporting_domain}>"),
         *([("In-Reply-To", message_id), ("References", message_id)] if message_id else []),
@@ -180,25 +180,25 @@ def build_mdn(
     )
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """Whitespace (CR and LF included) collapsed: a value that cannot start a new header field."""
     return " ".join(text.split())
 
 
-def _ascii_line(text: str) -> str:
+def ascii_line(text: str) -> str:
     """Report fields are US-ASCII (RFC 3798 section 3.1.1; UTF-8 needs RFC 6533's
     message/global-disposition-notification, which peers may not read)."""
-    return _one_line(text).encode("ascii", "replace").decode("ascii")
+    return one_line(text).encode("ascii", "replace").decode("ascii")
 
 
-def _encoded_header(text: str) -> str:
+def encoded_header(text: str) -> str:
     """ASCII as is; otherwise RFC 2047 encoded words, folded with CRLF."""
     if text.isascii():
         return text
     return Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
-def _seven_bit(text: str) -> tuple[bytes, str]:
+def seven_bit(text: str) -> tuple[bytes, str]:
     """The human-readable part as 7-bit data: the MDN is signed next, and RFC 5751
     section 3.1.2 asks for 7-bit content so that no relay changes the signed bytes."""
     data = text.encode("utf-8")

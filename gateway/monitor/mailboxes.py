@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 
 from gateway.core.forward import headers_of, plain_message
-from gateway.core.mdn import Disposition, _ascii_line, build_mdn, mdn_request
+from gateway.core.mdn import Disposition, ascii_line, build_mdn, mdn_request
 from gateway.core.mime import MimeError
 from gateway.core.outcomes import MessageKind, Opened
 from gateway.outbound.queue import Job, JobKind, JobState, Settled, enqueue_in
@@ -46,9 +46,9 @@ def trace_fields(opened: Opened, decision: TrustDecision) -> list[tuple[str, str
     """The verdict a provider reads on top of the message (one-line ASCII, ours alone)."""
     signer = opened.signature.signer
     return [
-        ("X-Direct-Trust", _ascii_line(f"trusted; {decision}")),
-        ("X-Direct-Signer", _ascii_line(f"{signer.subject}; sha256={signer.sha256}")),
-        ("X-Direct-Sender", _ascii_line(opened.sender)),
+        ("X-Direct-Trust", ascii_line(f"trusted; {decision}")),
+        ("X-Direct-Signer", ascii_line(f"{signer.subject}; sha256={signer.sha256}")),
+        ("X-Direct-Sender", ascii_line(opened.sender)),
     ]
 
 
@@ -87,7 +87,7 @@ class ProviderMailboxes:
                   recipients: tuple[str, ...], at: datetime) -> None:
         """An MDN or DSN addressed to us: to the monitor, in plain form (what is passed back)."""
         try:
-            plain = plain_message(raw, opened, [("X-Direct-Sender", _ascii_line(opened.sender))])
+            plain = plain_message(raw, opened, [("X-Direct-Sender", ascii_line(opened.sender))])
         except MimeError as exc:  # the report is kept (state report); only matching it is impossible
             self.monitor.unreadable(conn, message, at, str(exc))
             return

@@ -45,12 +45,12 @@ from gateway.accounts import (
 )
 from gateway.cli import delivery
 from gateway.cli.admin import DIRECTION_CHOICES
-from gateway.cli.admin.anchors import _anchor_json
-from gateway.cli.admin.bundles import _bundle_json, add_bundle
+from gateway.cli.admin.anchors import anchor_json
+from gateway.cli.admin.bundles import add_bundle, bundle_json
 from gateway.cli.admin.common import DIRECTIONS, AdminUsageError, duration_arg
-from gateway.cli.admin.domains import _key_record_json, _key_warnings
+from gateway.cli.admin.domains import key_record_json, key_warnings
 from gateway.cli.args import CommandFailed
-from gateway.cli.clients_run import _as_json as _client_json
+from gateway.cli.clients_run import client_json
 from gateway.cli.records_run import (
     address_arg,
     create_record,
@@ -240,7 +240,7 @@ def _clients(request: web.Request) -> ClientStore:
 
 
 async def clients_list(request: web.Request) -> web.Response:
-    return _ok([_client_json(c) for c in await _clients(request).list()])
+    return _ok([client_json(c) for c in await _clients(request).list()])
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
@@ -264,7 +264,7 @@ async def clients_add(request: web.Request) -> web.Response:
         writes_to_inbox=_flag(body, "writes_to_inbox", True),
     )
     added = await _clients(request).add(spec, at=context(request).clock())
-    shown = _client_json(added.client)
+    shown = client_json(added.client)
     if added.secret is not None:
         shown["client_secret"] = added.secret  # shown once, never stored
     return _ok(shown, 201)
@@ -332,7 +332,7 @@ async def accounts_passwd(request: web.Request) -> web.Response:
 async def domains_list(request: web.Request) -> web.Response:
     domains = await LocalDomains(context(request).store).all()
     return _ok([{"domain": d.name, "created_at": d.created_at.isoformat(),
-                 "keys": [_key_record_json(k) for k in d.keys]} for d in domains])
+                 "keys": [key_record_json(k) for k in d.keys]} for d in domains])
 
 
 async def domains_add_key(request: web.Request) -> web.Response:
@@ -345,7 +345,7 @@ async def domains_add_key(request: web.Request) -> web.Response:
     pair = load_key_pair(key.encode(), cert.encode())
     at = ctx.clock()
     record = await LocalDomains(ctx.store).add_key(domain, pair, at=at, address=address)
-    return _ok({**_key_record_json(record), "warnings": _key_warnings(record.certificate, at)}, 201)
+    return _ok({**key_record_json(record), "warnings": key_warnings(record.certificate, at)}, 201)
 
 
 async def domains_remove(request: web.Request) -> web.Response:
@@ -359,7 +359,7 @@ async def domains_remove(request: web.Request) -> web.Response:
 async def anchors_list(request: web.Request) -> web.Response:
     domain = request.query.get("domain")
     records = await DbAnchors(context(request).store).all(_domain(domain) if domain else None)
-    return _ok([_anchor_json(a) for a in records])
+    return _ok([anchor_json(a) for a in records])
 
 
 async def anchors_add(request: web.Request) -> web.Response:
@@ -386,7 +386,7 @@ async def anchors_add(request: web.Request) -> web.Response:
         warnings += [f"{source}: {w}" for w in imported.warnings]
         certs.extend(imported.certificates)
     result = await DbAnchors(ctx.store).add(domain, directions, certs, at=at)
-    return _ok({"added": [_anchor_json(a) for a in result.added],
+    return _ok({"added": [anchor_json(a) for a in result.added],
                 "already_present": [{"direction": d.value, "subject": c.subject} for d, c in result.already_present],
                 "warnings": warnings}, 201)
 
@@ -400,7 +400,7 @@ async def anchors_remove(request: web.Request) -> web.Response:
 
 
 async def bundles_list(request: web.Request) -> web.Response:
-    return _ok([_bundle_json(b) for b in await Bundles(context(request).store).all()])
+    return _ok([bundle_json(b) for b in await Bundles(context(request).store).all()])
 
 
 async def bundles_add(request: web.Request) -> web.Response:
@@ -414,7 +414,7 @@ async def bundles_add(request: web.Request) -> web.Response:
     async with aiohttp.ClientSession() as session:
         record, outcome = await add_bundle(Bundles(ctx.store, session), url, domain, DIRECTIONS[_direction(body)],
                                            refresh=refresh, signer=signer, at=ctx.clock())
-    return _ok({**_bundle_json(await Bundles(ctx.store).get(record.id)), "warnings": list(outcome.warnings)}, 201)
+    return _ok({**bundle_json(await Bundles(ctx.store).get(record.id)), "warnings": list(outcome.warnings)}, 201)
 
 
 async def bundles_refresh(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from .common import (
 )
 
 
-def _anchor_json(a: AnchorRecord) -> dict[str, Any]:
+def anchor_json(a: AnchorRecord) -> dict[str, Any]:
     return {
         "id": a.id, "domain": a.domain, "direction": a.direction.value, "subject": a.subject, "sha256": a.sha256,
         "not_after": a.not_after.isoformat(), "source": a.source, "added_at": a.added_at.isoformat(),
@@ -56,7 +56,7 @@ def cmd_anchors_list(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         records = await DbAnchors(store).all(domain_arg(args.domain) if args.domain else None)
         if args.json:
-            print_json([_anchor_json(a) for a in records])
+            print_json([anchor_json(a) for a in records])
             return 0
         if not records:
             print("no anchors (directgw anchors add --domain D FILE)")

@@ -32,7 +32,7 @@ from .common import (
 )
 
 
-def _bundle_json(b: BundleRecord) -> dict[str, Any]:
+def bundle_json(b: BundleRecord) -> dict[str, Any]:
     def iso(t: datetime | None) -> str | None:
         return t.isoformat() if t else None
 
@@ -92,7 +92,7 @@ def cmd_bundles_list(args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         records = await Bundles(store).all()
         if args.json:
-            print_json([_bundle_json(b) for b in records])
+            print_json([bundle_json(b) for b in records])
             return 0
         if not records:
             print("no bundles (directgw bundles add URL --domain D)")

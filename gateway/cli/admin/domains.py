@@ -29,7 +29,7 @@ from .common import (
 )
 
 
-def _key_record_json(k: Any) -> dict[str, Any]:
+def key_record_json(k: Any) -> dict[str, Any]:
     c: CertRef = k.certificate
     return {
         "id": k.id, "address": k.address, "subject": c.subject, "issuer": c.issuer, "sha256": c.sha256,
@@ -60,7 +60,7 @@ def _load_pair(args: argparse.Namespace) -> KeyPair:
     return KeyPair(key, cert)
 
 
-def _key_warnings(cert: CertRef, now: datetime) -> list[str]:
+def key_warnings(cert: CertRef, now: datetime) -> list[str]:
     """Stored anyway (a rollover may be staged ahead of time), but said."""
     out = []
     if not cert.valid_at(now):
@@ -85,7 +85,7 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
         rec = await LocalDomains(store).add_key(domain, pair, at=now)
         print(f"{domain}: added key {rec.id} for {rec.certificate.subject} ({_uses(rec.can_sign, rec.can_encrypt)}, "
               f"valid until {rec.certificate.not_after:%Y-%m-%d})")
-        warn(_key_warnings(rec.certificate, now))
+        warn(key_warnings(rec.certificate, now))
         return 0
 
     return run(args, body, lambda: domain_arg(args.domain))
@@ -106,7 +106,7 @@ def cmd_domains_add_address(args: argparse.Namespace) -> int:
         rec = await LocalDomains(store).add_key(domain, pair, at=now, address=args.address)
         print(f"{rec.address}: added key {rec.id} for {rec.certificate.subject} "
               f"({_uses(rec.can_sign, rec.can_encrypt)})")
-        warn(_key_warnings(rec.certificate, now))
+        warn(key_warnings(rec.certificate, now))
         return 0
 
     return run(args, body, lambda: _address_domain(args.address))
@@ -117,7 +117,7 @@ def cmd_domains_list(args: argparse.Namespace) -> int:
         domains = await LocalDomains(store).all()
         if args.json:
             print_json([
-                {"domain": d.name, "created_at": d.created_at.isoformat(), "keys": [_key_record_json(k) for k in d.keys]}
+                {"domain": d.name, "created_at": d.created_at.isoformat(), "keys": [key_record_json(k) for k in d.keys]}
                 for d in domains
             ])
             return 0
