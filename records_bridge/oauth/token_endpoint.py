@@ -1,5 +1,12 @@
 """``POST /oauth/token`` and ``POST /oauth/revoke`` (RFC 6749 section 3.2, 4.1.3, 4.4, 6; RFC 7636 4.6; RFC 7009).
 
+``client_credentials`` answers two questions: with ``scope`` alone, a token
+for the client itself (``connect``, ``packages``, ``inbound.messages``); with
+``record_id`` (and ``person_id`` when several people granted that record), a
+token acting on the client's offline grant on that record (``_record_grant``;
+docs/bridge.md says why this shape rather than RFC 8693 or SMART Backend
+Services).
+
 Each grant runs as one transaction that returns an outcome instead of
 raising, so that what a failure must change (a replayed code or refresh
 token revokes the family it started) is committed with the refusal.
@@ -20,6 +27,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 from sqlalchemy import Connection, select, update
 
+from records_bridge import access
 from records_bridge.web.context import BridgeContext, context
 from records_bridge.web.errors import json_error
 from records_bridge.web.refusals import Refusal
@@ -216,6 +224,68 @@ def _client_grant(conn: Connection, client: Client, scope: str | None, at: datet
     return Granted(issue_in(conn, family, wanted, refresh=False, at=at))
 
 
+MAX_ID_DIGITS = 18
+"""Record and person ids are 64-bit integers at most: 18 digits always fit (records_bridge.api.guard)."""
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) <= MAX_ID_DIGITS else None
+
+
+def _record_grant(conn: Connection, client: Client, record_id: int, person_id: int | None, scope: str | None,
+                  at: datetime) -> Granted | Refused:
+    """Client credentials naming a record: a token acting on the client's offline grant on it.
+
+    HealthVault's offline access (the grants Patient Connect creates, and any
+    authorization with ``offline_access``) let an app act on a record with its
+    own credentials and the person and record ids it was told of. The token is
+    exactly a user token on that grant: the grant's person and record, at most
+    the grant's scopes, checked against the live grant at every use (so
+    revoking the grant stops it at once). No refresh token: the client can
+    present its credentials again.
+    """
+    if client.public:
+        # Spec section 5: a public client holds no secret, so nothing but a person's
+        # presence (authorization code + PKCE) may stand for its right to a record.
+        return Refused(GrantError.UNAUTHORIZED_CLIENT, "client_credentials is for confidential clients")
+    g = s.grants
+    query = select(g.c.id, g.c.person_id, g.c.scopes, g.c.offline, g.c.revoked_at, g.c.auth_action).where(
+        g.c.client_pk == client.pk, g.c.record_id == record_id)
+    if person_id is not None:
+        query = query.where(g.c.person_id == person_id)
+    rows = conn.execute(query).all()
+    if not rows:
+        # one client asking for a record no one gave it: the token-endpoint form of reading another's record
+        return Refused(GrantError.INVALID_GRANT, "this client holds no grant on that record", Refusal.FOREIGN_GRANT)
+    live = [r for r in rows if r.revoked_at is None]
+    if not live:
+        return Refused(GrantError.INVALID_GRANT, "the grant on that record was revoked")
+    offline = [r for r in live if r.offline]
+    if not offline:
+        return Refused(GrantError.INVALID_GRANT,
+                       "the grant on that record is not offline: the person must be present (authorization code)")
+    if len(offline) > 1:
+        return Refused(GrantError.INVALID_REQUEST,
+                       "several people granted this client that record: name one with person_id")
+    grant = offline[0]
+    if not access.can_read(access.role_in(conn, grant.person_id, record_id)):
+        # the guard would refuse every call with this token anyway; say so now
+        return Refused(GrantError.INVALID_GRANT, "the person who gave the grant no longer has access to that record")
+    # Spec section 2, rule changes: under reauth_required (or reauth_not_possible) the
+    # grant keeps the scopes given before, as refresh does (HealthVault: "applications
+    # using offline access may continue to use the existing authorized access"); the
+    # response's auth_action tells the app to ask the person again.
+    mine = (frozenset(sc.split(grant.scopes)) & client.allowed_scopes) - {sc.OFFLINE}
+    wanted = frozenset(sc.split(scope)) if scope else mine
+    if not wanted or not wanted <= mine:
+        return Refused(GrantError.INVALID_SCOPE,
+                       f"the grant on that record gives: {' '.join(sorted(mine)) or 'nothing'}")
+    family = new_family_in(conn, client_pk=client.pk, person_id=grant.person_id, record_id=record_id, scopes=wanted,
+                           offline=False, grant_ids=(grant.id,), code_id=None, at=at)
+    issued = issue_in(conn, family, wanted, refresh=False, at=at)
+    return Granted(issued, grant.person_id, record_id, ((record_id, grant.auth_action),))
+
+
 def _body(granted: Granted) -> dict[str, Any]:
     issued = granted.issued
     body: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer",
@@ -242,8 +312,9 @@ async def token(request: web.Request) -> web.Response:
         return _refuse(GrantError.INVALID_REQUEST, "send application/x-www-form-urlencoded (RFC 6749 4.1.3)")
     form = await request.post()
     try:
-        grant_type, code, redirect_uri, verifier, refresh, scope = (
-            _single(form, n) for n in ("grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope"))
+        grant_type, code, redirect_uri, verifier, refresh, scope, record, person = (
+            _single(form, n) for n in ("grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+                                       "record_id", "person_id"))
     except ValueError as dup:
         return _refuse(GrantError.INVALID_REQUEST, f"{dup} is given more than once")
     client = await authenticate(request, form)
@@ -260,6 +331,11 @@ async def token(request: web.Request) -> web.Response:
         if not refresh:
             return _refuse(GrantError.INVALID_REQUEST, "refresh_token is required")
         outcome = await ctx.store.run(lambda conn: _refresh_grant(conn, client, refresh, scope, at))
+    elif grant_type == "client_credentials" and (record is not None or person is not None):
+        record_id, person_id = _id(record or ""), _id(person) if person is not None else None
+        if record_id is None or (person is not None and person_id is None):
+            return _refuse(GrantError.INVALID_REQUEST, "record_id (and person_id, if given) must be ids")
+        outcome = await ctx.store.run(lambda conn: _record_grant(conn, client, record_id, person_id, scope, at))
     elif grant_type == "client_credentials":
         outcome = await ctx.store.run(lambda conn: _client_grant(conn, client, scope, at))
     else:
