@@ -1,10 +1,11 @@
 """Whether a token may act on a record, one rule for the app API and FHIR.
 
-A token acts for a person (authorization code) on the records its live
+A token acts for a person (authorization code, or client credentials
+naming a record the client holds an offline grant on) on the records its live
 grants cover, and only while that person still holds a role on the record:
 removing someone's access to a record stops their apps at once, without
 waiting for the grant to be revoked. Writing (adding, reconciling) needs the
-custodian role. A client-credentials token reaches no record's items.
+custodian role. A client-credentials token for the client itself reaches no record's items.
 
 An unknown record and a record not granted give the same answer, so a token
 cannot learn which record ids exist (acceptance item 14: "another record:
@@ -52,7 +53,8 @@ async def record_for(store: Store, token: TokenContext, rid: str, *, write: bool
 
 
 DESCRIPTIONS = {
-    Denied.NOT_A_PERSON: "this call needs a token acting for a person (authorization code), not client credentials",
+    Denied.NOT_A_PERSON: ("this call needs a token acting for a person (authorization code, or client credentials "
+                          "with record_id), not the client's own"),
     Denied.NOT_GRANTED: "the token does not grant access to that record",
     Denied.NO_LONGER_PERMITTED: "the person the token acts for may not do this on that record",
 }

@@ -42,9 +42,9 @@ class Acting(enum.Enum):
     """For whom a token acts."""
 
     USER = "user"
-    """A person, on the records of their grants (authorization code)."""
+    """A person, on the records of their grants (authorization code, or client credentials naming a record)."""
     CLIENT = "client"
-    """The client itself (client credentials)."""
+    """The client itself (client credentials without a record)."""
 
 
 def digest(token: str) -> str:
