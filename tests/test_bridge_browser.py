@@ -9,9 +9,15 @@ document page shows the C-CDA's section titles (never its XML).
 The app is on the other side of the same bridge: it created the connect
 request and dropped the package off with its client-credentials token, polls
 ``/v1/connect-requests/authorized`` until the patient's connect shows up,
-has the patient authorize it in the browser (authorization code + PKCE,
-loopback redirect), and reads the document through the items API and
+and, with nobody at the browser any more, acts on the offline grant the
+connect gave it (client credentials naming the record, as HealthVault's
+offline access did): it reads the document through the items API and
 through FHIR, byte for byte what it dropped off.
+
+A second walk signs a person in to an app in the browser (authorization
+code + PKCE, RFC 8252 loopback redirect): only a real browser enforces the
+consent page's Content-Security-Policy ``form-action`` on the redirect the
+Allow button leads to.
 
 The browser is driven from a worker thread (Selenium blocks), the bridge
 answers on the test's event loop.
@@ -42,8 +48,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from records_bridge.access import records_of
 from records_bridge.people import PersonStore
+from records_bridge.types import Attachment
 from tests.bridge_fixtures import Bridge, basic, bridge_fixture  # noqa: F401 -- fixture
 from tests.prerequisites import require_chromium
+from tests.test_records_store import delivery
 
 from .storage_fixtures import store_fixture, store_url_fixture  # noqa: F401
 
@@ -249,34 +257,14 @@ async def test_a_patient_connects_picks_up_and_reads_and_the_app_reads_too(bridg
     (authorized,) = await poll_authorized(bridge, app_token)
     assert (authorized["external_id"], authorized["record_id"]) == ("MRN-554433", str(record.record_id))
 
-    # ... the patient signs in to the app in the same browser (code + PKCE, loopback redirect) ...
-    redirect_uri, got, runner = await loopback_redirect()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    state = secrets.token_urlsafe(12)
-    query = urlencode({"response_type": "code", "client_id": app.client.client_id, "redirect_uri": redirect_uri,
-                       "scope": "records.*.r patient/DocumentReference.rs", "state": state,
-                       "code_challenge": challenge, "code_challenge_method": "S256"})
-
-    def consent(p: Page) -> str:
-        p.open(f"/oauth/authorize?{query}")
-        p.wait_heading("Allow Springfield Clinic")
-        p.choose(f"record-{record.record_id}")
-        p.press("Allow")
-        return p.wait_heading("Signed in to the clinic app")
-
-    try:
-        await in_browser(page, consent)
-        answer = await asyncio.wait_for(got, PAGE_WAIT_SECONDS)
-    finally:
-        await runner.cleanup()
-    assert answer["state"] == state
+    # ... and acts on the offline grant it was given, with its own credentials and the record's id ...
     async with aiohttp.ClientSession() as http, http.post(bridge.url("/oauth/token"), data={
-        "grant_type": "authorization_code", "code": answer["code"], "redirect_uri": redirect_uri,
-        "code_verifier": verifier}, headers=basic(app.client.client_id, app.secret or "")) as r:
+        "grant_type": "client_credentials", "record_id": authorized["record_id"]},
+            headers=basic(app.client.client_id, app.secret or "")) as r:
         token = await r.json()
         assert r.status == 200, token
-    assert token["patient"] == str(record.record_id)
+    assert (token["person"], token["patient"]) == (authorized["person_id"], str(record.record_id))
+    assert set(token["scope"].split()) == {"records.*.r", "patient/DocumentReference.rs"}
     access = token["access_token"]
 
     # ... and reads the document through the items API ...
@@ -297,3 +285,49 @@ async def test_a_patient_connects_picks_up_and_reads_and_the_app_reads_too(bridg
     assert ref["meta"]["tag"][0]["code"] == "inbox:unreviewed"
     status, data = await app_get(bridge, access, ref["content"][0]["attachment"]["url"], "*/*")
     assert (status, data) == (200, DISCHARGE)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_person_signs_in_to_an_app_through_the_browser_and_comes_back_to_it(bridge, chrome):
+    page = Page(chrome, bridge.base_url)
+    app = await bridge.client("Springfield Clinic", redirect_uris=("http://127.0.0.1/cb",),
+                              scopes=("records.*.r", "patient/DocumentReference.rs"))
+    person, record_id = await bridge.person(EMAIL, password=PASSWORD)
+    await bridge.ctx.records.deliver(record_id, delivery(attachments=(
+        Attachment("application/cda+xml", "discharge.xml", DISCHARGE),)))
+
+    redirect_uri, got, runner = await loopback_redirect()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    state = secrets.token_urlsafe(12)
+    query = urlencode({"response_type": "code", "client_id": app.client.client_id, "redirect_uri": redirect_uri,
+                       "scope": "records.*.r patient/DocumentReference.rs", "state": state,
+                       "code_challenge": challenge, "code_challenge_method": "S256"})
+
+    # Signed out: the authorization request goes through sign-in and back to the consent page.
+    def consent(p: Page) -> str:
+        p.open(f"/oauth/authorize?{query}")
+        p.wait_heading("Sign in")
+        p.type("email", EMAIL)
+        p.type("password", PASSWORD)
+        p.press("Sign in")
+        p.wait_heading("Allow Springfield Clinic")
+        p.choose(f"record-{record_id}")
+        p.press("Allow")
+        return p.wait_heading("Signed in to the clinic app")
+
+    try:
+        await in_browser(page, consent)
+        answer = await asyncio.wait_for(got, PAGE_WAIT_SECONDS)
+    finally:
+        await runner.cleanup()
+    assert answer["state"] == state
+    async with aiohttp.ClientSession() as http, http.post(bridge.url("/oauth/token"), data={
+        "grant_type": "authorization_code", "code": answer["code"], "redirect_uri": redirect_uri,
+        "code_verifier": verifier}, headers=basic(app.client.client_id, app.secret or "")) as r:
+        token = await r.json()
+        assert r.status == 200, token
+    assert (token["person"], token["patient"]) == (str(person.id), str(record_id))
+    status, bundle = await app_get(bridge, token["access_token"], f"/fhir/r4/DocumentReference?patient={record_id}",
+                                   "application/fhir+json")
+    assert status == 200 and bundle["total"] == 1
