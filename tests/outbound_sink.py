@@ -3,7 +3,7 @@ test's own event loop, recording what it accepts and answering what it is
 told to (4xx, 5xx, a slow final dot), with or without STARTTLS.
 
     sink = await start_sink(tls=tls_context)      # port 0: a free one
-    sink.data_replies.append("451 4.3.0 busy")    # the next DATA answers this
+    sink.data_replies.append("451 4.3.0 busy")    # the next DATA answers this (mail_replies, rcpt_replies too)
     ... sink.received[0].data ...
     await sink.close()
 """
@@ -32,6 +32,17 @@ class _Handler:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # aiosmtpd's hook names
+        if self.sink.mail_replies:
+            return self.sink.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.sink.quits += 1
+        return "221 Bye"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # aiosmtpd calls its hooks by these names
         if self.sink.rcpt_replies:
             return self.sink.rcpt_replies.pop(0)
@@ -54,9 +65,11 @@ class _Handler:
 @dataclass
 class Sink:
     received: list[Accepted] = field(default_factory=list)
+    mail_replies: list[str] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     data_delay: float = 0.0
+    quits: int = 0
     data_started: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _server: asyncio.Server | None = None

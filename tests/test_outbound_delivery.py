@@ -368,3 +368,42 @@ async def test_a_running_worker_delivers_what_is_queued_and_finishes_a_session_w
     await asyncio.wait_for(running, 10)
     assert [(await world.queue.get(i)).state for i in ids] == [JobState.SENT] * 4
     assert len(world.sink.received) == 4
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_job_committed_in_this_process_is_claimed_at_once_not_at_the_next_poll(world):
+    stop = asyncio.Event()
+    running = asyncio.create_task(world.worker(replace(SETTINGS, poll=3600)).run(stop))
+    try:
+        await asyncio.sleep(0.3)  # the loop's first claim found nothing; its next poll is an hour away
+        await world.enqueue()  # commits, then wakes this process's loop (OutboundQueue.wake)
+        await _until(lambda: len(world.sink.received) == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+
+async def test_a_slow_session_does_not_hold_back_a_job_queued_after_it(world):
+    """Slots are refilled as they free: no round waits for its slowest session."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(world.worker(replace(SETTINGS, poll=3600, batch=2)).run(stop, grace=5))
+    try:
+        world.sink.data_delay = 2.0
+        slow = await world.enqueue(0)
+        await asyncio.wait_for(world.sink.data_started.wait(), 5)
+        world.sink.data_delay = 0.0  # read at each DATA: the first session is already waiting 2 s
+        quick = await world.enqueue(1)
+        await _until(lambda: len(world.sink.received) == 1, timeout=1.5)
+        assert _opens_for_bob(world, world.sink.received[0].data, 1)
+        assert (await world.queue.get(slow)).state is JobState.QUEUED  # still in its session
+        await _until(lambda: len(world.sink.received) == 2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert [(await world.queue.get(i)).state for i in (slow, quick)] == [JobState.SENT] * 2  # both recorded

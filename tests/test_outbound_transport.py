@@ -129,3 +129,63 @@ async def test_with_a_ca_file_the_servers_certificate_is_verified(tmp_path, trus
             assert sink.received == []
     finally:
         await sink.close()
+
+
+KEEPING = replace(SETTINGS, session_idle=5.0)
+
+
+async def test_a_kept_session_carries_the_next_message_to_the_same_destination(sink):
+    transport = SmtpTransport(KEEPING)
+    try:
+        for n in range(3):
+            outcome = await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA + b"%d\r\n" % n)
+            assert isinstance(outcome, Sent)
+        assert [r.data for r in sink.received] == [DATA + b"%d\r\n" % n for n in range(3)]
+        assert len(sink._sessions) == 1  # one connection, one greeting, one EHLO for the three
+    finally:
+        await transport.close()
+
+
+async def test_without_session_idle_each_message_has_its_own_session(sink):
+    transport = SmtpTransport(SETTINGS)
+    for _ in range(2):
+        assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+    assert len(sink._sessions) == 2
+
+
+@pytest.mark.parametrize("how", ["closed", "421"])
+async def test_a_kept_session_the_peer_ended_is_replaced_within_the_same_attempt(sink, how):
+    transport = SmtpTransport(KEEPING)
+    try:
+        assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+        if how == "closed":
+            sink._sessions[0].transport.close()  # the peer dropped it while it was idle
+            await asyncio.sleep(0.1)
+        else:
+            sink.mail_replies.append("421 4.4.2 idle too long, closing")
+        outcome = await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA)
+        assert isinstance(outcome, Sent), outcome  # not a failed attempt: nothing had been sent over it
+        assert len(sink.received) == 2 and len(sink._sessions) == 2
+    finally:
+        await transport.close()
+
+
+async def test_a_kept_session_that_refuses_a_recipient_is_not_kept(sink):
+    transport = SmtpTransport(KEEPING)
+    try:
+        assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+        sink.rcpt_replies.append("550 5.1.1 no such user")
+        outcome = await transport.deliver([_to(sink.port)], "a@a.test", "nobody@b.test", DATA)
+        assert isinstance(outcome, Permanent) and outcome.code == 550
+        assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+        assert len(sink._sessions) == 2  # a fresh session after the refusal
+    finally:
+        await transport.close()
+
+
+async def test_closing_the_transport_says_goodbye_on_every_kept_session(sink):
+    transport = SmtpTransport(KEEPING)
+    assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+    await transport.close()
+    await asyncio.sleep(0.1)
+    assert sink.quits == 1

@@ -215,10 +215,12 @@ class OutboundQueue:
         recipient, due now, in a transaction of its own. (``conn`` is always None:
         inside a caller's transaction, use ``enqueue_in``.)"""
         assert conn is None
-        return await self._store.run(
+        job_id = await self._store.run(
             lambda c: self.enqueue_in(c, kind, sender, recipient, payload, at=at, lifetime=lifetime,
                                       relates_to=relates_to, message_id=message_id)
         )
+        self.wake()
+        return job_id
 
     def enqueue_in(
         self,
