@@ -167,6 +167,8 @@ def test_settings_from_the_configuration_tables():
     assert defaults.helo == "a.test" and defaults.tls_for("x.example") is TlsMode.OPPORTUNISTIC
     assert defaults.lifetime == timedelta(days=4) and defaults.lease.total_seconds() > defaults.delivery_timeout
     assert s.backoff == Backoff(timedelta(seconds=30), timedelta(minutes=5))
+    # sessions kept 2 s by default for the next message to a destination; 0 turns reuse off
+    assert (defaults.session_idle, outbound_settings({"session_idle": 0}).session_idle) == (2.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -182,9 +184,11 @@ def test_settings_from_the_configuration_tables():
         ({}, {"phr.example": "127.0.0.1:notaport"}, "[routes] phr.example"),
         ({}, {"phr.example": 2626}, "[routes] phr.example"),
         ({"lease": 60}, {}, "lease"),
+        ({"session_idle": -1}, {}, "[outbound] session_idle"),
+        ({"session_idle": 301}, {}, "[outbound] session_idle"),
     ],
     ids=["unknown-key", "bad-starttls", "negative", "boolean", "zero-batch", "list-expected", "bad-helo",
-         "bad-port", "not-a-string", "lease-shorter-than-a-delivery"],
+         "bad-port", "not-a-string", "lease-shorter-than-a-delivery", "negative-idle", "idle-past-rfc5321s-5-min"],
 )
 def test_settings_refuse_what_cannot_be_used(outbound, routes, key):
     with pytest.raises(OutboundSettingsError) as caught:
