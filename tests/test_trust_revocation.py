@@ -678,6 +678,13 @@ def test_a_damaged_ocsp_answer_is_refused_or_judged_never_raised():
                                 direction=Direction.INCOMING, at=NOW, intermediates=[inter.ref])
 
     assert asyncio.run(judge(good)).trusted  # the undamaged answer covers the leaf
+    # found by this test: a CertID hash other than SHA-1/SHA-256 made the validator raise
+    # (AttributeError from asn1crypto's Name); such an answer is refused when it arrives
+    sha1_oid = bytes.fromhex("06052b0e03021a")
+    assert sha1_oid in good
+    unknown_hash = good.replace(sha1_oid, bytes.fromhex("06052b0e03021b"), 1)
+    d = asyncio.run(judge(unknown_hash))
+    assert not d.trusted and d.failure is not None and d.failure.check is Check.REVOCATION_UNKNOWN, d
 
     @settings(FUZZ, max_examples=120)
     @given(mutated(good))

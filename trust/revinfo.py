@@ -366,6 +366,13 @@ class RevocationCache:
         return RevocationInfo(crls, tuple(answers), declared, tuple(problems))
 
 
+CERT_ID_HASHES = frozenset({"sha1", "sha256"})
+"""The hashes an OCSP CertID may use here (RFC 6960 4.1.1 names SHA-1; RFC 5019 and
+most responders use it, some SHA-256): the validator compares them through
+asn1crypto's Name.sha1 / Name.sha256, and any other algorithm would fail there
+rather than be judged, so such an answer is refused as unusable when it arrives."""
+
+
 def _parse_ocsp(data: bytes, url: str) -> CachedOcsp:
     """A successful OCSP response (RFC 6960 4.2.1), read whole now: cryptography
     parses lazily, and a field that does not parse must fail here, not later."""
@@ -379,8 +386,14 @@ def _parse_ocsp(data: bytes, url: str) -> CachedOcsp:
         next_update = min((u for u in updates if u is not None), default=None)
         parsed = asn1_ocsp.OCSPResponse.load(data)
         parsed.native  # noqa: B018 -- a few KB (MAX_OCSP_BYTES): parse now, fail here
+        hashes_named = {r["cert_id"]["hash_algorithm"]["algorithm"].native
+                        for r in parsed["response_bytes"]["response"].parsed["tbs_response_data"]["responses"]}
     except (ValueError, TypeError, KeyError) as exc:
         raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
+    unusable = hashes_named - CERT_ID_HASHES
+    if unusable:
+        raise FetchError(url, FetchProblem.INVALID,
+                         f"an answer identifies its certificate by an unsupported hash ({sorted(unusable)[0]})")
     return CachedOcsp(parsed, next_update, url)
 
 
