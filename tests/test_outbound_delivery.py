@@ -407,3 +407,17 @@ async def test_a_slow_session_does_not_hold_back_a_job_queued_after_it(world):
         stop.set()
         await asyncio.wait_for(running, 10)
     assert [(await world.queue.get(i)).state for i in (slow, quick)] == [JobState.SENT] * 2  # both recorded
+
+
+async def test_a_stopping_worker_claims_nothing_more_when_its_last_session_ends(world):
+    stop = asyncio.Event()
+    running = asyncio.create_task(world.worker(replace(SETTINGS, poll=3600, batch=1)).run(stop, grace=5))
+    world.sink.data_delay = 0.5
+    first = await world.enqueue(0)
+    await asyncio.wait_for(world.sink.data_started.wait(), 5)
+    second = await world.enqueue(1)  # due, but the one slot is busy
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    done, left = await world.queue.get(first), await world.queue.get(second)
+    assert done.state is JobState.SENT
+    assert (left.state, left.lease_owner, left.attempts) == (JobState.QUEUED, None, 0)  # for any worker, at once
