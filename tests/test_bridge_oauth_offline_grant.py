@@ -156,6 +156,20 @@ async def test_connecting_again_after_a_revocation_gives_the_app_the_record_agai
     assert (await record_token(bridge, app, pat.record_id))[0] == 200
 
 
+async def test_signing_in_to_the_app_again_without_offline_access_keeps_the_connect_grant(bridge):
+    """Grants end only by revocation: a later online authorization renews the scopes and leaves
+    the offline access Patient Connect gave in place; after a revocation it starts over."""
+    app = await clinic(bridge)
+    pat, _ = await connected(bridge, app)
+    await bridge.user_token(app.client, pat.person.id, [pat.record_id], READS, offline=False)
+    assert (await record_token(bridge, app, pat.record_id))[0] == 200
+    pk, at = app.client.client.pk, bridge.clock()
+    await bridge.ctx.store.run(lambda conn: revoke_grant_in(conn, pk, pat.person.id, pat.record_id, at=at))
+    await bridge.user_token(app.client, pat.person.id, [pat.record_id], READS, offline=False)
+    status, body = await record_token(bridge, app, pat.record_id)
+    assert (status, body["error"]) == (400, "invalid_grant")
+
+
 async def test_a_public_client_never_gets_one(bridge):
     native = await bridge.client("Phone app", public=True, offline=True, redirect_uris=("http://127.0.0.1/cb",))
     person, record_id = await bridge.person()

@@ -93,15 +93,19 @@ def grant_in(conn: Connection, client_pk: int, person_id: int, record_id: int, s
     """Create or renew the grant of ``client_pk`` for ``person_id`` on ``record_id``.
 
     Authorizing again replaces the granted scopes, revives a revoked grant and
-    clears ``auth_action`` (the person has now seen the current scopes)."""
+    clears ``auth_action`` (the person has now seen the current scopes). Offline
+    access, once granted, stays until the grant is revoked: grants end only by
+    revocation (spec section 1), so signing in to an app again without ticking
+    offline access does not silently cut off what Patient Connect set up."""
     g = s.grants
     wanted = sc.join(scopes)
-    existing = conn.execute(select(g.c.id).where(
-        g.c.client_pk == client_pk, g.c.person_id == person_id, g.c.record_id == record_id)).scalar_one_or_none()
+    existing = conn.execute(select(g.c.id, g.c.offline, g.c.revoked_at).where(
+        g.c.client_pk == client_pk, g.c.person_id == person_id, g.c.record_id == record_id)).first()
     if existing is not None:
-        conn.execute(update(g).where(g.c.id == existing).values(
-            scopes=wanted, offline=offline, revoked_at=None, auth_action=AuthAction.NONE.value))
-        return int(existing)
+        keep_offline = bool(existing.offline) and existing.revoked_at is None
+        conn.execute(update(g).where(g.c.id == existing.id).values(
+            scopes=wanted, offline=offline or keep_offline, revoked_at=None, auth_action=AuthAction.NONE.value))
+        return int(existing.id)
     return int(conn.execute(g.insert().values(
         client_pk=client_pk, person_id=person_id, record_id=record_id, scopes=wanted, offline=offline,
         created_at=at, revoked_at=None, auth_action=AuthAction.NONE.value,
