@@ -86,6 +86,7 @@ def test_documented_numbers_are_the_defaults(documented):
                 "lease", "batch", "poll", "mx_port"):
         assert _seconds(documented["outbound"][key]) == _seconds(getattr(out, key)), f"[outbound] {key}"
     assert documented["outbound"]["starttls"] == out.starttls.value
+    assert documented["outbound"]["session_idle"] == outbound_settings.DEFAULT_SESSION_IDLE
     lockout = LockoutPolicy()
     assert len(LOCKOUT_KEYS) == 3
     assert documented["submission"]["max_auth_failures"] == lockout.max_failures
