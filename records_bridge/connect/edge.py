@@ -20,19 +20,22 @@ import asyncio
 import hashlib
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from ..answers import Derivations
-from ..codes import Code, MalformedCode, Refusal, Refused, WrongAnswer, parse_code
+from ..codes import Code, MalformedCode, Question, Refusal, Refused, WrongAnswer, parse_code
 from ..inbound import Inbound
 from ..packages.store import Packages
-from ..web.context import BridgeContext
+from ..people import Person
+from ..web.context import BridgeContext, context
 from ..web.errors import JsonError
+from ..web.pages import check_csrf, current_person
 from ..web.sessions import session_cookie
 from .store import ConnectRequests
 
@@ -188,3 +191,34 @@ def wrong(outcome: WrongAnswer) -> JsonError:
 
 def iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
+
+
+class CodeLookup(Protocol):
+    """Connect requests and packages alike: a code's question, or why there is none."""
+
+    async def lookup(self, code: Code, *, at: datetime) -> Question | Refused: ...
+
+
+async def api_person(request: web.Request) -> Person:
+    """The signed-in person behind a patient API call; the CSRF token comes as a header."""
+    person = await current_person(request)
+    if person is None:
+        raise JsonError(401, "sign_in_required", "sign in first")
+    await check_csrf(request, {})
+    return person
+
+
+async def question(request: web.Request, flow: Callable[[Services], CodeLookup]) -> web.Response:
+    """``POST .../lookup {code}`` for either flow: rate-limited, observed by the failure
+    alarm, answered with the question only (spec 3: not yet who is asking)."""
+    await api_person(request)
+    ctx = context(request)
+    body = await json_body(request)
+    code = code_of(body.get("code"))
+    at = ctx.clock()
+    limit_code_entry(request, ctx, at)
+    outcome = await flow(services(request)).lookup(code, at=at)
+    observe(request, outcome, at)
+    if isinstance(outcome, Refused):
+        raise refused(outcome)
+    return web.json_response({"question": outcome.question})

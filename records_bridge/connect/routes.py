@@ -31,10 +31,9 @@ from ..oauth import scopes as sc
 from ..oauth.bearer import Acting, bearer
 from ..oauth.clients import Client, client_in
 from ..oauth.tokens import grant_in
-from ..people import Person
 from ..web.context import BridgeContext, context
 from ..web.errors import JsonError
-from ..web.pages import check_csrf, current_person, render, require_person
+from ..web.pages import check_csrf, render, require_person
 from . import edge
 from .store import DEFAULT_PAGE, MAX_PAGE, ConnectError, ConnectProblem, GrantWriter, Verified
 
@@ -169,21 +168,11 @@ async def authorized(request: web.Request) -> web.Response:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    await _api_person(request)
-    ctx = context(request)
-    body = await edge.json_body(request)
-    code = edge.code_of(body.get("code"))
-    at = ctx.clock()
-    edge.limit_code_entry(request, ctx, at)
-    outcome = await edge.services(request).connect.lookup(code, at=at)
-    edge.observe(request, outcome, at)
-    if isinstance(outcome, Refused):
-        raise edge.refused(outcome)
-    return web.json_response({"question": outcome.question})
+    return await edge.question(request, lambda services: services.connect)
 
 
 async def verify(request: web.Request) -> web.Response:
-    person = await _api_person(request)
+    person = await edge.api_person(request)
     ctx = context(request)
     body = await edge.json_body(request)
     code = edge.code_of(body.get("code"))
@@ -203,7 +192,7 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def authorize_api(request: web.Request) -> web.Response:
-    person = await _api_person(request)
+    person = await edge.api_person(request)
     ctx = context(request)
     body = await edge.json_body(request)
     ticket, rid, optional = body.get("ticket"), body.get("record_id"), body.get("optional_scopes", [])
@@ -232,13 +221,6 @@ def _record_id(value: object) -> int:
     return int(text)
 
 
-async def _api_person(request: web.Request) -> Person:
-    """The signed-in person of a patient API call, which must carry the CSRF header."""
-    person = await current_person(request)
-    if person is None:
-        raise JsonError(401, "sign_in_required", "sign in first")
-    await check_csrf(request, {})
-    return person
 
 
 # ------------------------------------------------------------------ pages

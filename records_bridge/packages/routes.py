@@ -25,7 +25,7 @@ from ..oauth.bearer import Acting, bearer
 from ..people import Person
 from ..web.context import BridgeContext, context
 from ..web.errors import JsonError
-from ..web.pages import check_csrf, current_person, render, require_person
+from ..web.pages import check_csrf, render, require_person
 from . import envelope
 from .store import DropOff, PackageError, PackageProblem, Redeemed, Unreadable
 from .sweep import sweeping
@@ -122,30 +122,14 @@ async def rename(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ patient API
 
 
-async def _api_person(request: web.Request) -> Person:
-    person = await current_person(request)
-    if person is None:
-        raise JsonError(401, "sign_in_required", "sign in first")
-    await check_csrf(request, {})
-    return person
 
 
 async def lookup(request: web.Request) -> web.Response:
-    await _api_person(request)
-    ctx = context(request)
-    body = await edge.json_body(request)
-    code = edge.code_of(body.get("code"))
-    at = ctx.clock()
-    edge.limit_code_entry(request, ctx, at)
-    outcome = await edge.services(request).packages.lookup(code, at=at)
-    edge.observe(request, outcome, at)
-    if isinstance(outcome, Refused):
-        raise edge.refused(outcome)
-    return web.json_response({"question": outcome.question})
+    return await edge.question(request, lambda services: services.packages)
 
 
 async def redeem(request: web.Request) -> web.Response:
-    person = await _api_person(request)
+    person = await edge.api_person(request)
     ctx = context(request)
     body = await edge.json_body(request)
     code = edge.code_of(body.get("code"))
