@@ -35,7 +35,7 @@ from ..packages.store import Packages
 from ..people import Person
 from ..web.context import BridgeContext, context
 from ..web.errors import JsonError
-from ..web.pages import check_csrf, current_person
+from ..web.pages import check_csrf, current_person, render
 from ..web.sessions import session_cookie
 from .store import ConnectRequests
 
@@ -222,3 +222,27 @@ async def question(request: web.Request, flow: Callable[[Services], CodeLookup])
     if isinstance(outcome, Refused):
         raise refused(outcome)
     return web.json_response({"question": outcome.question})
+
+
+async def typed_code(request: web.Request, template: str,
+                     flow: Callable[[Services], CodeLookup]) -> web.Response | tuple[Code, Question]:
+    """The code-entry page's form, for either flow: the code and its question, or the page
+    again saying why not (malformed, too many tries, or the code's refusal in words).
+    The caller has required a signed-in person."""
+    form = await request.post()
+    await check_csrf(request, form)
+    ctx = context(request)
+    typed = str(form.get("code", ""))[:64]
+    at = ctx.clock()
+    try:
+        code = code_of(typed)
+    except JsonError:
+        return render(request, template, status=400, code=typed,
+                      error="That is not a code: a code is 20 letters, in five groups of four.")
+    if not allowed(request, ctx, at):
+        return render(request, template, status=429, code=typed, error="Too many tries. Wait a minute.")
+    outcome = await flow(services(request)).lookup(code, at=at)
+    observe(request, outcome, at)
+    if isinstance(outcome, Refused):
+        return render(request, template, status=STATUS[outcome.reason], code=typed, error=WORDS[outcome.reason])
+    return code, outcome

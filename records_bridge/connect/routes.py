@@ -233,24 +233,11 @@ async def code_page(request: web.Request) -> web.Response:
 
 async def code_form(request: web.Request) -> web.Response:
     await require_person(request)
-    form = await request.post()
-    await check_csrf(request, form)
-    ctx = context(request)
-    typed = str(form.get("code", ""))[:64]
-    at = ctx.clock()
-    try:
-        code = edge.code_of(typed)
-    except JsonError:
-        return render(request, "connect_code.html", status=400, code=typed,
-                      error="That is not a code: a code is 20 letters, in five groups of four.")
-    if not edge.allowed(request, ctx, at):
-        return render(request, "connect_code.html", status=429, code=typed, error="Too many tries. Wait a minute.")
-    outcome = await edge.services(request).connect.lookup(code, at=at)
-    edge.observe(request, outcome, at)
-    if isinstance(outcome, Refused):
-        return render(request, "connect_code.html", status=edge.STATUS[outcome.reason], code=typed,
-                      error=edge.WORDS[outcome.reason])
-    return _question(request, code.display, outcome)
+    found = await edge.typed_code(request, "connect_code.html", lambda services: services.connect)
+    if isinstance(found, web.Response):
+        return found
+    code, question = found
+    return _question(request, code.display, question)
 
 
 def _question(request: web.Request, code: str, question: Question, *, error: str | None = None,

@@ -168,24 +168,11 @@ async def code_page(request: web.Request) -> web.Response:
 
 async def code_form(request: web.Request) -> web.Response:
     person = await require_person(request)
-    form = await request.post()
-    await check_csrf(request, form)
-    ctx = context(request)
-    typed = str(form.get("code", ""))[:64]
-    at = ctx.clock()
-    try:
-        code = edge.code_of(typed)
-    except JsonError:
-        return render(request, "pickup_code.html", status=400, code=typed,
-                      error="That is not a code: a code is 20 letters, in five groups of four.")
-    if not edge.allowed(request, ctx, at):
-        return render(request, "pickup_code.html", status=429, code=typed, error="Too many tries. Wait a minute.")
-    outcome = await edge.services(request).packages.lookup(code, at=at)
-    edge.observe(request, outcome, at)
-    if isinstance(outcome, Refused):
-        return render(request, "pickup_code.html", status=edge.STATUS[outcome.reason], code=typed,
-                      error=edge.WORDS[outcome.reason])
-    return await _answer_page(request, person, code.display, outcome)
+    found = await edge.typed_code(request, "pickup_code.html", lambda services: services.packages)
+    if isinstance(found, web.Response):
+        return found
+    code, question = found
+    return await _answer_page(request, person, code.display, question)
 
 
 async def _answer_page(request: web.Request, person: Person, code: str, question: Question, *,
