@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.smtp import Received, SessionInfo, SmtpLimits, SmtpReply, SmtpServer, start_smtp
-from gateway.smtp.server import _Session, reference_session
 from gateway.smtp.sockets import listening_socket
 from gateway.smtp.tls import self_signed, server_context
 from tests.smtp_client import RawSmtp, stuff
@@ -758,34 +757,6 @@ async def test_two_servers_on_one_port_with_so_reuseport_both_accept() -> None:
     finally:
         for server in servers:
             await server.close(grace=0.5)
-
-
-async def test_a_session_is_set_up_as_aiosmtpd_would_set_it_up(edge, tmp_path) -> None:
-    # _Session.__init__ skips aiosmtpd's per-connection reflection; an aiosmtpd
-    # upgrade that adds state to SMTP.__init__ must show up here.
-    server = await edge(RecordingPipeline(), tls=_tls(tmp_path))
-    ours, reference = _Session(server), reference_session(server)
-    assert set(vars(reference)) - set(vars(ours)) == set()
-    assert ours._smtp_methods.keys() == reference._smtp_methods.keys()
-    assert ours._handle_hooks == reference._handle_hooks
-    assert ours._auth_methods == reference._auth_methods == {}
-    for name in (
-        "__ident__",
-        "data_size_limit",
-        "enable_SMTPUTF8",
-        "_decode_data",
-        "hostname",
-        "tls_context",
-        "_timeout_duration",
-        "_auth_require_tls",
-        "_auth_required",
-        "_proxy_timeout",
-        "_ehlo_hook_ver",
-        "_enforce_call_limit",
-    ):
-        assert getattr(ours, name) == getattr(reference, name), name
-    assert not ours.require_starttls and not reference.require_starttls
-    assert ours._stream_reader._limit == reference._stream_reader._limit
 
 
 def test_start_smtp_wants_an_address_or_a_socket() -> None:

@@ -1,4 +1,4 @@
-"""The SMTP edge: the protocol layer (server.py, the one aiosmtpd importer) and its interface to the pipeline."""
+"""The SMTP edge: the protocol layer (server.py, session.py: bytes-level asyncio) and its interface to the pipeline."""
 
 from .interface import (
     Authenticated,

@@ -1,12 +1,14 @@
-"""Reading one message's DATA from the stream: up to the final dot, in blocks, within a size.
+"""Where one message's DATA ends, read from the session's buffer in blocks, within a size. No I/O.
 
 RFC 5321 4.1.1.4: the message ends at a line holding a single dot, that is
-``.<CRLF>`` at a line start (right after DATA, or after a CRLF). aiosmtpd
-reads DATA with one coroutine step per line; this reads up to the next
-``.<CRLF>``, or a block of the reader's limit when there is none yet, and
-decides from the two bytes before it, which were read already. So a 10 KB
-message is one step, and nothing past the final dot is taken: commands
-pipelined after it (RFC 2920) stay in the buffer for the command loop.
+``<CRLF>.<CRLF>``, the CRLF of the DATA command counting as the first (so
+``.<CRLF>`` right after DATA is an empty message). ``MessageReader.feed``
+looks for ``<CRLF>.<CRLF>`` in whatever the session's buffer holds (one
+``find`` in C, whatever the number of lines), takes what precedes it and
+leaves everything after the final dot in the buffer: commands pipelined
+after it (RFC 2920) are the session's again. Without a terminator it takes
+all but the last four bytes, which may begin one; so a terminator is always
+found whole inside the buffer, however the writes split the stream.
 
 Only ``<CRLF>.<CRLF>`` ends a message here; a bare CR or LF around a dot
 (``<LF>.<LF>`` and the other smuggling sequences) is message content, which
@@ -15,47 +17,67 @@ data.py then refuses whole.
 
 from __future__ import annotations
 
-import asyncio
-
+_TERMINATOR = b"\r\n.\r\n"
 _DOT_LINE = b".\r\n"
+# A terminator may begin in the last len(_TERMINATOR) - 1 bytes of the buffer: they wait for more.
+_HELD = len(_TERMINATOR) - 1
 
 
-async def read_message(reader: asyncio.StreamReader, max_size: int) -> bytes | None:
-    """The bytes up to the final dot (still dot-stuffed, the dot line excluded), or None when over ``max_size``.
+class MessageReader:
+    """One message's bytes up to the final dot (dot-stuffed), or None when over ``max_size``.
 
-    The size is the message's, without transparency dots (RFC 1870 5).
-
-    Over the size, reading goes on to the final dot (RFC 1870 6.3, and so the
+    The size is the message's, without transparency dots (RFC 1870 5). Over
+    the size, reading goes on to the final dot (RFC 1870 6.3, and so the
     session stays in step with the client) but nothing more is kept: memory
-    stays bounded by ``max_size`` plus one block. Raises what the reader
-    raises when the connection ends first (IncompleteReadError)."""
-    pieces: list[bytes] = []
-    # RFC 1870 5: the size counts the message's octets, not the doubled
-    # (transparency) dots, so each ".": at a line start is taken off.
-    size = 0
-    # The two bytes before what is read next; the stream starts at a line
-    # start (after the DATA command's CRLF).
-    before = b"\r\n"
-    while True:
-        try:
-            piece = await reader.readuntil(_DOT_LINE)
-        except asyncio.LimitOverrunError as over:
-            # No ".<CRLF>" within the reader's limit: take what cannot hold one.
-            piece = await reader.readexactly(over.consumed)
-            end = False
-        else:
-            head = piece[-5:-3] if len(piece) >= 5 else (before + piece[:-3])[-2:]
-            end = head == b"\r\n"
-            if end:
-                piece = piece[:-3]
-        size += len(piece) - _stuffed_dots(before, piece)
-        if size <= max_size:
-            pieces.append(piece)
-        elif pieces:
-            pieces.clear()
-        if end:
-            return b"".join(pieces) if size <= max_size else None
-        before = piece[-2:] if len(piece) >= 2 else (before + piece)[-2:]
+    stays bounded by ``max_size`` plus what one read brings."""
+
+    __slots__ = ("_before", "_max_size", "_pieces", "_size", "_started")
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._pieces: list[bytes] = []
+        self._size = 0
+        # The two bytes before what is taken next: the stream starts at a line start.
+        self._before = b"\r\n"
+        self._started = False
+
+    def feed(self, buffer: bytearray) -> bool:
+        """Take the message's bytes from the front of ``buffer``; True once the final dot is taken too."""
+        if not self._started:
+            # The DATA command's CRLF begins the first terminator: ".<CRLF>" at once ends an empty message.
+            if buffer.startswith(_DOT_LINE):
+                del buffer[: len(_DOT_LINE)]
+                return True
+            if len(buffer) < len(_DOT_LINE) and _DOT_LINE.startswith(buffer):
+                return False
+            self._started = True
+        end = buffer.find(_TERMINATOR)
+        if end >= 0:
+            self._take(buffer, end + 2)  # the CRLF before the dot ends the message's last line
+            del buffer[: len(_DOT_LINE)]
+            return True
+        if len(buffer) > _HELD:
+            self._take(buffer, len(buffer) - _HELD)
+        return False
+
+    def message(self) -> bytes | None:
+        """After ``feed`` said True: the message as sent (still dot-stuffed), or None when over the size."""
+        if self._size > self._max_size:
+            return None
+        pieces, self._pieces = self._pieces, []
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _take(self, buffer: bytearray, length: int) -> None:
+        piece = bytes(buffer[:length])
+        del buffer[:length]
+        # RFC 1870 5: the size counts the message's octets, not the doubled
+        # (transparency) dots, so each "." at a line start is taken off.
+        self._size += length - _stuffed_dots(self._before, piece)
+        if self._size <= self._max_size:
+            self._pieces.append(piece)
+        elif self._pieces:
+            self._pieces.clear()
+        self._before = piece[-2:] if length >= 2 else (self._before + piece)[-2:]
 
 
 def _stuffed_dots(before: bytes, piece: bytes) -> int:

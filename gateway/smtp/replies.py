@@ -1,7 +1,8 @@
 """The edge's own SMTP replies: every code the protocol layer says itself (the pipeline's are its own).
 
-Enhanced status codes: RFC 3463. aiosmtpd's built-in replies to syntax
-errors (500, 501, 503 without enhanced codes) are left as they are.
+Enhanced status codes: RFC 3463. EHLO advertises ENHANCEDSTATUSCODES, so
+every reply carries one (RFC 2034 3) except the greeting, the replies to
+HELO and EHLO, 354 and the 334 challenges of AUTH.
 """
 
 from __future__ import annotations
@@ -10,14 +11,44 @@ from .admission import Refusal
 from .data import DataProblem
 from .interface import SmtpReply
 
+OK = SmtpReply(250, "2.0.0", "OK")
 SENDER_OK = SmtpReply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = SmtpReply(250, "2.1.5", "Recipient OK")
 # RFC 5321 4.3.2: 354 carries no enhanced code.
 GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
 
-NEED_RECIPIENT = SmtpReply(503, "5.5.1", "Error: need RCPT command")
+BYE = SmtpReply(221, "2.0.0", "Bye")
+CANNOT_VRFY = SmtpReply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+READY_FOR_TLS = SmtpReply(220, "2.0.0", "Ready to start TLS")
+
+# Syntax and sequence (RFC 5321 4.2.4, 4.3.2; RFC 3463 X.5.x).
+UNRECOGNIZED = SmtpReply(500, "5.5.2", "Command not recognized")
+BAD_SYNTAX = SmtpReply(500, "5.5.2", "Syntax error")
+LINE_TOO_LONG = SmtpReply(500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4)")
+# RFC 5321 2.3.8: a command line ends with CRLF, and holds no other CR or LF.
+BARE_NEWLINE = SmtpReply(500, "5.5.2", "Bare CR or LF not allowed (RFC 5321 2.3.8)")
+NOT_ASCII = SmtpReply(500, "5.5.2", "Non-ASCII characters not allowed")
+HELO_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: HELO hostname")
+EHLO_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: EHLO hostname")
+MAIL_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: MAIL FROM:<address> [SP <mail-parameters>]")
+RCPT_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: RCPT TO:<address> [SP <rcpt-parameters>]")
+BODY_SYNTAX = SmtpReply(501, "5.5.4", "BODY can only be one of 7BIT, 8BITMIME")
+RSET_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: RSET")
+QUIT_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: QUIT")
+VRFY_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: VRFY <address>")
+STARTTLS_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: STARTTLS")
 DATA_SYNTAX = SmtpReply(501, "5.5.4", "Syntax: DATA")
+MALFORMED_ADDRESS = SmtpReply(553, "5.1.3", "Malformed address")
+UNKNOWN_PARAMETER = SmtpReply(555, "5.5.4", "Parameter not recognized or not implemented")
+NEED_HELO = SmtpReply(503, "5.5.1", "Error: send HELO first")
+NEED_EHLO = SmtpReply(503, "5.5.1", "Error: send EHLO first")
+NEED_MAIL = SmtpReply(503, "5.5.1", "Error: need MAIL command")
+NESTED_MAIL = SmtpReply(503, "5.5.1", "Error: nested MAIL command")
+NEED_RECIPIENT = SmtpReply(503, "5.5.1", "Error: need RCPT command")
+NOT_IMPLEMENTED = SmtpReply(502, "5.5.1", "Command not implemented")
 NO_AUTH = SmtpReply(502, "5.5.1", "AUTH not available")
+NO_TLS = SmtpReply(454, "4.7.0", "TLS not available")
+TLS_ACTIVE = SmtpReply(503, "5.5.1", "TLS already active")
 
 # RFC 5321 4.5.3.1.10: too many recipients is 452, and the client tries the rest later.
 TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")
@@ -36,6 +67,7 @@ DATA_REFUSED = {
 # server's name (farewell in server.py).
 SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down")
 TIMED_OUT = SmtpReply(421, "4.4.2", "Timeout exceeded")
+TOO_MANY_UNRECOGNIZED = SmtpReply(421, "4.7.0", "Too many unrecognized commands")
 REFUSED = {
     Refusal.TOO_MANY_SESSIONS: SmtpReply(421, "4.7.0", "Too many sessions, try again later"),
     Refusal.TOO_MANY_FROM_CLIENT: SmtpReply(421, "4.7.0", "Too many sessions from your address"),
