@@ -447,10 +447,12 @@ def enqueue_in(
     lifetime: timedelta,
     relates_to: str | None = None,
     message_id: int | None = None,
+    trail: list[dict[str, Any]] | None = None,
 ) -> int:
     """Queue one job in the caller's open write transaction (``OutboundQueue.enqueue_in``;
     also for writers that run inside the queue's own transitions, such as the delivery
-    monitor's notices)."""
+    monitor's notices). With ``trail``, its audit row is added there for the caller to
+    write with its own (one round trip) instead of being written now."""
     kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
     # fixed statements with parameters: compiled once, on the receiving hot path
     job_id = int(conn.execute(
@@ -459,10 +461,11 @@ def enqueue_in(
              state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
              relates_to=relates_to, created_at=at, updated_at=at),
     ).scalar_one())
-    conn.execute(
-        _INSERT_AUDIT,
-        _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})"),
-    )
+    row = _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})")
+    if trail is not None:
+        trail.append(row)
+    else:
+        conn.execute(_INSERT_AUDIT, row)
     return job_id
 
 
