@@ -1,7 +1,7 @@
 """What the edge checks in the bytes between DATA and the final dot, without I/O.
 
 RFC 5321 2.3.8: a line ends with CRLF, and CR and LF MUST NOT appear
-otherwise. aiosmtpd passes a bare CR or LF through inside a line; a relay
+otherwise. Many servers (aiosmtpd among them) pass a bare CR or LF through inside a line; a relay
 downstream that ends lines on a bare LF would then read ``<LF>.<LF>`` (or
 ``<CR>.<CR>``, ``<LF>.<CR><LF>`` ...) as the end of the message and what
 follows as new commands: SMTP smuggling. The gateway does not relay what it

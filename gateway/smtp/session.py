@@ -142,8 +142,8 @@ _AUTH_REPLY = {
 
 
 def wire(reply: SmtpReply) -> bytes:
-    """A reply as written: '250 2.0.0 text<CRLF>'."""
-    return f"{reply.code} {reply.enhanced} {reply.text}\r\n".encode("ascii")
+    """A reply as written: '250 2.0.0 text<CRLF>' (a pipeline's non-ASCII text is replaced, never an error)."""
+    return (reply.line() + "\r\n").encode("ascii", "replace")
 
 
 # The edge's own replies, encoded once.
