@@ -316,3 +316,40 @@ def test_serve_submission_flag_needs_the_tls_pair(tmp_path):
         with_submission(serve_settings({}, tmp_path), "127.0.0.1:2587")
     on = with_submission(serve_settings({"smtp": {"tls_certificate": "c", "tls_key": "k"}}, tmp_path), "[::1]:2587")
     assert on.submission == Listen("::1", 2587)
+
+
+class _CountingDirectory:
+    """An account directory whose account can be removed, counting the lookups."""
+
+    def __init__(self) -> None:
+        self.present = True
+        self.asked = 0
+
+    async def domain_of(self, name: str) -> str | None:
+        self.asked += 1
+        return "hospital.test" if self.present and name == ACCOUNT else None
+
+
+async def test_the_account_domain_is_reused_for_seconds_and_a_removed_account_is_refused_after(tmp_path):
+    from gateway.submit.pipeline import ACCOUNT_TTL
+
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    now = [datetime(2026, 12, 2, 9, 0, tzinfo=UTC)]
+    directory = _CountingDirectory()
+    pipeline = SubmissionPipeline(store, directory, _BrokenOutbox(), lambda: now[0],
+                                  SubmitSettings(lifetime=timedelta(days=4)))
+    session = _received(_message()).session
+    try:
+        for _ in range(3):
+            assert await pipeline.sender(session, SENDER) is None  # MAIL accepted
+        assert directory.asked == 1  # one lookup for the three MAILs
+        directory.present = False  # `directgw accounts remove`, from another process
+        now[0] += ACCOUNT_TTL - timedelta(seconds=1)
+        assert await pipeline.sender(session, SENDER) is None  # still within the TTL
+        now[0] += timedelta(seconds=1)
+        reply = await pipeline.sender(session, SENDER)
+        assert reply is not None and reply.code == 550 and directory.asked == 2
+        directory.present = True  # "no such account" is not kept: an account added again sends at once
+        assert await pipeline.sender(session, SENDER) is None and directory.asked == 3
+    finally:
+        await store.close()

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store import Store, schema
@@ -79,8 +79,12 @@ _ACCOUNT = (
 )
 
 
+_ACCOUNT_BY_NAME = _ACCOUNT.where(accounts.c.name == bindparam("login"))
+"""Built once: AUTH and each submission ask it, and building the join per call was most of its cost."""
+
+
 def _account_by_name(conn: Connection, name: str) -> StoredLogin | None:
-    row = conn.execute(_ACCOUNT.where(accounts.c.name == name)).first()
+    row = conn.execute(_ACCOUNT_BY_NAME, {"login": name}).first()
     return StoredLogin(row.name, row.domain, row.password_hash) if row is not None else None
 
 
