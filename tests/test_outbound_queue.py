@@ -189,3 +189,65 @@ async def test_two_queues_on_one_database_claiming_concurrently_never_share_a_jo
 async def test_an_unknown_kind_is_a_bug_not_a_row(store):
     with pytest.raises(ValueError):
         await OutboundQueue(store).enqueue(None, "fax", "a@a.test", "b@b.test", b"x", at=T0, lifetime=DAY)
+
+
+class _Counting:
+    """The store's write transactions counted (our own Store, wrapped: nothing of SQL is faked)."""
+
+    def __init__(self, store) -> None:
+        self.transactions = 0
+        self._run = store.run
+        store.run = self.run
+
+    async def run(self, work):
+        self.transactions += 1
+        return await self._run(work)
+
+
+async def test_transitions_finishing_together_share_one_commit_and_each_is_answered_after_it(store):
+    queue = OutboundQueue(store)
+    ids = await _enqueue(queue, 5)
+    jobs = await queue.claim("w", at=T0, lease=LEASE, limit=5)
+    counted = _Counting(store)
+    done = await asyncio.gather(*(queue.sent(j, at=T0, code=250, peer="x", sent_message_id=None) for j in jobs))
+    assert done == [True] * 5
+    assert counted.transactions == 1  # five transitions, one transaction (one fsync)
+    for job_id in ids:  # each was committed when its caller heard back
+        assert (await queue.get(job_id)).state is JobState.SENT
+        assert await _events(store, job_id) == ["queued", "claimed", "sent"]
+    assert await queue.claim("w", at=T0 + 2 * DAY, lease=LEASE, limit=5) == []
+
+
+async def test_a_transition_that_fails_in_a_shared_commit_fails_alone(store):
+    """A hook raising (a bug) rolls back its batch; the others are then written one by one."""
+    failing: set[int] = set()
+
+    def hook(conn, job, settled):
+        if job.id in failing:
+            raise RuntimeError("a bug in the hook")
+
+    queue = OutboundQueue(store, on_settled=hook)
+    ids = await _enqueue(queue, 4)
+    jobs = await queue.claim("w", at=T0, lease=LEASE, limit=4)
+    failing.add(ids[1])
+    counted = _Counting(store)
+    outcomes = await asyncio.gather(
+        *(queue.sent(j, at=T0, code=250, peer="x", sent_message_id=None) for j in jobs), return_exceptions=True)
+    assert outcomes[0] is True and outcomes[2] is True and outcomes[3] is True
+    assert isinstance(outcomes[1], RuntimeError)
+    assert (await queue.get(ids[1])).state is JobState.QUEUED and (await queue.get(ids[1])).lease_owner == "w"
+    assert [(await queue.get(i)).state for i in (ids[0], ids[2], ids[3])] == [JobState.SENT] * 3
+    assert await _events(store, ids[1]) == ["queued", "claimed"]  # rolled back whole: no "sent" row
+    assert counted.transactions == 1 + 4  # the shared one, rolled back; then each alone
+
+
+async def test_a_lost_lease_in_a_shared_commit_is_told_and_changes_nothing(store):
+    queue = OutboundQueue(store)
+    ids = await _enqueue(queue, 3)
+    stale = await queue.claim("crashed", at=T0, lease=LEASE, limit=3)
+    [taken] = await queue.claim("alive", at=T0 + LEASE, lease=LEASE, limit=1)  # the oldest, ids[0]
+    counted = _Counting(store)
+    done = await asyncio.gather(*(queue.sent(j, at=T0 + LEASE, code=250, peer="x", sent_message_id=None)
+                                  for j in stale))
+    assert done == [False, True, True] and counted.transactions == 1
+    assert taken.id == ids[0] and (await queue.get(ids[0])).lease_owner == "alive"
