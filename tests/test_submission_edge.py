@@ -1,4 +1,4 @@
-"""The submission port's SMTP edge (gateway/smtp/server.py ``start_submission``) as an
+"""The submission port's SMTP edge (gateway/smtp/server.py ``start_submission``, session.py) as an
 EHR's client sees it: a real server on 127.0.0.1, Python's smtplib as the client, and
 fakes of our own Protocols (``Authenticator``, ``Submission``) behind it.
 
@@ -262,6 +262,37 @@ async def test_mail_from_is_judged_by_the_pipeline(submit):
     assert outside == (550, b"5.7.1 sender not in the account's domain")
     assert inside[0] == 250
     assert [a for _, a in pipeline.senders] == [FOREIGN, SENDER]
+
+
+async def test_an_over_long_response_line_ends_the_exchange(submit):
+    authenticator = FakeAuthenticator()
+    server = await submit(authenticator, FakeSubmission())
+
+    def talk():
+        with _client(server.port) as client:
+            assert client.docmd("AUTH", "LOGIN")[0] == 334
+            client.send(b"QUJD" * 4000 + b"\r\n")  # 16000 octets: over RFC 4954's 12288
+            too_long = client.getreply()
+            return too_long, client.docmd("NOOP"), client.docmd("MAIL", f"FROM:<{SENDER}>")
+
+    too_long, noop, mail = await asyncio.to_thread(talk)
+    assert too_long == (500, b"5.5.6 Authentication Exchange line is too long")
+    assert noop[0] == 250 and mail[0] == 530
+    assert authenticator.asked == []
+
+
+async def test_commands_pipelined_after_auth_wait_for_its_answer(submit):
+    pipeline = FakeSubmission()
+    server = await submit(FakeAuthenticator(), pipeline)
+
+    def talk():
+        with _client(server.port) as client:
+            client.send(f"AUTH PLAIN {_plain(ACCOUNT, PASSWORD)}\r\nMAIL FROM:<{SENDER}>\r\n".encode())
+            return client.getreply(), client.getreply()
+
+    auth, mail = await asyncio.to_thread(talk)
+    assert auth[0] == 235 and mail[0] == 250
+    assert [session.authenticated_as for session, _ in pipeline.senders] == [ACCOUNT]
 
 
 async def test_no_password_in_any_log_line(submit):

@@ -1,6 +1,6 @@
 """Named bounds on what one SMTP client may cost the edge, each with its source.
 
-The protocol layer (server.py) enforces them; the configuration's ``[smtp]``
+The protocol layer (session.py, server.py) enforces them; the configuration's ``[smtp]``
 table sets them. Every default is what RFC 5321 asks a server to accept at
 least, or what the message core accepts anyway, so a conforming sender is
 never refused by a default.
