@@ -1,6 +1,6 @@
 """SASL PLAIN and LOGIN as SMTP AUTH carries them (RFC 4954, RFC 4616), read purely.
 
-The protocol layer (server.py) sends the challenges and reads the client's
+The protocol layer (session.py) sends the challenges and reads the client's
 lines; what those lines mean is decided here, without I/O: a response is
 base64 (RFC 4954 4), ``*`` cancels the exchange, ``=`` is an empty initial
 response. PLAIN is ``authzid NUL authcid NUL passwd`` (RFC 4616 2); an
