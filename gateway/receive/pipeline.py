@@ -256,6 +256,7 @@ class ReceivingPipeline:
         decisions: list[TrustDecision], summary: Summary,
     ) -> SmtpReply:
         deliveries = [delivery_of(opened, sender, d, received.rcpt_to, at) for d in decisions]
+        described = [str(d) for d in decisions]  # for the audit rows and the log line: once
         # What the attachments become (typing, XDM inflating) is the same for every
         # recipient: computed once, off the event loop and outside the write transaction.
         plan = await _off_loop_if_large(len(received.data), plan_delivery, deliveries[0]) if deliveries else ()
@@ -263,7 +264,7 @@ class ReceivingPipeline:
         def work(conn: Connection) -> tuple[int, bool]:
             fresh = False
             message = record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
-            for rcpt, decision, delivery in zip(received.rcpt_to, decisions, deliveries, strict=True):
+            for rcpt, decision, delivery, trust in zip(received.rcpt_to, decisions, deliveries, described, strict=True):
                 record = RecordStore.record_for_address_in(conn, rcpt)
                 if record is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
                     fresh |= self._forward(conn, message, received, opened, rcpt, decision, at)
@@ -274,7 +275,7 @@ class ReceivingPipeline:
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
                 record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
                 record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
-                             message=message, recipient=rcpt, detail=str(decision),
+                             message=message, recipient=rcpt, detail=trust,
                              peer=received.session.peer, node=self._settings.node)
                 if not done.duplicate:
                     fresh = True
@@ -287,7 +288,7 @@ class ReceivingPipeline:
         if fresh and self._outbox is not None:
             self._outbox.wake()  # its MDNs (and a provider's copy) are committed: send them now
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
-                   sender=sender, recipients=list(received.rcpt_to), trust=[str(d) for d in decisions])
+                   sender=sender, recipients=list(received.rcpt_to), trust=described)
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
     def _forward(self, conn: Connection, message: int, received: Received, opened: Opened, rcpt: str,
