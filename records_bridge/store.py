@@ -208,20 +208,22 @@ class RecordStore:
 
     def deliver_in(
         self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False,
-        plan: tuple[documents.PlannedItem, ...] | None = None,
+        plan: tuple[documents.PlannedItem, ...] | None = None, checked: bool = False,
     ) -> Delivered:
         """``deliver`` inside the caller's write transaction (``Store.run``: the SMTP pipeline
         stores the message, its records and its acknowledgements in one commit). ``known``:
         the caller looked the record up in this transaction. ``plan``: what the attachments
         become (``plan_delivery``), computed once outside the transaction; computed here
-        when not given. A concurrent delivery of the same message raises ``IntegrityError``
+        when not given. ``checked``: the caller found no earlier delivery of this message in
+        this transaction. A concurrent delivery of the same message raises ``IntegrityError``
         at commit or before."""
         key = delivery.message_key
         if not known and conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
             raise RecordError(f"no record {record_id}")
-        again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
-        if again is not None:
-            return Delivered(record_id, again, (), True)
+        if not checked:
+            again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
+            if again is not None:
+                return Delivered(record_id, again, (), True)
         writer = _ItemWriter(conn, record_id, delivery)
         message_id, message_uid = writer.message()
         for item in plan if plan is not None else plan_delivery(delivery):
@@ -233,6 +235,20 @@ class RecordStore:
         )
         conn.execute(_GROW, {"record_id": record_id, "grown": writer.bytes_written})
         return Delivered(record_id, message_uid, tuple(writer.created), False)
+
+    def deliver_to_address_in(
+        self, conn: Connection, address: str, delivery: Delivery, *,
+        plan: tuple[documents.PlannedItem, ...] | None = None,
+    ) -> Delivered | None:
+        """``deliver_in`` into the record of ``address`` (None when no record has it), with the
+        record and an earlier delivery of the same message found in one statement."""
+        row = conn.execute(_TARGET, {"address": normalise_address(address), "key": delivery.message_key}).first()
+        if row is None:
+            return None
+        record_id, again = int(row[0]), row[1]
+        if again is not None:
+            return Delivered(record_id, again, (), True)
+        return self.deliver_in(conn, record_id, delivery, known=True, plan=plan, checked=True)
 
     @staticmethod
     def record_for_address_in(conn: Connection, address: str) -> int | None:
@@ -269,6 +285,17 @@ _GROW = (
     update(schema.records)
     .where(schema.records.c.id == bindparam("record_id"))
     .values(size_bytes=schema.records.c.size_bytes + bindparam("grown"))
+)
+_TARGET = (
+    select(schema.record_addresses.c.record_id, schema.items.c.uid)
+    .select_from(
+        schema.record_addresses.outerjoin(
+            schema.record_deliveries,
+            (schema.record_deliveries.c.record_id == schema.record_addresses.c.record_id)
+            & (schema.record_deliveries.c.message_key == bindparam("key")),
+        ).outerjoin(schema.items, schema.items.c.id == schema.record_deliveries.c.item_id)
+    )
+    .where(schema.record_addresses.c.address == bindparam("address"))
 )
 _RECORD_OF_ADDRESS = select(schema.record_addresses.c.record_id).where(
     schema.record_addresses.c.address == bindparam("address")

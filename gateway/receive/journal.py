@@ -120,6 +120,21 @@ def record_event(
     )
 
 
+def event_row(
+    *, at: datetime, event: Event, message: int | None, recipient: str | None = None, reason: str | None = None,
+    detail: str | None = None, peer: str | None = None, node: str | None = None,
+) -> dict[str, object]:
+    """One audit row, to be written with others by ``record_events``."""
+    return messaging.audit_row(at, event.value, message_id=message, recipient=recipient, reason=reason,
+                               detail=detail, peer=peer, node=node)
+
+
+def record_events(conn: Connection, rows: list[dict[str, object]]) -> None:
+    """Several audit rows in one statement (on PostgreSQL one round trip instead of one each)."""
+    if rows:
+        conn.execute(_INSERT_AUDIT, rows)
+
+
 def update_state(conn: Connection, message: int, state: MessageState, at: datetime) -> None:
     conn.execute(
         messaging.messages.update()

@@ -52,7 +52,11 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    # No pre-ping: it is a round trip before every transaction (one of about fifteen in
+    # an accepted message's). A connection PostgreSQL dropped fails its next
+    # transaction instead, SQLAlchemy then discards the whole pool, and the failure is
+    # temporary everywhere here (451 at SMTP, a retry in the queue).
+    engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
