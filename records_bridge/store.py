@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store import Store
+from gateway.store.prepared import Prepared
 
 from . import documents, schema
 from .types import Delivery, InboxState, ItemType, SourceKind
@@ -208,31 +209,46 @@ class RecordStore:
 
     def deliver_in(
         self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False,
-        plan: tuple[documents.PlannedItem, ...] | None = None,
+        plan: tuple[documents.PlannedItem, ...] | None = None, checked: bool = False,
     ) -> Delivered:
         """``deliver`` inside the caller's write transaction (``Store.run``: the SMTP pipeline
         stores the message, its records and its acknowledgements in one commit). ``known``:
         the caller looked the record up in this transaction. ``plan``: what the attachments
         become (``plan_delivery``), computed once outside the transaction; computed here
-        when not given. A concurrent delivery of the same message raises ``IntegrityError``
+        when not given. ``checked``: the caller found no earlier delivery of this message in
+        this transaction. A concurrent delivery of the same message raises ``IntegrityError``
         at commit or before."""
         key = delivery.message_key
         if not known and conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
             raise RecordError(f"no record {record_id}")
-        again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
-        if again is not None:
-            return Delivered(record_id, again, (), True)
+        if not checked:
+            again = conn.scalar(_DELIVERED, {"record_id": record_id, "key": key})
+            if again is not None:
+                return Delivered(record_id, again, (), True)
         writer = _ItemWriter(conn, record_id, delivery)
         message_id, message_uid = writer.message()
         for item in plan if plan is not None else plan_delivery(delivery):
             writer.planned(message_id, item)
         writer.flush()
-        conn.execute(
-            schema.record_deliveries.insert(),
-            dict(record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at),
+        _INSERT_DELIVERY.run(
+            conn, dict(record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at),
         )
-        conn.execute(_GROW, {"record_id": record_id, "grown": writer.bytes_written})
+        _GROW.run(conn, {"record_id": record_id, "grown": writer.bytes_written})
         return Delivered(record_id, message_uid, tuple(writer.created), False)
+
+    def deliver_to_address_in(
+        self, conn: Connection, address: str, delivery: Delivery, *,
+        plan: tuple[documents.PlannedItem, ...] | None = None,
+    ) -> Delivered | None:
+        """``deliver_in`` into the record of ``address`` (None when no record has it), with the
+        record and an earlier delivery of the same message found in one statement."""
+        row = _TARGET.first(conn, {"address": normalise_address(address), "key": delivery.message_key})
+        if row is None:
+            return None
+        record_id, again = int(row[0]), row[1]
+        if again is not None:
+            return Delivered(record_id, again, (), True)
+        return self.deliver_in(conn, record_id, delivery, known=True, plan=plan, checked=True)
 
     @staticmethod
     def record_for_address_in(conn: Connection, address: str) -> int | None:
@@ -257,18 +273,37 @@ def plan_delivery(delivery: Delivery) -> tuple[documents.PlannedItem, ...]:
     )
 
 
-# Fixed statements executed with parameters: compiled once (docs/receive.md).
-_INSERT_ITEM = schema.items.insert().returning(schema.items.c.id)
+# Fixed statements executed with parameters: compiled once (docs/receive.md); the
+# delivery's own run on the driver's cursor (gateway/store/prepared.py: SQLAlchemy's
+# per-execution work was most of their CPU).
+_INSERT_ITEM = Prepared(schema.items.insert().returning(schema.items.c.id), (
+    "uid", "record_id", "type", "version", "state", "inbox_state", "created_at", "source_kind", "source_ref",
+    "parent_id", "sender", "signer_sha256", "signer_subject", "trust_decision", "message_id", "data",
+))
+_INSERT_BLOB = Prepared(schema.blobs.insert(),
+                        ("item_id", "name", "content_type", "filename", "size", "sha256", "data"))
+_INSERT_DELIVERY = Prepared(schema.record_deliveries.insert(), ("record_id", "message_key", "item_id", "delivered_at"))
 _DELIVERED = (
     select(schema.items.c.uid)
     .select_from(schema.record_deliveries.join(schema.items, schema.items.c.id == schema.record_deliveries.c.item_id))
     .where(schema.record_deliveries.c.record_id == bindparam("record_id"))
     .where(schema.record_deliveries.c.message_key == bindparam("key"))
 )
-_GROW = (
+_GROW = Prepared(
     update(schema.records)
     .where(schema.records.c.id == bindparam("record_id"))
     .values(size_bytes=schema.records.c.size_bytes + bindparam("grown"))
+)
+_TARGET = Prepared(
+    select(schema.record_addresses.c.record_id, schema.items.c.uid)
+    .select_from(
+        schema.record_addresses.outerjoin(
+            schema.record_deliveries,
+            (schema.record_deliveries.c.record_id == schema.record_addresses.c.record_id)
+            & (schema.record_deliveries.c.message_key == bindparam("key")),
+        ).outerjoin(schema.items, schema.items.c.id == schema.record_deliveries.c.item_id)
+    )
+    .where(schema.record_addresses.c.address == bindparam("address"))
 )
 _RECORD_OF_ADDRESS = select(schema.record_addresses.c.record_id).where(
     schema.record_addresses.c.address == bindparam("address")
@@ -309,29 +344,27 @@ class _ItemWriter:
         d = self.delivery
         p = d.provenance
         uid = str(uuid.uuid4())
-        item_id = (
-            self.conn.execute(
-                _INSERT_ITEM,
-                dict(
-                    uid=uid,
-                    record_id=self.record_id,
-                    type=kind.value,
-                    version=str(uuid.uuid4()),
-                    state="active",
-                    inbox_state=InboxState.UNREVIEWED.value,
-                    created_at=d.received_at,
-                    source_kind=SourceKind.DIRECT.value,
-                    source_ref=p.message_id,
-                    parent_id=parent,
-                    sender=p.sender,
-                    signer_sha256=p.signer_sha256,
-                    signer_subject=p.signer_subject,
-                    trust_decision=p.trust_decision,
-                    message_id=p.message_id,
-                    data=json.dumps(data, sort_keys=True),
-                ),
-            )
-        ).scalar_one()
+        item_id = _INSERT_ITEM.scalar(
+            self.conn,
+            dict(
+                uid=uid,
+                record_id=self.record_id,
+                type=kind.value,
+                version=str(uuid.uuid4()),
+                state="active",
+                inbox_state=InboxState.UNREVIEWED.value,
+                created_at=d.received_at,
+                source_kind=SourceKind.DIRECT.value,
+                source_ref=p.message_id,
+                parent_id=parent,
+                sender=p.sender,
+                signer_sha256=p.signer_sha256,
+                signer_subject=p.signer_subject,
+                trust_decision=p.trust_decision,
+                message_id=p.message_id,
+                data=json.dumps(data, sort_keys=True),
+            ),
+        )
         self.created.append(uid)
         return int(item_id), uid
 
@@ -345,5 +378,5 @@ class _ItemWriter:
     def flush(self) -> None:
         """Every blob in one statement (executemany)."""
         if self._blobs:
-            self.conn.execute(schema.blobs.insert(), self._blobs)
+            _INSERT_BLOB.run_many(self.conn, self._blobs)
             self._blobs = []

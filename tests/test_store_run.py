@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from gateway.store import schema
+from gateway.store import open_store, schema
 from tests.pki import NOW
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -58,3 +58,55 @@ async def test_a_cancelled_caller_does_not_cut_the_transaction(store):
             break
         await asyncio.sleep(0.02)
     assert await _count(store) == 50
+
+
+# -- group commit: transactions asked for together are committed together,
+#    and each still commits or rolls back as if it had run alone --
+
+
+async def test_a_failing_transaction_among_others_is_rolled_back_alone(store):
+    def fails(conn):
+        _add(["bad.test"])(conn)
+        raise RuntimeError("halfway")
+
+    works = [_add([f"f{i}.test"]) for i in range(5)]
+    outcomes = await asyncio.gather(*(store.run(w) for w in works[:2] + [fails] + works[2:]),
+                                    return_exceptions=True)
+    assert [isinstance(o, RuntimeError) for o in outcomes] == [False, False, True, False, False, False]
+    assert await _count(store) == 5
+
+
+async def test_a_transaction_that_breaks_a_unique_constraint_does_not_undo_its_neighbours(store):
+    await store.run(_add(["taken.test"]))
+    outcomes = await asyncio.gather(store.run(_add(["g1.test"])), store.run(_add(["taken.test"])),
+                                    store.run(_add(["g2.test"])), return_exceptions=True)
+    assert outcomes[0] == 1 and outcomes[2] == 1
+    assert isinstance(outcomes[1], Exception)
+    assert await _count(store) == 3
+
+
+async def test_when_the_commit_fails_no_transaction_of_its_batch_is_reported_done(tmp_path):
+    """SQLite commits concurrent transactions together (PostgreSQL commits each on its own
+    connection). A failing COMMIT (here a deferred foreign key, checked only at commit)
+    fails every caller whose work it carried: none may be told 'stored' (no 250 for any)."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'batch.db'}")
+    try:
+        await _commit_fails_whole(store)
+    finally:
+        await store.close()
+
+
+async def _commit_fails_whole(store) -> None:
+    def dangling(conn):
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        conn.execute(schema.anchors.insert().values(
+            domain_id=999_999, direction="incoming", cert_der=b"x", sha256="ff", subject="CN=x", not_after=NOW,
+            source="manual", added_at=NOW,
+        ))
+        return "dangling"
+
+    outcomes = await asyncio.gather(store.run(_add(["h1.test"])), store.run(dangling), store.run(_add(["h2.test"])),
+                                    return_exceptions=True)
+    assert all(isinstance(o, Exception) for o in outcomes), outcomes
+    assert await _count(store) == 0
+    assert await store.run(_add(["after.test"])) == 1  # the writer is usable again

@@ -112,19 +112,19 @@ class CertRef:
     def sha256(self) -> str:
         return hashlib.sha256(self.der).hexdigest()
 
-    @property
+    @cached_property
     def subject(self) -> str:
         return self.x509.subject.rfc4514_string()
 
-    @property
+    @cached_property
     def issuer(self) -> str:
         return self.x509.issuer.rfc4514_string()
 
-    @property
+    @cached_property
     def issuer_der(self) -> bytes:
         return self.x509.issuer.public_bytes()
 
-    @property
+    @cached_property
     def subject_der(self) -> bytes:
         return self.x509.subject.public_bytes()
 

@@ -46,7 +46,9 @@ from .journal import (
     Event,
     MessageState,
     Summary,
+    event_row,
     record_event,
+    record_events,
     record_message,
     record_recipient,
     update_state,
@@ -256,55 +258,57 @@ class ReceivingPipeline:
         decisions: list[TrustDecision], summary: Summary,
     ) -> SmtpReply:
         deliveries = [delivery_of(opened, sender, d, received.rcpt_to, at) for d in decisions]
+        described = [str(d) for d in decisions]  # for the audit rows and the log line: once
         # What the attachments become (typing, XDM inflating) is the same for every
         # recipient: computed once, off the event loop and outside the write transaction.
         plan = await _off_loop_if_large(len(received.data), plan_delivery, deliveries[0]) if deliveries else ()
 
         def work(conn: Connection) -> tuple[int, bool]:
             fresh = False
+            events: list[dict[str, object]] = []  # the audit rows, written together at the end
             message = record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
-            for rcpt, decision, delivery in zip(received.rcpt_to, decisions, deliveries, strict=True):
-                record = RecordStore.record_for_address_in(conn, rcpt)
-                if record is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
-                    fresh |= self._forward(conn, message, received, opened, rcpt, decision, at)
+            for rcpt, decision, delivery, trust in zip(received.rcpt_to, decisions, deliveries, described, strict=True):
+                done = self._records.deliver_to_address_in(conn, rcpt, delivery, plan=plan)
+                if done is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
+                    fresh |= self._forward(conn, message, received, opened, rcpt, decision, trust, at, events)
                     continue
-                if record is None:  # the address was removed between RCPT and the final dot
+                if done is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
-                done = self._records.deliver_in(conn, record, delivery, known=True, plan=plan)
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
-                record_recipient(conn, message, rcpt, at=at, state=state, record_id=record)
-                record_event(conn, at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
-                             message=message, recipient=rcpt, detail=str(decision),
-                             peer=received.session.peer, node=self._settings.node)
+                record_recipient(conn, message, rcpt, at=at, state=state, record_id=done.record_id)
+                events.append(event_row(at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
+                                        message=message, recipient=rcpt, detail=trust,
+                                        peer=received.session.peer, node=self._settings.node))
                 if not done.duplicate:
                     fresh = True
-                    self._acknowledge(conn, message, opened, rcpt, at)
+                    self._acknowledge(conn, message, opened, rcpt, at, events)
             if not fresh:
                 update_state(conn, message, MessageState.DUPLICATE, at)
+            record_events(conn, events)
             return message, fresh
 
         message, fresh = await self._store.run(work)
         if fresh and self._outbox is not None:
             self._outbox.wake()  # its MDNs (and a provider's copy) are committed: send them now
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
-                   sender=sender, recipients=list(received.rcpt_to), trust=[str(d) for d in decisions])
+                   sender=sender, recipients=list(received.rcpt_to), trust=described)
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
     def _forward(self, conn: Connection, message: int, received: Received, opened: Opened, rcpt: str,
-                 decision: TrustDecision, at: datetime) -> bool:
+                 decision: TrustDecision, trust: str, at: datetime, events: list[dict[str, object]]) -> bool:
         """A provider's address: queued for its mailbox in this same commit; ``dispatched``
         follows once the provider's server took it (gateway.monitor.mailboxes)."""
         assert self._mailboxes is not None
         fresh = self._mailboxes.deliver_in(conn, message, received.data, opened, rcpt, decision, at)
         record_recipient(conn, message, rcpt, at=at, state=MessageState.FORWARDED if fresh else MessageState.DUPLICATE)
-        record_event(conn, at=at, event=Event.FORWARDED if fresh else Event.DUPLICATE, message=message,
-                     recipient=rcpt, detail=str(decision), peer=received.session.peer, node=self._settings.node)
+        events.append(event_row(at=at, event=Event.FORWARDED if fresh else Event.DUPLICATE, message=message,
+                                recipient=rcpt, detail=trust, peer=received.session.peer, node=self._settings.node))
         if fresh:
-            self._acknowledge(conn, message, opened, rcpt, at, final_destination=False)
+            self._acknowledge(conn, message, opened, rcpt, at, events, final_destination=False)
         return fresh
 
-    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime, *,
-                     final_destination: bool = True) -> None:
+    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime,
+                     events: list[dict[str, object]], *, final_destination: bool = True) -> None:
         """``processed`` at once; ``dispatched`` too when timely and reliable delivery was asked
         for, because delivery into the record is part of this same commit (Direct's guide)."""
         request = mdn_request(opened.kind, opened.inner)
@@ -321,5 +325,6 @@ class ReceivingPipeline:
                     conn, "mdn", rcpt, notify, payload, at=at, lifetime=self._settings.mdn_lifetime,
                     relates_to=opened.inner.message_id, message_id=message,
                 )
-            record_event(conn, at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
-                               detail=f"{disposition.value} to {', '.join(request.notify)}", node=self._settings.node)
+            events.append(event_row(at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
+                                    detail=f"{disposition.value} to {', '.join(request.notify)}",
+                                    node=self._settings.node))

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, Table, event, make_url, text
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
@@ -52,7 +52,11 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    # No pre-ping: it is a round trip before every transaction (one of about fifteen in
+    # an accepted message's). A connection PostgreSQL dropped fails its next
+    # transaction instead, SQLAlchemy then discards the whole pool, and the failure is
+    # temporary everywhere here (451 at SMTP, a retry in the queue).
+    engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -60,12 +64,13 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def sqlite_writer_engine(url: str) -> Engine:
-    """A synchronous engine on the same SQLite file, for ``Store.run``: its
-    transactions run whole in one writer thread, so each costs one hop between
-    the event loop and a thread, not one per statement as through aiosqlite
-    (0.5-1.7 ms of CPU each, docs/receive.md). Same pragmas, same BEGIN IMMEDIATE."""
+    """A synchronous engine on the same SQLite file, for ``Store.run`` and ``Store.read``
+    (sqlite_writer.py): statements run on the event loop, not one thread hop per
+    statement as through aiosqlite (0.5-1.7 ms of CPU each, docs/receive.md); BEGIN
+    and COMMIT in a thread. So a connection is used from two threads, one at a
+    time, and is kept open (no pool). Same pragmas, same BEGIN IMMEDIATE."""
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
-    engine = sa_create_engine(sync_url, poolclass=SingletonThreadPool)
+    engine = sa_create_engine(sync_url, poolclass=NullPool, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,10 +31,10 @@ from .dialects import (
     lock_for_migration,
     prepare,
     sqlite_file,
-    sqlite_writer_engine,
 )
 from .errors import StoreError, StoreProblem
 from .permissions import protect_sqlite_file
+from .sqlite_writer import SqliteWriter
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -49,44 +48,37 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._writer: Engine | None = None
-        self._writer_thread: ThreadPoolExecutor | None = None
+        self._sqlite: SqliteWriter | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
 
     async def read(self, work: Callable[[Connection], T]) -> T:
-        """``work`` in a read transaction, the way ``run`` runs writes (one hop on
-        SQLite; the hot path's lookups at RCPT and DATA go this way)."""
+        """``work`` in a read transaction (the hot path's lookups at RCPT and DATA go
+        this way): on SQLite, on the event loop over its own connection (WAL
+        serves it the last committed snapshot, no waiting for the writer)."""
         return await self._in_transaction(work, write=False)
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """``work`` in one write transaction, as a synchronous function over
         SQLAlchemy Core, committed when it returns, rolled back if it raises.
 
-        The same function serves both databases: on SQLite it runs whole in
-        one writer thread on a synchronous connection (one thread hop per
-        transaction: the hot path's statements cost microseconds, not the
-        half millisecond each costs through aiosqlite); on PostgreSQL it runs
-        on the async connection through ``run_sync`` (asyncpg, no thread)."""
+        The same function serves both databases: on SQLite its statements run
+        on the event loop over the process's one writing connection, BEGIN and
+        COMMIT in a thread, and transactions asked for while one commits are
+        committed together (sqlite_writer.py: group commit); on PostgreSQL it
+        runs on the async connection through ``run_sync`` (asyncpg, no thread).
+        Either way it has returned only once its COMMIT has."""
         return await self._in_transaction(work, write=True)
 
     async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         if self.dialect != "sqlite":
             return await self._kept(asyncio.ensure_future(self._run_async(work, write)))
-        if self._writer is None:
-            self._writer = sqlite_writer_engine(str(self.engine.url))
-            self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="directgw-sqlite")
-        writer = self._writer
-
-        def transaction() -> T:
-            with writer.connect() as conn:
-                conn = conn.execution_options(**{WRITE: write})
-                with conn.begin():
-                    return work(conn)
-
+        if self._sqlite is None:
+            self._sqlite = SqliteWriter(str(self.engine.url))
+        if not write:
+            return self._sqlite.read(work)
         # Shielded (both paths): a cancelled caller (an SMTP client that hung up)
         # does not cut the transaction; it completes or rolls back on its own.
-        loop = asyncio.get_running_loop()
-        return await self._kept(loop.run_in_executor(self._writer_thread, transaction))
+        return await self._kept(asyncio.ensure_future(self._sqlite.write(work)))
 
     async def _kept(self, future: asyncio.Future[T]) -> T:
         """Await ``future`` shielded from our caller's cancellation, holding it until done."""
@@ -117,10 +109,8 @@ class Store:
     async def close(self) -> None:
         if self._inflight:  # transactions whose callers went away finish first
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        if self._writer_thread is not None:
-            self._writer_thread.shutdown(wait=True)
-        if self._writer is not None:
-            self._writer.dispose()
+        if self._sqlite is not None:
+            await self._sqlite.close()
         await self.engine.dispose()
 
     async def revision(self) -> str | None:
