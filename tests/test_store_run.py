@@ -70,7 +70,7 @@ async def test_a_failing_transaction_among_others_is_rolled_back_alone(store):
         raise RuntimeError("halfway")
 
     works = [_add([f"f{i}.test"]) for i in range(5)]
-    outcomes = await asyncio.gather(*(store.run(w) for w in works[:2] + [fails] + works[2:]),
+    outcomes = await asyncio.gather(*(store.run(w) for w in [*works[:2], fails, *works[2:]]),
                                     return_exceptions=True)
     assert [isinstance(o, RuntimeError) for o in outcomes] == [False, False, True, False, False, False]
     assert await _count(store) == 5

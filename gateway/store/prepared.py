@@ -105,6 +105,6 @@ def _cursor(conn: Connection) -> Any:
     return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
 
-def _translated(conn: Connection, sql: str, params: Any, error: Exception) -> exc.DBAPIError:
+def _translated(conn: Connection, sql: str, params: Any, error: Exception) -> exc.StatementError:
     return exc.DBAPIError.instance(sql, params, error, conn.dialect.loaded_dbapi.Error,
                                    dialect=conn.dialect)

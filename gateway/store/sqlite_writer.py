@@ -99,14 +99,19 @@ class SqliteWriter:
                 if not outcomes[0][0]:
                     raise outcomes[0][1]
             else:
-                for asked in batch:
-                    savepoint = conn.begin_nested()
-                    ok, value = _run(asked.work, conn)
-                    if ok:
-                        savepoint.commit()
-                    else:
-                        savepoint.rollback()
-                    outcomes.append((ok, value))
+                # SAVEPOINTs said on the driver's cursor: SQLAlchemy's begin_nested() cost a
+                # tenth of a message's CPU under load (py-spy), and no work here nests its own.
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    for asked in batch:
+                        cursor.execute("SAVEPOINT directgw_batch")
+                        ok, value = _run(asked.work, conn)
+                        if not ok:
+                            cursor.execute("ROLLBACK TO directgw_batch")
+                        cursor.execute("RELEASE directgw_batch")
+                        outcomes.append((ok, value))
+                finally:
+                    cursor.close()
             await loop.run_in_executor(self._thread, transaction.commit)
         except BaseException:
             await asyncio.shield(loop.run_in_executor(self._thread, self._abandon, transaction))
