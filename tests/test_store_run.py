@@ -4,6 +4,8 @@ databases: committed whole, rolled back whole, and readable by the async side.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -110,3 +112,32 @@ async def _commit_fails_whole(store) -> None:
     assert all(isinstance(o, Exception) for o in outcomes), outcomes
     assert await _count(store) == 0
     assert await store.run(_add(["after.test"])) == 1  # the writer is usable again
+
+
+async def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path):
+    """The CLI or a second worker may hold SQLite's write lock: the transaction waits for
+    it (in the writer's thread, the event loop keeps running) and then commits."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        await store.run(_add(["first.test"]))  # the writer's connection is open
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        started = time.monotonic()
+        assert await store.run(_add(["second.test"])) == 1
+        ticker.cancel()
+        assert time.monotonic() - started >= 0.15
+        assert ticks >= 5  # the loop was not blocked while waiting
+        assert await _count(store) == 2
+    finally:
+        other.close()
+        await store.close()

@@ -42,6 +42,10 @@ for SQLite's single write lock; write transactions here last milliseconds."""
 WRITE = "directgw_write"
 """Execution option ``Store.begin`` sets: this transaction will write."""
 
+BEGUN = "directgw_begun"
+"""Execution option of the SQLite writer's connection (sqlite_writer.py): it says
+``BEGIN IMMEDIATE`` itself, so SQLAlchemy's begin only keeps its books."""
+
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases or memory)."""
@@ -112,6 +116,8 @@ async def prepare(engine: AsyncEngine) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get(BEGUN):
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
 

@@ -26,14 +26,16 @@ last committed snapshot without waiting for the writer).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction, exc
 
-from .dialects import WRITE, sqlite_writer_engine
+from .dialects import BEGUN, SQLITE_BUSY_TIMEOUT_MS, WRITE, sqlite_writer_engine
 
 T = TypeVar("T")
 
@@ -91,7 +93,8 @@ class SqliteWriter:
         conn = self._writer
         if conn is None:
             conn = self._writer = await loop.run_in_executor(self._thread, self._connect)
-        transaction = await loop.run_in_executor(self._thread, conn.begin)
+        await self._lock(conn)
+        transaction = conn.begin()  # SQLAlchemy's bookkeeping: BEGIN IMMEDIATE was said by _lock
         outcomes: list[tuple[bool, Any]] = []
         try:
             if len(batch) == 1:
@@ -101,7 +104,7 @@ class SqliteWriter:
             else:
                 # SAVEPOINTs said on the driver's cursor: SQLAlchemy's begin_nested() cost a
                 # tenth of a message's CPU under load (py-spy), and no work here nests its own.
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                cursor = _driver(conn).cursor()
                 try:
                     for asked in batch:
                         cursor.execute("SAVEPOINT directgw_batch")
@@ -140,7 +143,24 @@ class SqliteWriter:
             self._writer = None
 
     def _connect(self) -> Connection:
-        return self._engine.connect().execution_options(**{WRITE: True})
+        conn = self._engine.connect().execution_options(**{WRITE: True, BEGUN: True})
+        # _lock waits for the write lock itself: SQLite's own wait sleeps 1, 2, 5, 10 ...
+        # up to 100 ms at a time, too coarse for two workers taking turns every millisecond.
+        _driver(conn).execute("PRAGMA busy_timeout=0")
+        return conn
+
+    async def _lock(self, conn: Connection) -> None:
+        """BEGIN IMMEDIATE: on the event loop when the write lock is free (the usual case,
+        no thread hop), else in the thread, trying again every half millisecond or so
+        until SQLITE_BUSY_TIMEOUT_MS."""
+        driver = _driver(conn)
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if not _busy(error):
+                raise exc.OperationalError("BEGIN IMMEDIATE", (), error) from error
+        await asyncio.get_running_loop().run_in_executor(self._thread, _wait_for_lock, driver)
 
     async def close(self) -> None:
         if self._flushing is not None:
@@ -151,6 +171,28 @@ class SqliteWriter:
                 await loop.run_in_executor(self._thread, conn.close)
         self._thread.shutdown(wait=True)
         self._engine.dispose()
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    return cast(sqlite3.Connection, conn.connection.dbapi_connection)
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _wait_for_lock(driver: sqlite3.Connection) -> None:
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.0002
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if not _busy(error) or time.monotonic() > deadline:
+                raise exc.OperationalError("BEGIN IMMEDIATE", (), error) from error
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
 
 
 def _run(work: Callable[[Connection], Any], conn: Connection) -> tuple[bool, Any]:
