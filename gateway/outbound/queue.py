@@ -18,16 +18,6 @@ whole claim. Every later transition names the lease it holds: a worker whose
 lease ran out (and was taken by another) changes nothing and is told so.
 
 Every transition writes an ``audit`` row in the same transaction.
-
-Transitions share commits (group commit): while one transaction of this
-queue's transitions is being written, the transitions that arrive meanwhile
-wait and then go together in the next, one commit (one fsync) for all of
-them. Each caller is answered only after the transaction holding its
-transition has committed, so "recorded" still means durably recorded; a
-failing transition (a bug in a hook, a lost lease is no failure) makes its
-batch roll back and each of that batch's transitions is then written alone,
-so the others are not held back by it. A transition that arrives when none
-is being written starts its transaction at once: no timer, no added wait.
 """
 
 from __future__ import annotations
@@ -265,9 +255,6 @@ class OutboundQueue:
         self._on_settled = on_settled
         self._woken = asyncio.Event()
         self._due: dict[str, Select[Any]] = {}
-        self._waiting: list[tuple[Callable[[Connection], bool], asyncio.Future[bool]]] = []
-        """Transitions waiting for the next commit (module docstring: group commit)."""
-        self._committer: asyncio.Task[None] | None = None
 
     async def enqueue(
         self,
@@ -440,61 +427,12 @@ class OutboundQueue:
             conn.execute(_INSERT_AUDIT, trail)
             return True
 
-        # through the store's writer (SQLite) or one run_sync (PostgreSQL), with the other
-        # transitions waiting for that commit: the hook is synchronous and its writes commit
-        # with the job's state
-        done = await self._commit(work)
+        # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
+        # is synchronous and its writes commit with the job's state
+        done = await self._store.run(work)
         if done and hook is not None:
             self.wake()  # the hook may have queued a notice (a DSN, the dispatched MDN)
         return done
-
-    async def _commit(self, work: Callable[[Connection], bool]) -> bool:
-        """``work``'s result once the transaction holding it has committed (group commit)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._waiting.append((work, future))
-        if self._committer is None:
-            self._committer = loop.create_task(self._commit_waiting())
-        # shielded as Store.run is: a cancelled caller does not take its transition out of the batch
-        return await asyncio.shield(future)
-
-    async def _commit_waiting(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    results = await self._store.run(functools.partial(_all, [work for work, _ in batch]))
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc=exc)
-                        continue
-                    # one of them failed and the batch rolled back: each alone, so only that one fails
-                    for work, future in batch:
-                        try:
-                            _settle(future, await self._store.run(work))
-                        except Exception as alone:
-                            _settle(future, exc=alone)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-        finally:
-            self._committer = None
-            for _, future in self._waiting:  # cancelled itself (the loop is closing): nobody waits forever
-                future.cancel()
-            self._waiting = []
-
-
-def _all(works: list[Callable[[Connection], bool]], conn: Connection) -> list[bool]:
-    return [work(conn) for work in works]
-
-
-def _settle(future: asyncio.Future[bool], result: bool = False, *, exc: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 
