@@ -37,9 +37,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from gateway.common.ttl_cache import TtlCache
 from gateway.core.limits import DEFAULT_LIMITS, Limits
 from gateway.monitor.tracking import track_in
+from gateway.outbound.queue import AUDIT_ROW
 from gateway.smtp.interface import Received, SessionInfo, SmtpReply
 from gateway.store import Store, StoreError
 from gateway.store.messaging import audit, audit_row, messages
+from gateway.store.prepared import Prepared as PreparedStatement
 
 from . import replies
 from .prepare import Prepared, Refused, prepare
@@ -95,6 +97,10 @@ ACCOUNTS_HELD = 1024
 
 _INSERT_MESSAGE = insert(messages).returning(messages.c.id)
 _INSERT_AUDIT = insert(audit)
+_ACCEPT_MESSAGE = PreparedStatement(_INSERT_MESSAGE, (
+    "direction", "kind", "received_at", "peer", "helo", "mail_from", "message_id", "sender", "subject", "size",
+    "sha256", "raw", "state", "reason", "detail", "updated_at"))
+"""The acceptance's insert on the driver's cursor (gateway.store.prepared), as its audit row and jobs are."""
 _STORAGE_ERRORS = (StoreError, OperationalError, DBAPIError, IntegrityError, OSError)
 
 
@@ -192,14 +198,14 @@ class SubmissionPipeline:
     def _queue(self, conn: Connection, received: Received, prepared: Prepared, account: str, at: datetime) -> int:
         """The acceptance, in the caller's one transaction: message, audit, and per recipient job + tracking."""
         session = received.session
-        message = int(conn.execute(_INSERT_MESSAGE, dict(
+        message = int(_ACCEPT_MESSAGE.scalar(conn, dict(
             direction="out", kind="message", received_at=at, peer=session.peer[:64],
             helo=(session.helo or "")[:255] or None, mail_from=received.mail_from[:320],
             message_id=prepared.message_id, sender=prepared.sender, subject=prepared.subject,
             size=len(prepared.payload), sha256=prepared.sha256, raw=None, state=STATE_SUBMITTED, reason=None,
             detail=f"submitted by account {account}", updated_at=at,
-        )).scalar_one())
-        conn.execute(_INSERT_AUDIT, audit_row(
+        )))
+        AUDIT_ROW.run(conn, audit_row(
             at, EVENT_SUBMITTED, message_id=message, peer=session.peer, node=self._settings.node,
             detail=f"account {account}, {len(received.rcpt_to)} recipient(s)"
             + (f", added {', '.join(prepared.added)}" if prepared.added else "")
