@@ -421,3 +421,35 @@ async def test_a_stopping_worker_claims_nothing_more_when_its_last_session_ends(
     done, left = await world.queue.get(first), await world.queue.get(second)
     assert done.state is JobState.SENT
     assert (left.state, left.lease_owner, left.attempts) == (JobState.QUEUED, None, 0)  # for any worker, at once
+
+
+class _CountingFinder:
+    """The real discovery, its calls counted (our own CertificateFinder Protocol)."""
+
+    def __init__(self, discovery) -> None:
+        self.discovery = discovery
+        self.asked = 0
+
+    async def discover(self, address, *, local_domain, at):
+        self.asked += 1
+        return await self.discovery.discover(address, local_domain=local_domain, at=at)
+
+
+async def test_a_recipient_s_certificates_are_reused_for_seconds_then_discovered_again(world):
+    from gateway.outbound.worker import DISCOVERED_TTL
+
+    worker = world.worker()
+    worker.discovery = counting = _CountingFinder(worker.discovery)
+    for n in (0, 1):  # one after the other (attempts in flight at once may each ask before the first answer)
+        await world.enqueue(n)
+        [attempt] = await worker.run_once()
+        assert attempt.state is JobState.SENT
+    assert counting.asked == 1
+    world.clock.advance(DISCOVERED_TTL)
+    await world.enqueue(2)
+    [attempt] = await worker.run_once()
+    assert attempt.state is JobState.SENT and counting.asked == 2
+    assert len(world.sink.received) == 3
+    for got in world.sink.received:  # sealed for bob each time, whichever certificates' copy was used
+        opened = open_inbound(got.data, [world.pki["bob"].pair], at=NOW)
+        assert isinstance(opened, Opened), opened

@@ -102,6 +102,11 @@ def test_every_path_of_the_grammar_is_read_back(local: str, domain: str, route: 
         assert read_local == (_unquote(local) if local.startswith('"') else local)
 
 
+def _same_quoted(address: str, reference: str) -> bool:
+    local, _, domain = address.rpartition("@")
+    return reference == f"{_unquote(local)}@{domain}"
+
+
 def _unquote(quoted: str) -> str:
     out, index = [], 1
     while index < len(quoted) - 1:
@@ -140,7 +145,9 @@ def test_the_reader_agrees_with_the_reference_or_refuses(argument: str) -> None:
     address, rest = ours
     reference, reference_rest = _reference(argument)
     assert reference is not None, argument
-    assert address == reference, argument
+    # The same mailbox; a local part that is no dot-string stays quoted here ('"."@x'), where the
+    # reference gives its content bare ('.@x', which is not a valid address).
+    assert address == reference or (address.startswith('"') and _same_quoted(address, reference)), argument
     # The reference takes a comment after the path as folding whitespace; here it is a (bad) parameter.
     assert rest.startswith("(") or rest.strip(" ") == (reference_rest or "").strip(" "), argument
 

@@ -39,15 +39,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Update, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.core.dsn import FailedRecipient, Failure, build_dsn, notice_owed, returned_message_id
 from gateway.core.mdn import Disposition, NotAReport, parse_dsn, parse_mdn
 from gateway.core.outcomes import MessageKind
-from gateway.outbound.queue import Job, JobKind, JobState, Reason, Settled, enqueue_in
+from gateway.outbound.queue import AUDIT_ROW, Job, JobKind, JobState, Reason, Settled, enqueue_in
 from gateway.store import Store
-from gateway.store.messaging import audit, audit_row, outbound
+from gateway.store.messaging import audit_row, outbound
+from gateway.store.prepared import Prepared
 
 from .schema import tracking
 from .settings import MonitorSettings
@@ -97,30 +98,33 @@ _REPORTED = (
     .limit(1)
 )
 _ORIGINAL = select(outbound.c.payload).where(outbound.c.id == bindparam("of_job"))
-_INSERT_AUDIT = insert(audit)
 
 
 @functools.lru_cache(maxsize=32)
-def _write(columns: tuple[str, ...], final: bool) -> Update:
+def _write(columns: tuple[str, ...], final: bool) -> Prepared:
     """The UPDATE writing ``columns`` of one row (parameters ``new_<column>``); with ``final``,
-    only while no final notice is recorded (``final_notice_at IS NULL``)."""
+    only while no final notice is recorded (``final_notice_at IS NULL``). On the driver's
+    cursor (gateway.store.prepared): one runs for every event."""
     where = tracking.c.id == bindparam("row_id")
     if final:
         where = and_(where, tracking.c.final_notice_at.is_(None))
-    return update(tracking).where(where).values({c: bindparam(f"new_{c}") for c in columns})
+    return Prepared(update(tracking).where(where).values({c: bindparam(f"new_{c}") for c in columns}))
 
 
 def _write_row(conn: Connection, row_id: int, values: dict[str, Any], *, final: bool) -> bool:
     """Write ``values`` to the row; False when ``final`` and the row already had its final notice."""
     params = {f"new_{c}": v for c, v in values.items()}
     params["row_id"] = row_id
-    return conn.execute(_write(tuple(sorted(values)), final), params).rowcount == 1
+    cursor = _write(tuple(sorted(values)), final).execute(conn, params)
+    try:
+        return bool(cursor.rowcount == 1)
+    finally:
+        cursor.close()
 
 
 def _write_trail(conn: Connection, trail: list[dict[str, Any]]) -> None:
     """The audit rows an event gathered, in one round trip."""
-    if trail:
-        conn.execute(_INSERT_AUDIT, trail)
+    AUDIT_ROW.run_many(conn, trail)
 
 
 def _domain(address: str) -> str:
@@ -250,7 +254,7 @@ class DeliveryMonitor:
         return applied
 
     def unreadable(self, conn: Connection, message: int, at: datetime, detail: str) -> None:
-        conn.execute(_INSERT_AUDIT, self._audit_row(at, "report-unreadable", message=message, detail=detail))
+        AUDIT_ROW.run(conn, self._audit_row(at, "report-unreadable", message=message, detail=detail))
 
     # ---------------------------------------------------------------- timeouts
 

@@ -22,6 +22,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert
 
+from gateway.store.prepared import Prepared
+
 from .schema import tracking
 
 
@@ -53,7 +55,10 @@ class Outcome(enum.Enum):
     """A failure notice went back: the MDNs owed never came."""
 
 
-_INSERT = insert(tracking)
+_INSERT = Prepared(insert(tracking), (
+    "message_id", "job_id", "sender", "recipient", "original_message_id", "reliable", "state", "created_at",
+    "updated_at"))
+"""On the driver's cursor (gateway.store.prepared): one per submitted recipient, in the acceptance."""
 
 
 def track_in(
@@ -69,14 +74,11 @@ def track_in(
 ) -> None:
     """Start tracking ``recipient`` of submitted ``message`` (carried by outbound ``job``),
     in the caller's open write transaction so the tracking commits with the acceptance."""
-    conn.execute(
-        _INSERT,
-        dict(
-            message_id=message, job_id=job, sender=sender.strip().lower(), recipient=recipient.strip().lower(),
-            original_message_id=original_message_id.strip(), reliable=reliable, state=TrackState.QUEUED.value,
-            created_at=at, updated_at=at,
-        ),
-    )
+    _INSERT.run(conn, dict(
+        message_id=message, job_id=job, sender=sender.strip().lower(), recipient=recipient.strip().lower(),
+        original_message_id=original_message_id.strip(), reliable=reliable, state=TrackState.QUEUED.value,
+        created_at=at, updated_at=at,
+    ))
 
 
 class Delivery(enum.Enum):

@@ -18,16 +18,6 @@ whole claim. Every later transition names the lease it holds: a worker whose
 lease ran out (and was taken by another) changes nothing and is told so.
 
 Every transition writes an ``audit`` row in the same transaction.
-
-Transitions share commits (group commit): while one transaction of this
-queue's transitions is being written, the transitions that arrive meanwhile
-wait and then go together in the next, one commit (one fsync) for all of
-them. Each caller is answered only after the transaction holding its
-transition has committed, so "recorded" still means durably recorded; a
-failing transition (a bug in a hook, a lost lease is no failure) makes its
-batch roll back and each of that batch's transitions is then written alone,
-so the others are not held back by it. A transition that arrives when none
-is being written starts its transaction at once: no timer, no added wait.
 """
 
 from __future__ import annotations
@@ -44,10 +34,10 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    Update,
     and_,
     bindparam,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -55,6 +45,7 @@ from sqlalchemy import (
 
 from gateway.store import Store
 from gateway.store.messaging import audit, audit_row, outbound
+from gateway.store.prepared import Prepared
 
 from .settings import Backoff
 
@@ -225,25 +216,25 @@ _LEASE = (
 )
 _HELD = and_(
     outbound.c.id == bindparam("held_id"),
-    outbound.c.state == JobState.QUEUED.value,
+    outbound.c.state == bindparam("held_state"),
     outbound.c.lease_owner == bindparam("held_owner"),
     outbound.c.lease_until == bindparam("held_until"),
 )
 """A transition's guard: the job is still queued and leased to the worker moving it."""
 
 
-_ONE_ATTEMPT_LESS = outbound.c.attempts - 1
+_ONE_ATTEMPT_LESS = outbound.c.attempts - literal_column("1")
 """``release``'s uncounted claim; one object, so its statement's shape is cached like the others."""
 
 
 @functools.lru_cache(maxsize=32)
-def _shaped_transition(columns: tuple[tuple[str, Any], ...]) -> Update:
+def _shaped_transition(columns: tuple[tuple[str, Any], ...]) -> Prepared:
     values = {name: expression if expression is not None else bindparam(f"new_{name}")
               for name, expression in columns}
-    return update(outbound).where(_HELD).values(values)
+    return Prepared(update(outbound).where(_HELD).values(values))
 
 
-def _transition_statement(values: dict[str, Any]) -> Update:
+def _transition_statement(values: dict[str, Any]) -> Prepared:
     """The UPDATE for a transition writing ``values``' columns (a handful of shapes, each built
     once); SQL expressions (``attempts - 1``) stay in the statement, the rest are parameters."""
     return _shaped_transition(tuple(sorted(
@@ -253,6 +244,12 @@ def _transition_statement(values: dict[str, Any]) -> Update:
 
 _INSERT_JOB = insert(outbound).returning(outbound.c.id)
 _INSERT_AUDIT = insert(audit)
+# on the driver's cursor (gateway.store.prepared): every submission, MDN and transition writes these
+_JOB_COLUMNS = ("message_id", "kind", "sender", "recipient", "payload", "state", "attempts", "next_attempt_at",
+                "expires_at", "relates_to", "created_at", "updated_at")
+_QUEUE_JOB = Prepared(_INSERT_JOB, _JOB_COLUMNS)
+AUDIT_ROW = Prepared(_INSERT_AUDIT, ("at", "message_id", "recipient", "event", "reason", "detail", "peer", "node"))
+"""One ``audit`` row (``run``) or several (``run_many``), as ``gateway.store.messaging.audit_row`` writes them."""
 
 
 class OutboundQueue:
@@ -265,9 +262,6 @@ class OutboundQueue:
         self._on_settled = on_settled
         self._woken = asyncio.Event()
         self._due: dict[str, Select[Any]] = {}
-        self._waiting: list[tuple[Callable[[Connection], bool], asyncio.Future[bool]]] = []
-        """Transitions waiting for the next commit (module docstring: group commit)."""
-        self._committer: asyncio.Task[None] | None = None
 
     async def enqueue(
         self,
@@ -345,7 +339,7 @@ class OutboundQueue:
                 detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
             trail.append(_audit_row(at, job.message_id, job.recipient,
                                     Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
-        conn.execute(_INSERT_AUDIT, trail)  # one round trip for the batch
+        AUDIT_ROW.run_many(conn, trail)  # one round trip for the batch
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 
@@ -423,7 +417,8 @@ class OutboundQueue:
             raise ValueError(f"outbound #{job.id} was not claimed: only a lease holder moves a job")
         statement = _transition_statement(values)
         params = {f"new_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
-        params |= {"held_id": job.id, "held_owner": job.lease_owner, "held_until": job.lease_until}
+        params |= {"held_id": job.id, "held_state": JobState.QUEUED.value, "held_owner": job.lease_owner,
+                   "held_until": job.lease_until}
         hook = self._on_settled if state is not JobState.QUEUED else None
         trail = _audit_row(
             at, job.message_id, job.recipient, event, reason,
@@ -433,68 +428,23 @@ class OutboundQueue:
         )
 
         def work(conn: Connection) -> bool:
-            if conn.execute(statement, params).rowcount != 1:
-                return False
+            cursor = statement.execute(conn, params)
+            try:
+                if cursor.rowcount != 1:
+                    return False
+            finally:
+                cursor.close()
             if hook is not None:
                 hook(conn, job, Settled(state, reason, code, detail, peer, at))
-            conn.execute(_INSERT_AUDIT, trail)
+            AUDIT_ROW.run(conn, trail)
             return True
 
-        # through the store's writer (SQLite) or one run_sync (PostgreSQL), with the other
-        # transitions waiting for that commit: the hook is synchronous and its writes commit
-        # with the job's state
-        done = await self._commit(work)
+        # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
+        # is synchronous and its writes commit with the job's state
+        done = await self._store.run(work)
         if done and hook is not None:
             self.wake()  # the hook may have queued a notice (a DSN, the dispatched MDN)
         return done
-
-    async def _commit(self, work: Callable[[Connection], bool]) -> bool:
-        """``work``'s result once the transaction holding it has committed (group commit)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._waiting.append((work, future))
-        if self._committer is None:
-            self._committer = loop.create_task(self._commit_waiting())
-        # shielded as Store.run is: a cancelled caller does not take its transition out of the batch
-        return await asyncio.shield(future)
-
-    async def _commit_waiting(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    results = await self._store.run(functools.partial(_all, [work for work, _ in batch]))
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc=exc)
-                        continue
-                    # one of them failed and the batch rolled back: each alone, so only that one fails
-                    for work, future in batch:
-                        try:
-                            _settle(future, await self._store.run(work))
-                        except Exception as alone:
-                            _settle(future, exc=alone)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-        finally:
-            self._committer = None
-            for _, future in self._waiting:  # cancelled itself (the loop is closing): nobody waits forever
-                future.cancel()
-            self._waiting = []
-
-
-def _all(works: list[Callable[[Connection], bool]], conn: Connection) -> list[bool]:
-    return [work(conn) for work in works]
-
-
-def _settle(future: asyncio.Future[bool], result: bool = False, *, exc: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 
@@ -517,17 +467,16 @@ def enqueue_in(
     write with its own (one round trip) instead of being written now."""
     kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
     # fixed statements with parameters: compiled once, on the receiving hot path
-    job_id = int(conn.execute(
-        _INSERT_JOB,
-        dict(message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
-             state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
-             relates_to=relates_to, created_at=at, updated_at=at),
-    ).scalar_one())
+    job_id = int(_QUEUE_JOB.scalar(conn, dict(
+        message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
+        state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
+        relates_to=relates_to, created_at=at, updated_at=at,
+    )))
     row = _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})")
     if trail is not None:
         trail.append(row)
     else:
-        conn.execute(_INSERT_AUDIT, row)
+        AUDIT_ROW.run(conn, row)
     return job_id
 
 

@@ -16,6 +16,9 @@ For each claimed job (one message, one recipient):
 Sealing happens at every attempt, not at enqueue time: certificates found
 then are the ones valid now (a recipient's rollover between attempts is
 followed), and the queue never holds ciphertext for a key that was revoked.
+A recipient's discovered certificates are reused for a few seconds
+(``DISCOVERED_TTL``), as the sender's signing pair is: a busy destination
+costs one certificate selection every few seconds, not one per message.
 A bug in one attempt is logged and retried, never made a final failure.
 
 ``run`` keeps up to ``batch`` attempts in flight, claiming as slots free and
@@ -60,6 +63,17 @@ SIGNING_PAIR_TTL = timedelta(seconds=5)
 
 SIGNING_PAIRS_HELD = 1024
 """Senders whose pairs are kept (LRU beyond): one per local address with its own certificate."""
+
+
+DISCOVERED_TTL = timedelta(seconds=5)
+"""How long a recipient's discovered certificates are reused. The DNS and LDAP answers behind
+them are kept for their own TTLs and the judge keeps its trust decisions, so this saves the
+selection and judging per message (4% of each gateway's GIL samples in bench/smtp_outbound.py),
+not a lookup; a rollover or a revocation shows within seconds, as for SIGNING_PAIR_TTL. "Nothing
+found" is not kept: a certificate published now is used at the next attempt."""
+
+DISCOVERIES_HELD = 4096
+"""Recipients whose certificates are kept (LRU beyond)."""
 
 
 LEASE_MARGIN_SECONDS = 30.0
@@ -127,6 +141,7 @@ class DeliveryWorker:
         self.providers = {d.lower(): r for d, r in (providers or {}).items()}
         """Local domains' provider routes (``[domains.*] provider_smtp``), for plain jobs."""
         self._pairs: TtlCache[KeyPair] = TtlCache(max_entries=SIGNING_PAIRS_HELD)
+        self._found: TtlCache[Discovered] = TtlCache(max_entries=DISCOVERIES_HELD)
 
     async def run_once(self) -> list[Attempt]:
         """Claim one batch and attempt every job in it concurrently."""
@@ -270,7 +285,7 @@ class DeliveryWorker:
         if pair is None:
             return _Outcome(True, Reason.NO_SIGNING_KEY,
                             f"no valid signing certificate for {job.sender} or {sender_domain}")
-        found = await self.discovery.discover(job.recipient, local_domain=sender_domain, at=at)
+        found = await self._discover(job.recipient, sender_domain, at)
         if isinstance(found, DoNotSend):
             if found.temporary:
                 return _Outcome(False, Reason.DISCOVERY_UNAVAILABLE, found.explain())
@@ -306,6 +321,17 @@ class DeliveryWorker:
         if pair is not None:  # "no key" is not kept: a key added now is used at the next attempt
             self._pairs.put(key, pair, at, SIGNING_PAIR_TTL)
         return pair
+
+    async def _discover(self, recipient: str, sender_domain: str, at: datetime) -> Discovered | DoNotSend:
+        """The discovery's answer, reused for ``DISCOVERED_TTL`` while every certificate in it is valid."""
+        key = (recipient.strip().lower(), sender_domain)
+        found = self._found.get(key, at)
+        if found is not None and all(c.valid_at(at) for c in found.certificates):
+            return found
+        answer = await self.discovery.discover(recipient, local_domain=sender_domain, at=at)
+        if isinstance(answer, Discovered):
+            self._found.put(key, answer, at, DISCOVERED_TTL)
+        return answer
 
     async def _deliver_plain(self, job: Job) -> _Outcome:
         """A provider's mailbox: as is, to the recipient domain's provider route (STARTTLS when
