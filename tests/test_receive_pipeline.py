@@ -36,7 +36,8 @@ class RecordingOutbox:
     queued: list[dict] = field(default_factory=list)
     wakes: int = 0
 
-    def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
+    def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None,
+                   trail=None):
         self.queued.append(
             {"kind": kind, "sender": sender, "recipient": recipient, "payload": payload, "relates_to": relates_to}
         )

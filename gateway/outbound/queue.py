@@ -299,11 +299,13 @@ class OutboundQueue:
         lifetime: timedelta,
         relates_to: str | None = None,
         message_id: int | None = None,
+        trail: list[dict[str, Any]] | None = None,
     ) -> int:
         """``enqueue`` inside the caller's open write transaction (``Store.run``), so an
-        MDN is queued atomically with the acceptance it reports."""
+        MDN is queued atomically with the acceptance it reports. With ``trail``, its audit
+        row is added there for the caller to write with its own."""
         return enqueue_in(conn, kind, sender, recipient, payload, at=at, lifetime=lifetime, relates_to=relates_to,
-                          message_id=message_id)
+                          message_id=message_id, trail=trail)
 
     @property
     def woken(self) -> asyncio.Event:

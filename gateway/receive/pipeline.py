@@ -89,6 +89,7 @@ class Outbox(Protocol):
     def enqueue_in(
         self, conn: Connection, kind: str, sender: str, recipient: str, payload: bytes, *,
         at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
+        trail: list[dict[str, Any]] | None = None,
     ) -> int: ...
 
     def wake(self) -> None:
@@ -323,7 +324,7 @@ class ReceivingPipeline:
             for notify in request.notify:
                 self._outbox.enqueue_in(
                     conn, "mdn", rcpt, notify, payload, at=at, lifetime=self._settings.mdn_lifetime,
-                    relates_to=opened.inner.message_id, message_id=message,
+                    relates_to=opened.inner.message_id, message_id=message, trail=events,
                 )
             events.append(event_row(at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
                                     detail=f"{disposition.value} to {', '.join(request.notify)}",
