@@ -32,6 +32,7 @@ Every failure is a ``DerError`` carrying the ``RejectReason`` it becomes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 from .limits import DER_BYTES_PER_STEP, DER_STEPS_FLOOR, MAX_BER_INDEFINITE
@@ -70,6 +71,11 @@ class Tlv(NamedTuple):
     @property
     def constructed(self) -> bool:
         return bool(self.tag & 0x20)
+
+
+def _tlv(fields: tuple[int, int, int, int, int]) -> Tlv:
+    """A Tlv without the Python-level ``__new__`` a NamedTuple call goes through (one per header read)."""
+    return tuple.__new__(Tlv, fields)
 
 
 class Walk:
@@ -117,7 +123,7 @@ class Walk:
                 self._ends[pos] = end
             elif end > limit:
                 raise DerError("indefinite-length element runs past its parent")
-            return Tlv(tag, pos, at, end - 2, end)
+            return _tlv((tag, pos, at, end - 2, end))
         else:
             count = first & 0x7F
             if count > 4 or at + count > limit:
@@ -126,7 +132,7 @@ class Walk:
             at += count
         if at + length > limit:
             raise DerError(f"element claims {length} bytes, only {limit - at} remain")
-        return Tlv(tag, pos, at, at + length, at + length)
+        return _tlv((tag, pos, at, at + length, at + length))
 
     def _find_end(self, child: int, limit: int, depth: int) -> int:
         """Where the indefinite element whose contents start at ``child`` ends (X.690 8.1.5)."""
@@ -183,13 +189,16 @@ class Walk:
 
     def fields(self, parent: Tlv, least: int, most: int, what: str) -> tuple[Tlv, ...]:
         """The children of a SEQUENCE of fixed shape: between ``least`` and ``most`` of them, else MALFORMED."""
-        if not parent.constructed:
+        if not parent.tag & 0x20:
             raise DerError(f"{what} is not a constructed element")
         found: list[Tlv] = []
-        for child in self.children(parent):
+        pos, end = parent.content_start, parent.content_end
+        while pos < end:  # children(), without a generator: this is the walk's most frequent loop
+            child = self.read(pos, end)
             if len(found) == most:
                 raise DerError(f"{what} has more than {most} fields")
             found.append(child)
+            pos = child.end
         if len(found) < least:
             raise DerError(f"{what} has {len(found)} fields, at least {least} expected")
         return tuple(found)
@@ -255,6 +264,18 @@ class Walk:
     def oid(self, element: Tlv) -> str:
         return oid(self.buf, element)
 
+    @property
+    def indefinite(self) -> int:
+        """How many indefinite-length ends the walk has found (and remembers)."""
+        return len(self._ends)
+
+    def charge(self, steps: int) -> None:
+        """Count ``steps`` header reads against the budget without doing them: for a result
+        kept from walking the same bytes before, which cost that many (``cms._carried``)."""
+        self.steps += steps
+        if self.steps > self._budget:
+            raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+
     def integer(self, element: Tlv) -> int:
         """An INTEGER (X.690 8.3: at least one content octet)."""
         if element.tag != 0x02 or element.content_end == element.content_start:
@@ -278,6 +299,13 @@ def oid(buf: Buffer, element: Tlv) -> str:
     data = bytes(buf[element.content_start : element.content_end])
     if not data or len(data) > 64:
         raise DerError("bad OBJECT IDENTIFIER length")
+    return _dotted(data)
+
+
+@lru_cache(maxsize=512)
+def _dotted(data: bytes) -> str:
+    """The dotted form of an OID's contents: the same few OIDs come in every message (a
+    failure raises and is not kept)."""
     if data[-1] & 0x80:
         raise DerError("truncated OBJECT IDENTIFIER")
     arcs: list[int] = []
