@@ -687,9 +687,13 @@ def _signing_time(encoding: bytes | None) -> datetime | None:
     if len(encoding) == 15 and encoding[:2] == b"\x17\x0d" and encoding[14] == 0x5A and encoding[2:14].isdigit():
         # UTCTime YYMMDDHHMMSSZ, the form RFC 5280 4.1.2.5.1 prescribes and senders write, read as
         # asn1crypto reads it (years 50-99 are 19xx); a date that does not exist is left to it.
-        d = [int(encoding[i : i + 2]) for i in range(2, 14, 2)]
+        year = int(encoding[2:4])
         try:
-            return datetime(d[0] + (1900 if d[0] >= 50 else 2000), d[1], d[2], d[3], d[4], d[5], tzinfo=UTC)
+            return datetime(
+                year + (1900 if year >= 50 else 2000),
+                int(encoding[4:6]), int(encoding[6:8]), int(encoding[8:10]), int(encoding[10:12]), int(encoding[12:14]),
+                tzinfo=UTC,
+            )
         except ValueError:
             pass
     value = (core.UTCTime if encoding[:1] == b"\x17" else core.GeneralizedTime).load(encoding, strict=True).native

@@ -73,9 +73,8 @@ class Tlv(NamedTuple):
         return bool(self.tag & 0x20)
 
 
-def _tlv(fields: tuple[int, int, int, int, int]) -> Tlv:
-    """A Tlv without the Python-level ``__new__`` a NamedTuple call goes through (one per header read)."""
-    return tuple.__new__(Tlv, fields)
+_new_tuple = tuple.__new__
+"""Builds a Tlv without the Python-level ``__new__`` a NamedTuple call goes through (one per header read)."""
 
 
 class Walk:
@@ -95,8 +94,8 @@ class Walk:
 
     def read(self, pos: int, limit: int, depth: int = 0) -> Tlv:
         """The element starting at ``pos``, which must end by ``limit``."""
-        self.steps += 1
-        if self.steps > self._budget:
+        steps = self.steps = self.steps + 1
+        if steps > self._budget:
             raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
         if depth > MAX_NESTING:
             raise DerError(f"BER nesting deeper than {MAX_NESTING} levels", RejectReason.TOO_DEEP)
@@ -108,9 +107,12 @@ class Walk:
             raise DerError("high tag numbers do not occur in CMS")
         first = buf[pos + 1]
         at = pos + 2
-        if first < 0x80:
-            length = first
-        elif first == 0x80:
+        if first < 0x80:  # the short form, most elements: return at once
+            stop = at + first
+            if stop > limit:
+                raise DerError(f"element claims {first} bytes, only {limit - at} remain")
+            return _new_tuple(Tlv, (tag, pos, at, stop, stop))
+        if first == 0x80:
             if not tag & 0x20:
                 raise DerError("indefinite length on a primitive element")
             end = self._ends.get(pos)
@@ -123,16 +125,15 @@ class Walk:
                 self._ends[pos] = end
             elif end > limit:
                 raise DerError("indefinite-length element runs past its parent")
-            return _tlv((tag, pos, at, end - 2, end))
-        else:
-            count = first & 0x7F
-            if count > 4 or at + count > limit:
-                raise DerError("length field too long")
-            length = int.from_bytes(buf[at : at + count], "big")
-            at += count
+            return _new_tuple(Tlv, (tag, pos, at, end - 2, end))
+        count = first & 0x7F
+        if count > 4 or at + count > limit:
+            raise DerError("length field too long")
+        length = int.from_bytes(buf[at : at + count], "big")
+        at += count
         if at + length > limit:
             raise DerError(f"element claims {length} bytes, only {limit - at} remain")
-        return _tlv((tag, pos, at, at + length, at + length))
+        return _new_tuple(Tlv, (tag, pos, at, at + length, at + length))
 
     def _find_end(self, child: int, limit: int, depth: int) -> int:
         """Where the indefinite element whose contents start at ``child`` ends (X.690 8.1.5)."""
@@ -182,10 +183,14 @@ class Walk:
 
     def take(self, parent: Tlv, at_most: int, what: str) -> Iterator[Tlv]:
         """The children, refusing (TOO_LARGE) the first one beyond ``at_most`` before yielding it."""
-        for n, child in enumerate(self.children(parent), 1):
+        pos, end, n = parent.content_start, parent.content_end, 0
+        while pos < end:  # children(), inline: one generator instead of two
+            child = self.read(pos, end)
+            n += 1
             if n > at_most:
                 raise DerError(f"more than {at_most} {what}", RejectReason.TOO_LARGE)
             yield child
+            pos = child.end
 
     def fields(self, parent: Tlv, least: int, most: int, what: str) -> tuple[Tlv, ...]:
         """The children of a SEQUENCE of fixed shape: between ``least`` and ``most`` of them, else MALFORMED."""

@@ -74,7 +74,7 @@ def canonical(raw: Buffer) -> Buffer:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entity:
     """One MIME entity: its parsed header fields, and where its body lies in ``buf``.
 
@@ -89,6 +89,11 @@ class Entity:
     end: int
     header_start: int = 0
     """Where the entity itself (its first header line) starts."""
+
+    def __init__(self, fields: tuple[tuple[str, str], ...], buf: Buffer, start: int, end: int, header_start: int = 0):
+        # One dict update instead of a frozen dataclass's five object.__setattr__ calls: an
+        # entity is made for every header section a message holds.
+        self.__dict__.update(fields=fields, buf=buf, start=start, end=end, header_start=header_start)
 
     @property
     def body(self) -> bytes:
