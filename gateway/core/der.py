@@ -197,9 +197,19 @@ class Walk:
         if not parent.tag & 0x20:
             raise DerError(f"{what} is not a constructed element")
         found: list[Tlv] = []
-        pos, end = parent.content_start, parent.content_end
+        buf, pos, end = self.buf, parent.content_start, parent.content_end
         while pos < end:  # children(), without a generator: this is the walk's most frequent loop
-            child = self.read(pos, end)
+            if pos + 2 <= end and buf[pos + 1] < 0x80 and buf[pos] & 0x1F != 0x1F:
+                # A short-form child, read as read() reads it (step, budget, length), without the call.
+                self.steps += 1
+                if self.steps > self._budget:
+                    raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+                stop = pos + 2 + buf[pos + 1]
+                if stop > end:
+                    raise DerError(f"element claims {buf[pos + 1]} bytes, only {end - pos - 2} remain")
+                child = _new_tuple(Tlv, (buf[pos], pos, pos + 2, stop, stop))
+            else:
+                child = self.read(pos, end)
             if len(found) == most:
                 raise DerError(f"{what} has more than {most} fields")
             found.append(child)
