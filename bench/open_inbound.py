@@ -1,7 +1,7 @@
 """CPU per message of ``open_inbound`` on the typical Direct message, beside the crypto floor.
 
     .venv/bin/python bench/open_inbound.py [--messages 300] [--rounds 7] [--profile]
-    .venv/bin/python bench/open_inbound.py --against DIR   # this tree and DIR's, back to back
+    .venv/bin/python bench/open_inbound.py --against DIR [--pairs 3]   # this tree and DIR's, back to back
 
 The message is bench/smtp_inbound.py's (``sealed``): a multipart/mixed with a
 text part and a 4 KB base64 C-CDA, signed by a.test's org certificate with its
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--against", metavar="DIR", help="another source tree to compare with, back to back")
+    parser.add_argument("--pairs", type=int, default=3, help="with --against: worker pairs, alternating")
     parser.add_argument("--worker", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -120,7 +121,9 @@ def main() -> None:
         trees = {"this": str(ROOT), "against": str(Path(args.against).resolve())}
         found: dict[str, dict[str, Any]] = {}
         try:
-            for _ in range(3):  # three workers each, alternating, each running every round
+            pair_ratios = []
+            for _ in range(args.pairs):  # a worker for each tree in turn, each running every round
+                pair = {}
                 for label, tree in trees.items():
                     env = dict(os.environ, PYTHONPATH=tree)
                     out = subprocess.run([sys.executable, __file__, "--worker", f.name, "--rounds", str(args.rounds)],
@@ -130,6 +133,8 @@ def main() -> None:
                     entry = found.setdefault(label, {"ms": [], "results": got["results"]})
                     entry["ms"] += got["ms"]
                     assert entry["results"] == got["results"]
+                    pair[label] = statistics.median(got["ms"])
+                pair_ratios.append(pair["this"] / pair["against"])
         finally:
             os.unlink(f.name)
         print(f"crypto floor {floor_ms:.3f} ms")
@@ -140,6 +145,8 @@ def main() -> None:
         this, other = (statistics.median(found[k]["ms"]) for k in ("this", "against"))
         print(f"this / against: total {this / other:.2f}x, pure Python {(this - floor_ms) / (other - floor_ms):.2f}x; "
               f"results {'identical' if found['this']['results'] == found['against']['results'] else 'DIFFER'}")
+        print(f"total, worker pair by pair: {', '.join(f'{r:.2f}x' for r in pair_ratios)} "
+              f"(median {statistics.median(pair_ratios):.2f}x)")
         return
 
     keys = [B.org.pair]
