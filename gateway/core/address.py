@@ -57,6 +57,19 @@ _PHRASE_PIECES = re.compile(rf"({_QUOTED})|({_C2})|[^\"(]++")
 # Skipping an unreadable list element: up to the next ',' or ';' outside quotes and comments.
 _SKIP = re.compile(rf'(?:[^,;"(]++|{_QUOTED}|{_C2})*+')
 
+# The common forms, read in one match each: ``local@domain`` and ``Display Name <local@domain>``,
+# ASCII dot-atoms, a display name of atoms, dots and spaces only (no quotes, comments or
+# encoded words), elements separated by commas (and semicolons in To/Cc). A list of only
+# these is read as the full reader below reads it (``_simple``); anything else goes there.
+_ASCII_ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
+_SIMPLE_ADDRESS = rf"[{_ASCII_ATEXT}]++(?:\.[{_ASCII_ATEXT}]++)*+@[{_ASCII_ATEXT}]++(?:\.[{_ASCII_ATEXT}]++)*+"
+_SIMPLE_MAILBOX = re.compile(
+    rf"[ \t]*+(?:({_SIMPLE_ADDRESS})|([{_ASCII_ATEXT}.]++(?:[ \t]++[{_ASCII_ATEXT}.]++)*+)?[ \t]*+"
+    rf"<[ \t]*+({_SIMPLE_ADDRESS})[ \t]*+>)[ \t]*+"
+)
+_SIMPLE_SEPARATORS = re.compile(r"[ \t,]*+")
+_SIMPLE_LIST_SEPARATORS = re.compile(r"[ \t,;]*+")
+
 MAX_ADDRESS = 254
 """RFC 5321 section 4.5.3.1.3: a path is at most 256 octets, its angle brackets included."""
 MAX_LISTED = 1000
@@ -254,12 +267,44 @@ def _local(raw: str) -> str:
     return "".join(out)
 
 
+def _simple(value: str, between: str, at_most: int) -> list[Mailbox] | None:
+    """The first ``at_most`` mailboxes of a list of only the common forms (``_SIMPLE_MAILBOX``)
+    separated by the characters ``between`` (and white space); None, for the full reader, at
+    anything else.
+
+    This is what the full reader makes of such a list: an addr-spec is one run of words and
+    dots on each side of its "@" (which ``_local`` and the domain keep whole), and a
+    display name is one run, whose text stripped is the phrase."""
+    separators = _SIMPLE_SEPARATORS if between == "," else _SIMPLE_LIST_SEPARATORS
+    found: list[Mailbox] = []
+    n = len(value)
+    at = separators.match(value).end()  # type: ignore[union-attr]  # matches the empty string
+    while at < n and len(found) < at_most:
+        m = _SIMPLE_MAILBOX.match(value, at)
+        if m is None:
+            return None
+        spec, phrase, bracketed = m.groups()
+        address = spec or bracketed
+        if len(address) > MAX_ADDRESS:
+            return None
+        found.append(Mailbox(address.lower(), phrase if bracketed else None))
+        at = m.end()
+        if at < n:
+            if value[at] not in between:
+                return None
+            at = separators.match(value, at).end()  # type: ignore[union-attr]
+    return found if found else None
+
+
 def parse_mailbox_list(value: str, at_most: int | None = None) -> tuple[Mailbox, ...] | Unreadable:
     """A ``mailbox-list`` (the From field, RFC 5322 section 3.6.2), or why it is not one.
 
     Empty list elements are skipped (obs-mbox-list, section 4.4); groups are
     not mailboxes and are refused. With ``at_most``, reading stops after
     ``at_most + 1`` mailboxes: enough to say there are too many."""
+    simple = _simple(value, ",", MAX_LISTED if at_most is None else at_most + 1)
+    if simple is not None and (at_most is not None or len(simple) < MAX_LISTED):
+        return tuple(simple)
     reader = _Reader(value)
     found: list[Mailbox] = []
     try:
@@ -285,6 +330,9 @@ def parse_address_list(value: str, at_most: int = MAX_LISTED) -> tuple[Mailbox, 
     Tolerant where the From is strict: an unreadable element is skipped up to
     the next ',' or ';', and reading stops at an unclosed quoted string or
     comment, or after ``at_most`` elements."""
+    simple = _simple(value, ",;", at_most)
+    if simple is not None:
+        return tuple(simple)
     reader = _Reader(value)
     found: list[Mailbox] = []
     for _ in range(at_most):

@@ -48,15 +48,7 @@ class ContentCipher(enum.Enum):
 
     @property
     def key_bytes(self) -> int:
-        return {
-            ContentCipher.AES128_CBC: 16,
-            ContentCipher.AES192_CBC: 24,
-            ContentCipher.AES256_CBC: 32,
-            ContentCipher.AES128_GCM: 16,
-            ContentCipher.AES192_GCM: 24,
-            ContentCipher.AES256_GCM: 32,
-            ContentCipher.DES_EDE3_CBC: 24,
-        }[self]
+        return _KEY_BYTES[self]
 
     @property
     def authenticated(self) -> bool:
@@ -66,6 +58,17 @@ class ContentCipher(enum.Enum):
     @property
     def weak(self) -> bool:
         return self is ContentCipher.DES_EDE3_CBC
+
+
+_KEY_BYTES = {
+    ContentCipher.AES128_CBC: 16,
+    ContentCipher.AES192_CBC: 24,
+    ContentCipher.AES256_CBC: 32,
+    ContentCipher.AES128_GCM: 16,
+    ContentCipher.AES192_GCM: 24,
+    ContentCipher.AES256_GCM: 32,
+    ContentCipher.DES_EDE3_CBC: 24,
+}
 
 
 class KeyTransport(enum.Enum):

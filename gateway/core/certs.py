@@ -17,6 +17,7 @@ from functools import cached_property, lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 from cryptography.hazmat.primitives.serialization.pkcs12 import load_key_and_certificates
 from cryptography.x509 import KeyUsage, ObjectIdentifier
@@ -128,17 +129,25 @@ class CertRef:
     def subject_der(self) -> bytes:
         return self.x509.subject.public_bytes()
 
-    @property
+    # The fields below are read for every message a certificate signs or opens (recipient
+    # match, signer findings); cryptography builds a new Python object at each access.
+
+    @cached_property
     def serial(self) -> int:
         return self.x509.serial_number
 
-    @property
+    @cached_property
     def not_before(self) -> datetime:
         return self.x509.not_valid_before_utc
 
-    @property
+    @cached_property
     def not_after(self) -> datetime:
         return self.x509.not_valid_after_utc
+
+    @cached_property
+    def public_key(self) -> CertificatePublicKeyTypes:
+        """The subject's public key, parsed once (raises as ``x509.public_key()`` does, uncached)."""
+        return self.x509.public_key()
 
     def valid_at(self, at: datetime) -> bool:
         return self.not_before <= at <= self.not_after
@@ -151,16 +160,16 @@ class CertRef:
             return None
         return ext.value.digest
 
-    @property
+    @cached_property
     def key_bits(self) -> int:
-        key = self.x509.public_key()
+        key = self.public_key
         if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             return key.key_size
         return 0
 
-    @property
+    @cached_property
     def key_algorithm(self) -> str:
-        key = self.x509.public_key()
+        key = self.public_key
         if isinstance(key, rsa.RSAPublicKey):
             return "rsa"
         if isinstance(key, ec.EllipticCurvePublicKey):

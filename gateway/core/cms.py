@@ -76,13 +76,29 @@ _DIGESTS: dict[str, Digest] = {
 }
 
 
+_HASHES = {Digest.SHA1: hashlib.sha1, Digest.SHA256: hashlib.sha256, Digest.SHA384: hashlib.sha384, Digest.SHA512: hashlib.sha512}
+"""hashlib's constructors (``hashlib.new`` finds one by name at each call)."""
+
+
+_HASH_ALGORITHMS: dict[Digest, hashes.HashAlgorithm] = {
+    Digest.SHA1: hashes.SHA1(),
+    Digest.SHA256: hashes.SHA256(),
+    Digest.SHA384: hashes.SHA384(),
+    Digest.SHA512: hashes.SHA512(),
+}
+
+
 def _hash(d: Digest) -> hashes.HashAlgorithm:
-    return {
-        Digest.SHA1: hashes.SHA1(),
-        Digest.SHA256: hashes.SHA256(),
-        Digest.SHA384: hashes.SHA384(),
-        Digest.SHA512: hashes.SHA512(),
-    }[d]
+    return _HASH_ALGORITHMS[d]
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    """One DER element (X.690 8.1: definite length, short form under 128 octets)."""
+    n = len(body)
+    if n < 0x80:
+        return bytes((tag, n)) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + body
 
 
 T = TypeVar("T")
@@ -241,7 +257,20 @@ def _recipients(walk: der.Walk, infos: der.Tlv, limits: Limits) -> tuple[list[_K
 _RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 
 
+def _algorithm_encodings(oid: str) -> tuple[bytes, bytes]:
+    """An AlgorithmIdentifier for ``oid`` as DER writes it, with NULL parameters and without."""
+    encoded = core.ObjectIdentifier(oid).dump()
+    return _tlv(0x30, encoded + b"\x05\x00"), _tlv(0x30, encoded)
+
+
+_RSA_TRANSPORT = (KeyTransport.RSA_PKCS1V15, asym.PKCS1v15())
+_RSA_TRANSPORT_ENCODINGS = frozenset(_algorithm_encodings(_RSA_ENCRYPTION))
+"""rsaEncryption as senders write it, known without a walk (what the walk below finds in them)."""
+
+
 def _transport_for(encoding: bytes) -> tuple[KeyTransport, asym.AsymmetricPadding]:
+    if encoding in _RSA_TRANSPORT_ENCODINGS:
+        return _RSA_TRANSPORT
     walk, top = der.read_one(encoding)
     if der.oid(encoding, walk.fields(top, 1, 2, "an AlgorithmIdentifier")[0]) == _RSA_ENCRYPTION:
         return KeyTransport.RSA_PKCS1V15, asym.PKCS1v15()
@@ -315,7 +344,28 @@ _GCM_TAG_LENGTHS = range(12, 17)  # RFC 5084 section 3.2: AES-GCM-ICVlen ::= INT
 _GCM_NONCE_LENGTHS = range(8, 129)  # 12 recommended (RFC 5084 3.2); what cryptography's GCM accepts
 
 
+def _cbc_prefixes() -> dict[bytes, ContentCipher]:
+    """The DER of each CBC AlgorithmIdentifier up to its IV, by cipher."""
+    out = {}
+    for name, cipher in _CIPHERS.items():
+        if not cipher.authenticated:
+            iv = bytes(8 if cipher is ContentCipher.DES_EDE3_CBC else 16)
+            encoding = algos.EncryptionAlgorithm({"algorithm": name, "parameters": iv}).dump()
+            out[encoding[: -len(iv)]] = cipher
+    return out
+
+
+_CBC_PREFIXES = _cbc_prefixes()
+"""A CBC algorithm with its IV as every sender writes it (DER, an OCTET STRING of one
+block) is read from these without asn1crypto; any other encoding is read by asn1crypto."""
+
+
 def _content_algorithm(encoding: bytes, authenticated: bool, mac: bytes | None) -> _ContentAlgorithm:
+    if not authenticated and len(encoding) in (22, 31):  # 3DES with its 8-byte IV, AES with 16
+        iv_length = 8 if len(encoding) == 22 else 16
+        cbc = _CBC_PREFIXES.get(encoding[:-iv_length])
+        if cbc is not None:
+            return _ContentAlgorithm(cbc, encoding[-iv_length:], 0)
     alg = algos.EncryptionAlgorithm.load(encoding)
     name = alg["algorithm"].native
     cipher = _CIPHERS.get(name)
@@ -455,7 +505,35 @@ class _CarriedCert:
     serial: int
 
 
+CARRIED_KEPT = 256
+"""Carried certificates whose fields are kept between messages: a peer signs every message
+with the same certificate and chain (as ``certs.CARRIED_CERTIFICATES``)."""
+CARRIED_KEPT_BYTES = 16 * 1024
+"""Only certificates up to this size are kept (real ones are 1-2 KB), so the kept ones hold
+at most CARRIED_KEPT times this."""
+_carried_kept: dict[bytes, tuple[_CarriedCert, int]] = {}
+
+
 def _carried(walk: der.Walk, element: der.Tlv) -> _CarriedCert:
+    """The certificate at ``element``; one seen before in another message is not walked
+    again, but its steps still count against this walk's budget (so a message is refused,
+    or not, exactly as if it had been walked)."""
+    encoding = walk.encoded(element)
+    kept = _carried_kept.get(encoding)
+    if kept is not None:
+        walk.charge(kept[1])
+        return kept[0]
+    steps, indefinite = walk.steps, walk.indefinite
+    cert = _walk_carried(walk, element, encoding)
+    if walk.indefinite == indefinite and len(encoding) <= CARRIED_KEPT_BYTES:
+        # DER throughout: the walk remembered no end, so the same bytes walk the same anywhere.
+        if len(_carried_kept) >= CARRIED_KEPT:
+            _carried_kept.clear()  # a flood of distinct certificates costs their walks, as before
+        _carried_kept[encoding] = (cert, walk.steps - steps)
+    return cert
+
+
+def _walk_carried(walk: der.Walk, element: der.Tlv, encoding: bytes) -> _CarriedCert:
     tbs = walk.fields(element, 3, 3, "a Certificate")[0]  # tbsCertificate, signatureAlgorithm, signature
     if tbs.tag != 0x30:
         raise der.DerError("a certificate without its tbsCertificate")
@@ -463,7 +541,7 @@ def _carried(walk: der.Walk, element: der.Tlv) -> _CarriedCert:
     i = 1 if fields and fields[0].tag == 0xA0 else 0  # [0] EXPLICIT version
     if len(fields) < i + 3 or fields[i].tag != 0x02 or fields[i + 2].tag != 0x30:
         raise der.DerError("a certificate without serialNumber and issuer")
-    return _CarriedCert(walk.encoded(element), walk.encoded(fields[i + 2]), walk.integer(fields[i]))
+    return _CarriedCert(encoding, walk.encoded(fields[i + 2]), walk.integer(fields[i]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +684,18 @@ def _attribute_oid(encoding: bytes | None) -> str | None:
 def _signing_time(encoding: bytes | None) -> datetime | None:
     if encoding is None:
         return None
+    if len(encoding) == 15 and encoding[:2] == b"\x17\x0d" and encoding[14] == 0x5A and encoding[2:14].isdigit():
+        # UTCTime YYMMDDHHMMSSZ, the form RFC 5280 4.1.2.5.1 prescribes and senders write, read as
+        # asn1crypto reads it (years 50-99 are 19xx); a date that does not exist is left to it.
+        year = int(encoding[2:4])
+        try:
+            return datetime(
+                year + (1900 if year >= 50 else 2000),
+                int(encoding[4:6]), int(encoding[6:8]), int(encoding[8:10]), int(encoding[10:12]), int(encoding[12:14]),
+                tzinfo=UTC,
+            )
+        except ValueError:
+            pass
     value = (core.UTCTime if encoding[:1] == b"\x17" else core.GeneralizedTime).load(encoding, strict=True).native
     if not isinstance(value, datetime):
         return None
@@ -625,11 +715,24 @@ _SIGNATURE_FAMILIES = {
 }
 
 
+_FAMILY_ENCODINGS = {
+    encoding: family for oid, family in _SIGNATURE_FAMILIES.items() for encoding in _algorithm_encodings(oid)
+}
+"""The same algorithms as senders write them (with NULL parameters or none), known without a walk."""
+
+
+def _signature_family(encoding: bytes) -> str | None:
+    family = _FAMILY_ENCODINGS.get(encoding)
+    if family is not None:
+        return family
+    walk, top = der.read_one(encoding)
+    return _SIGNATURE_FAMILIES.get(walk.oid(walk.fields(top, 1, 2, "an AlgorithmIdentifier")[0]))
+
+
 def _signature_params(
     encoding: bytes, digest: Digest, public_key: Any
 ) -> tuple[SignatureScheme, Callable[[bytes, Buffer], None]]:
-    walk, top = der.read_one(encoding)
-    family = _SIGNATURE_FAMILIES.get(walk.oid(walk.fields(top, 1, 2, "an AlgorithmIdentifier")[0]))
+    family = _signature_family(encoding)
     h = _hash(digest)
     # The common algorithms by OID alone; parameters (RSASSA-PSS) need asn1crypto.
     if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
@@ -708,7 +811,7 @@ def verify(
         if c.encoding != signer_der
     )
     try:
-        public_key = signer.x509.public_key()
+        public_key = signer.public_key
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise CmsError(RejectReason.UNSUPPORTED_ALGORITHM, f"the signer's key cannot be used: {exc}", signer) from exc
     scheme, check_signature = _der(
@@ -724,7 +827,7 @@ def verify(
         expected = _der("messageDigest", lambda: _attribute_octets(si.attributes.get(_MESSAGE_DIGEST)))
         if expected is None:
             raise CmsError(RejectReason.MALFORMED, "signed attributes lack messageDigest (RFC 5652 5.3)", signer)
-        if content_known and expected != hashlib.new(digest.value, content).digest():
+        if content_known and expected != _HASHES[digest](content).digest():
             raise CmsError(
                 RejectReason.DIGEST_MISMATCH,
                 f"the {digest.value} digest of the content does not match the signed messageDigest: "
@@ -754,15 +857,6 @@ def verify(
 
 
 # --------------------------------------------------------------------------- sign
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    """One DER element (X.690 8.1: definite length, short form under 128 octets)."""
-    n = len(body)
-    if n < 0x80:
-        return bytes((tag, n)) + body
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + body
 
 
 # The parts of a signature that do not change between messages, encoded once by asn1crypto

@@ -32,6 +32,7 @@ Every failure is a ``DerError`` carrying the ``RejectReason`` it becomes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 from .limits import DER_BYTES_PER_STEP, DER_STEPS_FLOOR, MAX_BER_INDEFINITE
@@ -72,6 +73,10 @@ class Tlv(NamedTuple):
         return bool(self.tag & 0x20)
 
 
+_new_tuple = tuple.__new__
+"""Builds a Tlv without the Python-level ``__new__`` a NamedTuple call goes through (one per header read)."""
+
+
 class Walk:
     """One walk over one buffer: remembers indefinite ends and counts steps against a budget."""
 
@@ -89,8 +94,8 @@ class Walk:
 
     def read(self, pos: int, limit: int, depth: int = 0) -> Tlv:
         """The element starting at ``pos``, which must end by ``limit``."""
-        self.steps += 1
-        if self.steps > self._budget:
+        steps = self.steps = self.steps + 1
+        if steps > self._budget:
             raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
         if depth > MAX_NESTING:
             raise DerError(f"BER nesting deeper than {MAX_NESTING} levels", RejectReason.TOO_DEEP)
@@ -102,9 +107,12 @@ class Walk:
             raise DerError("high tag numbers do not occur in CMS")
         first = buf[pos + 1]
         at = pos + 2
-        if first < 0x80:
-            length = first
-        elif first == 0x80:
+        if first < 0x80:  # the short form, most elements: return at once
+            stop = at + first
+            if stop > limit:
+                raise DerError(f"element claims {first} bytes, only {limit - at} remain")
+            return _new_tuple(Tlv, (tag, pos, at, stop, stop))
+        if first == 0x80:
             if not tag & 0x20:
                 raise DerError("indefinite length on a primitive element")
             end = self._ends.get(pos)
@@ -117,16 +125,15 @@ class Walk:
                 self._ends[pos] = end
             elif end > limit:
                 raise DerError("indefinite-length element runs past its parent")
-            return Tlv(tag, pos, at, end - 2, end)
-        else:
-            count = first & 0x7F
-            if count > 4 or at + count > limit:
-                raise DerError("length field too long")
-            length = int.from_bytes(buf[at : at + count], "big")
-            at += count
+            return _new_tuple(Tlv, (tag, pos, at, end - 2, end))
+        count = first & 0x7F
+        if count > 4 or at + count > limit:
+            raise DerError("length field too long")
+        length = int.from_bytes(buf[at : at + count], "big")
+        at += count
         if at + length > limit:
             raise DerError(f"element claims {length} bytes, only {limit - at} remain")
-        return Tlv(tag, pos, at, at + length, at + length)
+        return _new_tuple(Tlv, (tag, pos, at, at + length, at + length))
 
     def _find_end(self, child: int, limit: int, depth: int) -> int:
         """Where the indefinite element whose contents start at ``child`` ends (X.690 8.1.5)."""
@@ -176,20 +183,37 @@ class Walk:
 
     def take(self, parent: Tlv, at_most: int, what: str) -> Iterator[Tlv]:
         """The children, refusing (TOO_LARGE) the first one beyond ``at_most`` before yielding it."""
-        for n, child in enumerate(self.children(parent), 1):
+        pos, end, n = parent.content_start, parent.content_end, 0
+        while pos < end:  # children(), inline: one generator instead of two
+            child = self.read(pos, end)
+            n += 1
             if n > at_most:
                 raise DerError(f"more than {at_most} {what}", RejectReason.TOO_LARGE)
             yield child
+            pos = child.end
 
     def fields(self, parent: Tlv, least: int, most: int, what: str) -> tuple[Tlv, ...]:
         """The children of a SEQUENCE of fixed shape: between ``least`` and ``most`` of them, else MALFORMED."""
-        if not parent.constructed:
+        if not parent.tag & 0x20:
             raise DerError(f"{what} is not a constructed element")
         found: list[Tlv] = []
-        for child in self.children(parent):
+        buf, pos, end = self.buf, parent.content_start, parent.content_end
+        while pos < end:  # children(), without a generator: this is the walk's most frequent loop
+            if pos + 2 <= end and buf[pos + 1] < 0x80 and buf[pos] & 0x1F != 0x1F:
+                # A short-form child, read as read() reads it (step, budget, length), without the call.
+                self.steps += 1
+                if self.steps > self._budget:
+                    raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+                stop = pos + 2 + buf[pos + 1]
+                if stop > end:
+                    raise DerError(f"element claims {buf[pos + 1]} bytes, only {end - pos - 2} remain")
+                child = _new_tuple(Tlv, (buf[pos], pos, pos + 2, stop, stop))
+            else:
+                child = self.read(pos, end)
             if len(found) == most:
                 raise DerError(f"{what} has more than {most} fields")
             found.append(child)
+            pos = child.end
         if len(found) < least:
             raise DerError(f"{what} has {len(found)} fields, at least {least} expected")
         return tuple(found)
@@ -255,6 +279,18 @@ class Walk:
     def oid(self, element: Tlv) -> str:
         return oid(self.buf, element)
 
+    @property
+    def indefinite(self) -> int:
+        """How many indefinite-length ends the walk has found (and remembers)."""
+        return len(self._ends)
+
+    def charge(self, steps: int) -> None:
+        """Count ``steps`` header reads against the budget without doing them: for a result
+        kept from walking the same bytes before, which cost that many (``cms._carried``)."""
+        self.steps += steps
+        if self.steps > self._budget:
+            raise DerError("the BER/DER takes more steps to walk than its size allows", RejectReason.TOO_LARGE)
+
     def integer(self, element: Tlv) -> int:
         """An INTEGER (X.690 8.3: at least one content octet)."""
         if element.tag != 0x02 or element.content_end == element.content_start:
@@ -278,6 +314,13 @@ def oid(buf: Buffer, element: Tlv) -> str:
     data = bytes(buf[element.content_start : element.content_end])
     if not data or len(data) > 64:
         raise DerError("bad OBJECT IDENTIFIER length")
+    return _dotted(data)
+
+
+@lru_cache(maxsize=512)
+def _dotted(data: bytes) -> str:
+    """The dotted form of an OID's contents: the same few OIDs come in every message (a
+    failure raises and is not kept)."""
     if data[-1] & 0x80:
         raise DerError("truncated OBJECT IDENTIFIER")
     arcs: list[int] = []

@@ -300,11 +300,8 @@ def _collect_parts(entity: Entity, limits: Limits, depth: int, out: list[Part]) 
         raise MimeError(f"MIME structure deeper than {limits.max_mime_depth} levels", too_deep=True)
     ctype = entity.content_type
     if ctype.startswith("multipart/"):
-        boundary = entity.param("boundary")
-        if boundary is None:
-            raise MimeError(f"{ctype} without a boundary parameter")
-        for start, end in split_multipart(entity, boundary, limits):
-            _collect_parts(parse_entity(entity.buf, limits, start, end), limits, depth + 1, out)
+        for part in entity.parts(limits):  # parsed already by the sender check (sender._other_from)
+            _collect_parts(part, limits, depth + 1, out)
             if len(out) > limits.max_mime_parts:
                 raise MimeError(f"more than {limits.max_mime_parts} parts", too_large=True)
         return

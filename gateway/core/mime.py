@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
 
 from .address import MAX_LISTED, parse_address_list
 from .headervalues import decode_words, parse_parameters
@@ -25,6 +26,28 @@ __all__ = [
     "format_headers", "own_lines", "parse_content_type", "parse_entity", "split_multipart",
 ]
 from .limits import Limits
+
+T = TypeVar("T")
+
+
+class _memo(Generic[T]):
+    """``functools.cached_property`` without its lock: Python 3.11 takes an RLock at each
+    first access (3.12 dropped it), and an entity's few fields are each read first once per
+    message. Two threads reading one entity at once would compute the same value twice."""
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _memo[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | _memo[T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.fn(instance)
+        return value
 
 
 class MimeError(ValueError):
@@ -51,7 +74,7 @@ def canonical(raw: Buffer) -> Buffer:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entity:
     """One MIME entity: its parsed header fields, and where its body lies in ``buf``.
 
@@ -67,6 +90,11 @@ class Entity:
     header_start: int = 0
     """Where the entity itself (its first header line) starts."""
 
+    def __init__(self, fields: tuple[tuple[str, str], ...], buf: Buffer, start: int, end: int, header_start: int = 0):
+        # One dict update instead of a frozen dataclass's five object.__setattr__ calls: an
+        # entity is made for every header section a message holds.
+        self.__dict__.update(fields=fields, buf=buf, start=start, end=end, header_start=header_start)
+
     @property
     def body(self) -> bytes:
         return bytes(self.buf[self.start : self.end])
@@ -75,7 +103,7 @@ class Entity:
     def view(self) -> memoryview:
         return memoryview(self.buf)[self.start : self.end]
 
-    @cached_property
+    @_memo
     def _index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
         for key, value in self.fields:
@@ -89,7 +117,7 @@ class Entity:
     def get_all(self, name: str) -> list[str]:
         return list(self._index.get(name.lower(), ()))
 
-    @cached_property
+    @_memo
     def _content_type(self) -> tuple[str, dict[str, str]]:
         return parse_content_type(self.get("Content-Type"))
 
@@ -101,9 +129,27 @@ class Entity:
     def param(self, name: str) -> str | None:
         return self._content_type[1].get(name.lower())
 
-    @property
+    @_memo
     def transfer_encoding(self) -> str:
         return (self.get("Content-Transfer-Encoding") or "7bit").strip().lower()
+
+    def parts(self, limits: Limits) -> tuple[Entity, ...]:
+        """The body parts of this multipart entity, parsed (RFC 2046 section 5.1).
+
+        Kept for the next caller with the same limits: the sender check and the list
+        of parts walk the same entities, and read each one once. The parts are parsed
+        last to first, so that of two unreadable parts the last is the one reported,
+        whoever asks first."""
+        cached = self.__dict__.get("_parts")
+        if cached is not None and cached[0] is limits:
+            return cached[1]  # type: ignore[no-any-return]
+        boundary = self.param("boundary")
+        if boundary is None:
+            raise MimeError(f"{self.content_type} without a boundary parameter")
+        windows = split_multipart(self, boundary, limits)
+        parts = tuple(reversed([parse_entity(self.buf, limits, start, end) for start, end in reversed(windows)]))
+        self.__dict__["_parts"] = (limits, parts)
+        return parts
 
     def decoded_body(self) -> Buffer:
         encoding = self.transfer_encoding
@@ -118,7 +164,7 @@ class Entity:
             return self.buf
         return self.body
 
-    @cached_property
+    @_memo
     def _disposition(self) -> tuple[str, dict[str, str]]:
         value = self.get("Content-Disposition")
         if not value:
@@ -146,6 +192,16 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> tuple[
 # (section 4.5.8) is refused: the standard library's parser does not read such
 # a line as a field, and two readings of one header section are what hides a From.
 _FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]++):([^\r\n]*+(?:\r\n[ \t][^\r\n]*+)*+)(?:\r\n|\Z)")
+# The same grammar over the decoded section, for reading a whole section in two matches (one to
+# check that it is nothing but fields, one to list them) instead of one match per field; the
+# repeated pattern captures nothing (Python 3.11's re fails on a group captured inside a
+# repeated possessive group). Decoding first changes nothing: UTF-8 never turns a byte
+# above 0x7f into CR, LF or an ASCII name character, and a malformed sequence ends at the
+# next ASCII byte whether the field is decoded alone or with its section.
+_FIELD_TEXT = re.compile(_FIELD.pattern.decode("ascii"))
+_FIELDS_TEXT = re.compile(r"(?:[\x21-\x39\x3b-\x7e]++:[^\r\n]*+(?:\r\n[ \t][^\r\n]*+)*+(?:\r\n|\Z))*+")
+_WSP = " \t\n\r\x0b\x0c"
+"""What ``bytes.strip()`` strips (ASCII white space), for stripping the decoded value alike."""
 
 
 def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = None) -> Entity:
@@ -175,7 +231,14 @@ def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = 
         raise MimeError("a header section holds a bare CR (RFC 5322 section 2.2)")
     if head.count(b"\n") != crlf:
         raise MimeError("a header section mixes bare LF with CRLF line ends (RFC 5322 section 2.2)")
-    fields: list[tuple[str, str]] = []
+    text = head.decode("utf-8", "replace")
+    if _FIELDS_TEXT.fullmatch(text):
+        if "\r\n " in text or "\r\n\t" in text:
+            found = tuple((name, _unfold(value)) for name, value in _FIELD_TEXT.findall(text))
+        else:
+            found = tuple((name, value.strip(_WSP)) for name, value in _FIELD_TEXT.findall(text))
+        return Entity(found, buf, body_start, max(body_start, end), start)
+    fields: list[tuple[str, str]] = []  # a section that is not all fields: find the first that is not, and say why
     at, n = 0, len(head)
     while at < n:
         m = _FIELD.match(head, at)
@@ -189,6 +252,13 @@ def parse_entity(buf: Buffer, limits: Limits, start: int = 0, end: int | None = 
         fields.append((m.group(1).decode("ascii"), value.strip().decode("utf-8", "replace")))
         at = m.end()
     return Entity(tuple(fields), buf, body_start, max(body_start, end), start)
+
+
+def _unfold(value: str) -> str:
+    """A folded value (RFC 5322 section 2.2.3) as one line, each line's white space trimmed."""
+    if "\r\n" not in value:
+        return value.strip(_WSP)
+    return " ".join(piece.strip(_WSP) for piece in value.split("\r\n")).strip(_WSP)
 
 
 def own_lines(content: Buffer) -> Buffer:

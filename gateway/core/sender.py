@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from .address import Unreadable, parse_mailbox_list
 from .limits import Limits
-from .mime import Entity, MimeError, parse_entity, split_multipart
+from .mime import Entity, MimeError, parse_entity
 from .outcomes import Rejected, RejectReason
 
 MESSAGE_TYPES = ("message/rfc822", "message/global")
@@ -91,11 +91,7 @@ def _other_from(signed: Entity, sender: str, limits: Limits, wrapped: Entity | N
                     )
         ctype = entity.content_type
         if ctype.startswith("multipart/"):
-            boundary = entity.param("boundary")
-            if boundary is None:
-                raise MimeError(f"{ctype} without a boundary parameter")
-            for start, end in reversed(split_multipart(entity, boundary, limits)):
-                stack.append((parse_entity(entity.buf, limits, start, end), depth + 1))
+            stack.extend((part, depth + 1) for part in reversed(entity.parts(limits)))
         elif ctype in MESSAGE_TYPES:
             child = wrapped if entity is signed and wrapped is not None else message_of(entity, limits)
             stack.append((child, depth + 1))
