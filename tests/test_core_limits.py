@@ -452,3 +452,14 @@ def test_missing_empty_and_extra_fields_are_typed_rejections(original, change):
 def test_the_vectors_encode_back_to_themselves():
     for blob in (CBC, GCM, DETACHED_SIG, OPAQUE_SIG):
         assert encode(parse(blob)) == blob
+
+
+def test_carried_certificates_are_shared_but_large_ones_never_kept():
+    """A peer's certificate is parsed once for all its messages; a crafted large one is not
+    kept, so a flood of them holds no memory beyond the message that carries it."""
+    from gateway.core.certs import CARRIED_MAX_BYTES, carried
+
+    small = b"\x30\x03\x02\x01\x01"
+    assert carried(small) is carried(bytes(small))
+    large = b"\x30" + bytes(CARRIED_MAX_BYTES)
+    assert carried(large) is not carried(bytes(large))

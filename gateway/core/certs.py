@@ -45,15 +45,26 @@ A peer HISP signs every message with the same certificate and chain, so a few
 entries per peer serve a busy gateway; the bound keeps a flood of distinct
 certificates from holding memory."""
 
+CARRIED_MAX_BYTES = 16 * 1024
+"""Only certificates up to this size are kept (a real one is 1-2 KB): with the
+count, a bound on the memory a flood of large crafted certificates can hold."""
 
-@lru_cache(maxsize=CARRIED_CERTIFICATES)
+
 def carried(der: bytes) -> CertRef:
-    """The one ``CertRef`` for these exact bytes, shared by every message that carries them.
+    """The one ``CertRef`` for these exact bytes, shared by every message that carries them
+    (a fresh one for a certificate over ``CARRIED_MAX_BYTES``).
 
     A ``CertRef`` is immutable and everything it caches (the parsed certificate,
     ``problem``, names, digests) depends only on its bytes, so reusing it across
     messages is the same answer without parsing, naming and hashing each
     certificate again per message (a tenth of opening a message, measured)."""
+    if len(der) > CARRIED_MAX_BYTES:
+        return CertRef(der)
+    return _shared(der)
+
+
+@lru_cache(maxsize=CARRIED_CERTIFICATES)
+def _shared(der: bytes) -> CertRef:
     return CertRef(der)
 
 
