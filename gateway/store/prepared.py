@@ -29,7 +29,8 @@ from sqlalchemy.sql import Executable
 class _Compiled:
     sql: str
     names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position, processor) for the parameters whose type converts them."""
 
 
 class Prepared:
@@ -48,17 +49,19 @@ class Prepared:
             names = tuple(compiled.positiontup or ())
             binds = compiled.binds
             processors = tuple(
-                binds[name].type.dialect_impl(dialect).bind_processor(dialect) if name in binds else None
-                for name in names
+                (position, process)
+                for position, name in enumerate(names)
+                if name in binds
+                and (process := binds[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
             )
             found = self._compiled[dialect.name] = _Compiled(str(compiled), names, processors)
         return found
 
     def _row(self, compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip((params[name] for name in compiled.names), compiled.processors, strict=True)
-        )
+        row = [params[name] for name in compiled.names]
+        for position, process in compiled.processors:
+            row[position] = process(row[position])
+        return tuple(row)
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run once; the driver's cursor, for ``fetchone()`` of a RETURNING or SELECT."""
