@@ -103,8 +103,9 @@ async def test_a_command_line_of_8_mb_is_refused_with_bounded_memory(edge) -> No
     finally:
         tracemalloc.stop()
     assert heard.startswith(b"500 5.5.2") and heard.endswith(b"250 2.0.0 OK\r\n")
-    # Reads of at most 256 KiB each, none kept: a constant, far less than the line.
-    assert peak - before < 1024 * 1024
+    # Reads of at most 256 KiB each, none kept: a constant (a read, the buffer it joins,
+    # the client thread's own buffers: about 1 MiB measured), far less than the 8 MB line.
+    assert peak - before < 2 * 1024 * 1024
 
 
 async def test_a_client_that_sends_without_reading_is_stopped(edge) -> None:
