@@ -33,11 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import structlog
 from sqlalchemy import Connection, Engine, RootTransaction, exc
 
 from .dialects import BEGUN, SQLITE_BUSY_TIMEOUT_MS, WRITE, sqlite_writer_engine
 
 T = TypeVar("T")
+
+log = structlog.get_logger("directgw.store")
 
 MAX_BATCH = 64
 """Transactions committed together at most: a bound on the loop time one batch takes."""
@@ -95,34 +98,19 @@ class SqliteWriter:
             conn = self._writer = await loop.run_in_executor(self._thread, self._connect)
         await self._lock(conn)
         transaction = conn.begin()  # SQLAlchemy's bookkeeping: BEGIN IMMEDIATE was said by _lock
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            if len(batch) == 1:
-                outcomes.append(_run(batch[0].work, conn))
-                if not outcomes[0][0]:
-                    raise outcomes[0][1]
-            else:
-                # SAVEPOINTs said on the driver's cursor: SQLAlchemy's begin_nested() cost a
-                # tenth of a message's CPU under load (py-spy), and no work here nests its own.
-                cursor = _driver(conn).cursor()
-                try:
-                    for asked in batch:
-                        cursor.execute("SAVEPOINT directgw_batch")
-                        ok, value = _run(asked.work, conn)
-                        if not ok:
-                            cursor.execute("ROLLBACK TO directgw_batch")
-                        cursor.execute("RELEASE directgw_batch")
-                        outcomes.append((ok, value))
-                finally:
-                    cursor.close()
-            await loop.run_in_executor(self._thread, transaction.commit)
+            outcomes = _run_all(batch, conn)
+            alone_failed = len(batch) == 1 and not outcomes[0][0]
+            if not alone_failed:
+                await loop.run_in_executor(self._thread, transaction.commit)
         except BaseException:
             await asyncio.shield(loop.run_in_executor(self._thread, self._abandon, transaction))
-            if len(batch) == 1 and outcomes and not outcomes[0][0]:
-                batch[0].done.set_exception(outcomes[0][1])
-                return
             raise
+        if alone_failed:  # nothing of it to keep: rolled back, not committed
+            await asyncio.shield(loop.run_in_executor(self._thread, self._abandon, transaction))
         for asked, (ok, value) in zip(batch, outcomes, strict=True):
+            if asked.done.done():
+                continue
             if ok:
                 asked.done.set_result(value)
             else:
@@ -137,6 +125,7 @@ class SqliteWriter:
             if driver is not None and driver.in_transaction:  # SQLAlchemy skips it after a failed COMMIT
                 driver.rollback()
         except Exception:
+            log.warning("store.sqlite_connection_dropped", exc_info=True)  # the callers have their own error
             if self._writer is not None:
                 self._writer.invalidate()
                 self._writer.close()
@@ -154,13 +143,8 @@ class SqliteWriter:
         no thread hop), else in the thread, trying again every half millisecond or so
         until SQLITE_BUSY_TIMEOUT_MS."""
         driver = _driver(conn)
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as error:
-            if not _busy(error):
-                raise exc.OperationalError("BEGIN IMMEDIATE", (), error) from error
-        await asyncio.get_running_loop().run_in_executor(self._thread, _wait_for_lock, driver)
+        if not _try_begin(driver):
+            await asyncio.get_running_loop().run_in_executor(self._thread, _wait_for_lock, driver)
 
     async def close(self) -> None:
         if self._flushing is not None:
@@ -177,22 +161,47 @@ def _driver(conn: Connection) -> sqlite3.Connection:
     return cast(sqlite3.Connection, conn.connection.dbapi_connection)
 
 
-def _busy(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
+def _try_begin(driver: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE; False when another connection holds the write lock."""
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error) or "busy" in str(error):
+            return False
+        raise exc.OperationalError("BEGIN IMMEDIATE", (), error) from error
 
 
 def _wait_for_lock(driver: sqlite3.Connection) -> None:
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = 0.0002
-    while True:
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as error:
-            if not _busy(error) or time.monotonic() > deadline:
-                raise exc.OperationalError("BEGIN IMMEDIATE", (), error) from error
+    while not _try_begin(driver):
+        if time.monotonic() > deadline:
+            locked = sqlite3.OperationalError("database is locked")
+            raise exc.OperationalError("BEGIN IMMEDIATE", (), locked)
         time.sleep(pause)
         pause = min(pause * 2, 0.002)
+
+
+def _run_all(batch: list[_Asked], conn: Connection) -> list[tuple[bool, Any]]:
+    """Each work's (ok, result or exception). Several share the transaction, each in a
+    SAVEPOINT said on the driver's cursor (SQLAlchemy's begin_nested() cost a tenth of a
+    message's CPU under load, py-spy; no work here nests its own); one alone needs none."""
+    if len(batch) == 1:
+        return [_run(batch[0].work, conn)]
+    outcomes = []
+    cursor = _driver(conn).cursor()
+    try:
+        for asked in batch:
+            cursor.execute("SAVEPOINT directgw_batch")
+            ok, value = _run(asked.work, conn)
+            if not ok:
+                cursor.execute("ROLLBACK TO directgw_batch")
+            cursor.execute("RELEASE directgw_batch")
+            outcomes.append((ok, value))
+    finally:
+        cursor.close()
+    return outcomes
 
 
 def _run(work: Callable[[Connection], Any], conn: Connection) -> tuple[bool, Any]:
