@@ -70,3 +70,31 @@ async def test_a_broken_constraint_is_sqlalchemys_integrity_error_and_rolls_back
     with pytest.raises(IntegrityError):
         await store.run(work)
     assert await store.read(lambda conn: conn.scalars(select(messaging.messages.c.id)).all()) == []
+
+
+TOUCH = Prepared(messaging.messages.update().where(messaging.messages.c.state == bindparam("state"))
+                 .values(updated_at=bindparam("at")).returning(*messaging.messages.c))
+NOTHING_BACK = Prepared(messaging.messages.update().values(state=bindparam("state")))
+
+
+async def test_returned_rows_read_as_cores_result_reads_them(store):
+    """Timestamps come back as aware datetimes (SQLite stores text), bytes as bytes, by name."""
+    later = NOW + timedelta(minutes=5)
+
+    def work(conn):
+        PREPARED_MESSAGE.run_many(conn, [MESSAGE, MESSAGE | {"state": "rejected"}])
+        by_cursor = TOUCH.rows(conn, {"state": "delivered", "at": later})
+        by_core = conn.execute(select(messaging.messages).where(messaging.messages.c.state == "delivered")).all()
+        return by_cursor, by_core
+
+    by_cursor, by_core = await store.run(work)
+    assert [r._asdict() for r in by_cursor] == [dict(r._mapping) for r in by_core]
+    (row,) = by_cursor
+    assert row.updated_at == later and row.updated_at.tzinfo is not None and row.received_at == NOW
+    assert row.raw == b"\x00\r\n\xff" and row.subject == "Résumé ☃"
+    assert await store.run(lambda conn: TOUCH.rows(conn, {"state": "gone", "at": later})) == []
+
+
+async def test_rows_of_a_statement_that_returns_none_is_a_mistake(store):
+    with pytest.raises(TypeError):
+        await store.run(lambda conn: NOTHING_BACK.rows(conn, {"state": "x"}))

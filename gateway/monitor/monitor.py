@@ -77,26 +77,42 @@ _MDN_KINDS = {
 }
 
 
-# Statements built once with parameters (module docstring).
+# Statements built once with parameters (module docstring), the hot ones on the driver's
+# cursor (gateway.store.prepared): one or two run for every event.
 def _locking(where: Any) -> Update:
     """Touch the rows ``where`` selects and return them whole: their locks, and what they say."""
     return update(tracking).where(where).values(updated_at=bindparam("touched")).returning(*tracking.c)
 
 
 _LOCK_ROW = _locking(tracking.c.id == bindparam("row_id"))
-_LOCK_JOB_ROW = _locking(tracking.c.job_id == bindparam("of_job"))
-_LOCK_REPORTED = _locking(and_(
-    tracking.c.original_message_id == bindparam("original_id"),
-    tracking.c.recipient == bindparam("final_recipient"),
-    tracking.c.sender.in_(bindparam("senders", expanding=True)),
-))
-_REPORTED = (
-    select(tracking.c.id)
-    .where(tracking.c.original_message_id == bindparam("original_id"),
-           tracking.c.recipient == bindparam("final_recipient"),
-           tracking.c.sender.in_(bindparam("senders", expanding=True)))
-    .limit(1)
-)
+_LOCK_JOB_ROW = Prepared(_locking(tracking.c.job_id == bindparam("of_job")))
+
+
+def _reported_by(count: int) -> Any:
+    """The rows a report names: its Original-Message-ID and Final-Recipient, submitted by one
+    of ``count`` senders (the report's recipients; ``sender0``...)."""
+    return and_(
+        tracking.c.original_message_id == bindparam("original_id"),
+        tracking.c.recipient == bindparam("final_recipient"),
+        tracking.c.sender.in_([bindparam(f"sender{i}") for i in range(count)]),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _lock_reported(count: int) -> Prepared:
+    return Prepared(_locking(_reported_by(count)))
+
+
+@functools.lru_cache(maxsize=16)
+def _reported(count: int) -> Prepared:
+    return Prepared(select(tracking.c.id).where(_reported_by(count)).limit(1))
+
+
+def _match(original_id: str, final_recipient: str, senders: list[str]) -> dict[str, Any]:
+    return {"original_id": original_id, "final_recipient": final_recipient} | {
+        f"sender{i}": sender for i, sender in enumerate(senders)}
+
+
 _ORIGINAL = select(outbound.c.payload).where(outbound.c.id == bindparam("of_job"))
 
 
@@ -170,7 +186,8 @@ class DeliveryMonitor:
 
     def mail_settled(self, conn: Connection, job: Job, settled: Settled) -> None:
         """A submitted message's job was sent, or ended in failure (inside that transaction)."""
-        row = conn.execute(_LOCK_JOB_ROW, {"of_job": job.id, "touched": settled.at}).first()
+        rows = _LOCK_JOB_ROW.rows(conn, {"of_job": job.id, "touched": settled.at})
+        row = rows[0] if rows else None
         if row is None:
             return  # mail queued without tracking (the CLI, tests): nobody to tell
         trail: list[dict[str, Any]] = []
@@ -235,15 +252,15 @@ class DeliveryMonitor:
                     at, "report-refused", message=message, recipient=final_recipient,
                     detail=f"{detail}: signed by {signer}, who does not speak for {final_recipient}"))
                 continue
-            match = {"original_id": original_id.strip(), "final_recipient": final_recipient, "senders": to}
+            match = _match(original_id.strip(), final_recipient, to)
             if what is None:  # nothing to apply: the rows are read, not locked
-                known = conn.execute(_REPORTED, match).first() is not None
+                known = bool(_reported(len(to)).rows(conn, match))
                 trail.append(self._audit_row(
                     at, "report-ignored" if known else "report-unmatched", message=message, recipient=final_recipient,
                     detail=detail if known else f"{detail} for {original_id}: nothing tracked"))
                 continue
             # the matching rows locked and read in one statement, applied in the order they were tracked
-            rows = sorted(conn.execute(_LOCK_REPORTED, match | {"touched": at}).all(), key=lambda r: r.id)
+            rows = sorted(_lock_reported(len(to)).rows(conn, match | {"touched": at}), key=lambda r: r.id)
             if not rows:
                 trail.append(self._audit_row(at, "report-unmatched", message=message, recipient=final_recipient,
                                              detail=f"{detail} for {original_id}: nothing tracked"))

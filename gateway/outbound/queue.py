@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,16 +180,15 @@ def lock_for_claim(query: Select[Any], dialect: str) -> Select[Any]:
     return query
 
 
-def _job(row: Any) -> Job:
-    r: Mapping[str, Any] = row._mapping
-    reason = r["reason"]
+def _job(r: Any) -> Job:
+    """A job from a row read by name (SQLAlchemy's ``Row`` or ``Prepared.rows``'s named tuple)."""
     return Job(
-        id=r["id"], kind=JobKind(r["kind"]), sender=r["sender"], recipient=r["recipient"],
-        payload=bytes(r["payload"]), state=JobState(r["state"]), attempts=r["attempts"],
-        next_attempt_at=r["next_attempt_at"], expires_at=r["expires_at"], lease_owner=r["lease_owner"],
-        lease_until=r["lease_until"], message_id=r["message_id"], relates_to=r["relates_to"],
-        created_at=r["created_at"], last_code=r["last_code"], last_error=r["last_error"],
-        reason=Reason(reason) if reason is not None else None, sent_message_id=r["sent_message_id"],
+        id=r.id, kind=JobKind(r.kind), sender=r.sender, recipient=r.recipient,
+        payload=bytes(r.payload), state=JobState(r.state), attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at, expires_at=r.expires_at, lease_owner=r.lease_owner,
+        lease_until=r.lease_until, message_id=r.message_id, relates_to=r.relates_to,
+        created_at=r.created_at, last_code=r.last_code, last_error=r.last_error,
+        reason=Reason(r.reason) if r.reason is not None else None, sent_message_id=r.sent_message_id,
     )
 
 
@@ -207,13 +206,22 @@ _DUE = (
     .order_by(outbound.c.next_attempt_at, outbound.c.id)
     .limit(bindparam("limit"))
 )
-_LEASE = (
-    update(outbound)
-    .where(outbound.c.id.in_(bindparam("ids", expanding=True)))
-    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"), attempts=outbound.c.attempts + 1,
-            updated_at=bindparam("at"))
-    .returning(outbound)
-)
+
+
+@functools.lru_cache(maxsize=64)
+def _lease(count: int) -> Prepared:
+    """Lease ``count`` jobs by id and read them back whole (one shape per count: a claim takes
+    up to ``batch``, so a handful of shapes, each compiled once)."""
+    ids: list[Any] = [bindparam(f"id{i}") for i in range(count)]
+    return Prepared(
+        update(outbound)
+        .where(outbound.c.id.in_(ids))
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
+                attempts=outbound.c.attempts + 1, updated_at=bindparam("at"))
+        .returning(*outbound.c)
+    )
+
+
 _HELD = and_(
     outbound.c.id == bindparam("held_id"),
     outbound.c.state == bindparam("held_state"),
@@ -261,7 +269,7 @@ class OutboundQueue:
         self.backoff = backoff or Backoff()
         self._on_settled = on_settled
         self._woken = asyncio.Event()
-        self._due: dict[str, Select[Any]] = {}
+        self._due: dict[str, Prepared] = {}
 
     async def enqueue(
         self,
@@ -326,12 +334,12 @@ class OutboundQueue:
     def _claim_in(self, conn: Connection, owner: str, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         due = self._due.get(self._store.dialect)
         if due is None:
-            due = self._due[self._store.dialect] = lock_for_claim(_DUE, self._store.dialect)
-        rows = conn.execute(due, {"at": at, "limit": limit}).all()
+            due = self._due[self._store.dialect] = Prepared(lock_for_claim(_DUE, self._store.dialect))
+        rows = due.rows(conn, {"at": at, "limit": limit})
         if not rows:
             return []
-        leased = conn.execute(_LEASE, {"ids": [r.id for r in rows], "owner": owner, "until": at + lease, "at": at})
-        jobs = [_job(r) for r in leased.all()]
+        params: dict[str, Any] = {f"id{i}": r.id for i, r in enumerate(rows)}
+        jobs = [_job(r) for r in _lease(len(rows)).rows(conn, params | {"owner": owner, "until": at + lease, "at": at})]
         previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
         trail = []
         for job in jobs:

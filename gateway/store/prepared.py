@@ -11,11 +11,18 @@ SQLAlchemy's, for SQLite and PostgreSQL alike), and run on the DBAPI cursor
 of the transaction's own connection. Driver errors are raised as SQLAlchemy's
 (``IntegrityError``, ``OperationalError``...), as ``Connection.execute`` would.
 
+Statements that return rows (SELECT, ``RETURNING``) can be read back through
+``rows``: each column converted by its type's result processing, as SQLAlchemy's
+own result would (SQLite hands timestamps back as text), as named tuples.
+
 Only for fixed statements on hot paths; everything else uses ``Connection.execute``.
+A list parameter (``IN``) has no fixed shape: build one ``Prepared`` per length
+(``functools.lru_cache`` over the length), each with its own ``bindparam``s.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +36,14 @@ from sqlalchemy.sql import Executable
 class _Compiled:
     sql: str
     names: tuple[str, ...]
+    defaults: dict[str, Any]
+    """Values of the statement's own literals (``state == "queued"``, SQLite's ``OFFSET 0``)."""
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]
     """(position, processor) for the parameters whose type converts them."""
+    row: Callable[..., tuple[Any, ...]] | None
+    """What ``rows`` makes of a result row (None: the statement returns none)."""
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position, processor) for the result columns whose type converts them."""
 
 
 class Prepared:
@@ -54,11 +67,21 @@ class Prepared:
                 if name in binds
                 and (process := binds[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
             )
-            found = self._compiled[dialect.name] = _Compiled(str(compiled), names, processors)
+            columns = getattr(compiled, "_result_columns", None) or []
+            row = collections.namedtuple("Row", [c.keyname for c in columns]) if columns else None
+            results = tuple(
+                (position, process)
+                for position, column in enumerate(columns)
+                if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+            )
+            defaults = {name: binds[name].effective_value for name in names
+                        if name in binds and not binds[name].required}
+            found = self._compiled[dialect.name] = _Compiled(str(compiled), names, defaults, processors, row, results)
         return found
 
     def _row(self, compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        row = [params[name] for name in compiled.names]
+        defaults = compiled.defaults
+        row = [params[name] if name in params else defaults[name] for name in compiled.names]
         for position, process in compiled.processors:
             row[position] = process(row[position])
         return tuple(row)
@@ -81,6 +104,28 @@ class Prepared:
         finally:
             cursor.close()
         return tuple(row) if row is not None else None
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row the statement returns, its columns converted as SQLAlchemy's result would,
+        as named tuples (``row.id``, ``row._asdict()``)."""
+        compiled = self._for(conn.dialect)
+        if compiled.row is None:
+            raise TypeError("rows() of a statement that returns none")
+        cursor = self.execute(conn, params)
+        try:
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        make, results = compiled.row, compiled.results
+        if not results:
+            return [make(*r) for r in fetched]
+        out = []
+        for r in fetched:
+            values = list(r)
+            for position, process in results:
+                values[position] = process(values[position])
+            out.append(make(*values))
+        return out
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         row = self.first(conn, params)
