@@ -9,7 +9,9 @@ What runs, all on loopback, each server in its own process:
   ``--postgres``), receiving pre-sealed 10 KB Direct messages for one record.
 Concurrent clients (asyncio, one connection each, MAIL/RCPT/DATA per message)
 measure the rate and the time from MAIL to the 250. Server CPU per message
-comes from /proc (the server's process tree), and is split by measuring the
+comes from /proc (the server's process tree; for PostgreSQL also the database
+server's own processes, "db cpu", when it runs on this machine: it shares the
+same cores), and is split by measuring the
 pipeline's parts in this process on the same messages: MIME and CMS
 (``open_inbound`` less the crypto floor), crypto floor, trust, storage; the
 SMTP layer is what the server spent beyond them. Last, one 25 MB message and
@@ -287,15 +289,35 @@ class Row:
     p99_ms: float
     cpu_ms: float
     failures: int
+    db_cpu_ms: float = 0.0
+    """The PostgreSQL server's own CPU per message (its processes on this machine; 0 for SQLite)."""
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of the PostgreSQL server's processes on this machine (the postmaster and its backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(label: str, server: Server, messages: list[bytes], clients: int) -> Row:
     asyncio.run(load(server.port, messages[: max(clients * 2, 20)], clients))  # warm up
-    cpu0 = server.cpu_seconds()
+    cpu0, db0 = server.cpu_seconds(), postgres_cpu_seconds()
     rate, latencies, failures = asyncio.run(load(server.port, messages, clients))
-    cpu = (server.cpu_seconds() - cpu0) / max(1, len(latencies))
+    done = max(1, len(latencies))
+    cpu = (server.cpu_seconds() - cpu0) / done
+    db = (postgres_cpu_seconds() - db0) / done if "postgres" in label else 0.0
     return Row(label, rate, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, cpu * 1000,
-               len(failures))
+               len(failures), db * 1000)
 
 
 # --------------------------------------------------------------------------- CPU split
@@ -405,9 +427,10 @@ def main() -> None:
                 server.stop()
                 shutil.rmtree(root, ignore_errors=True)
     rows.insert(1, single)
-    print(f"\n{'':32} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'refused':>8}")
+    print(f"\n{'':32} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'refused':>8} {'db cpu':>7}")
     for r in rows:
-        print(f"{r.label:32} {r.rate:8.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_ms:11.2f} {r.failures:8d}")
+        print(f"{r.label:32} {r.rate:8.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_ms:11.2f} {r.failures:8d}"
+              + (f" {r.db_cpu_ms:7.2f}" if r.db_cpu_ms else ""))
     base = rows[0].rate
     print("\nratios (one run):")
     for db, _ in databases:
