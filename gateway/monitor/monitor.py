@@ -187,9 +187,9 @@ class DeliveryMonitor:
     def mail_settled(self, conn: Connection, job: Job, settled: Settled) -> None:
         """A submitted message's job was sent, or ended in failure (inside that transaction)."""
         rows = _LOCK_JOB_ROW.rows(conn, {"of_job": job.id, "touched": settled.at})
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
             return  # mail queued without tracking (the CLI, tests): nobody to tell
+        row = rows[0]
         trail: list[dict[str, Any]] = []
         if settled.state is JobState.SENT:
             self._apply(conn, row, Event(Kind.SENT, settled.at, None, settled.detail), trail)
