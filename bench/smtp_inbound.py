@@ -4,7 +4,10 @@
 
 What runs, all on loopback, each server in its own process:
 - the ceiling: a bare aiosmtpd server that only stores each message's bytes
-  durably (SQLite WAL, synchronous=FULL, one commit per message);
+  durably (SQLite WAL, synchronous=FULL, one commit per message); with
+  ``--postgres`` the same sink storing into PostgreSQL too (one INSERT per
+  message on a pool of connections, committed), the ceiling for the gateway
+  on PostgreSQL, whose ratio is given against both sinks;
 - ``directgw serve`` with 1 and with 2 workers, on SQLite (and PostgreSQL with
   ``--postgres``), receiving pre-sealed 10 KB Direct messages for one record.
 Concurrent clients (asyncio, one connection each, MAIL/RCPT/DATA per message)
@@ -94,6 +97,7 @@ def cli(site: Path, *argv: str) -> None:
 
 
 def postgres_url() -> str:
+    """A fresh database for one measurement, as a SQLAlchemy URL (``drop_postgres`` removes it)."""
     import asyncpg
 
     name = f"directgw_bench_{uuid.uuid4().hex[:12]}"
@@ -105,6 +109,17 @@ def postgres_url() -> str:
 
     asyncio.run(create())
     return POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+
+
+def drop_postgres(url: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(drop())
 
 
 def site(storage_url: str | None) -> Path:
@@ -197,21 +212,31 @@ def start_gateway(root: Path, workers: int) -> Server:
     return Server(process, port)
 
 
-def start_sink(directory: Path) -> Server:
+def start_sink(directory: Path, postgres: str | None = None) -> Server:
+    """The bare sink storing into SQLite in ``directory``, or into the PostgreSQL database ``postgres``."""
     port = free_port()
     log = directory / "sink.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, __file__, "--sink", str(port), str(directory / "sink.db")],
+        process = subprocess.Popen([sys.executable, __file__, "--sink", str(port), postgres or str(directory / "sink.db")],
                                    stdout=subprocess.DEVNULL, stderr=out)
     wait_port(port, process, log)
     return Server(process, port)
 
 
 def run_sink(port: int, db: str) -> None:
-    """The ceiling: aiosmtpd storing each message's bytes durably, nothing else."""
-    import sqlite3
-
+    """The ceiling: aiosmtpd storing each message's bytes durably, nothing else
+    (``db``: a SQLite file, or a PostgreSQL URL)."""
     from aiosmtpd.controller import Controller
+
+    handler = _postgres_sink(db) if db.startswith("postgresql") else _sqlite_sink(db)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024)
+    controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
+
+
+def _sqlite_sink(db: str) -> object:
+    import sqlite3
 
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -223,10 +248,27 @@ def run_sink(port: int, db: str) -> None:
             conn.execute("INSERT INTO m (data) VALUES (?)", (envelope.original_content,))
             return "250 2.0.0 stored"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024)
-    controller.start()
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    controller.stop()
+    return Handler()
+
+
+def _postgres_sink(url: str) -> object:
+    """One INSERT per message, autocommitted (a durable commit: synchronous_commit is on), on a
+    pool made in aiosmtpd's own event loop at the first message."""
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    class Handler:
+        pool: asyncpg.Pool | None = None
+
+        async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
+            if self.pool is None:
+                self.pool = await asyncpg.create_pool(dsn, min_size=16, max_size=16)
+                await self.pool.execute("CREATE TABLE IF NOT EXISTS m (id BIGSERIAL PRIMARY KEY, data BYTEA)")
+            await self.pool.execute("INSERT INTO m (data) VALUES ($1)", envelope.original_content)
+            return "250 2.0.0 stored"
+
+    return Handler()
 
 
 # --------------------------------------------------------------------------- load
@@ -407,12 +449,22 @@ def main() -> None:
         single = measure("bare sink, 1 connection", sink, messages[:100], 1)
     finally:
         sink.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+    pg_sink: Row | None = None
+    if args.postgres:
+        url = postgres_url()
+        sink = start_sink(scratch, url)
+        try:
+            pg_sink = measure("bare sink into postgresql", sink, messages[:count], args.clients)
+        finally:
+            sink.stop()
+            drop_postgres(url)
+    shutil.rmtree(scratch, ignore_errors=True)
     databases = [("sqlite", None)] + ([("postgresql", "pg")] if args.postgres else [])
     results: dict[str, Row] = {}
     for db, flag in databases:
         for workers in (1, 2):
-            root = site(postgres_url() if flag else None)
+            url = postgres_url() if flag else None
+            root = site(url)
             server = start_gateway(root, workers)
             try:
                 row = measure(f"directgw {db}, {workers} worker{'s' if workers > 1 else ''}", server,
@@ -426,7 +478,11 @@ def main() -> None:
             finally:
                 server.stop()
                 shutil.rmtree(root, ignore_errors=True)
+                if url:
+                    drop_postgres(url)
     rows.insert(1, single)
+    if pg_sink is not None:
+        rows.insert(2, pg_sink)
     print(f"\n{'':32} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'refused':>8} {'db cpu':>7}")
     for r in rows:
         print(f"{r.label:32} {r.rate:8.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_ms:11.2f} {r.failures:8d}"
@@ -438,6 +494,9 @@ def main() -> None:
         print(f"  {db}: 1 worker / bare sink = {one.rate / base:.2f}x (target >= 0.5x); "
               f"2 workers / 1 worker = {two.rate / one.rate:.2f}x (target >= 1.1x); "
               f"1-connection p50 = {results[f'{db}-single'].p50_ms:.2f} ms (target <= 5 ms)")
+        if db == "postgresql" and pg_sink is not None:
+            print(f"  postgresql: 1 worker / bare sink into postgresql = {one.rate / pg_sink.rate:.2f}x "
+                  f"(the same ceiling storing where the gateway does)")
     split = cpu_split(messages, at)
     smtp_layer = results["sqlite-1"].cpu_ms - split["pipeline"]
     print("\nCPU per message, ms (sqlite, 1 worker): "
