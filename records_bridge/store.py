@@ -230,10 +230,10 @@ class RecordStore:
         for item in plan if plan is not None else plan_delivery(delivery):
             writer.planned(message_id, item)
         writer.flush()
-        _INSERT_DELIVERY.run(
+        _INSERT_DELIVERY.later(
             conn, dict(record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at),
         )
-        _GROW.run(conn, {"record_id": record_id, "grown": writer.bytes_written})
+        _GROW.later(conn, {"record_id": record_id, "grown": writer.bytes_written})
         return Delivered(record_id, message_uid, tuple(writer.created), False)
 
     def deliver_to_address_in(
@@ -378,5 +378,5 @@ class _ItemWriter:
     def flush(self) -> None:
         """Every blob in one statement (executemany)."""
         if self._blobs:
-            _INSERT_BLOB.run_many(self.conn, self._blobs)
+            _INSERT_BLOB.later_many(self.conn, self._blobs)
             self._blobs = []

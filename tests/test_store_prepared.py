@@ -98,3 +98,150 @@ async def test_returned_rows_read_as_cores_result_reads_them(store):
 async def test_rows_of_a_statement_that_returns_none_is_a_mistake(store):
     with pytest.raises(TypeError):
         await store.run(lambda conn: NOTHING_BACK.rows(conn, {"state": "x"}))
+
+
+# --------------------------------------------------------------------------- later: deferred writes
+
+AUDIT = Prepared(messaging.audit.insert(), ["at", "message_id", "recipient", "event", "reason", "detail", "peer", "node"])
+AUDIT_OTHER_SHAPE = Prepared(messaging.audit.insert(), ["at", "message_id", "event"])
+SET_STATE = Prepared(messaging.messages.update().where(messaging.messages.c.id == bindparam("id"))
+                     .values(state=bindparam("state")))
+
+
+def _audit(message, event):
+    return dict(at=NOW, message_id=message, recipient=None, event=event, reason=None, detail="d$1 'q'", peer=None,
+                node=None)
+
+
+def _events(conn):
+    return [r.event for r in conn.execute(select(messaging.audit.c.event).order_by(messaging.audit.c.id))]
+
+
+async def test_a_deferred_write_is_seen_by_the_next_read_in_its_transaction(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        SET_STATE.later(conn, {"id": message, "state": "rejected"})
+        by_cursor = STATE_OF.first(conn, {"id": message})[0]
+        AUDIT.later(conn, _audit(message, "one"))
+        by_core = _events(conn)  # a statement through SQLAlchemy flushes first too
+        return by_cursor, by_core
+
+    assert await store.run(work) == ("rejected", ["one"])
+
+
+async def test_deferred_rows_keep_the_order_they_were_given_in(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(message, "first"))
+        AUDIT.later_many(conn, [_audit(message, "second"), _audit(message, "third")])
+        RECIPIENT.later(conn, dict(message_id=message, recipient="p@b.test", state="delivered", reason=None,
+                                   detail=None, record_id=None, updated_at=NOW))
+        AUDIT_OTHER_SHAPE.later(conn, dict(at=NOW, message_id=message, event="fourth"))
+        AUDIT.later(conn, _audit(message, "fifth"))
+        SET_STATE.later(conn, {"id": message, "state": "a"})
+        SET_STATE.later(conn, {"id": message, "state": "b"})  # the same row twice: the last wins
+        return message
+
+    message = await store.run(work)
+    assert await store.read(_events) == ["first", "second", "third", "fourth", "fifth"]
+    assert await store.read(lambda conn: STATE_OF.first(conn, {"id": message})[0]) == "b"
+    details = await store.read(lambda conn: conn.scalars(select(messaging.audit.c.detail)).all())
+    assert set(details) - {None} == {"d$1 'q'"}  # parameters, never text: a $ or a quote stays data
+
+
+async def test_a_deferred_write_that_breaks_a_constraint_fails_its_transaction_whole(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(message, "kept only if all is"))
+        AUDIT.later(conn, _audit(message, None))  # event is NOT NULL
+        return message
+
+    with pytest.raises(IntegrityError):
+        await store.run(work)
+    assert await store.read(lambda conn: conn.execute(select(messaging.messages)).all()) == []
+    assert await store.read(_events) == []
+
+
+async def test_deferred_writes_of_a_transaction_that_raises_are_never_written(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(message, "lost"))
+        raise LookupError("the work changed its mind")
+
+    with pytest.raises(LookupError):
+        await store.run(work)
+    assert await store.run(lambda conn: _events(conn)) == []  # nor carried into the connection's next transaction
+
+
+async def test_a_savepoint_rolled_back_takes_its_deferred_writes_with_it(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(message, "before"))
+        nested = conn.begin_nested()
+        AUDIT.later(conn, _audit(message, "inside"))
+        nested.rollback()
+        nested = conn.begin_nested()
+        AUDIT.later(conn, _audit(message, "released"))
+        nested.commit()
+        AUDIT.later(conn, _audit(message, "after"))
+
+    await store.run(work)
+    assert await store.read(_events) == ["before", "released", "after"]
+
+
+class _Counting:
+    """A driver cursor that notes the first word of each statement it is given."""
+
+    def __init__(self, cursor, sent):
+        self._cursor, self._sent = cursor, sent
+
+    def execute(self, sql, *args):
+        self._sent.append(sql.split()[0])
+        return self._cursor.execute(sql, *args)
+
+    def executemany(self, sql, *args):
+        self._sent.append(sql.split()[0] + "*")
+        return self._cursor.executemany(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+async def test_deferred_writes_go_as_one_statement_on_postgresql_and_at_once_on_sqlite(store, monkeypatch):
+    import gateway.store.prepared as prepared
+
+    sent: list[str] = []
+    cursor_of = prepared._cursor
+    monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
+
+    def work(conn):
+        message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later_many(conn, [_audit(message, str(n)) for n in range(5)])
+        RECIPIENT.later(conn, dict(message_id=message, recipient="p@b.test", state="delivered", reason=None,
+                                   detail=None, record_id=None, updated_at=NOW))
+        SET_STATE.later(conn, {"id": message, "state": "rejected"})
+        return message
+
+    message = await store.run(work)
+    # on PostgreSQL: one round trip for the three writes; SQLite has none to save
+    assert sent == (["INSERT", "WITH"] if store.dialect == "postgresql" else ["INSERT", "INSERT*", "INSERT", "UPDATE"])
+    assert await store.read(_events) == ["0", "1", "2", "3", "4"]
+    assert await store.read(lambda conn: STATE_OF.first(conn, {"id": message})[0]) == "rejected"
+
+
+def test_grouped_statements_carry_their_parameters_in_order_and_within_the_protocols_limit():
+    from sqlalchemy.dialects.postgresql import asyncpg
+
+    from gateway.store.prepared import MAX_GROUP_PARAMETERS, _Deferrable, _statements, _Waiting
+
+    dialect = asyncpg.dialect()
+    audit = _Deferrable.of(AUDIT._for(dialect).sql)
+    state = _Deferrable.of(SET_STATE._for(dialect).sql)
+    assert audit is not None and state is not None and audit.width == 8 and state.width == 2
+    rows = [tuple(range(n * 8, n * 8 + 8)) for n in range(MAX_GROUP_PARAMETERS // 8 + 1)]
+    statements = _statements([_Waiting(audit, rows), _Waiting(state, [("s", 1)])])
+    assert [len(params) for _sql, params in statements] == [MAX_GROUP_PARAMETERS // 8 * 8, 8 + 2]
+    last_sql, last_params = statements[-1]
+    assert last_sql.startswith("WITH w0 AS (INSERT INTO audit") and "$9::" in last_sql and "$10::" in last_sql
+    assert last_params == (*rows[-1], "s", 1)
+    assert _Deferrable.of("UPDATE t SET a='x' WHERE b = $1") is None  # a quoted literal: never grouped

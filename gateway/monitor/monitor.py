@@ -140,7 +140,7 @@ def _write_row(conn: Connection, row_id: int, values: dict[str, Any], *, final: 
 
 def _write_trail(conn: Connection, trail: list[dict[str, Any]]) -> None:
     """The audit rows an event gathered, in one round trip."""
-    AUDIT_ROW.run_many(conn, trail)
+    AUDIT_ROW.later_many(conn, trail)
 
 
 def _domain(address: str) -> str:
@@ -271,7 +271,7 @@ class DeliveryMonitor:
         return applied
 
     def unreadable(self, conn: Connection, message: int, at: datetime, detail: str) -> None:
-        AUDIT_ROW.run(conn, self._audit_row(at, "report-unreadable", message=message, detail=detail))
+        AUDIT_ROW.later(conn, self._audit_row(at, "report-unreadable", message=message, detail=detail))
 
     # ---------------------------------------------------------------- timeouts
 

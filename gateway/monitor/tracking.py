@@ -74,7 +74,7 @@ def track_in(
 ) -> None:
     """Start tracking ``recipient`` of submitted ``message`` (carried by outbound ``job``),
     in the caller's open write transaction so the tracking commits with the acceptance."""
-    _INSERT.run(conn, dict(
+    _INSERT.later(conn, dict(
         message_id=message, job_id=job, sender=sender.strip().lower(), recipient=recipient.strip().lower(),
         original_message_id=original_message_id.strip(), reliable=reliable, state=TrackState.QUEUED.value,
         created_at=at, updated_at=at,

@@ -349,7 +349,7 @@ class OutboundQueue:
                 detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
             trail.append(_audit_row(at, job.message_id, job.recipient,
                                     Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
-        AUDIT_ROW.run_many(conn, trail)  # one round trip for the batch
+        AUDIT_ROW.later_many(conn, trail)
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 
@@ -446,7 +446,7 @@ class OutboundQueue:
                 cursor.close()
             if hook is not None:
                 hook(conn, job, Settled(state, reason, code, detail, peer, at))
-            AUDIT_ROW.run(conn, trail)
+            AUDIT_ROW.later(conn, trail)
             return True
 
         # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
@@ -486,7 +486,7 @@ def enqueue_in(
     if trail is not None:
         trail.append(row)
     else:
-        AUDIT_ROW.run(conn, row)
+        AUDIT_ROW.later(conn, row)
     return job_id
 
 

@@ -109,7 +109,7 @@ def record_recipient(
     conn: Connection, message: int, recipient: str, *, at: datetime, state: MessageState,
     record_id: int | None = None, reason: str | None = None, detail: str | None = None,
 ) -> None:
-    _INSERT_RECIPIENT.run(
+    _INSERT_RECIPIENT.later(
         conn,
         dict(message_id=message, recipient=recipient, state=state.value, reason=reason, detail=detail,
              record_id=record_id, updated_at=at),
@@ -120,7 +120,7 @@ def record_event(
     conn: Connection, *, at: datetime, event: Event, message: int | None, recipient: str | None = None,
     reason: str | None = None, detail: str | None = None, peer: str | None = None, node: str | None = None,
 ) -> None:
-    _INSERT_AUDIT.run(
+    _INSERT_AUDIT.later(
         conn,
         messaging.audit_row(at, event.value, message_id=message, recipient=recipient, reason=reason, detail=detail,
                             peer=peer, node=node),
@@ -138,8 +138,8 @@ def event_row(
 
 def record_events(conn: Connection, rows: list[dict[str, object]]) -> None:
     """Several audit rows in one statement (on PostgreSQL one round trip instead of one each)."""
-    _INSERT_AUDIT.run_many(conn, rows)
+    _INSERT_AUDIT.later_many(conn, rows)
 
 
 def update_state(conn: Connection, message: int, state: MessageState, at: datetime) -> None:
-    _UPDATE_STATE.run(conn, {"message": message, "state": state.value, "at": at})
+    _UPDATE_STATE.later(conn, {"message": message, "state": state.value, "at": at})

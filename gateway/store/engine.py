@@ -34,6 +34,7 @@ from .dialects import (
 )
 from .errors import StoreError, StoreProblem
 from .permissions import protect_sqlite_file
+from .prepared import discard_later, flush_later, flush_on_use
 from .sqlite_writer import SqliteWriter
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -48,6 +49,8 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        if engine.dialect.name != "sqlite":
+            flush_on_use(engine.sync_engine)  # Prepared.later's writes: before the next statement, at COMMIT
         self._sqlite: SqliteWriter | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
 
@@ -102,7 +105,7 @@ class Store:
     async def _run_async(self, work: Callable[[Connection], T], write: bool) -> T:
         if write:
             async with self.begin() as conn:
-                return await conn.run_sync(work)
+                return await conn.run_sync(_then_flushed, work)
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
 
@@ -116,6 +119,17 @@ class Store:
     async def revision(self) -> str | None:
         async with self.engine.connect() as conn:
             return await conn.run_sync(_current_revision)
+
+
+def _then_flushed(conn: Connection, work: Callable[[Connection], T]) -> T:
+    """``work``, then the writes it deferred (Prepared.later), inside the transaction: their
+    errors are the work's, raised to the caller before COMMIT."""
+    try:
+        result = work(conn)
+        flush_later(conn)
+        return result
+    finally:
+        discard_later(conn)
 
 
 def _alembic_config() -> AlembicConfig:

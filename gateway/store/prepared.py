@@ -18,18 +18,44 @@ own result would (SQLite hands timestamps back as text), as named tuples.
 Only for fixed statements on hot paths; everything else uses ``Connection.execute``.
 A list parameter (``IN``) has no fixed shape: build one ``Prepared`` per length
 (``functools.lru_cache`` over the length), each with its own ``bindparam``s.
+
+**Writes whose result nothing reads** (an audit row, a blob, a counter) can be
+given with ``later``/``later_many``. On SQLite they run at once (no round trip
+to save). On PostgreSQL each statement is a round trip to the server, a dozen
+per accepted message, and each costs CPU on both sides (docs/receive.md); so
+there they wait on the connection and go together as one statement, data-
+modifying CTEs (``WITH w0 AS (INSERT ...), w1 AS (UPDATE ...) SELECT 1``),
+just before the next statement of the transaction or its COMMIT, whichever
+comes first: ``Prepared``'s own statements flush first, SQLAlchemy's
+(``Connection.execute``) through ``flush_on_use``'s engine events, and
+``Store.run`` flushes when the work returns. So a read, in the same
+transaction, always sees every write given before it; what changes is only
+that the writes of one group run in one statement (one snapshot): a group
+never holds two UPDATEs of the same statement, and an error of a deferred
+write (a constraint) is raised by the statement that flushes it, still
+inside the transaction, which then rolls back whole.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Connection, event, exc
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql import Executable
+
+LATER = "directgw.later"
+"""Key of the deferred writes in the connection's ``info``: (SQL, parameters) in order."""
+
+MAX_GROUP_PARAMETERS = 30_000
+"""Parameters in one flushed statement at most (the PostgreSQL protocol allows 32767)."""
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +114,7 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run once; the driver's cursor, for ``fetchone()`` of a RETURNING or SELECT."""
+        flush_later(conn)
         compiled = self._for(conn.dialect)
         row = self._row(compiled, params)
         cursor = _cursor(conn)
@@ -134,9 +161,39 @@ class Prepared:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
         self.execute(conn, params).close()
 
+    def later(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """A write nothing in this transaction reads the result of: at once on SQLite, with the
+        transaction's next statement or its COMMIT on PostgreSQL (see the module's docstring)."""
+        self.later_many(conn, (params,))
+
+    def later_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        compiled = self._for(conn.dialect)
+        shape = _Deferrable.of(compiled.sql) if conn.dialect.paramstyle == "numeric_dollar" else None
+        if shape is None or (not shape.insert and len(rows) > 1):  # several UPDATEs: as given, now
+            if len(rows) == 1:
+                self.run(conn, rows[0])
+            else:
+                self.run_many(conn, rows)
+            return
+        values = [self._row(compiled, params) for params in rows]
+        pending: list[_Waiting] | None = conn.info.get(LATER)
+        if pending:
+            last = pending[-1]
+            if last.shape is shape and shape.insert:  # more rows of the same INSERT: its VALUES list
+                last.rows.extend(values)
+                return
+            if any(w.shape.table == shape.table for w in pending):
+                # one statement per table in a group: the rows of a table keep the order they
+                # were given in (ids, the audit trail), and no row is updated twice in one statement
+                flush_later(conn)
+        conn.info.setdefault(LATER, []).append(_Waiting(shape, values))
+
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
+        flush_later(conn)
         compiled = self._for(conn.dialect)
         values = [self._row(compiled, params) for params in rows]
         cursor = _cursor(conn)
@@ -146,6 +203,148 @@ class Prepared:
             raise _translated(conn, compiled.sql, values, error) from error
         finally:
             cursor.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferrable:
+    """A statement ``later`` can hold back: an INSERT of one row (whose VALUES tuple repeats
+    for more) or an UPDATE, with ``$n`` placeholders (asyncpg) and no quoted literal (a ``$``
+    inside one would not be a placeholder)."""
+
+    table: str
+    insert: bool
+    head: str
+    """The INSERT up to its VALUES tuple, or the whole UPDATE."""
+    values: str
+    """The INSERT's one VALUES tuple, parenthesised (empty for an UPDATE)."""
+    tail: str
+    width: int
+    """Placeholders in one row."""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def of(sql: str) -> _Deferrable | None:
+        if "'" in sql:
+            return None
+        words = sql.split(None, 3)
+        width = len(set(_PLACEHOLDER.findall(sql)))
+        if words[:2] == ["INSERT", "INTO"] and len(words) > 2:
+            at = sql.find(" VALUES (")
+            if at < 0:
+                return None
+            begin = at + len(" VALUES ")
+            depth, end = 0, begin
+            for end in range(begin, len(sql)):
+                depth += {"(": 1, ")": -1}.get(sql[end], 0)
+                if depth == 0:
+                    break
+            return _Deferrable(words[2], True, sql[:begin], sql[begin:end + 1], sql[end + 1:], width)
+        if words[:1] == ["UPDATE"] and len(words) > 1:
+            return _Deferrable(words[1], False, sql, "", "", width)
+        return None
+
+
+@dataclass(slots=True)
+class _Waiting:
+    shape: _Deferrable
+    rows: list[tuple[Any, ...]]
+
+
+def flush_later(conn: Connection) -> None:
+    """Run the writes ``later`` left on this connection: one statement for all of them
+    (data-modifying CTEs, INSERT rows as one VALUES list), unless their parameters
+    outnumber what one statement may carry."""
+    pending: list[_Waiting] | None = conn.info.pop(LATER, None)
+    if not pending:
+        return
+    for sql, params in _statements(pending):
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(sql, params)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _translated(conn, sql, params, error) from error
+        finally:
+            cursor.close()
+
+
+def discard_later(conn: Connection) -> None:
+    """Forget the deferred writes of a transaction that rolls back."""
+    conn.info.pop(LATER, None)
+
+
+def _statements(pending: list[_Waiting]) -> list[tuple[str, tuple[Any, ...]]]:
+    parts: list[str] = []
+    values: list[Any] = []
+    out: list[tuple[str, tuple[Any, ...]]] = []
+
+    def close() -> None:
+        if len(parts) == 1:
+            out.append((parts[0], tuple(values)))
+        elif parts:
+            out.append(("WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts)) + " SELECT 1",
+                        tuple(values)))
+        parts.clear()
+        values.clear()
+
+    for waiting in pending:
+        shape = waiting.shape
+        rows: list[Any] = waiting.rows if shape.insert else [[row] for row in waiting.rows]
+        per_statement = max(1, MAX_GROUP_PARAMETERS // max(1, shape.width))
+        chunks = [rows[i:i + per_statement] for i in range(0, len(rows), per_statement)] if shape.insert else rows
+        for chunk in chunks:
+            width = shape.width * len(chunk)
+            if values and len(values) + width > MAX_GROUP_PARAMETERS:
+                close()
+            offset = len(values)
+            if shape.insert:
+                tuples = ", ".join(_renumbered(shape.values, offset + n * shape.width) for n in range(len(chunk)))
+                parts.append(_renumbered(shape.head, offset) + tuples + shape.tail)
+                for row in chunk:
+                    values.extend(row)
+            else:
+                parts.append(_renumbered(shape.head, offset))
+                values.extend(chunk[0])
+    close()
+    return out
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", sql) if offset else sql
+
+
+def flush_on_use(engine: Engine) -> None:
+    """On a PostgreSQL engine: deferred writes flushed before any statement SQLAlchemy runs and
+    before COMMIT, dropped at ROLLBACK, whoever runs the transaction."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Connection, *_args: Any) -> None:
+        if LATER in conn.info:
+            flush_later(conn)
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        if LATER in conn.info:
+            flush_later(conn)
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(conn: Connection) -> None:
+        discard_later(conn)
+
+    # a SAVEPOINT scopes what was written inside it: what came before goes out first, what
+    # waits at RELEASE goes out inside it, what waits at ROLLBACK TO was never run
+    @event.listens_for(engine, "savepoint")
+    def _savepoint(conn: Connection, _name: str) -> None:
+        if LATER in conn.info:
+            flush_later(conn)
+
+    @event.listens_for(engine, "release_savepoint")
+    def _release(conn: Connection, _name: str, _context: Any) -> None:
+        if LATER in conn.info:
+            flush_later(conn)
+
+    @event.listens_for(engine, "rollback_savepoint")
+    def _rollback_to(conn: Connection, _name: str, _context: Any) -> None:
+        discard_later(conn)
 
 
 def _cursor(conn: Connection) -> Any:

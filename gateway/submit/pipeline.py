@@ -205,7 +205,7 @@ class SubmissionPipeline:
             size=len(prepared.payload), sha256=prepared.sha256, raw=None, state=STATE_SUBMITTED, reason=None,
             detail=f"submitted by account {account}", updated_at=at,
         )))
-        AUDIT_ROW.run(conn, audit_row(
+        AUDIT_ROW.later(conn, audit_row(
             at, EVENT_SUBMITTED, message_id=message, peer=session.peer, node=self._settings.node,
             detail=f"account {account}, {len(received.rcpt_to)} recipient(s)"
             + (f", added {', '.join(prepared.added)}" if prepared.added else "")
