@@ -260,11 +260,15 @@ def _postgres_sink(url: str) -> object:
 
     class Handler:
         pool: asyncpg.Pool | None = None
+        ready = asyncio.Lock()  # the first sessions arrive together: one of them makes the pool and table
 
         async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
             if self.pool is None:
-                self.pool = await asyncpg.create_pool(dsn, min_size=16, max_size=16)
-                await self.pool.execute("CREATE TABLE IF NOT EXISTS m (id BIGSERIAL PRIMARY KEY, data BYTEA)")
+                async with self.ready:
+                    if self.pool is None:
+                        pool = await asyncpg.create_pool(dsn, min_size=16, max_size=16)
+                        await pool.execute("CREATE TABLE IF NOT EXISTS m (id BIGSERIAL PRIMARY KEY, data BYTEA)")
+                        self.pool = pool
             await self.pool.execute("INSERT INTO m (data) VALUES ($1)", envelope.original_content)
             return "250 2.0.0 stored"
 
