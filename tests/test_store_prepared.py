@@ -245,3 +245,16 @@ def test_grouped_statements_carry_their_parameters_in_order_and_within_the_proto
     assert last_sql.startswith("WITH w0 AS (INSERT INTO audit") and "$9::" in last_sql and "$10::" in last_sql
     assert last_params == (*rows[-1], "s", 1)
     assert _Deferrable.of("UPDATE t SET a='x' WHERE b = $1") is None  # a quoted literal: never grouped
+
+
+async def test_deferred_writes_in_a_transaction_begun_by_hand_are_written_at_its_commit_or_fail_it(store):
+    async with store.begin() as conn:
+        message = await conn.run_sync(lambda c: PREPARED_MESSAGE.scalar(c, MESSAGE))
+        await conn.run_sync(lambda c: AUDIT.later(c, _audit(message, "at commit")))
+    assert await store.read(_events) == ["at commit"]
+
+    with pytest.raises(IntegrityError):
+        async with store.begin() as conn:
+            await conn.run_sync(lambda c: AUDIT.later(c, _audit(message, None)))
+    assert await store.read(_events) == ["at commit"]
+    assert await store.run(lambda conn: _events(conn)) == ["at commit"]  # the connection is usable again
