@@ -21,8 +21,8 @@ A list parameter (``IN``) has no fixed shape: build one ``Prepared`` per length
 
 **Writes whose result nothing reads** (an audit row, a blob, a counter) can be
 given with ``later``/``later_many``. On SQLite they run at once (no round trip
-to save). On PostgreSQL each statement is a round trip to the server, a dozen
-per accepted message, and each costs CPU on both sides (docs/receive.md); so
+to save). On PostgreSQL each statement is a round trip to the server (twelve
+per accepted message before this), and each costs CPU on both sides (docs/receive.md); so
 there they wait on the connection and go together as one statement, data-
 modifying CTEs (``WITH w0 AS (INSERT ...), w1 AS (UPDATE ...) SELECT 1``),
 just before the next statement of the transaction or its COMMIT, whichever
@@ -31,7 +31,8 @@ comes first: ``Prepared``'s own statements flush first, SQLAlchemy's
 ``Store.run`` flushes when the work returns. So a read, in the same
 transaction, always sees every write given before it; what changes is only
 that the writes of one group run in one statement (one snapshot): a group
-never holds two UPDATEs of the same statement, and an error of a deferred
+holds one statement per table (rows of one INSERT join its VALUES list, in
+the order given, so ids keep that order; no row is updated twice), and an error of a deferred
 write (a constraint) is raised by the statement that flushes it, still
 inside the transaction, which then rolls back whole.
 """
