@@ -258,3 +258,30 @@ async def test_deferred_writes_in_a_transaction_begun_by_hand_are_written_at_its
             await conn.run_sync(lambda c: AUDIT.later(c, _audit(message, None)))
     assert await store.read(_events) == ["at commit"]
     assert await store.run(lambda conn: _events(conn)) == ["at commit"]  # the connection is usable again
+
+
+async def test_on_postgresql_waiting_writes_travel_with_the_next_insert_into_another_table(store, monkeypatch):
+    import gateway.store.prepared as prepared
+
+    sent: list[str] = []
+    cursor_of = prepared._cursor
+    monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
+
+    def work(conn):
+        first = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(first, "with the next insert"))
+        SET_STATE.later(conn, {"id": first, "state": "rejected"})
+        second = PREPARED_MESSAGE.scalar(conn, MESSAGE)  # messages: SET_STATE waits on it, so alone first
+        AUDIT.later(conn, _audit(second, "carried"))
+        RECIPIENT.later(conn, dict(message_id=second, recipient="p@b.test", state="delivered", reason=None,
+                                   detail=None, record_id=None, updated_at=NOW))
+        third = PREPARED_MESSAGE.scalar(conn, MESSAGE)  # another table's writes ride on this insert
+        return first, second, third, STATE_OF.first(conn, {"id": first})[0]
+
+    first, second, third, state = await store.run(work)
+    assert len({first, second, third}) == 3 and state == "rejected"
+    if store.dialect == "postgresql":
+        assert sent == ["INSERT", "WITH", "INSERT", "WITH", "SELECT"]
+    assert await store.read(_events) == ["with the next insert", "carried"]
+    recipients = await store.read(lambda conn: conn.execute(select(messaging.message_recipients.c.message_id)).all())
+    assert [r.message_id for r in recipients] == [second]

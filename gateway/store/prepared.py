@@ -115,14 +115,16 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run once; the driver's cursor, for ``fetchone()`` of a RETURNING or SELECT."""
-        flush_later(conn)
         compiled = self._for(conn.dialect)
-        row = self._row(compiled, params)
+        sql, row = compiled.sql, self._row(compiled, params)
+        pending = conn.info.get(LATER)
+        if pending:
+            sql, row = _carrying(conn, pending, sql, row)
         cursor = _cursor(conn)
         try:
-            cursor.execute(compiled.sql, row)
+            cursor.execute(sql, row)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _translated(conn, compiled.sql, row, error) from error
+            raise _translated(conn, sql, row, error) from error
         return cursor
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -273,20 +275,37 @@ def discard_later(conn: Connection) -> None:
     conn.info.pop(LATER, None)
 
 
+def _carrying(conn: Connection, pending: list[_Waiting], sql: str, row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` with the waiting writes before it as CTEs, one round trip for all, when it reads
+    nothing they write: an INSERT ... VALUES into a table none of them touches (its foreign keys
+    are checked at the end of the statement, after them). Otherwise they go first, alone."""
+    shape = _Deferrable.of(sql)
+    if (shape is not None and shape.insert and "SELECT" not in sql
+            and all(w.shape.table != shape.table for w in pending)):
+        groups = _groups(pending)
+        if len(groups) == 1 and len(groups[0][1]) + len(row) <= MAX_GROUP_PARAMETERS:
+            del conn.info[LATER]
+            parts, values = groups[0]
+            return _with(parts) + " " + _renumbered(sql, len(values)), (*values, *row)
+    flush_later(conn)
+    return sql, row
+
+
 def _statements(pending: list[_Waiting]) -> list[tuple[str, tuple[Any, ...]]]:
+    return [(parts[0] if len(parts) == 1 else _with(parts) + " SELECT 1", tuple(values))
+            for parts, values in _groups(pending)]
+
+
+def _with(parts: list[str]) -> str:
+    return "WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts))
+
+
+def _groups(pending: list[_Waiting]) -> list[tuple[list[str], list[Any]]]:
+    """The waiting writes as statements (each INSERT's rows one VALUES list), in groups whose
+    parameters one statement can carry."""
     parts: list[str] = []
     values: list[Any] = []
-    out: list[tuple[str, tuple[Any, ...]]] = []
-
-    def close() -> None:
-        if len(parts) == 1:
-            out.append((parts[0], tuple(values)))
-        elif parts:
-            out.append(("WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts)) + " SELECT 1",
-                        tuple(values)))
-        parts.clear()
-        values.clear()
-
+    out: list[tuple[list[str], list[Any]]] = []
     for waiting in pending:
         shape = waiting.shape
         rows: list[Any] = waiting.rows if shape.insert else [[row] for row in waiting.rows]
@@ -295,7 +314,8 @@ def _statements(pending: list[_Waiting]) -> list[tuple[str, tuple[Any, ...]]]:
         for chunk in chunks:
             width = shape.width * len(chunk)
             if values and len(values) + width > MAX_GROUP_PARAMETERS:
-                close()
+                out.append((parts, values))
+                parts, values = [], []
             offset = len(values)
             if shape.insert:
                 tuples = ", ".join(_renumbered(shape.values, offset + n * shape.width) for n in range(len(chunk)))
@@ -305,7 +325,8 @@ def _statements(pending: list[_Waiting]) -> list[tuple[str, tuple[Any, ...]]]:
             else:
                 parts.append(_renumbered(shape.head, offset))
                 values.extend(chunk[0])
-    close()
+    if parts:
+        out.append((parts, values))
     return out
 
 
