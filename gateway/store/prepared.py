@@ -330,7 +330,10 @@ def _groups(pending: list[_Waiting]) -> list[tuple[list[str], list[Any]]]:
     return out
 
 
+@functools.lru_cache(maxsize=8192)
 def _renumbered(sql: str, offset: int) -> str:
+    """``sql``'s placeholders moved up by ``offset`` (the same few shapes and offsets recur for
+    every message: computed once each)."""
     return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + offset}", sql) if offset else sql
 
 
