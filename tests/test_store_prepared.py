@@ -207,13 +207,18 @@ class _Counting:
         return getattr(self._cursor, name)
 
 
-async def test_deferred_writes_go_as_one_statement_on_postgresql_and_at_once_on_sqlite(store, monkeypatch):
+@pytest.fixture(name="sent")
+def sent_fixture(monkeypatch):
+    """The first word of each statement ``Prepared`` sends to the driver, in order."""
     import gateway.store.prepared as prepared
 
     sent: list[str] = []
     cursor_of = prepared._cursor
     monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
+    return sent
 
+
+async def test_deferred_writes_go_as_one_statement_on_postgresql_and_at_once_on_sqlite(store, sent):
     def work(conn):
         message = PREPARED_MESSAGE.scalar(conn, MESSAGE)
         AUDIT.later_many(conn, [_audit(message, str(n)) for n in range(5)])
@@ -260,13 +265,7 @@ async def test_deferred_writes_in_a_transaction_begun_by_hand_are_written_at_its
     assert await store.run(lambda conn: _events(conn)) == ["at commit"]  # the connection is usable again
 
 
-async def test_on_postgresql_waiting_writes_travel_with_the_next_insert_into_another_table(store, monkeypatch):
-    import gateway.store.prepared as prepared
-
-    sent: list[str] = []
-    cursor_of = prepared._cursor
-    monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
-
+async def test_on_postgresql_waiting_writes_travel_with_the_next_insert_into_another_table(store, sent):
     def work(conn):
         first = PREPARED_MESSAGE.scalar(conn, MESSAGE)
         AUDIT.later(conn, _audit(first, "with the next insert"))
