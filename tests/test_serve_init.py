@@ -4,6 +4,7 @@ served gateway offers STARTTLS, answers /healthz and stops on SIGTERM with 0."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import smtplib
@@ -11,6 +12,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -58,3 +60,34 @@ def test_init_then_serve_offers_starttls_and_health(tmp_path):
         code = process.wait(60)
         served.close()
     assert code == 0, served.log()
+
+
+@pytest.mark.parametrize(("flags", "info_logged"), [
+    ((), True),                               # a service logs what it does by default
+    (("--log-level", "info"), True),
+    (("--log-level", "warning"), False),      # asked for by name: warnings and worse only
+])
+def test_serve_log_level(tmp_path, flags, info_logged):
+    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", *flags, "serve", "--smtp", f"127.0.0.1:{_free_port()}",
+         "--http", "off"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    served = Served(process)
+    try:
+        deadline = time.monotonic() + 60
+        while not any("SMTP on" in line for line in served.lines) and time.monotonic() < deadline:
+            assert process.poll() is None, served.log()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+        served.close()
+    assert code == 0, served.log()
+    events = [json.loads(line) for line in served.lines if line.startswith("{")]
+    assert any(event["event"] == "serve.started" for event in events) is info_logged, served.log()
+    assert all(event["level"] != "info" for event in events) is not info_logged

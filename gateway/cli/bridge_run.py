@@ -57,7 +57,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     def run() -> int:
         config = configuration(args, required=True)
         assert config is not None
-        level = args.log_level if args.log_level != "warning" else "info"
+        level = args.log_level or "info"  # a service says what it does unless told otherwise
         logs.configure(json=True, level=level)
         return asyncio.run(run_bridge(config, args.listen))
 

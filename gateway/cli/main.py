@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP + "; also accepted after the command")
     parser.add_argument("--log-json", action="store_true", help="logs as JSON lines (for servers)")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                        help="least severe log level written to stderr (default warning)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="least severe log level written to stderr (default warning; info for serve and bridge)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from gateway import logs
 
-    logs.configure(json=args.log_json, level=args.log_level)
+    logs.configure(json=args.log_json, level=args.log_level or "warning")
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = configuration(args, required=True)
         assert config is not None
         settings = _settings(args, config)
-        level = args.log_level if args.log_level != "warning" else "info"
+        level = args.log_level or "info"  # a service says what it does unless told otherwise
         logs.configure(json=True, level=level)
         if args.workers == 1:
             return asyncio.run(serve_one(config, settings, first_worker=True, reuse_port=False))
