@@ -269,17 +269,23 @@ class Run:
     cpu_b: float
     cpu_load: float
     """This process: the EHR clients and the EHR's inbox (the load, not the system measured)."""
+    delivered_rate: float = float("nan")
+    """Submissions sealed and handed to B (A's job recorded sent after B's 250), per second from
+    the first MAIL to the last such hand-over: the rate issue 9's target names. ``rate`` runs on
+    to the last MDN, so it also holds the tail of MDN work left when the last message is sent."""
 
 
 def submit(label: str, port: int, inbox: Inbox, messages: list[tuple[str, bytes]], clients: int,
-           a: Server | None = None, b: Server | None = None) -> Run:
+           a: Server | None = None, b: Server | None = None, a_db: Path | None = None) -> Run:
     started: dict[str, float] = {}
     accepted: list[float] = []
     failures: list[bytes] = []
+    wall_begin = [datetime.now(UTC)]
 
     async def go() -> tuple[tuple[float, float, float], float]:
         sessions = await asyncio.gather(*(_login(port) for _ in range(clients)))
         cpu = (a.cpu_seconds() if a else 0.0, b.cpu_seconds() if b else 0.0, time.process_time())
+        wall_begin[0] = datetime.now(UTC)
         begin = time.perf_counter()
         queue = list(messages)
         await asyncio.gather(*(_ehr(session, queue, started, accepted, failures) for session in sessions))
@@ -301,7 +307,23 @@ def submit(label: str, port: int, inbox: Inbox, messages: list[tuple[str, bytes]
         (a.cpu_seconds() - cpu[0]) / max(1, done) * 1000 if a else float("nan"),
         (b.cpu_seconds() - cpu[1]) / max(1, done) * 1000 if b else float("nan"),
         (time.process_time() - cpu[2]) / max(1, done) * 1000,
+        _delivered_rate(a_db, wall_begin[0], len(ids)) if a_db else float("nan"),
     )
+
+
+def _delivered_rate(db: Path, begin: datetime, count: int) -> float:
+    """Sealed and delivered per second: A's mail jobs queued since ``begin`` and recorded sent
+    (B answered 250 to the sealed message), over the time to the last of them."""
+    import sqlite3
+
+    since = begin.replace(tzinfo=None).isoformat(sep=" ")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT updated_at FROM outbound WHERE kind = 'mail' AND state = 'sent' "
+                            "AND created_at >= ?", (since,)).fetchall()
+    if len(rows) < count:
+        return float("nan")
+    last = max(datetime.fromisoformat(r[0]) for r in rows)
+    return count / (last - begin.replace(tzinfo=None)).total_seconds()
 
 
 # --------------------------------------------------------------------------- the run
@@ -330,7 +352,8 @@ def outbound(count: int, clients: int, keep: bool) -> list[Run]:
             raise SystemExit(f"warm-up: {runs[0].missing} MDNs never came back; logs in {a.root}, {b.root}:\n"
                              + (a.root / "serve.log").read_text()[-3000:] + (b.root / "serve.log").read_text()[-3000:])
         messages = [plain(n) for n in range(100, 100 + count)]
-        runs.append(submit(f"{clients} EHR clients", a.submission, inbox, messages, clients, server_a, server_b))
+        runs.append(submit(f"{clients} EHR clients", a.submission, inbox, messages, clients, server_a, server_b,
+                           a.root / "data" / "directgw.db"))
         single = [plain(n) for n in range(100_000, 100_000 + max(20, count // 10))]
         runs.append(submit("1 EHR client", a.submission, inbox, single, 1, server_a, server_b))
         return runs
@@ -387,6 +410,8 @@ def main() -> None:
     print(f"outbound / inbound = {loaded.rate / rate_in:.2f}x (target >= 0.4x); "
           f"p50 submission to processed = {single.mdn_p50:.1f} ms from one client, {loaded.mdn_p50:.1f} ms under "
           f"load (target < 100 ms)")
+    print(f"sealed and delivered to B: {loaded.delivered_rate:.1f}/s = {loaded.delivered_rate / rate_in:.2f}x the "
+          f"inbound rate (to the last hand-over to B; the ratio above runs on to the last processed MDN)")
 
 
 if __name__ == "__main__":
