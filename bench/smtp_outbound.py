@@ -19,6 +19,10 @@ time from MAIL to the ``processed`` MDN in the inbox (p50/p99), under load
 and from one client; the CPU each gateway spent per message (/proc). In the
 same run, ``bench/smtp_inbound.py``'s inbound rate (1 worker, SQLite) for
 the ratio, measured just before and just after the outbound run (their mean).
+Two ratios are given: the rate through to the ``processed`` MDN in the inbox
+(every message's whole path), and the rate at which A sealed and handed
+messages to B (its jobs recorded sent, read from A's database), which is what
+the target names; the first also holds the MDN work left after the last send.
 
 Targets (issue 9): sealed-and-delivered submissions per second >= 0.4x the
 inbound rate; p50 submission to ``processed`` under 100 ms with warm

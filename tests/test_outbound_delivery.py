@@ -423,63 +423,6 @@ async def test_a_stopping_worker_claims_nothing_more_when_its_last_session_ends(
     assert (left.state, left.lease_owner, left.attempts) == (JobState.QUEUED, None, 0)  # for any worker, at once
 
 
-async def test_under_a_backlog_each_attempt_claims_its_successor_with_its_outcome(world):
-    """More due jobs than slots: a freed slot is refilled in the transaction that records the
-    attempt, so only the first claim is a transaction of its own."""
-    ids = [await world.enqueue(n) for n in range(5)]
-    worker = world.worker(replace(SETTINGS, poll=3600, batch=2))
-    claims_alone = 0
-    claim = world.queue.claim
-
-    async def counted(*args, **kwargs):
-        nonlocal claims_alone
-        claims_alone += 1
-        return await claim(*args, **kwargs)
-
-    world.queue.claim = counted
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop, grace=5))
-    try:
-        await _until(lambda: len(world.sink.received) == 5)
-        for _ in range(50):  # the last outcomes are recorded after the sink has the message
-            if [(await world.queue.get(i)).state for i in ids] == [JobState.SENT] * 5:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 10)
-    assert [(await world.queue.get(i)).state for i in ids] == [JobState.SENT] * 5
-    seen = sorted(open_inbound(r.data, [world.pki["bob"].pair], at=NOW).inner.message_id
-                  for r in world.sink.received)
-    assert seen == sorted(f"<m{n}@{A}>" for n in range(5))  # each once
-    assert claims_alone == 1
-    for job_id in ids:
-        assert await world.events(job_id) == ["queued", "claimed", "sent"]
-
-
-async def test_a_stopping_worker_hands_back_a_job_claimed_with_an_outcome(world):
-    """The stop comes while an attempt records its outcome and claims its successor: that job
-    is handed back unattempted, for any worker at once."""
-    worker = world.worker(replace(SETTINGS, poll=3600, batch=1))
-    first = await world.enqueue(0)
-    second = await world.enqueue(1)
-    stop = asyncio.Event()
-    sent = world.queue.sent
-
-    async def stop_meanwhile(*args, **kwargs):
-        done = await sent(*args, **kwargs)  # its successor is claimed in the same transaction
-        stop.set()
-        return done
-
-    world.queue.sent = stop_meanwhile
-    worker._refilling = True  # as run sets it after a claim that filled every slot
-    await asyncio.wait_for(worker.run(stop, grace=5), 10)
-    done, left = await world.queue.get(first), await world.queue.get(second)
-    assert done.state is JobState.SENT and len(world.sink.received) == 1
-    assert (left.state, left.lease_owner, left.attempts) == (JobState.QUEUED, None, 0)
-    assert await world.events(second) == ["queued", "claimed", "released"]
-
-
 class _CountingFinder:
     """The real discovery, its calls counted (our own CertificateFinder Protocol)."""
 

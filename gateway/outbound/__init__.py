@@ -14,17 +14,7 @@ and hands ``queue`` to the inbound pipeline, which calls ``enqueue`` inside
 its own transaction. docs/outbound.md tells the whole story.
 """
 
-from .queue import (
-    Event,
-    Job,
-    JobKind,
-    JobState,
-    OutboundQueue,
-    Reason,
-    Refill,
-    Settled,
-    SettledHook,
-)
+from .queue import Event, Job, JobKind, JobState, OutboundQueue, Reason, Settled, SettledHook
 from .routes import Destination, MxRouter, Routed, Router, Unroutable
 from .settings import (
     Backoff,
@@ -40,6 +30,6 @@ from .worker import Attempt, CertificateFinder, DeliveryWorker, SigningKeys
 __all__ = [
     "Attempt", "Backoff", "CertificateFinder", "Delivery", "DeliveryWorker", "Destination", "Event", "Job",
     "JobKind", "JobState", "MxRouter", "OutboundQueue", "OutboundSettings", "OutboundSettingsError", "Permanent",
-    "Reason", "Refill", "Routed", "Router", "Sent", "Settled", "SettledHook", "SigningKeys", "SmtpTransport",
-    "StaticRoute", "Temporary", "TlsMode", "Transport", "Unroutable", "outbound_settings",
+    "Reason", "Routed", "Router", "Sent", "Settled", "SettledHook", "SigningKeys", "SmtpTransport", "StaticRoute", "Temporary", "TlsMode",
+    "Transport", "Unroutable", "outbound_settings",
 ]

@@ -139,18 +139,6 @@ class Settled:
     at: datetime
 
 
-@dataclass(slots=True)
-class Refill:
-    """Jobs to claim in the transaction that records an attempt: a busy worker refills the slot
-    the attempt frees without a claim transaction of its own (one fewer per job under load:
-    a commit on SQLite, BEGIN and COMMIT round trips on PostgreSQL). ``jobs`` holds what was claimed."""
-
-    owner: str
-    lease: timedelta
-    limit: int
-    jobs: list[Job] = field(default_factory=list)
-
-
 SettledHook = Callable[[Connection, "Job", Settled], None]
 """Runs inside the transaction that writes a job's SENT, FAILED or EXPIRED state, so what
 it writes (the delivery monitor's tracking, a DSN to queue) commits with that state or not at all."""
@@ -365,48 +353,42 @@ class OutboundQueue:
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 
-    async def sent(self, job: Job, *, at: datetime, code: int, peer: str, sent_message_id: str | None,
-                   then: Refill | None = None) -> bool:
-        """Delivered; False when ``job``'s lease was no longer held (another worker has it).
-        With ``then``, due jobs are claimed in the same transaction (every transition takes it)."""
+    async def sent(self, job: Job, *, at: datetime, code: int, peer: str, sent_message_id: str | None) -> bool:
+        """Delivered; False when ``job``'s lease was no longer held (another worker has it)."""
         return await self._transition(
-            job, at, JobState.SENT, Event.SENT, Reason.DELIVERED, code, None, peer, then=then,
+            job, at, JobState.SENT, Event.SENT, Reason.DELIVERED, code, None, peer,
             sent_message_id=sent_message_id,
         )
 
     async def retry(
-        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None,
-        then: Refill | None = None,
+        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None
     ) -> JobState | None:
         """A temporary failure: due again after the backoff, or ``EXPIRED`` (final)
         when that would pass the job's lifetime. None when the lease was lost."""
         due = at + self.backoff.delay(job.attempts)
         if due >= job.expires_at:
             detail = f"{error} (no attempt left before {job.expires_at.isoformat()})"
-            done = await self._transition(job, at, JobState.EXPIRED, Event.EXPIRED, reason, code, detail, peer,
-                                          then=then)
+            done = await self._transition(job, at, JobState.EXPIRED, Event.EXPIRED, reason, code, detail, peer)
             return JobState.EXPIRED if done else None
         done = await self._transition(
             job, at, JobState.QUEUED, Event.DEFERRED, reason, code, f"{error} (next attempt {due.isoformat()})",
-            peer, then=then, next_attempt_at=due,
+            peer, next_attempt_at=due,
         )
         return JobState.QUEUED if done else None
 
     async def failed(
-        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None,
-        then: Refill | None = None,
+        self, job: Job, *, at: datetime, reason: Reason, code: int | None, error: str, peer: str | None = None
     ) -> bool:
         """A permanent failure (final)."""
-        return await self._transition(job, at, JobState.FAILED, Event.FAILED, reason, code, error, peer, then=then)
+        return await self._transition(job, at, JobState.FAILED, Event.FAILED, reason, code, error, peer)
 
-    async def expire(self, job: Job, *, at: datetime, then: Refill | None = None) -> bool:
+    async def expire(self, job: Job, *, at: datetime) -> bool:
         """Claimed after its lifetime ran out (the gateway was down): final, not attempted."""
         detail = f"not delivered before {job.expires_at.isoformat()}"
         if job.last_error:
             detail += f"; last error: {job.last_error}"
         return await self._transition(
-            job, at, JobState.EXPIRED, Event.EXPIRED, job.reason or Reason.LIFETIME, job.last_code, detail, None,
-            then=then,
+            job, at, JobState.EXPIRED, Event.EXPIRED, job.reason or Reason.LIFETIME, job.last_code, detail, None
         )
 
     async def release(self, job: Job, *, at: datetime) -> bool:
@@ -434,7 +416,6 @@ class OutboundQueue:
         peer: str | None,
         *,
         keep_outcome: bool = False,
-        then: Refill | None = None,
         **extra: Any,
     ) -> bool:
         detail = detail[:MAX_ERROR_TEXT] if detail is not None else None
@@ -457,16 +438,10 @@ class OutboundQueue:
         )
 
         def work(conn: Connection) -> bool:
-            done = moved(conn)
-            if then is not None:
-                then.jobs = self._claim_in(conn, then.owner, at, then.lease, then.limit)
-            return done
-
-        def moved(conn: Connection) -> bool:
             cursor = statement.execute(conn, params)
             try:
                 if cursor.rowcount != 1:
-                    return False  # the lease was lost: nothing of this transition is written
+                    return False
             finally:
                 cursor.close()
             if hook is not None:

@@ -23,9 +23,7 @@ A bug in one attempt is logged and retried, never made a final failure.
 
 ``run`` keeps up to ``batch`` attempts in flight, claiming as slots free and
 when this process commits a job (``OutboundQueue.wake``), polling only for
-what other nodes queue. While more jobs are due than slots are free, an
-attempt claims its successor in the transaction that records its outcome
-(``Refill``): one transaction per job instead of two. When its stop event is set it lets in-flight attempts
+what other nodes queue. When its stop event is set it lets in-flight attempts
 finish for ``grace`` seconds and hands back (``release``) the leases of those
 still running, so another worker takes them at once instead of waiting for
 the lease to run out. ``run_once`` is one round, for tests and the CLI.
@@ -48,7 +46,7 @@ from gateway.core.outbound import SealOptions, seal_outbound
 from gateway.core.outcomes import Rejected
 from gateway.discovery.types import Discovered, DoNotSend
 
-from .queue import Job, JobState, OutboundQueue, Reason, Refill
+from .queue import Job, JobState, OutboundQueue, Reason
 from .routes import Destination, Router, Unroutable
 from .settings import OutboundSettings, StaticRoute
 from .transport import Permanent, Sent, Temporary, Transport
@@ -104,8 +102,6 @@ class Attempt:
     reason: Reason
     detail: str
     code: int | None = None
-    refill: Refill | None = None
-    """The jobs claimed with this attempt's outcome, when the delivery loop asked for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +142,6 @@ class DeliveryWorker:
         """Local domains' provider routes (``[domains.*] provider_smtp``), for plain jobs."""
         self._pairs: TtlCache[KeyPair] = TtlCache(max_entries=SIGNING_PAIRS_HELD)
         self._found: TtlCache[Discovered] = TtlCache(max_entries=DISCOVERIES_HELD)
-        self._refilling = False
-        """Set by ``run`` while the queue has more due jobs than free slots: each attempt then
-        claims the job that takes its slot in the transaction recording its outcome."""
-        self._stop: asyncio.Event | None = None
 
     async def run_once(self) -> list[Attempt]:
         """Claim one batch and attempt every job in it concurrently."""
@@ -165,15 +157,11 @@ class DeliveryWorker:
         (``OutboundQueue.wake``), and every ``poll`` seconds otherwise: the poll finds
         jobs other nodes queued and retries that came due."""
         loop = asyncio.get_running_loop()
-        self._stop = stop
         running: dict[asyncio.Task[Attempt], Job] = {}
         woken = self.queue.woken
         waking: asyncio.Task[Any] | None = None
         stopping = asyncio.create_task(stop.wait())
         more, next_poll = True, loop.time()
-        def start(job: Job) -> None:
-            running[asyncio.create_task(self.attempt(job), name=f"outbound-{job.id}")] = job
-
         try:
             while not stop.is_set():
                 free = self.settings.batch - len(running)
@@ -181,9 +169,9 @@ class DeliveryWorker:
                     woken.clear()  # before the claim: a job committed during it wakes the next one
                     next_poll = loop.time() + self.settings.poll
                     jobs = await self._claim_or_wait(free)
-                    more = self._refilling = len(jobs) == free
+                    more = len(jobs) == free
                     for job in jobs:
-                        start(job)
+                        running[asyncio.create_task(self.attempt(job), name=f"outbound-{job.id}")] = job
                     continue
                 waiting: set[asyncio.Future[Any]] = {stopping, *running}
                 if free > 0:
@@ -193,23 +181,13 @@ class DeliveryWorker:
                 timeout = max(next_poll - loop.time(), 0.0) if free > 0 else None
                 done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    if running.pop(task, None) is None:  # type: ignore[call-overload]
-                        continue  # the stop or wake-up signal, not an attempt
-                    refill = _refill_of(task)
-                    if refill is not None:
-                        more = self._refilling = len(refill.jobs) == refill.limit
-                        if stop.is_set():
-                            await self._hand_back(refill.jobs)
-                        else:
-                            for job in refill.jobs:
-                                start(job)
+                    running.pop(task, None)  # type: ignore[call-overload]
         except asyncio.CancelledError:
             # cancelled rather than stopped: no grace, the leases simply run out
             for task in running:
                 task.cancel()
             raise
         finally:
-            self._refilling = False
             stopping.cancel()
             if waking is not None:
                 waking.cancel()
@@ -229,21 +207,18 @@ class DeliveryWorker:
         return await self.queue.claim(self.owner, at=self.clock(), lease=s.lease, limit=s.batch)
 
     async def _wind_down(self, running: dict[asyncio.Task[Attempt], Job], grace: float) -> None:
-        """Stopping: in-flight attempts get ``grace`` seconds, then are cut and their jobs handed back,
-        with any job an attempt claimed for its slot."""
-        if not running:
+        """Stopping: in-flight attempts get ``grace`` seconds, then are cut and their jobs handed back."""
+        pending = [t for t in running if not t.done()]
+        if not pending:
             return
-        _, still = await asyncio.wait(running, timeout=grace)
+        _, still = await asyncio.wait(pending, timeout=grace)
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
-        # a session cut mid-DATA may have delivered; the next attempt may then duplicate
-        # it, which RFC 5321 accepts (6.1) and Direct's Message-ID deduplication absorbs
-        unstarted = [job for task in running if (refill := _refill_of(task)) is not None for job in refill.jobs]
-        await self._hand_back([running[task] for task in still] + unstarted)
-
-    async def _hand_back(self, jobs: list[Job]) -> None:
-        for job in jobs:
+        for task in still:
+            job = running[task]
+            # a session cut mid-DATA may have delivered; the next attempt may then duplicate
+            # it, which RFC 5321 accepts (6.1) and Direct's Message-ID deduplication absorbs
             try:
                 handed_back = await self.queue.release(job, at=self.clock())
             except (SQLAlchemyError, OSError):
@@ -284,25 +259,23 @@ class DeliveryWorker:
 
     async def _record(self, job: Job, outcome: _Outcome, bound: structlog.typing.FilteringBoundLogger) -> Attempt:
         at = self.clock()
-        stopping = self._stop is not None and self._stop.is_set()
-        then = Refill(self.owner, self.settings.lease, 1) if self._refilling and not stopping else None
         state: JobState | None
         if outcome.expired:
-            state = JobState.EXPIRED if await self.queue.expire(job, at=at, then=then) else None
+            state = JobState.EXPIRED if await self.queue.expire(job, at=at) else None
         elif outcome.delivered:
             done = await self.queue.sent(job, at=at, code=outcome.code or 250, peer=outcome.peer or "",
-                                         sent_message_id=outcome.sent_message_id, then=then)
+                                         sent_message_id=outcome.sent_message_id)
             state = JobState.SENT if done else None
         elif outcome.final:
             done = await self.queue.failed(job, at=at, reason=outcome.reason, code=outcome.code,
-                                           error=outcome.detail, peer=outcome.peer, then=then)
+                                           error=outcome.detail, peer=outcome.peer)
             state = JobState.FAILED if done else None
         else:
             state = await self.queue.retry(job, at=at, reason=outcome.reason, code=outcome.code,
-                                           error=outcome.detail, peer=outcome.peer, then=then)
+                                           error=outcome.detail, peer=outcome.peer)
         bound.info("outbound.attempt", state=state.value if state else "lease-lost", reason=outcome.reason.value,
                    code=outcome.code, peer=outcome.peer, detail=outcome.detail[:300])
-        return Attempt(job, state, outcome.reason, outcome.detail, outcome.code, then)
+        return Attempt(job, state, outcome.reason, outcome.detail, outcome.code)
 
     async def _deliver(self, job: Job, at: datetime) -> _Outcome:
         if job.kind.plain:
@@ -370,14 +343,6 @@ class DeliveryWorker:
         envelope_from = "" if job.kind.null_sender else job.sender
         result = await self.transport.deliver((destination,), envelope_from, job.recipient, job.payload)
         return _outcome(result, "provider route", None)
-
-
-def _refill_of(task: asyncio.Future[Any]) -> Refill | None:
-    """The jobs a finished attempt claimed for its slot (none when it was cut or failed: its
-    transaction, claim included, did not commit)."""
-    if task.cancelled() or task.exception() is not None:
-        return None
-    return task.result().refill
 
 
 def _outcome(result: Sent | Permanent | Temporary, how: str, sent_message_id: str | None) -> _Outcome:
