@@ -267,7 +267,8 @@ class Dsn:
     subject: str | None
 
 
-def _report_part(raw: bytes, report_type: str, part_type: str, limits: Limits) -> Entity | NotAReport:
+def _report_part(raw: bytes, report_type: str, part_type: str, limits: Limits) -> tuple[Entity, Entity] | NotAReport:
+    """The report (its outer headers) and its machine-readable part."""
     try:
         message = parse_entity(canonical(raw), limits)
         if message.content_type != "multipart/report" or (message.param("report-type") or "").lower() != report_type:
@@ -278,7 +279,7 @@ def _report_part(raw: bytes, report_type: str, part_type: str, limits: Limits) -
         for start, end in split_multipart(message, boundary, limits, lenient=True):
             part = parse_entity(message.buf, limits, start, end)
             if part.content_type == part_type:
-                return part
+                return message, part
     except MimeError as exc:
         return NotAReport(NotAReportReason.MALFORMED, str(exc))
     return NotAReport(NotAReportReason.NO_REPORT_PART, f"no {part_type} part")
@@ -288,11 +289,11 @@ def _report(
     raw: bytes, report_type: str, part_type: str, limits: Limits
 ) -> tuple[Entity, list[Entity]] | NotAReport:
     """The report's outer headers and the field blocks of its machine-readable part."""
-    part = _report_part(raw, report_type, part_type, limits)
-    if isinstance(part, NotAReport):
-        return part
+    found = _report_part(raw, report_type, part_type, limits)
+    if isinstance(found, NotAReport):
+        return found
+    outer, part = found
     try:
-        outer = parse_entity(canonical(raw), limits)
         blocks = _blocks(part, limits)
     except MimeError as exc:
         return NotAReport(NotAReportReason.MALFORMED, str(exc))
