@@ -284,18 +284,16 @@ def submit(label: str, port: int, inbox: Inbox, messages: list[tuple[str, bytes]
     started: dict[str, float] = {}
     accepted: list[float] = []
     failures: list[bytes] = []
-    wall_begin = [datetime.now(UTC)]
 
-    async def go() -> tuple[tuple[float, float, float], float]:
+    async def go() -> tuple[tuple[float, float, float], float, datetime]:
         sessions = await asyncio.gather(*(_login(port) for _ in range(clients)))
         cpu = (a.cpu_seconds() if a else 0.0, b.cpu_seconds() if b else 0.0, time.process_time())
-        wall_begin[0] = datetime.now(UTC)
-        begin = time.perf_counter()
+        wall, begin = datetime.now(UTC), time.perf_counter()
         queue = list(messages)
         await asyncio.gather(*(_ehr(session, queue, started, accepted, failures) for session in sessions))
-        return cpu, begin
+        return cpu, begin, wall
 
-    cpu, begin = asyncio.run(go())
+    cpu, begin, wall_begin = asyncio.run(go())
     ids = [m for m, _ in messages]
     inbox.wait(ids, 10 + WAIT_PER_MESSAGE * len(ids))
     with inbox.lock:
@@ -311,7 +309,7 @@ def submit(label: str, port: int, inbox: Inbox, messages: list[tuple[str, bytes]
         (a.cpu_seconds() - cpu[0]) / max(1, done) * 1000 if a else float("nan"),
         (b.cpu_seconds() - cpu[1]) / max(1, done) * 1000 if b else float("nan"),
         (time.process_time() - cpu[2]) / max(1, done) * 1000,
-        _delivered_rate(a_db, wall_begin[0], len(ids)) if a_db else float("nan"),
+        _delivered_rate(a_db, wall_begin, len(ids)) if a_db else float("nan"),
     )
 
 
