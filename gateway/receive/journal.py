@@ -54,6 +54,8 @@ class Summary:
     sender: str | None = None
     message_id: str | None = None
     subject: str | None = None
+    sha256: str | None = None
+    """The received bytes' digest when the caller has it already (the receipt id is its first 16 digits)."""
 
 
 _MESSAGE_COLUMNS = ("direction", "kind", "received_at", "peer", "helo", "mail_from", "message_id", "sender",
@@ -94,7 +96,7 @@ def record_message(
             sender=summary.sender,
             subject=summary.subject,
             size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=summary.sha256 or hashlib.sha256(data).hexdigest(),
             raw=data if keep_raw else None,
             state=state.value,
             reason=reason,

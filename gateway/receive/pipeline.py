@@ -170,10 +170,11 @@ class ReceivingPipeline:
         at = self._clock()
         # Every line logged while this message is handled names it: a receipt id from the
         # first moment, the Message-ID once the signed headers are read (contextvars are per task).
-        structlog.contextvars.bind_contextvars(receipt=hashlib.sha256(received.data).hexdigest()[:16])
+        digest = hashlib.sha256(received.data).hexdigest()  # the receipt id here, the message row's sha256
+        structlog.contextvars.bind_contextvars(receipt=digest[:16])
         bound = log.bind(peer=received.session.peer, mail_from=received.mail_from, size=len(received.data))
         try:
-            return await self._message(received, at, bound)
+            return await self._message(received, at, bound, digest)
         except (StoreError, OperationalError, DBAPIError, IntegrityError, OSError) as exc:
             bound.error("storage-unavailable", error=repr(exc))
             return replies.STORAGE_UNAVAILABLE
@@ -191,7 +192,8 @@ class ReceivingPipeline:
             keys.extend(ring)
         return keys
 
-    async def _message(self, received: Received, at: datetime, bound: structlog.BoundLogger) -> SmtpReply:
+    async def _message(self, received: Received, at: datetime, bound: structlog.BoundLogger,
+                       digest: str) -> SmtpReply:
         keys = await self._keys(received.rcpt_to, at)
         envelope = Envelope(received.mail_from, received.rcpt_to)
         opened = await _off_loop_if_large(
@@ -199,9 +201,9 @@ class ReceivingPipeline:
         )
         if isinstance(opened, Rejected):
             return await self._refuse(received, at, bound, opened.reason.value, opened.detail,
-                                      replies.for_rejection(opened.reason), Summary("message"))
+                                      replies.for_rejection(opened.reason), Summary("message", sha256=digest))
         sender = sender_of(opened)
-        summary = Summary(opened.kind.value, sender, opened.inner.message_id, opened.inner.subject)
+        summary = Summary(opened.kind.value, sender, opened.inner.message_id, opened.inner.subject, digest)
         structlog.contextvars.bind_contextvars(message_id=opened.inner.message_id)
         decisions: list[TrustDecision] = []
         for rcpt in received.rcpt_to:
