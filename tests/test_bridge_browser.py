@@ -39,7 +39,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -90,10 +90,16 @@ class Page:
         return str(self.d.find_element(By.TAG_NAME, "h1").text)
 
     def wait_heading(self, starts: str) -> str:
-        # ignoring stale elements: the heading may belong to the page being replaced
-        WebDriverWait(self.d, PAGE_WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith(starts))
-        return self.heading()
+        """The heading once the page showing one that starts with `starts` has replaced the last."""
+        def shown(d: WebDriver) -> str | None:
+            try:
+                text = str(d.find_element(By.TAG_NAME, "h1").text)
+            except WebDriverException as e:
+                if not _replaced_while_read(e):
+                    raise
+                return None
+            return text if text.startswith(starts) else None
+        return str(WebDriverWait(self.d, PAGE_WAIT_SECONDS).until(shown))
 
     def open(self, path: str) -> None:
         self.d.get(path if path.startswith("http") else self.base + path)
@@ -118,6 +124,15 @@ class Page:
     def follow(self, link_text: str) -> None:
         WebDriverWait(self.d, PAGE_WAIT_SECONDS).until(
             expected_conditions.element_to_be_clickable((By.PARTIAL_LINK_TEXT, link_text))).click()
+
+
+def _replaced_while_read(e: WebDriverException) -> bool:
+    """The element read belonged to the page being replaced.
+
+    Chromium reports this either as a stale element or, when the navigation lands between
+    finding the node and reading it, as an inspector error naming the node.
+    """
+    return isinstance(e, StaleElementReferenceException) or "does not belong to the document" in (e.msg or "")
 
 
 async def in_browser(page: Page, step: Callable[[Page], Any]) -> Any:
