@@ -69,11 +69,12 @@ MDN_LIFETIME = timedelta(days=1)
 
 
 INLINE_LIMIT = 256 * 1024
-"""Messages up to this size are opened on the event loop itself. ``cryptography``
-holds the GIL while it works, so a thread gains no parallelism, only a hop
-(two wake-ups) per message; a typical Direct message (tens of KB) costs about
-a millisecond to open, which other sessions can wait. Larger ones (up to
-64 MiB, seconds of work) go to a thread so the loop keeps answering."""
+"""Messages up to this size are opened on the event loop itself: a typical Direct
+message (tens of KB) costs about a millisecond to open, which other sessions can
+wait. Larger ones (up to 64 MiB, seconds of work) go to a thread so the loop keeps
+answering. ``cryptography`` (50) lets the GIL go during an RSA private-key
+operation, but the rest of opening holds it; every message in a thread measured
+worse on the loaded two-core bench (docs/receive.md, "Sixth round")."""
 
 
 async def _off_loop_if_large(size: int, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
