@@ -19,7 +19,6 @@ import base64
 import hashlib
 import re
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from records_bridge.web.account import sign_up
 from records_bridge.web.app import build_app
 from records_bridge.web.context import BridgeContext
 from records_bridge.web.settings import BridgeSettings
+from tests.servers.common import free_port
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -217,12 +217,6 @@ def _unescape(value: str) -> str:
     import html
 
     return html.unescape(value)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_bridge(store: Any, clock: Clock | None = None, *, cookie_secure: bool = False,

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -31,18 +30,13 @@ from gateway.publish.source import StaticPublished
 from tests import messages
 from tests.outbound_sink import start_sink
 from tests.pki import hisp
+from tests.servers.common import free_port as _free_port
 from tests.storage_fixtures import store_url_fixture  # noqa: F401 -- SQLite and PostgreSQL
 
 pytestmark = pytest.mark.slow
 
 A, B = hisp("a.test"), hisp("b.test")
 PATIENT = "patient@b.test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(site: Path, *argv: str) -> None:

@@ -4,16 +4,19 @@ served gateway offers STARTTLS, answers /healthz and stops on SIGTERM with 0."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import smtplib
+import socket
 import ssl
 import stat
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 
 import pytest
 
@@ -91,3 +94,52 @@ def test_serve_log_level(tmp_path, flags, info_logged):
     events = [json.loads(line) for line in served.lines if line.startswith("{")]
     assert any(event["event"] == "serve.started" for event in events) is info_logged, served.log()
     assert all(event["level"] != "info" for event in events) is not info_logged
+
+
+def _init(site) -> None:
+    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
+                          cwd=site, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def _held() -> socket.socket:
+    """A port some other program listens on."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    return held
+
+
+@pytest.mark.parametrize("listener", ["SMTP", "submission", "HTTP"])
+def test_serve_names_the_listener_whose_port_is_taken(tmp_path, listener):
+    _init(tmp_path)
+    with _held() as held:
+        taken = held.getsockname()[1]
+        ports = {name: taken if name == listener else _free_port() for name in ("SMTP", "submission", "HTTP")}
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "serve", "--smtp", f"127.0.0.1:{ports['SMTP']}",
+             "--submission", f"127.0.0.1:{ports['submission']}", "--http", f"127.0.0.1:{ports['HTTP']}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"directgw serve: cannot listen for {listener} on 127.0.0.1:{taken}: " in done.stderr, done.stderr
+
+
+async def test_a_listener_that_cannot_bind_leaves_nothing_running(tmp_path):
+    from gateway.service.app import start_service
+    from gateway.service.settings import CannotListen, Listen
+
+    _init(tmp_path)
+    config = load_config(tmp_path / "directgw.toml")
+    smtp_port = _free_port()
+    with _held() as held:
+        taken = held.getsockname()[1]
+        settings = replace(serve_settings(config.tables, config.path.parent), smtp=Listen("127.0.0.1", smtp_port),
+                           http=Listen("127.0.0.1", taken))
+        with pytest.raises(CannotListen) as raised:
+            await start_service(config, settings)
+    assert (raised.value.listener, raised.value.port) == ("HTTP", taken)
+    # the SMTP listener that had started is closed again, and no loop of the service is left running
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", smtp_port))
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

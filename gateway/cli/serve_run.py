@@ -64,13 +64,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def serve_one(config: Config, settings: ServeSettings, *, first_worker: bool, reuse_port: bool) -> int:
     from gateway.service.app import start_service
+    from gateway.service.settings import CannotListen
 
     try:
         running = await start_service(config, settings, first_worker=first_worker, reuse_port=reuse_port)
-    except OSError as exc:
-        hint = " (ports under 1024 need root or CAP_NET_BIND_SERVICE)" if settings.smtp.port < 1024 else ""
-        where = f"{settings.smtp}" + (f" or {settings.submission}" if settings.submission else "")
-        print(f"directgw serve: cannot listen on {where}: {exc.strerror or exc}{hint}", file=sys.stderr)
+    except CannotListen as exc:
+        hint = " (ports under 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < exc.port < 1024 else ""
+        print(f"directgw serve: {exc}{hint}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +57,7 @@ from records_bridge.web.context import BridgeContext
 from trust.settings import build_trust_service
 
 from .http import HttpStatus, start_http
-from .settings import ServeSettings, ServeSettingsError
+from .settings import CannotListen, Listen, ServeSettings, ServeSettingsError
 
 log = structlog.get_logger("directgw.serve")
 
@@ -89,17 +89,23 @@ class Running:
     async def stop(self) -> None:
         """Stop accepting, let sessions and in-flight deliveries finish (bounded), close everything."""
         log.info("serve.stopping")
-        self.stop_event.set()
-        await asyncio.gather(self.smtp.close(), *([self.submission.close()] if self.submission else []))
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.halt(grace=None)
         for close in reversed(self.closers):
             result = close()
             if asyncio.iscoroutine(result):
                 await result
         await self.store.close()
         log.info("serve.stopped")
+
+    async def halt(self, grace: float | None = 0) -> None:
+        """Stop the SMTP listeners (sessions get ``grace`` seconds; None: the server's own)
+        and the loops (they hand back what they hold); the closers and the store stay open."""
+        self.stop_event.set()
+        servers = [self.smtp, *([self.submission] if self.submission else [])]
+        await asyncio.gather(*(server.close(grace=grace) for server in servers))
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def relative_paths(out: OutboundSettings, base: Path) -> OutboundSettings:
@@ -180,34 +186,39 @@ async def _start(
     pipeline = ReceivingPipeline(store, domains, records, trust, queue, clock,
                                  ReceiveSettings(limits=core_limits, node=owner), mailboxes=mailboxes)
     stop = asyncio.Event()
-    sock = listening_socket(settings.smtp.host, settings.smtp.port, reuse_port=reuse_port)
-    smtp = await start_smtp(pipeline, settings.limits, sock=sock, tls_context=_tls(settings),
-                            hostname=settings.hostname)
+    with _listening("SMTP", settings.smtp):
+        sock = listening_socket(settings.smtp.host, settings.smtp.port, reuse_port=reuse_port)
+        smtp = await start_smtp(pipeline, settings.limits, sock=sock, tls_context=_tls(settings),
+                                hostname=settings.hostname)
+    running = Running(settings, store, smtp, stop, closers=closers)
     try:
-        submission = await _start_submission(store, queue, settings, out, core_limits, clock, owner, reuse_port)
-    except BaseException:
-        await smtp.close(grace=0)
-        raise
-    running = Running(settings, store, smtp, stop, closers=closers, submission=submission)
-    running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
-    running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock, wake=queue.wake), name="monitor"))
-    if settings.http is not None:
-        runner = await start_http(
-            HttpStatus(store, clock, owner, clock(), {"directgw_smtp_sessions_open": lambda: float(smtp.sessions),
-                                                      **(bridge.refusals.gauges() if bridge is not None else {})}),
-            settings.http.host, settings.http.port,
-        )
-        closers.append(runner.cleanup)
-        running.http_port = runner.addresses[0][1] if runner.addresses else None
-    if bridge is not None and settings.bridge is not None:
-        from records_bridge.web.server import start_bridge
+        running.submission = await _start_submission(store, queue, settings, out, core_limits, clock, owner,
+                                                     reuse_port)
+        running.tasks.append(asyncio.create_task(worker.run(stop), name="outbound"))
+        running.tasks.append(asyncio.create_task(monitor.run(store, stop, clock, wake=queue.wake), name="monitor"))
+        if settings.http is not None:
+            with _listening("HTTP", settings.http):
+                runner = await start_http(
+                    HttpStatus(store, clock, owner, clock(),
+                               {"directgw_smtp_sessions_open": lambda: float(smtp.sessions),
+                                **(bridge.refusals.gauges() if bridge is not None else {})}),
+                    settings.http.host, settings.http.port,
+                )
+            closers.append(runner.cleanup)
+            running.http_port = runner.addresses[0][1] if runner.addresses else None
+        if bridge is not None and settings.bridge is not None:
+            from records_bridge.web.server import start_bridge
 
-        served = await start_bridge(bridge, settings.bridge.host, settings.bridge.port, reuse_port=reuse_port)
-        closers.append(served.close)
-        running.bridge_port = served.port
-    if first_worker:
-        await _start_dns(config, domains, closers)
-        running.tasks.append(asyncio.create_task(_refresh_bundles(store, settings, clock, stop), name="bundles"))
+            with _listening("records bridge", settings.bridge):
+                served = await start_bridge(bridge, settings.bridge.host, settings.bridge.port, reuse_port=reuse_port)
+            closers.append(served.close)
+            running.bridge_port = served.port
+        if first_worker:
+            await _start_dns(config, domains, closers)
+            running.tasks.append(asyncio.create_task(_refresh_bundles(store, settings, clock, stop), name="bundles"))
+    except BaseException:
+        await running.halt()  # start_service's caller never sees it: the closers and the store are closed there
+        raise
     log.info("serve.started", smtp=str(settings.smtp), smtp_port=smtp.port, http=str(settings.http),
              node=owner, domains=local, tls=settings.tls_certificate is not None)
     return running
@@ -225,9 +236,19 @@ async def _start_submission(
     pipeline = SubmissionPipeline(store, accounts, queue, clock,
                                   SubmitSettings(lifetime=out.lifetime, limits=core_limits, node=owner))
     authenticator = AccountAuthenticator(accounts, Lockouts(store, settings.lockout), clock)
-    sock = listening_socket(settings.submission.host, settings.submission.port, reuse_port=reuse_port)
-    return await start_submission(pipeline, authenticator, settings.limits, tls_context=tls, sock=sock,
-                                  hostname=settings.hostname)
+    with _listening("submission", settings.submission):
+        sock = listening_socket(settings.submission.host, settings.submission.port, reuse_port=reuse_port)
+        return await start_submission(pipeline, authenticator, settings.limits, tls_context=tls, sock=sock,
+                                      hostname=settings.hostname)
+
+
+@contextlib.contextmanager
+def _listening(listener: str, where: Listen) -> Iterator[None]:
+    """A bind that fails is raised as ``CannotListen`` naming this listener, not the SMTP port."""
+    try:
+        yield
+    except OSError as exc:
+        raise CannotListen(listener, str(where), where.port, exc) from exc
 
 
 def _bridge_context(config: Config, settings: ServeSettings, store: Store, records: RecordStore,
@@ -254,7 +275,8 @@ async def _start_dns(config: Config, domains: LocalDomains, closers: list[Callab
     dns = dns_settings(table)
     if not dns.zones:
         dns = replace(dns, zones=tuple(d.name for d in await domains.all()))
-    responder = await start_responder(dns, domains)
+    with _listening("DNS", Listen(dns.host, dns.port)):
+        responder = await start_responder(dns, domains)
     closers.append(responder.close)
     log.info("serve.dns", address=str(responder.address), zones=list(dns.zones))
 

@@ -70,6 +70,18 @@ class ServeSettingsError(ValueError):
         super().__init__(f"{key}: {detail}")
 
 
+class CannotListen(Exception):
+    """One of serve's listeners could not bind its address: which one, where, and why."""
+
+    def __init__(self, listener: str, where: str, port: int, cause: OSError) -> None:
+        self.listener = listener
+        """What listens there: "SMTP", "submission", "HTTP", "records bridge" or "DNS"."""
+        self.where = where
+        self.port = port
+        self.cause = cause
+        super().__init__(f"cannot listen for {listener} on {where}: {cause.strerror or cause}")
+
+
 @dataclass(frozen=True, slots=True)
 class Listen:
     host: str
