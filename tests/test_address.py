@@ -199,3 +199,26 @@ def test_a_field_costs_in_proportion_to_its_size(pattern):
 @given(_mailbox())
 def test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it_at_length(case):
     test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it.hypothesis.inner_test(case)
+
+
+
+_ATEXT_ASCII = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+
+
+@pytest.mark.parametrize(("name", "prefix", "member"), [
+    # RFC 5322 3.2.3 atext, and every character beyond ASCII (RFC 6532 3.2)
+    ("_ATEXT", "", lambda c: c in _ATEXT_ASCII or ord(c) >= 0x80),
+    # the words of a display name: atext, dots, spaces and tabs
+    ("_WORD_TEXT", "", lambda c: c in _ATEXT_ASCII or c in ". \t" or ord(c) >= 0x80),
+    # RFC 5322 3.2.1 quoted-pair: a backslash, then VCHAR, WSP, or beyond ASCII
+    ("_PAIR", "\\", lambda c: c in " \t" or 0x21 <= ord(c) <= 0x7E or ord(c) >= 0x80),
+])
+def test_the_grammars_character_classes_hold_exactly_the_rfcs_characters(name, prefix, member):
+    import re
+
+    from gateway.core import address
+
+    pattern = re.compile(getattr(address, name))
+    wrong = [hex(cp) for cp in range(0x110000)
+             if bool(pattern.fullmatch(prefix + chr(cp))) != member(chr(cp))]
+    assert wrong == []
