@@ -201,7 +201,6 @@ def test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it_at_length(
     test_a_well_formed_mailbox_reads_as_the_standard_library_reads_it.hypothesis.inner_test(case)
 
 
-
 _ATEXT_ASCII = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
 
 

@@ -27,10 +27,14 @@ from tests.test_serve_e2e import Served, _free_port
 pytestmark = pytest.mark.slow
 
 
-def test_init_then_serve_offers_starttls_and_health(tmp_path):
+def _init(site) -> None:
     done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                          cwd=site, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_init_then_serve_offers_starttls_and_health(tmp_path):
+    _init(tmp_path)
     config = load_config(tmp_path / "directgw.toml")
     settings = serve_settings(config.tables, config.path.parent)
     assert str(settings.smtp) == "0.0.0.0:25" and str(settings.http) == "127.0.0.1:8025"
@@ -71,9 +75,7 @@ def test_init_then_serve_offers_starttls_and_health(tmp_path):
     (("--log-level", "warning"), False),      # asked for by name: warnings and worse only
 ])
 def test_serve_log_level(tmp_path, flags, info_logged):
-    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    _init(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli.main", *flags, "serve", "--smtp", f"127.0.0.1:{_free_port()}",
          "--http", "off"],
@@ -94,12 +96,6 @@ def test_serve_log_level(tmp_path, flags, info_logged):
     events = [json.loads(line) for line in served.lines if line.startswith("{")]
     assert any(event["event"] == "serve.started" for event in events) is info_logged, served.log()
     assert all(event["level"] != "info" for event in events) is not info_logged
-
-
-def _init(site) -> None:
-    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "init", "--domain", "b.test"],
-                          cwd=site, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 def _held() -> socket.socket:
