@@ -202,3 +202,12 @@ async def test_clients_add_without_scopes_may_read_what_it_is_given(site, capsys
     code, out, _ = await _run(capsys, ["clients", "add", "Reader", "--redirect-uri", "https://r.example/cb", "--json"])
     made = json.loads(out)
     assert code == 0 and made["scopes"] == ["records.*.r"] and made["required_scopes"] == ["records.*.r"]
+
+
+def test_a_client_id_never_reads_as_an_option_on_the_command_line():
+    from records_bridge.oauth.clients import new_client_id
+
+    # one in 64 URL-safe ids would start with "-": `clients remove ID` then failed (CI did once)
+    ids = [new_client_id() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids) and all(len(i) == 22 for i in ids)

@@ -219,6 +219,14 @@ def client_by_pk_in(conn: Connection, pk: int) -> Client | None:
     return client_in(conn, client_id) if client_id is not None else None
 
 
+def new_client_id() -> str:
+    """A fresh client id: 128 random bits, URL-safe, never starting with "-", which a
+    command line would read as an option (`directgw clients remove -x...` failed so)."""
+    while (value := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return value
+
+
 class ClientStore:
     def __init__(self, store: Store, secret_key: bytes) -> None:
         self.store = store
@@ -233,7 +241,7 @@ class ClientStore:
         uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in spec.redirect_uris))
         derived = _derive(spec)
         secret = None if spec.public else secrets.token_urlsafe(32)
-        client_id = secrets.token_urlsafe(16)
+        client_id = new_client_id()
         c = s.oauth_clients
 
         def insert(conn: Connection) -> Client:
@@ -316,7 +324,7 @@ class ClientStore:
     async def register_instance(self, master_id: str, name: str, *, at: datetime) -> Client:
         """An RFC 7591 per-install instance of the public client ``master_id``."""
         c = s.oauth_clients
-        instance_id = secrets.token_urlsafe(16)
+        instance_id = new_client_id()
 
         def insert(conn: Connection) -> Client:
             purge_instances_in(conn, at)
