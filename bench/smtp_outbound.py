@@ -1,9 +1,9 @@
 """Sending for EHRs: submissions per second sealed and delivered, and submission to `processed` MDN.
 
-    .venv/bin/python bench/smtp_outbound.py [--messages 300] [--clients 8] [--quick]
+    .venv/bin/python bench/smtp_outbound.py [--messages 300] [--clients 8] [--workers 1] [--quick]
 
 What runs, all on loopback (issue 9's last Proof bullet):
-- gateway A (``directgw serve``, SQLite, one worker) with its submission port;
+- gateway A (``directgw serve``, SQLite, one worker, or ``--workers N``) with its submission port;
   its domain a.test has a provider route to the EHR's inbox, an aiosmtpd sink
   in this process that notes when each passed-back MDN arrives;
 - gateway B (the same), with a record for patient@b.test;
@@ -17,8 +17,8 @@ matches it and passes it back to the EHR's inbox. Measured: the rate at which
 submissions complete that whole path, the time from MAIL to the 250, and the
 time from MAIL to the ``processed`` MDN in the inbox (p50/p99), under load
 and from one client; the CPU each gateway spent per message (/proc). In the
-same run, ``bench/smtp_inbound.py``'s inbound rate (1 worker, SQLite) for
-the ratio, measured just before and just after the outbound run (their mean).
+same run, ``bench/smtp_inbound.py``'s inbound rate (SQLite, as many workers
+as A and B have) for the ratio, measured just before and just after the outbound run (their mean).
 Two ratios are given: the rate through to the ``processed`` MDN in the inbox
 (every message's whole path), and the rate at which A sealed and handed
 messages to B (its jobs recorded sent, read from A's database), which is what
@@ -184,12 +184,13 @@ listen = "off"
     cli(node.root, "anchors", "add", "--domain", d, "--direction", "both", "peer.pem")
 
 
-def serve(node: Node) -> Server:
+def serve(node: Node, workers: int) -> Server:
     log = node.root / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli.main", "--log-level", "warning", "serve", "--config",
-             str(node.root / "directgw.toml"), "--smtp", f"127.0.0.1:{node.smtp}"],
+             str(node.root / "directgw.toml"), "--smtp", f"127.0.0.1:{node.smtp}",
+             "--workers", str(workers)],
             stdout=subprocess.DEVNULL, stderr=sink, cwd=node.root,
         )
     wait_port(node.submission, process, log)
@@ -331,7 +332,7 @@ def _delivered_rate(db: Path, begin: datetime, count: int) -> float:
 # --------------------------------------------------------------------------- the run
 
 
-def outbound(count: int, clients: int, keep: bool) -> list[Run]:
+def outbound(count: int, clients: int, keep: bool, workers: int) -> list[Run]:
     scratch = Path(tempfile.mkdtemp(prefix="directgw-bench-out-"))
     inbox = Inbox()
     controller, inbox_port = start_inbox(inbox)
@@ -346,7 +347,7 @@ def outbound(count: int, clients: int, keep: bool) -> list[Run]:
         (a.root / "password").write_text(PASSWORD + "\n")
         cli(a.root, "accounts", "add", ACCOUNT, "--domain", "a.test", "--password-file", "password")
         cli(b.root, "records", "create", "--name", "Pat", "--address", PATIENT)
-        server_a, server_b = serve(a), serve(b)
+        server_a, server_b = serve(a, workers), serve(b, workers)
         servers += [server_a, server_b]
         warm = [plain(n) for n in range(2 * clients)]
         runs = [submit("warm-up (discovery, TLS, caches)", a.submission, inbox, warm, clients)]
@@ -370,11 +371,11 @@ def outbound(count: int, clients: int, keep: bool) -> list[Run]:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def inbound(count: int, clients: int) -> float:
+def inbound(count: int, clients: int, workers: int) -> float:
     at = datetime.now(UTC)
     messages = sealed(4_000, count + 2 * clients + 20, at)
     root = inbound_site(None)
-    server = start_inbound_gateway(root, 1)
+    server = start_inbound_gateway(root, workers)
     try:
         return measure("inbound", server, messages[:count], clients).rate
     finally:
@@ -387,6 +388,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of each gateway, A, B and the inbound one alike (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep both sites (databases, logs) to look at afterwards")
     args = parser.parse_args()
     count = 60 if args.quick else args.messages
@@ -395,9 +398,9 @@ def main() -> None:
     logs.configure(json=True, level="warning")
     # the inbound rate measured on each side of the outbound run: the machine's load moves both
     # rates over a minute, and their mean is the one the outbound run is compared with
-    before = inbound(count, args.clients)
-    runs = outbound(count, args.clients, args.keep)
-    after = inbound(count, args.clients)
+    before = inbound(count, args.clients, args.workers)
+    runs = outbound(count, args.clients, args.keep, args.workers)
+    after = inbound(count, args.clients, args.workers)
     rate_in = (before + after) / 2
     print(f"\n{'':34} {'n':>5} {'per s':>7} {'250 p50':>8} {'250 p99':>8} {'MDN p50':>8} {'MDN p99':>8} "
           f"{'missing':>8} {'refused':>8} {'cpu A':>7} {'cpu B':>7} {'load':>6}")
@@ -407,7 +410,8 @@ def main() -> None:
     print("(times in ms from MAIL; MDN = the processed MDN in the EHR's inbox; cpu = ms per message per gateway; load = this process's,\n"
           " the EHR clients and the EHR's inbox)")
     loaded, single = runs[1], runs[2]
-    print(f"\ninbound (bench/smtp_inbound.py, sqlite, 1 worker, {args.clients} clients): {rate_in:.1f} msgs/s "
+    workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
+    print(f"\ninbound (bench/smtp_inbound.py, sqlite, {workers}, {args.clients} clients): {rate_in:.1f} msgs/s "
           f"(before {before:.1f}, after {after:.1f})")
     print(f"outbound / inbound = {loaded.rate / rate_in:.2f}x (target >= 0.4x); "
           f"p50 submission to processed = {single.mdn_p50:.1f} ms from one client, {loaded.mdn_p50:.1f} ms under "
