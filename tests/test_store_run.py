@@ -9,8 +9,9 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
-from gateway.store import open_store, schema
+from gateway.store import open_store, schema, sqlite_writer
 from tests.pki import NOW
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -137,6 +138,27 @@ async def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path
         ticker.cancel()
         assert time.monotonic() - started >= 0.15
         assert ticks >= 5  # the loop was not blocked while waiting
+        assert await _count(store) == 2
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_a_write_gives_up_when_the_write_lock_stays_taken(tmp_path, monkeypatch):
+    """Past the busy timeout the transaction fails as SQLite's own wait would ("database is
+    locked"), nothing of it is written, and the writer works again once the lock is free."""
+    monkeypatch.setattr(sqlite_writer, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        await store.run(_add(["first.test"]))
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"):
+            await store.run(_add(["second.test"]))
+        assert 0.3 <= time.monotonic() - started < 5
+        other.execute("COMMIT")
+        assert await store.run(_add(["third.test"])) == 1
         assert await _count(store) == 2
     finally:
         other.close()
