@@ -20,6 +20,12 @@ pipeline's parts in this process on the same messages: MIME and CMS
 SMTP layer is what the server spent beyond them. Last, one 25 MB message and
 the server's peak resident memory growth.
 
+Every server is measured in each of ``--rounds`` rounds (2 by default),
+forwards in the first and backwards in the second, and each figure is the
+mean over the rounds: the machine's speed drifts over the minutes a run
+takes, and a ratio of means taken in this order cancels a steady drift
+(one round, as in ``--quick``, leaves the later servers at its mercy).
+
 Targets (issue 8): 1 worker >= 0.5x the bare sink's rate; 2 workers >= 1.1x
 one worker; single-connection p50 time to 250 <= 5 ms; the 25 MB message's
 peak memory growth < 4x its size. The machines are shared and noisy: compare
@@ -40,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -432,82 +439,122 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL at $DIRECTGW_TEST_POSTGRES")
-    parser.add_argument("--quick", action="store_true", help="fewer messages, no 25 MB message")
+    parser.add_argument("--rounds", type=int, help="rounds over every server, in turn forwards and backwards "
+                        "(default 2; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one round, no 25 MB message")
     parser.add_argument("--sink", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
         run_sink(int(args.sink[0]), args.sink[1])
         return
     count = 150 if args.quick else args.messages
+    rounds = args.rounds or (1 if args.quick else 2)
     at = datetime.now(UTC)
     from gateway import logs
 
     logs.configure(json=True, level="warning")  # the in-process pipeline's info lines would be measured too
     messages = sealed(4_000, count + 2 * args.clients + 40, at)  # a 4 KB C-CDA seals to a ~10 KB message
     print(f"{len(messages)} sealed messages of {len(messages[0]) / 1000:.1f} KB", file=sys.stderr)
-    rows: list[Row] = []
-    scratch = Path(tempfile.mkdtemp(prefix="directgw-sink-"))
-    sink = start_sink(scratch)
-    try:
-        rows.append(measure("bare aiosmtpd sink", sink, messages[:count], args.clients))
-        single = measure("bare sink, 1 connection", sink, messages[:100], 1)
-    finally:
-        sink.stop()
-    pg_sink: Row | None = None
-    if args.postgres:
-        url = postgres_url()
-        sink = start_sink(scratch, url)
-        try:
-            pg_sink = measure("bare sink into postgresql", sink, messages[:count], args.clients)
-        finally:
-            sink.stop()
-            drop_postgres(url)
-    shutil.rmtree(scratch, ignore_errors=True)
-    databases = [("sqlite", None)] + ([("postgresql", "pg")] if args.postgres else [])
-    results: dict[str, Row] = {}
-    for db, flag in databases:
-        for workers in (1, 2):
-            url = postgres_url() if flag else None
-            root = site(url)
-            server = start_gateway(root, workers)
-            try:
-                row = measure(f"directgw {db}, {workers} worker{'s' if workers > 1 else ''}", server,
-                              messages[:count], args.clients)
-                rows.append(row)
-                results[f"{db}-{workers}"] = row
-                if workers == 1:
-                    one = measure(f"directgw {db}, 1 connection", server, messages[count:count + 100] or messages[:100], 1)
-                    results[f"{db}-single"] = one
-                    rows.append(one)
-            finally:
-                server.stop()
-                shutil.rmtree(root, ignore_errors=True)
-                if url:
-                    drop_postgres(url)
-    rows.insert(1, single)
-    if pg_sink is not None:
-        rows.insert(2, pg_sink)
+    servers = [sink_rows(None)] + ([sink_rows(postgres_url)] if args.postgres else [])
+    databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    servers += [gateway_rows(db, workers) for db in databases for workers in (1, 2)]
+    measured: dict[str, list[Row]] = {}
+    for round_ in range(rounds):
+        # forwards, then backwards: the machine's speed drifts over minutes, and a
+        # ratio of means taken in this order cancels a steady drift
+        for measure_server in servers if round_ % 2 == 0 else servers[::-1]:
+            for row in measure_server(messages, count, args.clients):
+                measured.setdefault(row.label, []).append(row)
+    order = [SINK, "bare sink, 1 connection", PG_SINK]
+    order += [label for db in databases for label in (_label(db, 1), f"directgw {db}, 1 connection", _label(db, 2))]
+    rows = [_mean(label, measured[label]) for label in order if label in measured]
+    results = {r.label: r for r in rows}
     print(f"\n{'':32} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'refused':>8} {'db cpu':>7}")
     for r in rows:
         print(f"{r.label:32} {r.rate:8.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.cpu_ms:11.2f} {r.failures:8d}"
               + (f" {r.db_cpu_ms:7.2f}" if r.db_cpu_ms else ""))
-    base = rows[0].rate
-    print("\nratios (one run):")
-    for db, _ in databases:
-        one, two = results[f"{db}-1"], results[f"{db}-2"]
-        print(f"  {db}: 1 worker / bare sink = {one.rate / base:.2f}x (target >= 0.5x); "
+    if rounds > 1:
+        print(f"(each the mean of {rounds} rounds; per round, msgs/s: "
+              + "; ".join(f"{label} {', '.join(f'{x.rate:.0f}' for x in runs)}" for label, runs in measured.items()
+                          if "1 connection" not in label) + ")")
+    sink = results[SINK].rate
+    print(f"\nratios (one run{f', means of {rounds} rounds' if rounds > 1 else ''}):")
+    for db in databases:
+        one, two, single = results[_label(db, 1)], results[_label(db, 2)], results[f"directgw {db}, 1 connection"]
+        print(f"  {db}: 1 worker / bare sink = {one.rate / sink:.2f}x (target >= 0.5x); "
               f"2 workers / 1 worker = {two.rate / one.rate:.2f}x (target >= 1.1x); "
-              f"1-connection p50 = {results[f'{db}-single'].p50_ms:.2f} ms (target <= 5 ms)")
-        if db == "postgresql" and pg_sink is not None:
-            print(f"  postgresql: 1 worker / bare sink into postgresql = {one.rate / pg_sink.rate:.2f}x "
+              f"1-connection p50 = {single.p50_ms:.2f} ms (target <= 5 ms)")
+        if db == "postgresql":
+            print(f"  postgresql: 1 worker / bare sink into postgresql = {one.rate / results[PG_SINK].rate:.2f}x "
                   f"(the same ceiling storing where the gateway does)")
     split = cpu_split(messages, at)
-    smtp_layer = results["sqlite-1"].cpu_ms - split["pipeline"]
+    smtp_layer = results[_label("sqlite", 1)].cpu_ms - split["pipeline"]
     print("\nCPU per message, ms (sqlite, 1 worker): "
           + ", ".join(f"{k} {v:.2f}" for k, v in split.items() if k != "pipeline")
-          + f", SMTP layer and the rest {smtp_layer:.2f} (server total {results['sqlite-1'].cpu_ms:.2f})")
+          + f", SMTP layer and the rest {smtp_layer:.2f} (server total {results[_label('sqlite', 1)].cpu_ms:.2f})")
     if not args.quick:
         big_message(at)
+
+
+SINK = "bare aiosmtpd sink"
+PG_SINK = "bare sink into postgresql"
+
+
+def _label(db: str, workers: int) -> str:
+    return f"directgw {db}, {workers} worker{'s' if workers > 1 else ''}"
+
+
+Measure = Callable[[list[bytes], int, int], list[Row]]
+
+
+def sink_rows(postgres: Callable[[], str] | None) -> Measure:
+    """One round of a bare sink: storing into SQLite (and one connection's latency), or into PostgreSQL."""
+
+    def run(messages: list[bytes], count: int, clients: int) -> list[Row]:
+        scratch = Path(tempfile.mkdtemp(prefix="directgw-sink-"))
+        url = postgres() if postgres else None
+        sink = start_sink(scratch, url)
+        try:
+            if url:
+                return [measure(PG_SINK, sink, messages[:count], clients)]
+            return [measure(SINK, sink, messages[:count], clients),
+                    measure("bare sink, 1 connection", sink, messages[:100], 1)]
+        finally:
+            sink.stop()
+            if url:
+                drop_postgres(url)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return run
+
+
+def gateway_rows(db: str, workers: int) -> Measure:
+    """One round of ``directgw serve`` with ``workers`` on ``db`` (and, with one, one connection's latency)."""
+
+    def run(messages: list[bytes], count: int, clients: int) -> list[Row]:
+        url = postgres_url() if db == "postgresql" else None
+        root = site(url)
+        server = start_gateway(root, workers)
+        try:
+            rows = [measure(_label(db, workers), server, messages[:count], clients)]
+            if workers == 1:
+                rows.append(measure(f"directgw {db}, 1 connection", server,
+                                    messages[count:count + 100] or messages[:100], 1))
+            return rows
+        finally:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+            if url:
+                drop_postgres(url)
+
+    return run
+
+
+def _mean(label: str, runs: list[Row]) -> Row:
+    n = len(runs)
+    return Row(label, sum(r.rate for r in runs) / n, sum(r.p50_ms for r in runs) / n,
+               sum(r.p99_ms for r in runs) / n, sum(r.cpu_ms for r in runs) / n,
+               sum(r.failures for r in runs), sum(r.db_cpu_ms for r in runs) / n)
 
 
 def big_message(at: datetime) -> None:

@@ -6,7 +6,8 @@ What runs, all on loopback (issue 9's last Proof bullet):
 - gateway A (``directgw serve``, SQLite, one worker, or ``--workers N``) with its submission port;
   its domain a.test has a provider route to the EHR's inbox, an aiosmtpd sink
   in this process that notes when each passed-back MDN arrives;
-- gateway B (the same), with a record for patient@b.test;
+- gateway B (the same, one worker: the peer, not the gateway measured), with a
+  record for patient@b.test;
 - each publishes its certificates on its own DNS responder ([dns]) where the
   other's discovery asks (warm after the first messages); static routes.
 Concurrent EHR clients (asyncio; per connection STARTTLS and AUTH PLAIN once,
@@ -18,7 +19,7 @@ submissions complete that whole path, the time from MAIL to the 250, and the
 time from MAIL to the ``processed`` MDN in the inbox (p50/p99), under load
 and from one client; the CPU each gateway spent per message (/proc). In the
 same run, ``bench/smtp_inbound.py``'s inbound rate (SQLite, as many workers
-as A and B have) for the ratio, measured just before and just after the outbound run (their mean).
+as A has) for the ratio, measured just before and just after the outbound run (their mean).
 Two ratios are given: the rate through to the ``processed`` MDN in the inbox
 (every message's whole path), and the rate at which A sealed and handed
 messages to B (its jobs recorded sent, read from A's database), which is what
@@ -347,7 +348,7 @@ def outbound(count: int, clients: int, keep: bool, workers: int) -> list[Run]:
         (a.root / "password").write_text(PASSWORD + "\n")
         cli(a.root, "accounts", "add", ACCOUNT, "--domain", "a.test", "--password-file", "password")
         cli(b.root, "records", "create", "--name", "Pat", "--address", PATIENT)
-        server_a, server_b = serve(a, workers), serve(b, workers)
+        server_a, server_b = serve(a, workers), serve(b, 1)
         servers += [server_a, server_b]
         warm = [plain(n) for n in range(2 * clients)]
         runs = [submit("warm-up (discovery, TLS, caches)", a.submission, inbox, warm, clients)]
@@ -389,7 +390,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes of each gateway, A, B and the inbound one alike (default 1)")
+                        help="worker processes of A and of the inbound gateway it is compared with (default 1; "
+                        "B, the peer, runs one)")
     parser.add_argument("--keep", action="store_true", help="keep both sites (databases, logs) to look at afterwards")
     args = parser.parse_args()
     count = 60 if args.quick else args.messages
