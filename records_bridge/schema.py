@@ -47,7 +47,7 @@ records = Table(
     Column("display_name", Text, nullable=False),
     # 'active' or 'closed'
     Column("state", String(16), nullable=False),
-    Column("size_bytes", BigInteger, nullable=False),
+    # its size is summed from its blobs when asked (migration 0009 says why)
     Column("created_at", UtcDateTime, nullable=False),
 )
 

@@ -89,7 +89,7 @@ class RecordStore:
                 record_id = (
                     await conn.execute(
                         schema.records.insert()
-                        .values(display_name=display_name, state="active", size_bytes=0, created_at=at)
+                        .values(display_name=display_name, state="active", created_at=at)
                         .returning(schema.records.c.id)
                     )
                 ).scalar_one()
@@ -122,11 +122,13 @@ class RecordStore:
         async with self.store.engine.connect() as conn:
             rows = (await conn.execute(select(r).order_by(r.c.id))).all()
             addrs = (await conn.execute(select(a.c.record_id, a.c.address).order_by(a.c.address))).all()
+            sizes = {record_id: size for record_id, size in await conn.execute(_SIZES)}
         by_record: dict[int, list[str]] = {}
         for record_id, address in addrs:
             by_record.setdefault(record_id, []).append(address)
         return [
-            RecordInfo(row.id, row.display_name, tuple(by_record.get(row.id, ())), row.size_bytes, row.created_at)
+            RecordInfo(row.id, row.display_name, tuple(by_record.get(row.id, ())), int(sizes.get(row.id) or 0),
+                       row.created_at)
             for row in rows
         ]
 
@@ -233,7 +235,6 @@ class RecordStore:
         _INSERT_DELIVERY.later(
             conn, dict(record_id=record_id, message_key=key, item_id=message_id, delivered_at=delivery.received_at),
         )
-        _GROW.later(conn, {"record_id": record_id, "grown": writer.bytes_written})
         return Delivered(record_id, message_uid, tuple(writer.created), False)
 
     def deliver_to_address_in(
@@ -289,11 +290,6 @@ _DELIVERED = (
     .where(schema.record_deliveries.c.record_id == bindparam("record_id"))
     .where(schema.record_deliveries.c.message_key == bindparam("key"))
 )
-_GROW = Prepared(
-    update(schema.records)
-    .where(schema.records.c.id == bindparam("record_id"))
-    .values(size_bytes=schema.records.c.size_bytes + bindparam("grown"))
-)
 _TARGET = Prepared(
     select(schema.record_addresses.c.record_id, schema.items.c.uid)
     .select_from(
@@ -305,20 +301,26 @@ _TARGET = Prepared(
     )
     .where(schema.record_addresses.c.address == bindparam("address"))
 )
+_SIZES = (
+    select(schema.items.c.record_id, func.sum(schema.blobs.c.size))
+    .select_from(schema.blobs.join(schema.items, schema.items.c.id == schema.blobs.c.item_id))
+    .group_by(schema.items.c.record_id)
+)
+"""Each record's size, the bytes of its blobs: summed when asked rather than kept in the record's
+row, which every delivery would lock until its COMMIT (migration 0009)."""
 _RECORD_OF_ADDRESS = select(schema.record_addresses.c.record_id).where(
     schema.record_addresses.c.address == bindparam("address")
 )
 
 
 class _ItemWriter:
-    """Inserts one delivery's items and blobs on one connection, counting bytes."""
+    """Inserts one delivery's items and blobs on one connection."""
 
     def __init__(self, conn: Connection, record_id: int, delivery: Delivery) -> None:
         self.conn = conn
         self.record_id = record_id
         self.delivery = delivery
         self.created: list[str] = []
-        self.bytes_written = 0
         self._blobs: list[dict[str, Any]] = []
 
     def message(self) -> tuple[int, str]:
@@ -373,7 +375,6 @@ class _ItemWriter:
             item_id=item_id, name=name, content_type=ctype[:255], filename=filename, size=len(data),
             sha256=hashlib.sha256(data).hexdigest(), data=data,
         ))
-        self.bytes_written += len(data)
 
     def flush(self) -> None:
         """Every blob in one statement (executemany)."""

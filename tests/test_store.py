@@ -27,7 +27,7 @@ AT = NOW
 async def test_migrates_from_empty_and_again(store_url):
     first = await open_store(store_url)
     try:
-        assert await first.revision() == head_revision() == "0008"
+        assert await first.revision() == head_revision() == "0009"
     finally:
         await first.close()
     second = await open_store(store_url)  # already at head: nothing to do, nothing lost
@@ -35,6 +35,48 @@ async def test_migrates_from_empty_and_again(store_url):
         assert await second.revision() == head_revision()
     finally:
         await second.close()
+
+
+async def test_migration_0009_keeps_every_record_and_sums_sizes_from_blobs(store_url):
+    """Dropping ``records.size_bytes`` must not re-create ``records`` (its foreign keys cascade:
+    a copy-and-drop would empty items and blobs); sizes are then summed from the blobs."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from gateway.store.engine import _alembic_config
+    from records_bridge.store import RecordStore
+
+    def upgrade_to_0008(conn):
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+
+    old = await open_store(store_url, migrate=False)
+    try:
+        async with old.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_0008)
+            at = {"at": AT}
+            await conn.execute(text("INSERT INTO records (id, display_name, state, size_bytes, created_at) "
+                                    "VALUES (7, 'Pat', 'active', 99, :at)"), at)
+            await conn.execute(text("INSERT INTO items (id, uid, record_id, type, version, state, inbox_state, "
+                                    "created_at, source_kind, data) VALUES (1, 'u1', 7, 'message', 'v1', 'active', "
+                                    "'unreviewed', :at, 'direct', '{}')"), at)
+            for n, size in ((1, 5), (2, 94)):
+                await conn.execute(text("INSERT INTO blobs (item_id, name, content_type, size, sha256, data) "
+                                        "VALUES (1, :name, 'text/plain', :size, 'x', :data)"),
+                                   {"name": f"b{n}", "size": size, "data": b"x" * size})
+    finally:
+        await old.close()
+    new = await open_store(store_url)
+    try:
+        [record] = await RecordStore(new).records()
+        assert (record.id, record.size_bytes) == (7, 99)
+        async with new.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM blobs")) == 2
+            assert "size_bytes" not in {c["name"] for c in await conn.run_sync(
+                lambda sync: inspect(sync).get_columns("records"))}
+    finally:
+        await new.close()
 
 
 async def test_migrated_schema_matches_schema_module(store):

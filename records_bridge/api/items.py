@@ -291,7 +291,6 @@ class Items:
                  sha256=hashlib.sha256(b.data).hexdigest(), data=b.data)
             for b in new.blobs
         ]
-        grown = sum(len(b.data) for b in new.blobs)
         uid = str(uuid.uuid4())
 
         def work(conn: Connection) -> int:
@@ -306,10 +305,6 @@ class Items:
             ).scalar_one())
             if blobs:
                 conn.execute(_B.insert(), [{**b, "item_id": item_id} for b in blobs])
-            conn.execute(
-                update(schema.records).where(schema.records.c.id == record_id)
-                .values(size_bytes=schema.records.c.size_bytes + grown)
-            )
             return item_id
 
         await self.store.run(work)

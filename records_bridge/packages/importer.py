@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from .. import documents, schema
 from ..types import InboxState, ItemType, SourceKind
@@ -44,7 +44,7 @@ def plan(content_type: str, filename: str | None, data: bytes, title: str | None
 
 
 class ItemWriter:
-    """Inserts items and blobs into one record on one connection, and grows the record's size."""
+    """Inserts items and blobs into one record on one connection."""
 
     def __init__(self, conn: Connection, record_id: int, source: Source, at: datetime) -> None:
         self.conn = conn
@@ -52,7 +52,6 @@ class ItemWriter:
         self.source = source
         self.at = at
         self.created: list[str] = []
-        self._bytes = 0
 
     def item(self, kind: ItemType, data: dict[str, Any], blobs: Sequence[documents.PlannedBlob] = (),
              parent: int | None = None) -> int:
@@ -75,7 +74,6 @@ class ItemWriter:
         ]
         if rows:
             self.conn.execute(schema.blobs.insert(), rows)
-        self._bytes += sum(len(b.data) for b in blobs)
         self.created.append(uid)
         return int(item_id)
 
@@ -83,11 +81,7 @@ class ItemWriter:
         return self.item(item.kind, dict(item.data), item.blobs, parent)
 
     def finish(self) -> tuple[str, ...]:
-        """Grows the record by what was written; the uids created, in order."""
-        self.conn.execute(
-            update(schema.records).where(schema.records.c.id == self.record_id)
-            .values(size_bytes=schema.records.c.size_bytes + self._bytes)
-        )
+        """The uids created, in order."""
         return tuple(self.created)
 
 

@@ -97,7 +97,7 @@ def _create_in(conn: Connection, email: str, name: str, hashed: str, at: datetim
         .returning(schema.persons.c.id)
     ).scalar_one())
     record_id = int(conn.execute(
-        schema.records.insert().values(display_name=name, state="active", size_bytes=0, created_at=at)
+        schema.records.insert().values(display_name=name, state="active", created_at=at)
         .returning(schema.records.c.id)
     ).scalar_one())
     access.give_in(conn, person_id, record_id, access.Role.CUSTODIAN, at=at)
