@@ -371,8 +371,32 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def measure(label: str, server: Server, messages: list[bytes], clients: int) -> Row:
-    asyncio.run(load(server.port, messages[: max(clients * 2, 20)], clients))  # warm up
+SINGLE = 100
+"""Messages one connection sends for its latency."""
+
+
+def warm_count(clients: int) -> int:
+    return max(clients * 2, 20)
+
+
+def needed(count: int, clients: int) -> int:
+    """Sealed messages one server's round takes (``portions``)."""
+    return warm_count(clients) + count + warm_count(1) + SINGLE
+
+
+def portions(messages: list[bytes], count: int, clients: int) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
+    """Disjoint runs of ``messages``: warm-up and measured for ``clients``, warm-up and measured for one
+    connection. Disjoint, because the gateway keeps a message once per record: one sent again
+    (a warm-up's, measured a second time) would take the cheaper duplicate path."""
+    w, w1 = warm_count(clients), warm_count(1)
+    if len(messages) < needed(count, clients):
+        raise ValueError(f"{needed(count, clients)} messages needed, {len(messages)} given")
+    return (messages[:w], messages[w:w + count], messages[w + count:w + count + w1],
+            messages[w + count + w1:w + count + w1 + SINGLE])
+
+
+def measure(label: str, server: Server, warm: list[bytes], messages: list[bytes], clients: int) -> Row:
+    asyncio.run(load(server.port, warm, clients))  # warm up
     cpu0, db0, load0 = server.cpu_seconds(), postgres_cpu_seconds(), time.process_time()
     rate, latencies, failures = asyncio.run(load(server.port, messages, clients))
     done = max(1, len(latencies))
@@ -462,7 +486,7 @@ def main() -> None:
     from gateway import logs
 
     logs.configure(json=True, level="warning")  # the in-process pipeline's info lines would be measured too
-    messages = sealed(4_000, count + 2 * args.clients + 40, at)  # a 4 KB C-CDA seals to a ~10 KB message
+    messages = sealed(4_000, needed(count, args.clients), at)  # a 4 KB C-CDA seals to a ~10 KB message
     print(f"{len(messages)} sealed messages of {len(messages[0]) / 1000:.1f} KB", file=sys.stderr)
     servers = [sink_rows(None)] + ([sink_rows(postgres_url)] if args.postgres else [])
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
@@ -533,10 +557,11 @@ def sink_rows(postgres: Callable[[], str] | None) -> Measure:
         url = postgres() if postgres else None
         sink = start_sink(scratch, url)
         try:
+            warm, timed, warm_single, single = portions(messages, count, clients)
             if url:
-                return [measure(PG_SINK, sink, messages[:count], clients)]
-            return [measure(SINK, sink, messages[:count], clients),
-                    measure(SINK_SINGLE, sink, messages[:100], 1)]
+                return [measure(PG_SINK, sink, warm, timed, clients)]
+            return [measure(SINK, sink, warm, timed, clients),
+                    measure(SINK_SINGLE, sink, warm_single, single, 1)]
         finally:
             sink.stop()
             if url:
@@ -554,10 +579,10 @@ def gateway_rows(db: str, workers: int) -> Measure:
         root = site(url)
         server = start_gateway(root, workers)
         try:
-            rows = [measure(_label(db, workers), server, messages[:count], clients)]
+            warm, timed, warm_single, single = portions(messages, count, clients)
+            rows = [measure(_label(db, workers), server, warm, timed, clients)]
             if workers == 1:
-                rows.append(measure(_label(db, 1, single=True), server,
-                                    messages[count:count + 100] or messages[:100], 1))
+                rows.append(measure(_label(db, 1, single=True), server, warm_single, single, 1))
             return rows
         finally:
             server.stop()

@@ -1,6 +1,6 @@
 """Sending for EHRs: submissions per second sealed and delivered, and submission to `processed` MDN.
 
-    .venv/bin/python bench/smtp_outbound.py [--messages 300] [--clients 8] [--workers 1] [--quick]
+    .venv/bin/python bench/smtp_outbound.py [--messages 300] [--rounds 3] [--clients 8] [--workers 1] [--quick]
 
 What runs, all on loopback (issue 9's last Proof bullet):
 - gateway A (``directgw serve``, SQLite, one worker, or ``--workers N``) with its submission port;
@@ -19,7 +19,17 @@ submissions complete that whole path, the time from MAIL to the 250, and the
 time from MAIL to the ``processed`` MDN in the inbox (p50/p99), under load
 and from one client; the CPU each gateway spent per message (/proc). In the
 same run, ``bench/smtp_inbound.py``'s inbound rate (SQLite, as many workers
-as A has) for the ratio, measured just before and just after the outbound run (their mean).
+as A has, as many clients, fresh sealed messages each time) for the ratio.
+
+All three gateways start once. Then, in each of ``--rounds`` rounds (3 by
+default), the inbound rate and the outbound run are measured in turn, the
+first round inbound first, the next outbound first, and so on; figures are
+means over the rounds, and each round's own ratio is printed too. While one
+side is measured the other side's gateways are stopped (SIGSTOP): nothing
+idle runs beside it. The machines' speed drifts by more than a third within
+a minute (two inbound runs a minute apart gave 472 and 703 messages a second),
+so one outbound run between two inbound ones measured the drift as much as
+the gateways; alternating rounds cancel a steady drift and show the rest.
 Two ratios are given: the rate through to the ``processed`` MDN in the inbox
 (every message's whole path), and the rate at which A sealed and handed
 messages to B (its jobs recorded sent, read from A's database), which is what
@@ -37,8 +47,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -46,6 +58,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +74,7 @@ from bench.smtp_inbound import (
     percentile,
     sealed,
     wait_port,
+    warm_count,
 )
 from bench.smtp_inbound import site as inbound_site
 from bench.smtp_inbound import start_gateway as start_inbound_gateway
@@ -333,12 +347,41 @@ def _delivered_rate(db: Path, begin: datetime, count: int) -> float:
 # --------------------------------------------------------------------------- the run
 
 
-def outbound(count: int, clients: int, keep: bool, workers: int) -> list[Run]:
+@contextlib.contextmanager
+def paused(*servers: Server) -> Iterator[None]:
+    """``servers`` stopped (SIGSTOP) for the block: while one gateway is measured, nothing idle
+    (the others' outbound loops polling every ``POLL`` seconds) runs beside it."""
+    pids = [pid for server in servers for pid in server.pids()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+@dataclass
+class Results:
+    warm_up: Run
+    outbound: list[Run]
+    """One per round, ``clients`` EHR clients."""
+    inbound: list[float]
+    """The inbound gateway's rate, one per round."""
+    single: Run
+
+
+def run(count: int, clients: int, keep: bool, workers: int, rounds: int) -> Results:
+    """Gateways A and B and the inbound gateway started once; then, ``rounds`` times, the inbound
+    rate and the outbound run measured in turn (forwards, then backwards: ABBA...)."""
     scratch = Path(tempfile.mkdtemp(prefix="directgw-bench-out-"))
     inbox = Inbox()
     controller, inbox_port = start_inbox(inbox)
     a = Node(A, scratch / "a", free_port(), free_port(), free_port())
     b = Node(B, scratch / "b", free_port(), free_port(), free_port())
+    warm_in = warm_count(clients)
+    sealed_in = sealed(4_000, rounds * (warm_in + count), datetime.now(UTC))
+    root_in = inbound_site(None)
     servers: list[Server] = []
     try:
         for node in (a, b):
@@ -349,22 +392,43 @@ def outbound(count: int, clients: int, keep: bool, workers: int) -> list[Run]:
         cli(a.root, "accounts", "add", ACCOUNT, "--domain", "a.test", "--password-file", "password")
         cli(b.root, "records", "create", "--name", "Pat", "--address", PATIENT)
         server_a, server_b = serve(a, workers), serve(b, 1)
-        servers += [server_a, server_b]
-        warm = [plain(n) for n in range(2 * clients)]
-        runs = [submit("warm-up (discovery, TLS, caches)", a.submission, inbox, warm, clients)]
-        if runs[0].missing:
-            raise SystemExit(f"warm-up: {runs[0].missing} MDNs never came back; logs in {a.root}, {b.root}:\n"
+        server_in = start_inbound_gateway(root_in, workers)
+        servers += [server_a, server_b, server_in]
+        with paused(server_in):
+            warm = [plain(n) for n in range(2 * clients)]
+            warm_up = submit("warm-up (discovery, TLS, caches)", a.submission, inbox, warm, clients)
+        if warm_up.missing:
+            raise SystemExit(f"warm-up: {warm_up.missing} MDNs never came back; logs in {a.root}, {b.root}:\n"
                              + (a.root / "serve.log").read_text()[-3000:] + (b.root / "serve.log").read_text()[-3000:])
-        messages = [plain(n) for n in range(100, 100 + count)]
-        runs.append(submit(f"{clients} EHR clients", a.submission, inbox, messages, clients, server_a, server_b,
-                           a.root / "data" / "directgw.db"))
-        single = [plain(n) for n in range(100_000, 100_000 + max(20, count // 10))]
-        runs.append(submit("1 EHR client", a.submission, inbox, single, 1, server_a, server_b))
-        return runs
+
+        outbound: list[Run] = []
+        inbound: list[float] = []
+
+        def measure_inbound(round_: int) -> None:
+            mine = sealed_in[round_ * (warm_in + count):(round_ + 1) * (warm_in + count)]
+            with paused(server_a, server_b):
+                inbound.append(measure("inbound", server_in, mine[:warm_in], mine[warm_in:], clients).rate)
+
+        def measure_outbound(round_: int) -> None:
+            first = 100 + round_ * count
+            messages = [plain(n) for n in range(first, first + count)]
+            with paused(server_in):
+                outbound.append(submit(f"{clients} EHR clients", a.submission, inbox, messages, clients, server_a,
+                                       server_b, a.root / "data" / "directgw.db"))
+
+        for round_ in range(rounds):
+            steps = (measure_inbound, measure_outbound) if round_ % 2 == 0 else (measure_outbound, measure_inbound)
+            for step in steps:
+                step(round_)
+        with paused(server_in):
+            single = [plain(n) for n in range(100_000, 100_000 + max(20, count // 10))]
+            last = submit("1 EHR client", a.submission, inbox, single, 1, server_a, server_b)
+        return Results(warm_up, outbound, inbound, last)
     finally:
         for server in servers:
             server.stop()
         controller.stop()  # type: ignore[attr-defined]
+        shutil.rmtree(root_in, ignore_errors=True)
         if keep:
             print(f"sites kept (directgw messages show N --config {scratch}/a/directgw.toml): {scratch}",
                   file=sys.stderr)
@@ -372,52 +436,56 @@ def outbound(count: int, clients: int, keep: bool, workers: int) -> list[Run]:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def inbound(count: int, clients: int, workers: int) -> float:
-    at = datetime.now(UTC)
-    messages = sealed(4_000, count + 2 * clients + 20, at)
-    root = inbound_site(None)
-    server = start_inbound_gateway(root, workers)
-    try:
-        return measure("inbound", server, messages[:count], clients).rate
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def _mean_run(label: str, runs: list[Run]) -> Run:
+    n = len(runs)
+
+    def mean(name: str) -> float:
+        return sum(getattr(r, name) for r in runs) / n
+
+    return Run(label, sum(r.count for r in runs), mean("rate"), mean("submit_p50"), mean("submit_p99"),
+               mean("mdn_p50"), mean("mdn_p99"), sum(r.missing for r in runs), sum(r.refused for r in runs),
+               mean("cpu_a"), mean("cpu_b"), mean("cpu_load"), mean("delivered_rate"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--messages", type=int, default=300, help="per round")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--rounds", type=int, help="rounds of inbound and outbound measured in turn (default 3; "
+                        "1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one round")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes of A and of the inbound gateway it is compared with (default 1; "
                         "B, the peer, runs one)")
     parser.add_argument("--keep", action="store_true", help="keep both sites (databases, logs) to look at afterwards")
     args = parser.parse_args()
     count = 60 if args.quick else args.messages
+    rounds = args.rounds or (1 if args.quick else 3)
     from gateway import logs
 
     logs.configure(json=True, level="warning")
-    # the inbound rate measured on each side of the outbound run: the machine's load moves both
-    # rates over a minute, and their mean is the one the outbound run is compared with
-    before = inbound(count, args.clients, args.workers)
-    runs = outbound(count, args.clients, args.keep, args.workers)
-    after = inbound(count, args.clients, args.workers)
-    rate_in = (before + after) / 2
+    results = run(count, args.clients, args.keep, args.workers, rounds)
+    loaded = _mean_run(f"{args.clients} EHR clients" + (f", mean of {rounds}" if rounds > 1 else ""),
+                       results.outbound)
+    rate_in = sum(results.inbound) / rounds
     print(f"\n{'':34} {'n':>5} {'per s':>7} {'250 p50':>8} {'250 p99':>8} {'MDN p50':>8} {'MDN p99':>8} "
           f"{'missing':>8} {'refused':>8} {'cpu A':>7} {'cpu B':>7} {'load':>6}")
-    for r in runs:
+    for r in (results.warm_up, loaded, results.single):
         print(f"{r.label:34} {r.count:5d} {r.rate:7.1f} {r.submit_p50:8.1f} {r.submit_p99:8.1f} {r.mdn_p50:8.1f} "
               f"{r.mdn_p99:8.1f} {r.missing:8d} {r.refused:8d} {r.cpu_a:7.1f} {r.cpu_b:7.1f} {r.cpu_load:6.1f}")
     print("(times in ms from MAIL; MDN = the processed MDN in the EHR's inbox; cpu = ms per message per gateway; load = this process's,\n"
           " the EHR clients and the EHR's inbox)")
-    loaded, single = runs[1], runs[2]
     workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
-    print(f"\ninbound (bench/smtp_inbound.py, sqlite, {workers}, {args.clients} clients): {rate_in:.1f} msgs/s "
-          f"(before {before:.1f}, after {after:.1f})")
+    print(f"\ninbound (bench/smtp_inbound.py, sqlite, {workers}, {args.clients} clients): {rate_in:.1f} msgs/s")
+    if rounds > 1:
+        print("by round (inbound, then outbound, in the order measured: forwards, then backwards):")
+        for i, (inbound, outbound) in enumerate(zip(results.inbound, results.outbound, strict=True)):
+            print(f"  round {i + 1}: inbound {inbound:.1f}/s, sealed and delivered {outbound.delivered_rate:.1f}/s "
+                  f"= {outbound.delivered_rate / inbound:.2f}x, through to processed {outbound.rate:.1f}/s "
+                  f"= {outbound.rate / inbound:.2f}x")
     print(f"outbound / inbound = {loaded.rate / rate_in:.2f}x (target >= 0.4x); "
-          f"p50 submission to processed = {single.mdn_p50:.1f} ms from one client, {loaded.mdn_p50:.1f} ms under "
-          f"load (target < 100 ms)")
+          f"p50 submission to processed = {results.single.mdn_p50:.1f} ms from one client, {loaded.mdn_p50:.1f} ms "
+          f"under load (target < 100 ms)")
     print(f"sealed and delivered to B: {loaded.delivered_rate:.1f}/s = {loaded.delivered_rate / rate_in:.2f}x the "
           f"inbound rate (to the last hand-over to B; the ratio above runs on to the last processed MDN)")
 
