@@ -118,22 +118,32 @@ class RecordStore:
         return await self.store.read(lambda conn: self.record_for_address_in(conn, address))
 
     async def records(self) -> list[RecordInfo]:
+        return await self._infos(None)
+
+    async def record(self, record_id: int) -> RecordInfo | None:
+        found = await self._infos(record_id)
+        return found[0] if found else None
+
+    async def _infos(self, record_id: int | None) -> list[RecordInfo]:
+        """Every record, or the one ``record_id``, with its addresses and size."""
         r, a = schema.records, schema.record_addresses
+        records, addresses, sizes = select(r).order_by(r.c.id), select(a.c.record_id, a.c.address), _SIZES
+        if record_id is not None:
+            records = records.where(r.c.id == record_id)
+            addresses = addresses.where(a.c.record_id == record_id)
+            sizes = sizes.where(schema.items.c.record_id == record_id)
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(select(r).order_by(r.c.id))).all()
-            addrs = (await conn.execute(select(a.c.record_id, a.c.address).order_by(a.c.address))).all()
-            sizes = {record_id: size for record_id, size in await conn.execute(_SIZES)}
+            rows = (await conn.execute(records)).all()
+            found = (await conn.execute(addresses.order_by(a.c.address))).all()
+            size_of = {owner: size for owner, size in await conn.execute(sizes)}
         by_record: dict[int, list[str]] = {}
-        for record_id, address in addrs:
-            by_record.setdefault(record_id, []).append(address)
+        for owner, address in found:
+            by_record.setdefault(owner, []).append(address)
         return [
-            RecordInfo(row.id, row.display_name, tuple(by_record.get(row.id, ())), int(sizes.get(row.id) or 0),
+            RecordInfo(row.id, row.display_name, tuple(by_record.get(row.id, ())), int(size_of.get(row.id) or 0),
                        row.created_at)
             for row in rows
         ]
-
-    async def record(self, record_id: int) -> RecordInfo | None:
-        return next((r for r in await self.records() if r.id == record_id), None)
 
     async def _require(self, conn: AsyncConnection, record_id: int) -> None:
         if await conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
