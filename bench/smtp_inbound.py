@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import os
 import shutil
 import signal
@@ -57,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -500,7 +502,7 @@ def main() -> None:
                 measured.setdefault(row.label, []).append(row)
     order = [SINK, SINK_SINGLE, PG_SINK]
     order += [label for db in databases for label in (_label(db, 1), _label(db, 1, single=True), _label(db, 2))]
-    rows = [_mean(label, measured[label]) for label in order if label in measured]
+    rows = [mean_of(label, measured[label]) for label in order if label in measured]
     results = {r.label: r for r in rows}
     print(f"\n{'':33} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>11} {'load cpu':>9} {'refused':>8}"
           f" {'db cpu':>7}")
@@ -593,11 +595,19 @@ def gateway_rows(db: str, workers: int) -> Measure:
     return run
 
 
-def _mean(label: str, runs: list[Row]) -> Row:
+R = TypeVar("R")
+
+
+def mean_of(label: str, runs: list[R], *, summed: tuple[str, ...] = ("failures",)) -> R:
+    """One row of the same kind for several rounds' rows: ``summed`` fields (counts) added up,
+    every other number the mean, ``label`` its label."""
     n = len(runs)
-    return Row(label, sum(r.rate for r in runs) / n, sum(r.p50_ms for r in runs) / n,
-               sum(r.p99_ms for r in runs) / n, sum(r.cpu_ms for r in runs) / n,
-               sum(r.failures for r in runs), sum(r.db_cpu_ms for r in runs) / n, sum(r.load_cpu_ms for r in runs) / n)
+    values: dict[str, Any] = {"label": label}
+    for f in dataclasses.fields(runs[0]):  # type: ignore[arg-type]  # Row or smtp_outbound.Run
+        if f.name != "label":
+            total = sum(getattr(r, f.name) for r in runs)
+            values[f.name] = total if f.name in summed else total / n
+    return dataclasses.replace(runs[0], **values)  # type: ignore[type-var]
 
 
 def big_message(at: datetime) -> None:

@@ -70,6 +70,7 @@ from bench.smtp_inbound import (
     ccda,
     cli,
     free_port,
+    mean_of,
     measure,
     percentile,
     sealed,
@@ -436,17 +437,6 @@ def run(count: int, clients: int, keep: bool, workers: int, rounds: int) -> Resu
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _mean_run(label: str, runs: list[Run]) -> Run:
-    n = len(runs)
-
-    def mean(name: str) -> float:
-        return sum(getattr(r, name) for r in runs) / n
-
-    return Run(label, sum(r.count for r in runs), mean("rate"), mean("submit_p50"), mean("submit_p99"),
-               mean("mdn_p50"), mean("mdn_p99"), sum(r.missing for r in runs), sum(r.refused for r in runs),
-               mean("cpu_a"), mean("cpu_b"), mean("cpu_load"), mean("delivered_rate"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300, help="per round")
@@ -465,8 +455,8 @@ def main() -> None:
 
     logs.configure(json=True, level="warning")
     results = run(count, args.clients, args.keep, args.workers, rounds)
-    loaded = _mean_run(f"{args.clients} EHR clients" + (f", mean of {rounds}" if rounds > 1 else ""),
-                       results.outbound)
+    loaded = mean_of(f"{args.clients} EHR clients" + (f", mean of {rounds}" if rounds > 1 else ""),
+                     results.outbound, summed=("count", "missing", "refused"))
     rate_in = sum(results.inbound) / rounds
     print(f"\n{'':34} {'n':>5} {'per s':>7} {'250 p50':>8} {'250 p99':>8} {'MDN p50':>8} {'MDN p99':>8} "
           f"{'missing':>8} {'refused':>8} {'cpu A':>7} {'cpu B':>7} {'load':>6}")
