@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store import Store
-from gateway.store.prepared import Prepared
+from gateway.store.prepared import Id, Prepared
 
 from . import documents, schema
 from .types import Delivery, InboxState, ItemType, SourceKind
@@ -70,6 +70,15 @@ class Delivered:
     items: tuple[str, ...]
     """Every item created, the message first; empty for a redelivery."""
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The record an address belongs to, and what an earlier delivery of one message into it made."""
+
+    record_id: int
+    earlier: str | None
+    """The uid of the message item an earlier delivery of this message made (None: not delivered yet)."""
 
 
 def normalise_address(address: str) -> str:
@@ -251,15 +260,26 @@ class RecordStore:
         self, conn: Connection, address: str, delivery: Delivery, *,
         plan: tuple[documents.PlannedItem, ...] | None = None,
     ) -> Delivered | None:
-        """``deliver_in`` into the record of ``address`` (None when no record has it), with the
-        record and an earlier delivery of the same message found in one statement."""
+        """``deliver_in`` into the record of ``address`` (None when no record has it)."""
+        target = self.target_in(conn, address, delivery)
+        return None if target is None else self.deliver_to_target_in(conn, target, delivery, plan=plan)
+
+    @staticmethod
+    def target_in(conn: Connection, address: str, delivery: Delivery) -> Target | None:
+        """The record of ``address`` and an earlier delivery of the same message into it, in one
+        statement (None when no record has the address). A caller looks its targets up before it
+        writes anything, so its writes can wait and go out together (gateway/store/prepared.py)."""
         row = _TARGET.first(conn, {"address": normalise_address(address), "key": delivery.message_key})
-        if row is None:
-            return None
-        record_id, again = int(row[0]), row[1]
-        if again is not None:
-            return Delivered(record_id, again, (), True)
-        return self.deliver_in(conn, record_id, delivery, known=True, plan=plan, checked=True)
+        return None if row is None else Target(int(row[0]), row[1])
+
+    def deliver_to_target_in(
+        self, conn: Connection, target: Target, delivery: Delivery, *,
+        plan: tuple[documents.PlannedItem, ...] | None = None,
+    ) -> Delivered:
+        """``deliver_in`` into a record ``target_in`` found in this transaction."""
+        if target.earlier is not None:
+            return Delivered(target.record_id, target.earlier, (), True)
+        return self.deliver_in(conn, target.record_id, delivery, known=True, plan=plan, checked=True)
 
     @staticmethod
     def record_for_address_in(conn: Connection, address: str) -> int | None:
@@ -333,7 +353,7 @@ class _ItemWriter:
         self.created: list[str] = []
         self._blobs: list[dict[str, Any]] = []
 
-    def message(self) -> tuple[int, str]:
+    def message(self) -> tuple[Id, str]:
         d = self.delivery
         data = {
             "subject": d.subject,
@@ -347,16 +367,18 @@ class _ItemWriter:
         self._blob(item_id, "content", "message/rfc822", "message.eml", d.content)
         return item_id, uid
 
-    def planned(self, parent: int, item: documents.PlannedItem) -> None:
+    def planned(self, parent: Id, item: documents.PlannedItem) -> None:
         item_id, _ = self._item(item.kind, parent, item.data)
         for blob in item.blobs:
             self._blob(item_id, blob.name, blob.content_type, blob.filename, blob.data)
 
-    def _item(self, kind: ItemType, parent: int | None, data: Mapping[str, object]) -> tuple[int, str]:
+    def _item(self, kind: ItemType, parent: Id | None, data: Mapping[str, object]) -> tuple[Id, str]:
+        """One item; its id, which only this delivery's other rows use (on PostgreSQL a ``Ref``:
+        the item waits with them, gateway/store/prepared.py)."""
         d = self.delivery
         p = d.provenance
         uid = str(uuid.uuid4())
-        item_id = _INSERT_ITEM.scalar(
+        item_id = _INSERT_ITEM.later_returning(
             self.conn,
             dict(
                 uid=uid,
@@ -378,9 +400,9 @@ class _ItemWriter:
             ),
         )
         self.created.append(uid)
-        return int(item_id), uid
+        return item_id, uid
 
-    def _blob(self, item_id: int, name: str, ctype: str, filename: str | None, data: bytes) -> None:
+    def _blob(self, item_id: Id, name: str, ctype: str, filename: str | None, data: bytes) -> None:
         self._blobs.append(dict(
             item_id=item_id, name=name, content_type=ctype[:255], filename=filename, size=len(data),
             sha256=hashlib.sha256(data).hexdigest(), data=data,

@@ -37,7 +37,7 @@ class RecordingOutbox:
     wakes: int = 0
 
     def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None,
-                   trail=None):
+                   trail=None, deferred_id=False):
         self.queued.append(
             {"kind": kind, "sender": sender, "recipient": recipient, "payload": payload, "relates_to": relates_to}
         )

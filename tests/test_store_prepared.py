@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store import messaging
-from gateway.store.prepared import Prepared
+from gateway.store.prepared import IdText, Prepared, Ref, UnresolvedId, id_text
 from tests.pki import NOW
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
@@ -244,9 +244,9 @@ def test_grouped_statements_carry_their_parameters_in_order_and_within_the_proto
     state = _Deferrable.of(SET_STATE._for(dialect).sql)
     assert audit is not None and state is not None and audit.width == 8 and state.width == 2
     rows = [tuple(range(n * 8, n * 8 + 8)) for n in range(MAX_GROUP_PARAMETERS // 8 + 1)]
-    statements = _statements([_Waiting(audit, rows), _Waiting(state, [("s", 1)])])
-    assert [len(params) for _sql, params in statements] == [MAX_GROUP_PARAMETERS // 8 * 8, 8 + 2]
-    last_sql, last_params = statements[-1]
+    statements = list(_statements([_Waiting(audit, rows), _Waiting(state, [("s", 1)])]))
+    assert [len(params) for _sql, params, _ids in statements] == [MAX_GROUP_PARAMETERS // 8 * 8, 8 + 2]
+    last_sql, last_params, _ids = statements[-1]
     assert last_sql.startswith("WITH w0 AS (INSERT INTO audit") and "$9::" in last_sql and "$10::" in last_sql
     assert last_params == (*rows[-1], "s", 1)
     assert _Deferrable.of("UPDATE t SET a='x' WHERE b = $1") is None  # a quoted literal: never grouped
@@ -284,3 +284,97 @@ async def test_on_postgresql_waiting_writes_travel_with_the_next_insert_into_ano
     assert await store.read(_events) == ["with the next insert", "carried"]
     recipients = await store.read(lambda conn: conn.execute(select(messaging.message_recipients.c.message_id)).all())
     assert [r.message_id for r in recipients] == [second]
+
+
+# --------------------------------------------------------------------------- later_returning: deferred ids
+
+JOB = Prepared(messaging.outbound.insert().returning(messaging.outbound.c.id), [
+    "message_id", "kind", "sender", "recipient", "payload", "state", "attempts", "next_attempt_at", "expires_at",
+    "created_at", "updated_at",
+])
+JOB_OF = Prepared(select(messaging.outbound.c.message_id).where(messaging.outbound.c.id == bindparam("id")))
+
+
+def _job(message):
+    return dict(message_id=message, kind="mdn", sender="a@a.test", recipient="b@b.test", payload=b"x",
+                state="queued", attempts=0, next_attempt_at=NOW, expires_at=NOW, created_at=NOW, updated_at=NOW)
+
+
+def _trail(conn):
+    rows = conn.execute(select(messaging.audit.c.message_id, messaging.audit.c.detail).order_by(messaging.audit.c.id))
+    return [tuple(r) for r in rows]
+
+
+async def test_ids_later_writes_need_wait_with_them_on_postgresql_and_are_known_at_once_on_sqlite(store, sent):
+    def work(conn):
+        message = PREPARED_MESSAGE.later_returning(conn, MESSAGE)
+        other = PREPARED_MESSAGE.later_returning(conn, MESSAGE)  # two of one table: each its own INSERT
+        job = JOB.later_returning(conn, _job(message))
+        RECIPIENT.later(conn, dict(message_id=other, recipient="p@b.test", state="delivered", reason=None,
+                                   detail=None, record_id=None, updated_at=NOW))
+        AUDIT.later_many(conn, [
+            dict(_audit(message, "queued"), detail=id_text("outbound #", job, " (mdn)")),
+            dict(_audit(other, "plain"), detail="$2 'q'"),
+        ])
+        return message, other, job
+
+    message, other, job = await store.run(work)
+    # on PostgreSQL one statement for all five writes; SQLite has no round trip to save
+    assert sent == (["WITH"] if store.dialect == "postgresql" else ["INSERT", "INSERT", "INSERT", "INSERT", "INSERT*"])
+    message, other, job = int(message), int(other), int(job)
+    assert len({message, other}) == 2
+    assert await store.read(lambda conn: JOB_OF.scalar(conn, {"id": job})) == message
+    assert await store.read(lambda conn: conn.scalar(select(messaging.message_recipients.c.message_id))) == other
+    assert await store.read(_trail) == [(message, f"outbound #{job} (mdn)"), (other, "$2 'q'")]
+
+
+async def test_a_deferred_id_is_read_only_once_its_insert_has_run(store):
+    def work(conn):
+        message = PREPARED_MESSAGE.later_returning(conn, MESSAGE)
+        if store.dialect == "postgresql":
+            with pytest.raises(UnresolvedId):
+                int(message)
+            with pytest.raises(UnresolvedId):
+                str(id_text("#", message))
+        state = STATE_OF.first(conn, {"id": message})[0]  # a statement naming it runs the insert first
+        return int(message), state
+
+    message, state = await store.run(work)
+    assert state == "delivered" and message > 0
+
+
+async def test_an_update_of_a_row_a_waiting_insert_makes_runs_after_it(store, sent):
+    def work(conn):
+        message = PREPARED_MESSAGE.later_returning(conn, MESSAGE)
+        SET_STATE.later(conn, {"id": message, "state": "duplicate"})  # one statement would not see the row
+        AUDIT.later(conn, _audit(message, "after"))
+        return message
+
+    message = await store.run(work)
+    if store.dialect == "postgresql":
+        assert sent == ["WITH", "WITH"]  # the insert (its id read back), then the update and the audit row
+    assert await store.read(lambda conn: STATE_OF.first(conn, {"id": int(message)})[0]) == "duplicate"
+
+
+async def test_a_savepoint_rolled_back_leaves_its_deferred_ids_unknown(store):
+    def work(conn):
+        kept = PREPARED_MESSAGE.later_returning(conn, MESSAGE)
+        nested = conn.begin_nested()
+        lost = PREPARED_MESSAGE.later_returning(conn, MESSAGE)
+        nested.rollback()
+        return kept, lost
+
+    kept, lost = await store.run(work)
+    assert await store.read(lambda conn: conn.scalars(select(messaging.messages.c.id)).all()) == [int(kept)]
+    if store.dialect == "postgresql":
+        with pytest.raises(UnresolvedId):
+            int(lost)
+
+
+def test_a_text_naming_an_id_is_plain_text_once_the_id_is_known():
+    ref = Ref()
+    waiting = id_text("outbound #", ref, " (mdn)")
+    assert isinstance(waiting, IdText)
+    ref.value = 17
+    assert str(waiting) == "outbound #17 (mdn)" and f"{ref}" == "17"
+    assert id_text("outbound #", ref, " (mdn)") == "outbound #17 (mdn)" == id_text("outbound #", 17, " (mdn)")

@@ -255,7 +255,8 @@ async def test_port_25_never_relays_without_auth(service):
 class _BrokenOutbox:
     """Our Outbox Protocol failing mid-transaction, as a bug would."""
 
-    def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None):
+    def enqueue_in(self, conn, kind, sender, recipient, payload, *, at, lifetime, relates_to=None, message_id=None,
+                   trail=None, deferred_id=False):
         raise RuntimeError("outbound table at /var/lib/directgw/secret.db")
 
 

@@ -31,6 +31,7 @@ from gateway.core.mime import MimeError
 from gateway.core.outcomes import MessageKind, Opened
 from gateway.outbound.queue import Job, JobKind, JobState, Settled, enqueue_in
 from gateway.store.messaging import outbound
+from gateway.store.prepared import Id
 from trust.types import TrustDecision
 
 from .monitor import DeliveryMonitor
@@ -64,7 +65,7 @@ class ProviderMailboxes:
         """RCPT for an address of ``domain`` that is no record's is accepted."""
         return self.settings.provider_route(domain) is not None
 
-    def deliver_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, recipient: str,
+    def deliver_in(self, conn: Connection, message: Id, raw: bytes, opened: Opened, recipient: str,
                    decision: TrustDecision, at: datetime) -> bool:
         """Queue the verified message for ``recipient``'s provider; False when it was already
         queued (a sender's retry after a lost 250, recognised by Message-ID)."""

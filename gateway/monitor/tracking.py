@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert
 
-from gateway.store.prepared import Prepared
+from gateway.store.prepared import Id, Prepared
 
 from .schema import tracking
 
@@ -64,8 +64,8 @@ _INSERT = Prepared(insert(tracking), (
 def track_in(
     conn: Connection,
     *,
-    message: int,
-    job: int,
+    message: Id,
+    job: Id,
     sender: str,
     recipient: str,
     original_message_id: str,

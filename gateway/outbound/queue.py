@@ -45,7 +45,7 @@ from sqlalchemy import (
 
 from gateway.store import Store
 from gateway.store.messaging import audit, audit_row, outbound
-from gateway.store.prepared import Prepared
+from gateway.store.prepared import Id, IdText, Prepared, id_text
 
 from .settings import Backoff
 
@@ -293,7 +293,8 @@ class OutboundQueue:
                                       relates_to=relates_to, message_id=message_id)
         )
         self.wake()
-        return job_id
+        return int(job_id)
+
 
     def enqueue_in(
         self,
@@ -306,14 +307,15 @@ class OutboundQueue:
         at: datetime,
         lifetime: timedelta,
         relates_to: str | None = None,
-        message_id: int | None = None,
+        message_id: Id | None = None,
         trail: list[dict[str, Any]] | None = None,
-    ) -> int:
+        deferred_id: bool = False,
+    ) -> Id:
         """``enqueue`` inside the caller's open write transaction (``Store.run``), so an
         MDN is queued atomically with the acceptance it reports. With ``trail``, its audit
         row is added there for the caller to write with its own."""
         return enqueue_in(conn, kind, sender, recipient, payload, at=at, lifetime=lifetime, relates_to=relates_to,
-                          message_id=message_id, trail=trail)
+                          message_id=message_id, trail=trail, deferred_id=deferred_id)
 
     @property
     def woken(self) -> asyncio.Event:
@@ -468,21 +470,25 @@ def enqueue_in(
     at: datetime,
     lifetime: timedelta,
     relates_to: str | None = None,
-    message_id: int | None = None,
+    message_id: Id | None = None,
     trail: list[dict[str, Any]] | None = None,
-) -> int:
+    deferred_id: bool = False,
+) -> Id:
     """Queue one job in the caller's open write transaction (``OutboundQueue.enqueue_in``;
     also for writers that run inside the queue's own transitions, such as the delivery
     monitor's notices). With ``trail``, its audit row is added there for the caller to
-    write with its own (one round trip) instead of being written now."""
+    write with its own (one round trip) instead of being written now. With ``deferred_id``
+    (a caller that only hands the job's id to other writes), the job waits with the
+    transaction's other writes on PostgreSQL and its id is a ``Ref`` (``Prepared.later_returning``)."""
     kind = JobKind(kind)  # "mdn" or JobKind.MDN; anything else is a bug here, not a queued row
     # fixed statements with parameters: compiled once, on the receiving hot path
-    job_id = int(_QUEUE_JOB.scalar(conn, dict(
+    values = dict(
         message_id=message_id, kind=kind.value, sender=sender, recipient=recipient, payload=payload,
         state=JobState.QUEUED.value, attempts=0, next_attempt_at=at, expires_at=at + lifetime,
         relates_to=relates_to, created_at=at, updated_at=at,
-    )))
-    row = _audit_row(at, message_id, recipient, Event.QUEUED, None, f"outbound #{job_id} ({kind.value})")
+    )
+    job_id = _QUEUE_JOB.later_returning(conn, values) if deferred_id else int(_QUEUE_JOB.scalar(conn, values))
+    row = _audit_row(at, message_id, recipient, Event.QUEUED, None, id_text("outbound #", job_id, f" ({kind.value})"))
     if trail is not None:
         trail.append(row)
     else:
@@ -492,11 +498,11 @@ def enqueue_in(
 
 def _audit_row(
     at: datetime,
-    message_id: int | None,
+    message_id: Id | None,
     recipient: str,
     event: Event,
     reason: Reason | None,
-    detail: str,
+    detail: str | IdText,
     *,
     peer: str | None = None,
     node: str | None = None,

@@ -11,12 +11,13 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
 
 from sqlalchemy import Connection, bindparam
 
 from gateway.smtp.interface import Received
 from gateway.store import messaging
-from gateway.store.prepared import Prepared
+from gateway.store.prepared import Id, Prepared
 
 
 class MessageState(enum.Enum):
@@ -71,6 +72,7 @@ _UPDATE_STATE = Prepared(messaging.messages.update().where(messaging.messages.c.
                          .values(state=bindparam("state"), updated_at=bindparam("at")))
 
 
+@overload
 def record_message(
     conn: Connection,
     received: Received,
@@ -81,34 +83,64 @@ def record_message(
     reason: str | None = None,
     detail: str | None = None,
     keep_raw: bool = False,
-) -> int:
+    deferred_id: Literal[False] = False,
+) -> int: ...
+
+
+@overload
+def record_message(
+    conn: Connection,
+    received: Received,
+    *,
+    at: datetime,
+    state: MessageState,
+    summary: Summary,
+    reason: str | None = None,
+    detail: str | None = None,
+    keep_raw: bool = False,
+    deferred_id: Literal[True],
+) -> Id: ...
+
+
+def record_message(
+    conn: Connection,
+    received: Received,
+    *,
+    at: datetime,
+    state: MessageState,
+    summary: Summary,
+    reason: str | None = None,
+    detail: str | None = None,
+    keep_raw: bool = False,
+    deferred_id: bool = False,
+) -> Id:
+    """The message's row; its id. With ``deferred_id`` (a caller that hands the id only to other
+    writes of this transaction, and reads it after COMMIT) the row waits with them on PostgreSQL
+    and the id is a ``Ref`` (``Prepared.later_returning``: one round trip for them all)."""
     data = received.data
-    found = _INSERT_MESSAGE.scalar(
-        conn,
-        dict(
-            direction="in",
-            kind=summary.kind,
-            received_at=at,
-            peer=received.session.peer[:64],
-            helo=(received.session.helo or "")[:255] or None,
-            mail_from=received.mail_from[:320],
-            message_id=summary.message_id,
-            sender=summary.sender,
-            subject=summary.subject,
-            size=len(data),
-            sha256=summary.sha256 or hashlib.sha256(data).hexdigest(),
-            raw=data if keep_raw else None,
-            state=state.value,
-            reason=reason,
-            detail=detail,
-            updated_at=at,
-        ),
+    values = dict(
+        direction="in",
+        kind=summary.kind,
+        received_at=at,
+        peer=received.session.peer[:64],
+        helo=(received.session.helo or "")[:255] or None,
+        mail_from=received.mail_from[:320],
+        message_id=summary.message_id,
+        sender=summary.sender,
+        subject=summary.subject,
+        size=len(data),
+        sha256=summary.sha256 or hashlib.sha256(data).hexdigest(),
+        raw=data if keep_raw else None,
+        state=state.value,
+        reason=reason,
+        detail=detail,
+        updated_at=at,
     )
-    return int(found)
+    return _INSERT_MESSAGE.later_returning(conn, values) if deferred_id else int(_INSERT_MESSAGE.scalar(conn, values))
 
 
 def record_recipient(
-    conn: Connection, message: int, recipient: str, *, at: datetime, state: MessageState,
+    conn: Connection, message: Id, recipient: str, *, at: datetime, state: MessageState,
     record_id: int | None = None, reason: str | None = None, detail: str | None = None,
 ) -> None:
     _INSERT_RECIPIENT.later(
@@ -130,7 +162,7 @@ def record_event(
 
 
 def event_row(
-    *, at: datetime, event: Event, message: int | None, recipient: str | None = None, reason: str | None = None,
+    *, at: datetime, event: Event, message: Id | None, recipient: str | None = None, reason: str | None = None,
     detail: str | None = None, peer: str | None = None, node: str | None = None,
 ) -> dict[str, object]:
     """One audit row, to be written with others by ``record_events``."""
@@ -143,5 +175,5 @@ def record_events(conn: Connection, rows: list[dict[str, object]]) -> None:
     _INSERT_AUDIT.later_many(conn, rows)
 
 
-def update_state(conn: Connection, message: int, state: MessageState, at: datetime) -> None:
+def update_state(conn: Connection, message: Id, state: MessageState, at: datetime) -> None:
     _UPDATE_STATE.later(conn, {"message": message, "state": state.value, "at": at})

@@ -36,6 +36,7 @@ from gateway.core.outcomes import Envelope, MessageKind, Observation, Opened, Re
 from gateway.domains import LocalDomains
 from gateway.smtp.interface import Received, SessionInfo, SmtpReply
 from gateway.store import Store, StoreError
+from gateway.store.prepared import Id
 from records_bridge.store import RecordStore, plan_delivery
 from trust.inbound import InboundVerdict, sender_of
 from trust.types import TrustDecision
@@ -89,9 +90,9 @@ class Outbox(Protocol):
 
     def enqueue_in(
         self, conn: Connection, kind: str, sender: str, recipient: str, payload: bytes, *,
-        at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
-        trail: list[dict[str, Any]] | None = None,
-    ) -> int: ...
+        at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: Id | None = None,
+        trail: list[dict[str, Any]] | None = None, deferred_id: bool = False,
+    ) -> Id: ...
 
     def wake(self) -> None:
         """After the commit of a transaction that queued jobs: the local delivery loop claims them now."""
@@ -103,7 +104,7 @@ class Mailboxes(Protocol):
 
     def serves(self, domain: str) -> bool: ...
 
-    def deliver_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, recipient: str,
+    def deliver_in(self, conn: Connection, message: Id, raw: bytes, opened: Opened, recipient: str,
                    decision: TrustDecision, at: datetime) -> bool: ...
 
     def report_in(self, conn: Connection, message: int, raw: bytes, opened: Opened, *,
@@ -267,17 +268,24 @@ class ReceivingPipeline:
         # recipient: computed once, off the event loop and outside the write transaction.
         plan = await _off_loop_if_large(len(received.data), plan_delivery, deliveries[0]) if deliveries else ()
 
-        def work(conn: Connection) -> tuple[int, bool]:
+        def work(conn: Connection) -> tuple[Id, bool]:
             fresh = False
             events: list[dict[str, object]] = []  # the audit rows, written together at the end
-            message = record_message(conn, received, at=at, state=MessageState.DELIVERED, summary=summary)
-            for rcpt, decision, delivery, trust in zip(received.rcpt_to, decisions, deliveries, described, strict=True):
-                done = self._records.deliver_to_address_in(conn, rcpt, delivery, plan=plan)
-                if done is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
+            # Every read first: what follows only writes, and on PostgreSQL those writes wait and
+            # go out as one statement (the message's id and its items' ids are Refs until then).
+            targets = [self._records.target_in(conn, rcpt, delivery)
+                       for rcpt, delivery in zip(received.rcpt_to, deliveries, strict=True)]
+            again = all(t is not None and t.earlier is not None for t in targets)
+            message = record_message(conn, received, at=at, summary=summary, deferred_id=True,
+                                     state=MessageState.DUPLICATE if again else MessageState.DELIVERED)
+            for rcpt, decision, delivery, trust, target in zip(received.rcpt_to, decisions, deliveries, described,
+                                                               targets, strict=True):
+                if target is None and self._mailboxes is not None and self._mailboxes.serves(rcpt.rpartition("@")[2]):
                     fresh |= self._forward(conn, message, received, opened, rcpt, decision, trust, at, events)
                     continue
-                if done is None:  # the address was removed between RCPT and the final dot
+                if target is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
+                done = self._records.deliver_to_target_in(conn, target, delivery, plan=plan)
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
                 record_recipient(conn, message, rcpt, at=at, state=state, record_id=done.record_id)
                 events.append(event_row(at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,
@@ -286,19 +294,20 @@ class ReceivingPipeline:
                 if not done.duplicate:
                     fresh = True
                     self._acknowledge(conn, message, opened, rcpt, at, events)
-            if not fresh:
+            if not fresh and not again:
                 update_state(conn, message, MessageState.DUPLICATE, at)
             record_events(conn, events)
             return message, fresh
 
-        message, fresh = await self._store.run(work)
+        message_ref, fresh = await self._store.run(work)
+        message = int(message_ref)
         if fresh and self._outbox is not None:
             self._outbox.wake()  # its MDNs (and a provider's copy) are committed: send them now
         bound.info("delivered" if fresh else "duplicate", message=message, message_id=summary.message_id,
                    sender=sender, recipients=list(received.rcpt_to), trust=described)
         return replies.ACCEPTED if fresh else replies.DUPLICATE
 
-    def _forward(self, conn: Connection, message: int, received: Received, opened: Opened, rcpt: str,
+    def _forward(self, conn: Connection, message: Id, received: Received, opened: Opened, rcpt: str,
                  decision: TrustDecision, trust: str, at: datetime, events: list[dict[str, object]]) -> bool:
         """A provider's address: queued for its mailbox in this same commit; ``dispatched``
         follows once the provider's server took it (gateway.monitor.mailboxes)."""
@@ -311,7 +320,7 @@ class ReceivingPipeline:
             self._acknowledge(conn, message, opened, rcpt, at, events, final_destination=False)
         return fresh
 
-    def _acknowledge(self, conn: Connection, message: int, opened: Opened, rcpt: str, at: datetime,
+    def _acknowledge(self, conn: Connection, message: Id, opened: Opened, rcpt: str, at: datetime,
                      events: list[dict[str, object]], *, final_destination: bool = True) -> None:
         """``processed`` at once; ``dispatched`` too when timely and reliable delivery was asked
         for, because delivery into the record is part of this same commit (Direct's guide)."""
@@ -327,7 +336,7 @@ class ReceivingPipeline:
             for notify in request.notify:
                 self._outbox.enqueue_in(
                     conn, "mdn", rcpt, notify, payload, at=at, lifetime=self._settings.mdn_lifetime,
-                    relates_to=opened.inner.message_id, message_id=message, trail=events,
+                    relates_to=opened.inner.message_id, message_id=message, trail=events, deferred_id=True,
                 )
             events.append(event_row(at=at, event=Event.MDN_QUEUED, message=message, recipient=rcpt,
                                     detail=f"{disposition.value} to {', '.join(request.notify)}",

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from .prepared import Id, IdText
 from .schema import UtcDateTime, metadata
 
 messages = Table(
@@ -123,18 +124,19 @@ def audit_row(
     at: datetime,
     event: str,
     *,
-    message_id: int | None = None,
+    message_id: Id | None = None,
     recipient: str | None = None,
     reason: str | None = None,
-    detail: str | None = None,
+    detail: str | IdText | None = None,
     peer: str | None = None,
     node: str | None = None,
 ) -> dict[str, Any]:
     """One ``audit`` row's values, cut to the columns' sizes: every writer of the
-    trail (the receiving journal, the outbound queue) goes through here."""
+    trail (the receiving journal, the outbound queue) goes through here. (A detail
+    naming an id that is not known yet, ``IdText``, is a short one: it stays whole.)"""
     return {
         "at": at, "message_id": message_id, "recipient": recipient[:320] if recipient else recipient,
         "event": event[:32], "reason": reason[:64] if reason else reason,
-        "detail": detail[:MAX_AUDIT_DETAIL] if detail else detail,
+        "detail": detail[:MAX_AUDIT_DETAIL] if isinstance(detail, str) else detail,
         "peer": peer[:64] if peer else peer, "node": node[:64] if node else node,
     }

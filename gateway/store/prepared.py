@@ -35,6 +35,17 @@ holds one statement per table (rows of one INSERT join its VALUES list, in
 the order given, so ids keep that order; no row is updated twice), and an error of a deferred
 write (a constraint) is raised by the statement that flushes it, still
 inside the transaction, which then rolls back whole.
+
+**An id a later write needs** (the message row's, an item's, a queued job's) can be
+deferred too: ``later_returning`` gives the ``INSERT ... RETURNING id`` on SQLite
+at once (its id), and on PostgreSQL a ``Ref`` that waits with the others. A
+write given a ``Ref`` names it in SQL where both wait in one group (``(SELECT id
+FROM w2)``: an INSERT of the same statement, whose foreign keys are checked
+at its end), and the group's statement hands every such id back, so the
+``Ref`` holds its value once flushed (``int(ref)``; before that it raises).
+Text that names such an id (an audit row's "outbound #17") is ``id_text``.
+So an accepted message needs its record lookup and one statement for all it
+writes, four round trips with BEGIN and COMMIT, where it took eight.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from __future__ import annotations
 import collections
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +68,73 @@ MAX_GROUP_PARAMETERS = 30_000
 """Parameters in one flushed statement at most (the PostgreSQL protocol allows 32767)."""
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_RETURNING = re.compile(r" RETURNING \w+\.(\w+)")
+
+
+class UnresolvedId(RuntimeError):
+    """A deferred id read (or used outside the writes that wait with it) before its INSERT ran."""
+
+
+class Ref:
+    """The id a deferred ``INSERT ... RETURNING`` (``later_returning``, PostgreSQL) is given,
+    known once the writes waiting with it are flushed."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+
+    def __int__(self) -> int:
+        if self.value is None:
+            raise UnresolvedId("a deferred id was read before its INSERT was flushed")
+        return self.value
+
+    __index__ = __int__
+
+    def __str__(self) -> str:
+        return str(int(self))
+
+    def __format__(self, spec: str) -> str:
+        return format(int(self), spec)
+
+    def __repr__(self) -> str:
+        return f"Ref({self.value})"
+
+
+@dataclass(frozen=True, slots=True)
+class IdText:
+    """Text with a deferred id in it: ``before`` + the id + ``after``."""
+
+    before: str
+    ref: Ref
+    after: str
+
+    def __str__(self) -> str:
+        return f"{self.before}{int(self.ref)}{self.after}"
+
+
+def id_text(before: str, ident: int | Ref, after: str = "") -> str | IdText:
+    """``before{ident}after``, now when the id is known, else once its INSERT has run."""
+    if isinstance(ident, Ref) and ident.value is None:
+        return IdText(before, ident, after)
+    return f"{before}{int(ident)}{after}"
+
+
+Id = int | Ref
+"""An id as ``later_returning`` gives it."""
+
+
+def _known(value: Any) -> Any:
+    """``value`` with a deferred id that has become known put in its place."""
+    if type(value) is Ref:
+        return value if value.value is None else value.value
+    if type(value) is IdText:
+        return value if value.ref.value is None else str(value)
+    return value
+
+
+def _waits(value: Any) -> bool:
+    return (type(value) is Ref and value.value is None) or (type(value) is IdText and value.ref.value is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +149,8 @@ class _Compiled:
     """What ``rows`` makes of a result row (None: the statement returns none)."""
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
     """(position, processor) for the result columns whose type converts them."""
+    deferrable: bool
+    """The dialect holds writes back (PostgreSQL's ``$n`` placeholders): parameters may be ``Ref``s."""
 
 
 class Prepared:
@@ -103,20 +183,39 @@ class Prepared:
             )
             defaults = {name: binds[name].effective_value for name in names
                         if name in binds and not binds[name].required}
-            found = self._compiled[dialect.name] = _Compiled(str(compiled), names, defaults, processors, row, results)
+            found = self._compiled[dialect.name] = _Compiled(
+                str(compiled), names, defaults, processors, row, results, dialect.paramstyle == "numeric_dollar")
         return found
 
     def _row(self, compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
         defaults = compiled.defaults
         row = [params[name] if name in params else defaults[name] for name in compiled.names]
+        waiting: set[int] = set()
+        if compiled.deferrable:
+            for position, value in enumerate(row):
+                if type(value) is Ref or type(value) is IdText:
+                    row[position] = value = _known(value)
+                    if _waits(value):
+                        waiting.add(position)  # named in SQL when flushed: no bind processing
         for position, process in compiled.processors:
-            row[position] = process(row[position])
+            if position not in waiting:
+                row[position] = process(row[position])
         return tuple(row)
+
+    def _bound(self, conn: Connection, compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The row to run now: an id it names that still waits is made known first (a flush)."""
+        row = self._row(compiled, params)
+        if compiled.deferrable and any(_waits(v) for v in row):
+            flush_later(conn)
+            row = self._row(compiled, params)
+            if any(_waits(v) for v in row):
+                raise UnresolvedId("a statement names a deferred id that no waiting write gives")
+        return row
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run once; the driver's cursor, for ``fetchone()`` of a RETURNING or SELECT."""
         compiled = self._for(conn.dialect)
-        sql, row = compiled.sql, self._row(compiled, params)
+        sql, row = compiled.sql, self._bound(conn, compiled, params)
         pending = conn.info.get(LATER)
         if pending:
             sql, row = _carrying(conn, pending, sql, row)
@@ -173,32 +272,33 @@ class Prepared:
         if not rows:
             return
         compiled = self._for(conn.dialect)
-        shape = _Deferrable.of(compiled.sql) if conn.dialect.paramstyle == "numeric_dollar" else None
+        shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
         if shape is None or (not shape.insert and len(rows) > 1):  # several UPDATEs: as given, now
             if len(rows) == 1:
                 self.run(conn, rows[0])
             else:
                 self.run_many(conn, rows)
             return
-        values = [self._row(compiled, params) for params in rows]
-        pending: list[_Waiting] | None = conn.info.get(LATER)
-        if pending:
-            last = pending[-1]
-            if last.shape is shape and shape.insert:  # more rows of the same INSERT: its VALUES list
-                last.rows.extend(values)
-                return
-            if any(w.shape.table == shape.table for w in pending):
-                # one statement per table in a group: the rows of a table keep the order they
-                # were given in (ids, the audit trail), and no row is updated twice in one statement
-                flush_later(conn)
-        conn.info.setdefault(LATER, []).append(_Waiting(shape, values))
+        _wait(conn, _Waiting(shape, [self._row(compiled, params) for params in rows]))
+
+    def later_returning(self, conn: Connection, params: Mapping[str, Any]) -> Id:
+        """An ``INSERT ... RETURNING id`` whose id only other writes of this transaction use (and
+        the caller after COMMIT): run at once on SQLite, its id; on PostgreSQL a ``Ref`` that
+        waits with the other writes (see the module's docstring)."""
+        compiled = self._for(conn.dialect)
+        shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
+        if shape is None or not shape.insert or shape.returning is None:
+            return int(self.scalar(conn, params))
+        ref = Ref()
+        _wait(conn, _Waiting(shape, [self._row(compiled, params)], ref))
+        return ref
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         flush_later(conn)
         compiled = self._for(conn.dialect)
-        values = [self._row(compiled, params) for params in rows]
+        values = [self._bound(conn, compiled, params) for params in rows]
         cursor = _cursor(conn)
         try:
             cursor.executemany(compiled.sql, values)
@@ -223,6 +323,8 @@ class _Deferrable:
     tail: str
     width: int
     """Placeholders in one row."""
+    returning: str | None = None
+    """The one column an INSERT returns (``RETURNING items.id``: ``id``), if it returns one."""
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -241,7 +343,9 @@ class _Deferrable:
                 depth += {"(": 1, ")": -1}.get(sql[end], 0)
                 if depth == 0:
                     break
-            return _Deferrable(words[2], True, sql[:begin], sql[begin:end + 1], sql[end + 1:], width)
+            returning = _RETURNING.fullmatch(sql[end + 1:])
+            return _Deferrable(words[2], True, sql[:begin], sql[begin:end + 1], sql[end + 1:], width,
+                               returning.group(1) if returning else None)
         if words[:1] == ["UPDATE"] and len(words) > 1:
             return _Deferrable(words[1], False, sql, "", "", width)
         return None
@@ -251,19 +355,40 @@ class _Deferrable:
 class _Waiting:
     shape: _Deferrable
     rows: list[tuple[Any, ...]]
+    ref: Ref | None = None
+    """The id this one-row INSERT gives (``later_returning``)."""
+
+
+def _wait(conn: Connection, waiting: _Waiting) -> None:
+    pending: list[_Waiting] | None = conn.info.get(LATER)
+    if pending:
+        last, shape = pending[-1], waiting.shape
+        if waiting.ref is None and last.ref is None and last.shape is shape and shape.insert:
+            last.rows.extend(waiting.rows)  # more rows of the same INSERT: its VALUES list
+            return
+        same = [w for w in pending if w.shape.table == shape.table]
+        # one statement per table in a group: the rows of a table keep the order they were
+        # given in (ids, the audit trail), and no row is updated twice in one statement. One-row
+        # INSERTs whose ids are asked for may share it: each is its own statement, in order.
+        if same and not (waiting.ref is not None and all(w.ref is not None for w in same)):
+            flush_later(conn)
+    conn.info.setdefault(LATER, []).append(waiting)
 
 
 def flush_later(conn: Connection) -> None:
     """Run the writes ``later`` left on this connection: one statement for all of them
     (data-modifying CTEs, INSERT rows as one VALUES list), unless their parameters
-    outnumber what one statement may carry."""
+    outnumber what one statement may carry; the ids asked for become known."""
     pending: list[_Waiting] | None = conn.info.pop(LATER, None)
     if not pending:
         return
-    for sql, params in _statements(pending):
+    for sql, params, refs in _statements(pending):  # one group at a time: a later one may name ids the earlier gave
         cursor = _cursor(conn)
         try:
             cursor.execute(sql, params)
+            if refs:
+                for ref, value in zip(refs, cursor.fetchone(), strict=True):
+                    ref.value = int(value)
         except conn.dialect.loaded_dbapi.Error as error:
             raise _translated(conn, sql, params, error) from error
         finally:
@@ -278,56 +403,122 @@ def discard_later(conn: Connection) -> None:
 def _carrying(conn: Connection, pending: list[_Waiting], sql: str, row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """``sql`` with the waiting writes before it as CTEs, one round trip for all, when it reads
     nothing they write: an INSERT ... VALUES into a table none of them touches (its foreign keys
-    are checked at the end of the statement, after them). Otherwise they go first, alone."""
+    are checked at the end of the statement, after them), and no id they give is asked for
+    (its result is the carrier's). Otherwise they go first, alone."""
     shape = _Deferrable.of(sql)
     if (shape is not None and shape.insert and "SELECT" not in sql
-            and all(w.shape.table != shape.table for w in pending)):
-        groups = _groups(pending)
+            and all(w.shape.table != shape.table and w.ref is None for w in pending)):
+        groups = list(_groups(pending))
         if len(groups) == 1 and len(groups[0][1]) + len(row) <= MAX_GROUP_PARAMETERS:
             del conn.info[LATER]
-            parts, values = groups[0]
+            parts, values, _refs = groups[0]
             return _with(parts) + " " + _renumbered(sql, len(values)), (*values, *row)
     flush_later(conn)
     return sql, row
 
 
-def _statements(pending: list[_Waiting]) -> list[tuple[str, tuple[Any, ...]]]:
-    return [(parts[0] if len(parts) == 1 else _with(parts) + " SELECT 1", tuple(values))
-            for parts, values in _groups(pending)]
+def _statements(pending: list[_Waiting]) -> Iterator[tuple[str, tuple[Any, ...], list[Ref]]]:
+    """Each group as one statement, with the ids it gives (read from its result, in order)."""
+    for parts, values, refs in _groups(pending):
+        if refs:
+            given = ", ".join(f"(SELECT {column} FROM {name})" for _ref, name, column in refs)
+            yield _with(parts) + f" SELECT {given}", tuple(values), [ref for ref, _n, _c in refs]
+        else:
+            yield (parts[0] if len(parts) == 1 else _with(parts) + " SELECT 1"), tuple(values), []
 
 
 def _with(parts: list[str]) -> str:
     return "WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts))
 
 
-def _groups(pending: list[_Waiting]) -> list[tuple[list[str], list[Any]]]:
+def _groups(pending: list[_Waiting]) -> Iterator[tuple[list[str], list[Any], list[tuple[Ref, str, str]]]]:
     """The waiting writes as statements (each INSERT's rows one VALUES list), in groups whose
-    parameters one statement can carry."""
+    parameters one statement can carry, with the ids each group gives: (ref, CTE, column).
+    Lazily: a group's rows are written out only once the groups before it have run, so an id
+    an earlier group gave is a value here."""
     parts: list[str] = []
     values: list[Any] = []
-    out: list[tuple[list[str], list[Any]]] = []
+    refs: list[tuple[Ref, str, str]] = []
+    named: dict[Ref, str] = {}
     for waiting in pending:
         shape = waiting.shape
-        rows: list[Any] = waiting.rows if shape.insert else [[row] for row in waiting.rows]
-        per_statement = max(1, MAX_GROUP_PARAMETERS // max(1, shape.width))
-        chunks = [rows[i:i + per_statement] for i in range(0, len(rows), per_statement)] if shape.insert else rows
-        for chunk in chunks:
-            width = shape.width * len(chunk)
-            if values and len(values) + width > MAX_GROUP_PARAMETERS:
-                out.append((parts, values))
-                parts, values = [], []
-            offset = len(values)
+        tuples: list[str] = []
+        for row in waiting.rows:
+            if values and len(values) + _cost(row) > MAX_GROUP_PARAMETERS:
+                if tuples:
+                    parts.append(shape.head + ", ".join(tuples) + shape.tail)
+                    tuples = []
+                yield parts, values, refs
+                parts, values, refs, named = [], [], [], {}
+            text, row_values = _written(shape.values if shape.insert else shape.head, row, len(values), named)
+            values.extend(row_values)
             if shape.insert:
-                tuples = ", ".join(_renumbered(shape.values, offset + n * shape.width) for n in range(len(chunk)))
-                parts.append(_renumbered(shape.head, offset) + tuples + shape.tail)
-                for row in chunk:
-                    values.extend(row)
+                tuples.append(text)
             else:
-                parts.append(_renumbered(shape.head, offset))
-                values.extend(chunk[0])
+                parts.append(text)  # an UPDATE: one statement per row
+        if tuples:
+            parts.append(shape.head + ", ".join(tuples) + shape.tail)
+        if waiting.ref is not None:
+            assert shape.returning is not None
+            name = f"w{len(parts) - 1}"
+            named[waiting.ref] = f"(SELECT {shape.returning} FROM {name})"
+            refs.append((waiting.ref, name, shape.returning))
     if parts:
-        out.append((parts, values))
-    return out
+        yield parts, values, refs
+
+
+def _cost(row: tuple[Any, ...]) -> int:
+    """Parameters ``row`` takes in a statement: a text naming a waiting id takes one more."""
+    return len(row) + sum(1 for v in row if type(v) is IdText and v.ref.value is None)
+
+
+def _written(template: str, row: tuple[Any, ...], offset: int, named: dict[Ref, str]) -> tuple[str, list[Any]]:
+    """``template`` (``$1``... for ``row``) with its placeholders numbered from ``offset``, and the
+    values they carry. An id that waits in this group is named in SQL instead of carried."""
+    waiting = tuple((n, type(v) is IdText, _named(v.ref if type(v) is IdText else v, named))
+                    for n, v in enumerate(row, 1) if _waits(v))
+    if not waiting:
+        return _renumbered(template, offset), [_known(v) for v in row] if _deferred(row) else list(row)
+    text, picks = _naming(template, offset, waiting)
+    return text, [_known(row[n - 1]) if part is None else getattr(row[n - 1], part) for n, part in picks]
+
+
+@functools.lru_cache(maxsize=1024)
+def _naming(template: str, offset: int, waiting: tuple[tuple[int, bool, str], ...]) -> tuple[str, tuple[Any, ...]]:
+    """``_written``'s SQL for one shape of row (the same few recur for every message: computed once
+    each), and where each value it carries comes from: (placeholder, None for the value itself, or
+    the ``IdText`` part)."""
+    how = {n: (text, name) for n, text, name in waiting}
+    picks: list[tuple[int, str | None]] = []
+    written: dict[int, str] = {}
+
+    def place(n: int, part: str | None) -> str:
+        picks.append((n, part))
+        return f"${offset + len(picks)}"
+
+    def one(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if n not in written:
+            if n not in how:
+                written[n] = place(n, None)
+            elif how[n][0]:
+                written[n] = f"({place(n, 'before')}::text || {how[n][1]}::text || {place(n, 'after')}::text)"
+            else:
+                written[n] = how[n][1]
+        return written[n]
+
+    return _PLACEHOLDER.sub(one, template), tuple(picks)
+
+
+def _deferred(row: tuple[Any, ...]) -> bool:
+    return any(type(v) is Ref or type(v) is IdText for v in row)
+
+
+def _named(ref: Ref, named: dict[Ref, str]) -> str:
+    found = named.get(ref)
+    if found is None:
+        raise UnresolvedId("a deferred write names an id that no write waiting with it gives")
+    return found
 
 
 @functools.lru_cache(maxsize=8192)

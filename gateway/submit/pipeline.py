@@ -41,6 +41,7 @@ from gateway.outbound.queue import AUDIT_ROW
 from gateway.smtp.interface import Received, SessionInfo, SmtpReply
 from gateway.store import Store, StoreError
 from gateway.store.messaging import audit, audit_row, messages
+from gateway.store.prepared import Id
 from gateway.store.prepared import Prepared as PreparedStatement
 
 from . import replies
@@ -66,8 +67,9 @@ class Outbox(Protocol):
 
     def enqueue_in(
         self, conn: Connection, kind: str, sender: str, recipient: str, payload: bytes, *,
-        at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: int | None = None,
-    ) -> int: ...
+        at: datetime, lifetime: timedelta, relates_to: str | None = None, message_id: Id | None = None,
+        trail: list[dict[str, Any]] | None = None, deferred_id: bool = False,
+    ) -> Id: ...
 
     def wake(self) -> None:
         """After the commit of a transaction that queued jobs: the local delivery loop claims them now."""
@@ -189,34 +191,37 @@ class SubmissionPipeline:
             return await self._refuse(received, at, bound, prepared.problem.value, prepared.detail,
                                       replies.refused(prepared.problem))
         structlog.contextvars.bind_contextvars(message_id=prepared.message_id)
-        message = await self._store.run(lambda conn: self._queue(conn, received, prepared, account, at))
+        message = int(await self._store.run(lambda conn: self._queue(conn, received, prepared, account, at)))
         self._outbox.wake()  # committed: the delivery loop claims the jobs now, not at its next poll
         bound.info("submitted", message=message, message_id=prepared.message_id, reliable=prepared.reliable,
                    recipients=list(received.rcpt_to), added=list(prepared.added), bcc_removed=prepared.bcc_removed)
         return replies.queued(message)
 
-    def _queue(self, conn: Connection, received: Received, prepared: Prepared, account: str, at: datetime) -> int:
-        """The acceptance, in the caller's one transaction: message, audit, and per recipient job + tracking."""
+    def _queue(self, conn: Connection, received: Received, prepared: Prepared, account: str, at: datetime) -> Id:
+        """The acceptance, in the caller's one transaction: message, audit, and per recipient job + tracking.
+        Nothing here reads: on PostgreSQL it all goes out as one statement (the ids are ``Ref``s until then)."""
         session = received.session
-        message = int(_ACCEPT_MESSAGE.scalar(conn, dict(
+        message = _ACCEPT_MESSAGE.later_returning(conn, dict(
             direction="out", kind="message", received_at=at, peer=session.peer[:64],
             helo=(session.helo or "")[:255] or None, mail_from=received.mail_from[:320],
             message_id=prepared.message_id, sender=prepared.sender, subject=prepared.subject,
             size=len(prepared.payload), sha256=prepared.sha256, raw=None, state=STATE_SUBMITTED, reason=None,
             detail=f"submitted by account {account}", updated_at=at,
-        )))
-        AUDIT_ROW.later(conn, audit_row(
+        ))
+        trail = [audit_row(
             at, EVENT_SUBMITTED, message_id=message, peer=session.peer, node=self._settings.node,
             detail=f"account {account}, {len(received.rcpt_to)} recipient(s)"
             + (f", added {', '.join(prepared.added)}" if prepared.added else "")
             + (f", {prepared.bcc_removed} Bcc field(s) removed" if prepared.bcc_removed else "")
             + (", timely and reliable delivery requested" if prepared.reliable else ""),
-        ))
+        )]
         for rcpt in received.rcpt_to:
             job = self._outbox.enqueue_in(conn, "mail", prepared.sender, rcpt, prepared.payload, at=at,
-                                          lifetime=self._settings.lifetime, message_id=message)
+                                          lifetime=self._settings.lifetime, message_id=message, trail=trail,
+                                          deferred_id=True)
             track_in(conn, message=message, job=job, sender=received.mail_from, recipient=rcpt,
                      original_message_id=prepared.message_id, reliable=prepared.reliable, at=at)
+        AUDIT_ROW.later_many(conn, trail)
         return message
 
     async def _refuse(self, received: Received, at: datetime, bound: Any, reason: str, detail: str,
