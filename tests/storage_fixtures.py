@@ -55,3 +55,32 @@ async def store_fixture(store_url):
     s = await open_store(store_url)
     yield s
     await s.close()
+
+
+class _Counting:
+    """A driver cursor that notes the first word of each statement it is given."""
+
+    def __init__(self, cursor, sent):
+        self._cursor, self._sent = cursor, sent
+
+    def execute(self, sql, *args):
+        self._sent.append(sql.split()[0])
+        return self._cursor.execute(sql, *args)
+
+    def executemany(self, sql, *args):
+        self._sent.append(sql.split()[0] + "*")
+        return self._cursor.executemany(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+@pytest.fixture(name="sent")
+def sent_fixture(monkeypatch):
+    """The first word of each statement ``Prepared`` sends to the driver, in order."""
+    import gateway.store.prepared as prepared
+
+    sent: list[str] = []
+    cursor_of = prepared._cursor
+    monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
+    return sent

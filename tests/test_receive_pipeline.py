@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from anchors.source import StaticAnchors
 from gateway.core import seal_outbound
@@ -17,6 +17,7 @@ from gateway.core.mdn import parse_mdn
 from gateway.core.outbound import SealOptions
 from gateway.core.outcomes import Sealed
 from gateway.domains import LocalDomains
+from gateway.outbound.queue import OutboundQueue
 from gateway.receive import ReceivingPipeline
 from gateway.smtp.interface import Received, SessionInfo
 from gateway.store import messaging
@@ -24,7 +25,7 @@ from records_bridge.store import RecordStore
 from records_bridge.types import ItemType
 from tests import messages
 from tests.pki import NOW, Hisp, hisp
-from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
+from tests.storage_fixtures import sent_fixture, store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 from trust import OfflineFetcher, TrustService
 
 SESSION = SessionInfo(peer="127.0.0.9", helo="hisp-a.test", tls=True)
@@ -76,7 +77,7 @@ def _hisps() -> tuple[Hisp, Hisp]:
     return _PKI["ab"]
 
 
-async def _exchange(store, anchors=None, trust=None) -> Exchange:
+async def _exchange(store, anchors=None, trust=None, outbox=None) -> Exchange:
     a, b = _hisps()
     domains = LocalDomains(store)
     await domains.create("b.test", at=NOW)
@@ -84,7 +85,7 @@ async def _exchange(store, anchors=None, trust=None) -> Exchange:
     records = RecordStore(store)
     record = await records.create_record("Pat Patient", (PATIENT,), at=NOW)
     service = trust or TrustService(StaticAnchors(anchors if anchors is not None else (a.root.ref,)), OfflineFetcher())
-    outbox = RecordingOutbox()
+    outbox = outbox if outbox is not None else RecordingOutbox()
     pipeline = ReceivingPipeline(store, domains, records, service, outbox, clock=lambda: NOW + timedelta(minutes=1))
     return Exchange(a, b, pipeline, records, outbox, record.id, store)
 
@@ -129,6 +130,40 @@ async def test_a_trusted_message_lands_in_the_record_and_is_acknowledged(store):
     assert parsed.disposition.value == "processed"
     assert await _message_states(store) == ["delivered"]
     assert [e for e, _ in await _audit(store)] == ["delivered", "mdn-queued"]
+
+
+async def test_an_accepted_message_is_one_lookup_and_one_statement_of_writes_on_postgresql(store, sent):
+    """Its record is looked up first; the message, items, blobs, MDN jobs and audit rows then wait
+    and go out together: BEGIN, lookup, one statement, COMMIT (docs/storage.md)."""
+    ex = await _exchange(store, outbox=OutboundQueue(store))
+    plain = (b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n"
+             + messages.with_attachment(sender="alice@a.test", recipients=(PATIENT,)))
+    first = await ex.pipeline.message(_received(ex.sealed(messages.plain(recipients=(PATIENT,)))))
+    assert first.code == 250  # the domain's keys and the trust decision are cached from here on
+    first_id = await store.read(lambda conn: conn.scalar(select(messaging.messages.c.id)))
+    sent.clear()
+    through_sqlalchemy: list[str] = []
+    event.listen(store.engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_a: through_sqlalchemy.append(sql.split()[0]))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain)))
+    assert reply.code == 250
+    if store.dialect == "postgresql":
+        assert (sent, through_sqlalchemy) == (["SELECT", "WITH"], [])
+    items = (await ex.records.items(ex.record_id))[-2:]
+    assert [i.type for i in items] == [ItemType.MESSAGE, ItemType.CDA]
+    assert await ex.records.blob(items[1].id) == messages.CCDA
+    async with store.engine.connect() as conn:
+        message = await conn.scalar(select(messaging.messages.c.id).where(messaging.messages.c.id != first_id))
+        jobs = (await conn.execute(select(messaging.outbound.c.id, messaging.outbound.c.message_id)
+                                   .where(messaging.outbound.c.message_id == message)
+                                   .order_by(messaging.outbound.c.id))).all()
+        trail = (await conn.execute(select(messaging.audit.c.event, messaging.audit.c.message_id,
+                                           messaging.audit.c.detail)
+                                    .where(messaging.audit.c.message_id == message)
+                                    .order_by(messaging.audit.c.id))).all()
+    assert [m for _j, m in jobs] == [message, message]  # processed and dispatched
+    assert [(e, m) for e, m, _d in trail] == [("delivered", message)] + [("queued", message), ("mdn-queued", message)] * 2
+    assert [d for e, _m, d in trail if e == "queued"] == [f"outbound #{j} (mdn)" for j, _m in jobs]
 
 
 async def test_reliable_delivery_requested_gets_processed_and_dispatched(store):

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.store import messaging
 from gateway.store.prepared import IdText, Prepared, Ref, UnresolvedId, id_text
 from tests.pki import NOW
-from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
+from tests.storage_fixtures import sent_fixture, store_fixture, store_url_fixture  # noqa: F401 -- fixtures
 
 MESSAGE = dict(
     direction="in", kind="message", received_at=NOW, peer="192.0.2.1", helo=None, mail_from="a@a.test",
@@ -187,35 +187,6 @@ async def test_a_savepoint_rolled_back_takes_its_deferred_writes_with_it(store):
 
     await store.run(work)
     assert await store.read(_events) == ["before", "released", "after"]
-
-
-class _Counting:
-    """A driver cursor that notes the first word of each statement it is given."""
-
-    def __init__(self, cursor, sent):
-        self._cursor, self._sent = cursor, sent
-
-    def execute(self, sql, *args):
-        self._sent.append(sql.split()[0])
-        return self._cursor.execute(sql, *args)
-
-    def executemany(self, sql, *args):
-        self._sent.append(sql.split()[0] + "*")
-        return self._cursor.executemany(sql, *args)
-
-    def __getattr__(self, name):
-        return getattr(self._cursor, name)
-
-
-@pytest.fixture(name="sent")
-def sent_fixture(monkeypatch):
-    """The first word of each statement ``Prepared`` sends to the driver, in order."""
-    import gateway.store.prepared as prepared
-
-    sent: list[str] = []
-    cursor_of = prepared._cursor
-    monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
-    return sent
 
 
 async def test_deferred_writes_go_as_one_statement_on_postgresql_and_at_once_on_sqlite(store, sent):
