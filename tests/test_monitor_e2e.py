@@ -160,11 +160,11 @@ def _setup(node: Node, trusted: dict[str, tuple[Hisp, ...]], accounts: dict[str,
         (node.site / f"{d}.key").write_bytes(pki.org.key_pem())
         os.chmod(node.site / f"{d}.key", 0o600)
         node.cli("domains", "add", d, "--cert", f"{d}.pem", "--key", f"{d}.key")
-        for peer in trusted[d]:
-            # a DNS CERT record carries the leaf alone: its issuing CA is an anchor beside its root
-            anchor = node.site / f"anchor-{d}-{peer.domain}.pem"
-            anchor.write_bytes(peer.root.pem + peer.intermediate.pem)
-            node.cli("anchors", "add", "--domain", d, "--direction", "both", anchor.name)
+        # a DNS CERT record carries the leaf alone: each peer's issuing CA is an anchor beside its
+        # root; every peer's in one file (one CLI run: each is a Python start-up)
+        anchor = node.site / f"anchors-{d}.pem"
+        anchor.write_bytes(b"".join(peer.root.pem + peer.intermediate.pem for peer in trusted[d]))
+        node.cli("anchors", "add", "--domain", d, "--direction", "both", anchor.name)
     (node.site / "password").write_text(PASSWORD + "\n")
     os.chmod(node.site / "password", 0o600)
     for name, domain in accounts.items():
