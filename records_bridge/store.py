@@ -256,14 +256,6 @@ class RecordStore:
         )
         return Delivered(record_id, message_uid, tuple(writer.created), False)
 
-    def deliver_to_address_in(
-        self, conn: Connection, address: str, delivery: Delivery, *,
-        plan: tuple[documents.PlannedItem, ...] | None = None,
-    ) -> Delivered | None:
-        """``deliver_in`` into the record of ``address`` (None when no record has it)."""
-        target = self.target_in(conn, address, delivery)
-        return None if target is None else self.deliver_to_target_in(conn, target, delivery, plan=plan)
-
     @staticmethod
     def target_in(conn: Connection, address: str, delivery: Delivery) -> Target | None:
         """The record of ``address`` and an earlier delivery of the same message into it, in one
