@@ -199,7 +199,8 @@ class SubmissionPipeline:
 
     def _queue(self, conn: Connection, received: Received, prepared: Prepared, account: str, at: datetime) -> Id:
         """The acceptance, in the caller's one transaction: message, audit, and per recipient job + tracking.
-        Nothing here reads: on PostgreSQL it all goes out as one statement (the ids are ``Ref``s until then)."""
+        Nothing here reads: on PostgreSQL it goes out as one statement, and one more for each further
+        recipient (its tracking row is a second row of that table; the ids are ``Ref``s until then)."""
         session = received.session
         message = _ACCEPT_MESSAGE.later_returning(conn, dict(
             direction="out", kind="message", received_at=at, peer=session.peer[:64],
