@@ -11,7 +11,6 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, overload
 
 from sqlalchemy import Connection, bindparam
 
@@ -70,36 +69,6 @@ _INSERT_AUDIT = Prepared(messaging.audit.insert(),
                          ("at", "message_id", "recipient", "event", "reason", "detail", "peer", "node"))
 _UPDATE_STATE = Prepared(messaging.messages.update().where(messaging.messages.c.id == bindparam("message"))
                          .values(state=bindparam("state"), updated_at=bindparam("at")))
-
-
-@overload
-def record_message(
-    conn: Connection,
-    received: Received,
-    *,
-    at: datetime,
-    state: MessageState,
-    summary: Summary,
-    reason: str | None = None,
-    detail: str | None = None,
-    keep_raw: bool = False,
-    deferred_id: Literal[False] = False,
-) -> int: ...
-
-
-@overload
-def record_message(
-    conn: Connection,
-    received: Received,
-    *,
-    at: datetime,
-    state: MessageState,
-    summary: Summary,
-    reason: str | None = None,
-    detail: str | None = None,
-    keep_raw: bool = False,
-    deferred_id: Literal[True],
-) -> Id: ...
 
 
 def record_message(

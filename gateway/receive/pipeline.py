@@ -231,8 +231,8 @@ class ReceivingPipeline:
     ) -> SmtpReply:
         state, event = (MessageState.DEFERRED, Event.DEFERRED) if temporary else (MessageState.REJECTED, Event.REJECTED)
         def work(conn: Connection) -> int:
-            message = record_message(conn, received, at=at, state=state, summary=summary, reason=reason,
-                                     detail=detail)
+            message = int(record_message(conn, received, at=at, state=state, summary=summary, reason=reason,
+                                         detail=detail))
             record_event(conn, at=at, event=event, message=message, reason=reason, detail=detail,
                          peer=received.session.peer, node=self._settings.node)
             return message
@@ -244,8 +244,8 @@ class ReceivingPipeline:
     async def _keep_report(self, received: Received, at: datetime, bound: structlog.BoundLogger,
                            summary: Summary, opened: Opened) -> SmtpReply:
         def work(conn: Connection) -> int:
-            message = record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
-                                     keep_raw=True)
+            message = int(record_message(conn, received, at=at, state=MessageState.REPORT, summary=summary,
+                                         keep_raw=True))
             record_event(conn, at=at, event=Event.REPORT, message=message, peer=received.session.peer,
                          node=self._settings.node)
             if self._mailboxes is not None:  # the delivery monitor matches it and passes it back
