@@ -14,6 +14,7 @@ import os
 import uuid
 
 import asyncpg
+import asyncpg.transaction
 import pytest
 
 from gateway.store import open_store
@@ -84,3 +85,18 @@ def sent_fixture(monkeypatch):
     cursor_of = prepared._cursor
     monkeypatch.setattr(prepared, "_cursor", lambda conn: _Counting(cursor_of(conn), sent))
     return sent
+
+
+@pytest.fixture(name="transactions")
+def transactions_fixture(monkeypatch):
+    """What asyncpg is asked to do with transactions, in order: BEGIN, COMMIT, ROLLBACK."""
+    done: list[str] = []
+    for method, word in (("start", "BEGIN"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")):
+        original = getattr(asyncpg.transaction.Transaction, method)
+
+        async def noted(self, _original=original, _word=word):
+            done.append(_word)
+            return await _original(self)
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, method, noted)
+    return done

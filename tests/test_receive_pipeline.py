@@ -25,7 +25,12 @@ from records_bridge.store import RecordStore
 from records_bridge.types import ItemType
 from tests import messages
 from tests.pki import NOW, Hisp, hisp
-from tests.storage_fixtures import sent_fixture, store_fixture, store_url_fixture  # noqa: F401 -- fixtures
+from tests.storage_fixtures import (  # noqa: F401 -- fixtures
+    sent_fixture,
+    store_fixture,
+    store_url_fixture,
+    transactions_fixture,
+)
 from trust import OfflineFetcher, TrustService
 
 SESSION = SessionInfo(peer="127.0.0.9", helo="hisp-a.test", tls=True)
@@ -132,9 +137,10 @@ async def test_a_trusted_message_lands_in_the_record_and_is_acknowledged(store):
     assert [e for e, _ in await _audit(store)] == ["delivered", "mdn-queued"]
 
 
-async def test_an_accepted_message_is_one_lookup_and_one_statement_of_writes_on_postgresql(store, sent):
+async def test_an_accepted_message_is_one_lookup_and_one_statement_of_writes_on_postgresql(store, sent, transactions):
     """Its record is looked up first; the message, items, blobs, MDN jobs and audit rows then wait
-    and go out together: BEGIN, lookup, one statement, COMMIT (docs/storage.md)."""
+    and go out together: the lookup and one statement, atomic by itself, with no BEGIN or COMMIT
+    around them (docs/storage.md)."""
     ex = await _exchange(store, outbox=OutboundQueue(store))
     plain = (b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n"
              + messages.with_attachment(sender="alice@a.test", recipients=(PATIENT,)))
@@ -142,13 +148,14 @@ async def test_an_accepted_message_is_one_lookup_and_one_statement_of_writes_on_
     assert first.code == 250  # the domain's keys and the trust decision are cached from here on
     first_id = await store.read(lambda conn: conn.scalar(select(messaging.messages.c.id)))
     sent.clear()
+    transactions.clear()
     through_sqlalchemy: list[str] = []
     event.listen(store.engine.sync_engine, "before_cursor_execute",
                  lambda _c, _cur, sql, *_a: through_sqlalchemy.append(sql.split()[0]))
     reply = await ex.pipeline.message(_received(ex.sealed(plain)))
     assert reply.code == 250
     if store.dialect == "postgresql":
-        assert (sent, through_sqlalchemy) == (["SELECT", "WITH"], [])
+        assert (sent, through_sqlalchemy, transactions) == (["SELECT", "WITH"], [], [])
     items = (await ex.records.items(ex.record_id))[-2:]
     assert [i.type for i in items] == [ItemType.MESSAGE, ItemType.CDA]
     assert await ex.records.blob(items[1].id) == messages.CCDA

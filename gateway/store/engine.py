@@ -21,9 +21,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from .dialects import (
     WRITE,
@@ -34,7 +35,7 @@ from .dialects import (
 )
 from .errors import StoreError, StoreProblem
 from .permissions import protect_sqlite_file
-from .prepared import discard_later, flush_later, flush_on_use
+from .prepared import discard_later, done_reading, flush_last, flush_on_use, reading_first
 from .sqlite_writer import SqliteWriter
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -68,8 +69,9 @@ class Store:
         on the event loop over the process's one writing connection, BEGIN and
         COMMIT in a thread, and transactions asked for while one commits are
         committed together (sqlite_writer.py: group commit); on PostgreSQL it
-        runs on the async connection through ``run_sync`` (asyncpg, no thread).
-        Either way it has returned only once its COMMIT has."""
+        runs in SQLAlchemy's greenlet over asyncpg (no thread), its reads before
+        BEGIN (prepared.py: BEGIN only once something writes). Either way it has
+        returned only once its COMMIT has."""
         return await self._in_transaction(work, write=True)
 
     async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
@@ -103,11 +105,13 @@ class Store:
                 yield conn
 
     async def _run_async(self, work: Callable[[Connection], T], write: bool) -> T:
-        if write:
-            async with self.begin() as conn:
-                return await conn.run_sync(_then_flushed, work)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(work)
+        # One hop into SQLAlchemy's greenlet (what AsyncConnection.run_sync makes) for the
+        # whole transaction: the pool's checkout, BEGIN when it goes out, the statements,
+        # COMMIT and the checkin. AsyncConnection's connect, begin, run_sync, commit and close
+        # made one each: 1.0-1.1 ms of CPU for a transaction of two statements, 0.6 now
+        # (docs/storage.md). PostgreSQL only: SQLite's writer runs its own.
+        run = _transaction if write else _reading
+        return await greenlet_spawn(_on_a_connection, self.engine.sync_engine, run, work)
 
     async def close(self) -> None:
         if self._inflight:  # transactions whose callers went away finish first
@@ -121,15 +125,39 @@ class Store:
             return await conn.run_sync(_current_revision)
 
 
+def _on_a_connection(engine: Engine, run: Callable[[Connection, Callable[[Connection], T]], T],
+                     work: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return run(conn, work)
+
+
+def _transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
+    """``work`` in one transaction, committed when it returns, rolled back if it raises."""
+    with conn.begin():
+        return _then_flushed(conn, work)
+
+
 def _then_flushed(conn: Connection, work: Callable[[Connection], T]) -> T:
     """``work``, then the writes it deferred (Prepared.later), inside the transaction: their
-    errors are the work's, raised to the caller before COMMIT."""
+    errors are the work's, raised to the caller before COMMIT. BEGIN goes out only before the
+    first write, and not at all when the writes are one statement (prepared.py)."""
+    reading_first(conn)
     try:
         result = work(conn)
-        flush_later(conn)
+        flush_last(conn)
         return result
     finally:
         discard_later(conn)
+        done_reading(conn)
+
+
+def _reading(conn: Connection, work: Callable[[Connection], T]) -> T:
+    """A read transaction on PostgreSQL: its SELECTs on their own, no BEGIN or ROLLBACK around them."""
+    reading_first(conn)
+    try:
+        return work(conn)
+    finally:
+        done_reading(conn)
 
 
 def _alembic_config() -> AlembicConfig:

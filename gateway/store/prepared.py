@@ -46,6 +46,19 @@ at its end), and the group's statement hands every such id back, so the
 Text that names such an id (an audit row's "outbound #17") is ``id_text``.
 So an accepted message needs its record lookup and one statement for all it
 writes, four round trips with BEGIN and COMMIT, where it took eight.
+
+**BEGIN only once something writes** (``reading_first``, PostgreSQL; ``Store.run`` and
+``Store.read`` ask for it). Under READ COMMITTED every statement takes its own snapshot,
+so a plain SELECT inside a transaction sees what it would see outside one, and holds no
+lock after it. So a transaction's reads before its first write run on their own
+(autocommit), and BEGIN goes out just before the first statement that writes or locks
+(anything but a plain SELECT; ``FOR UPDATE``, advisory locks and sequences count as
+writes). When everything the work wrote waits until it returns and goes out as one
+statement, that statement runs on its own too: one statement is atomic by itself, so
+there is no BEGIN and no COMMIT at all. The accepted message is then two round trips,
+its lookup and its writes; a transaction that only reads is its reads. Only the final
+flush may go alone: a write flushed while the work still runs begins the transaction, as
+whatever follows it must be in the same one.
 """
 
 from __future__ import annotations
@@ -67,7 +80,13 @@ LATER = "directgw.later"
 MAX_GROUP_PARAMETERS = 30_000
 """Parameters in one flushed statement at most (the PostgreSQL protocol allows 32767)."""
 
+READING = "directgw.reading"
+"""Key in the connection's ``info`` while a PostgreSQL transaction has not begun: its reads
+run on their own (``reading_first``); the driver connection that goes back to transactions."""
+
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|pg_advisory|nextval|setval",
+                    re.IGNORECASE)
 _RETURNING = re.compile(r" RETURNING \w+\.(\w+)")
 
 
@@ -219,6 +238,8 @@ class Prepared:
         pending = conn.info.get(LATER)
         if pending:
             sql, row = _carrying(conn, pending, sql, row)
+        if READING in conn.info and not _reads_only(sql):
+            _writing(conn)
         cursor = _cursor(conn)
         try:
             cursor.execute(sql, row)
@@ -297,6 +318,7 @@ class Prepared:
         if not rows:
             return
         flush_later(conn)
+        _writing(conn)
         compiled = self._for(conn.dialect)
         values = [self._bound(conn, compiled, params) for params in rows]
         cursor = _cursor(conn)
@@ -382,6 +404,27 @@ def flush_later(conn: Connection) -> None:
     pending: list[_Waiting] | None = conn.info.pop(LATER, None)
     if not pending:
         return
+    _writing(conn)  # what follows a write flushed now must be in its transaction
+    _flush(conn, pending)
+
+
+def flush_last(conn: Connection) -> None:
+    """The final flush of a transaction's work: when nothing has begun the transaction and the
+    writes waiting are one statement, that statement runs on its own (atomic by itself)."""
+    pending: list[_Waiting] | None = conn.info.pop(LATER, None)
+    if not pending:
+        return
+    if READING not in conn.info or not _one_group(pending):
+        _writing(conn)
+    _flush(conn, pending)
+
+
+def _one_group(pending: list[_Waiting]) -> bool:
+    """``_groups`` makes one group of ``pending``: a second starts only past MAX_GROUP_PARAMETERS."""
+    return sum(_cost(row) for waiting in pending for row in waiting.rows) <= MAX_GROUP_PARAMETERS
+
+
+def _flush(conn: Connection, pending: list[_Waiting]) -> None:
     for sql, params, refs in _statements(pending):  # one group at a time: a later one may name ids the earlier gave
         cursor = _cursor(conn)
         try:
@@ -393,6 +436,32 @@ def flush_later(conn: Connection) -> None:
             raise _translated(conn, sql, params, error) from error
         finally:
             cursor.close()
+
+
+def reading_first(conn: Connection) -> None:
+    """Run this PostgreSQL connection's statements on their own until one writes; BEGIN then
+    (see the module's docstring). Call before its transaction's first statement; undo with
+    ``done_reading`` when it ends."""
+    adapted = conn.connection.dbapi_connection
+    if adapted is not None and not adapted.autocommit:
+        adapted.autocommit = True  # SQLAlchemy's asyncpg adapter: no BEGIN before the next statement
+        conn.info[READING] = adapted
+
+
+def done_reading(conn: Connection) -> None:
+    """The connection back to transactions (``reading_first``), whatever happened."""
+    _writing(conn)
+
+
+def _writing(conn: Connection) -> None:
+    adapted = conn.info.pop(READING, None)
+    if adapted is not None:
+        adapted.autocommit = False  # the adapter says BEGIN before the next statement
+
+
+def _reads_only(sql: str) -> bool:
+    """A plain SELECT: it writes nothing and keeps no lock (READ COMMITTED), in a transaction or not."""
+    return sql.lstrip()[:6].upper() == "SELECT" and _LOCKS.search(sql) is None
 
 
 def discard_later(conn: Connection) -> None:
@@ -533,9 +602,11 @@ def flush_on_use(engine: Engine) -> None:
     before COMMIT, dropped at ROLLBACK, whoever runs the transaction."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn: Connection, *_args: Any) -> None:
+    def _before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         if LATER in conn.info:
             flush_later(conn)
+        if READING in conn.info and not _reads_only(statement):
+            _writing(conn)
 
     @event.listens_for(engine, "commit")
     def _commit(conn: Connection) -> None:
@@ -552,6 +623,7 @@ def flush_on_use(engine: Engine) -> None:
     def _savepoint(conn: Connection, _name: str) -> None:
         if LATER in conn.info:
             flush_later(conn)
+        _writing(conn)  # a savepoint lives in a transaction
 
     @event.listens_for(engine, "release_savepoint")
     def _release(conn: Connection, _name: str, _context: Any) -> None:
