@@ -105,9 +105,16 @@ def sealed(size: int, count: int, at: datetime) -> list[bytes]:
 # --------------------------------------------------------------------------- servers
 
 
-def cli(site: Path, *argv: str) -> None:
+def tree_env(tree: Path | None) -> dict[str, str] | None:
+    """The environment of a server from another source ``tree`` (its modules ahead of the installed
+    ones), or None for this one. Servers run from their site's directory, never the project's:
+    ``python -m`` puts the working directory first on the path."""
+    return None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def cli(site: Path, *argv: str, tree: Path | None = None) -> None:
     done = subprocess.run([sys.executable, "-m", "gateway.cli.main", *argv, "--config", str(site / "directgw.toml")],
-                          capture_output=True, text=True, cwd=site, timeout=120)
+                          capture_output=True, text=True, cwd=site, timeout=120, env=tree_env(tree))
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: {done.stderr}")
 
@@ -138,7 +145,7 @@ def drop_postgres(url: str) -> None:
     asyncio.run(drop())
 
 
-def site(storage_url: str | None) -> Path:
+def site(storage_url: str | None, tree: Path | None = None) -> Path:
     root = Path(tempfile.mkdtemp(prefix="directgw-bench-"))
     dead = free_port()
     storage = f'\n[storage]\nurl = "{storage_url}"\n' if storage_url else ""
@@ -151,9 +158,9 @@ def site(storage_url: str | None) -> Path:
     (root / "b.key").write_bytes(B.org.key_pem())
     os.chmod(root / "b.key", 0o600)
     (root / "a-root.pem").write_bytes(A.root.pem)
-    cli(root, "domains", "add", "b.test", "--cert", "b.pem", "--key", "b.key")
-    cli(root, "anchors", "add", "--domain", "b.test", "--direction", "incoming", "a-root.pem")
-    cli(root, "records", "create", "--name", "Pat", "--address", PATIENT)
+    cli(root, "domains", "add", "b.test", "--cert", "b.pem", "--key", "b.key", tree=tree)
+    cli(root, "anchors", "add", "--domain", "b.test", "--direction", "incoming", "a-root.pem", tree=tree)
+    cli(root, "records", "create", "--name", "Pat", "--address", PATIENT, tree=tree)
     return root
 
 
@@ -214,14 +221,14 @@ def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     raise SystemExit("server did not start")
 
 
-def start_gateway(root: Path, workers: int) -> Server:
+def start_gateway(root: Path, workers: int, tree: Path | None = None) -> Server:
     port = free_port()
     log = root / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli.main", "--log-level", "warning", "serve", "--config",
              str(root / "directgw.toml"), "--smtp", f"127.0.0.1:{port}", "--http", "off", "--workers", str(workers)],
-            stdout=subprocess.DEVNULL, stderr=sink,
+            stdout=subprocess.DEVNULL, stderr=sink, cwd=root, env=tree_env(tree),
         )
     wait_port(port, process, log)
     time.sleep(1.0 if workers > 1 else 0.2)  # every worker listening
