@@ -177,3 +177,17 @@ def _raise() -> None:
 ])
 def test_only_a_plain_select_runs_before_begin(sql, reads_only):
     assert prepared_module._reads_only(sql) is reads_only
+
+
+async def test_a_savepoint_before_any_write_begins_the_transaction(store, transactions):
+    def work(conn):
+        COUNT_AUDIT.scalar(conn, {})
+        nested = conn.begin_nested()
+        AUDIT.run(conn, _audit("inside, undone"))
+        nested.rollback()
+        AUDIT.later(conn, _audit("after"))
+
+    await store.run(work)
+    assert await store.read(_events) == ["after"]
+    if _on_postgresql(store):
+        assert transactions == ["BEGIN", "COMMIT"]
