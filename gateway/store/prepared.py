@@ -459,6 +459,7 @@ def _writing(conn: Connection) -> None:
         adapted.autocommit = False  # the adapter says BEGIN before the next statement
 
 
+@functools.lru_cache(maxsize=1024)
 def _reads_only(sql: str) -> bool:
     """A plain SELECT: it writes nothing and keeps no lock (READ COMMITTED), in a transaction or not."""
     return sql.lstrip()[:6].upper() == "SELECT" and _LOCKS.search(sql) is None
