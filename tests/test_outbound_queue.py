@@ -14,7 +14,7 @@ from gateway.outbound import Backoff, JobKind, JobState, OutboundQueue, Reason
 from gateway.store import open_store
 from gateway.store.messaging import audit, outbound
 
-from .storage_fixtures import store_fixture, store_url_fixture  # noqa: F401
+from .storage_fixtures import store_fixture, store_url_fixture, transactions_fixture  # noqa: F401
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
@@ -159,6 +159,43 @@ async def test_released_jobs_are_due_at_once_and_the_claim_is_not_counted(store)
     [again] = await queue.claim("other", at=T0, lease=LEASE, limit=1)
     assert (again.id, again.attempts) == (job_id, 1)
     assert await _events(store, job_id) == ["queued", "claimed", "released", "claimed"]
+
+
+@pytest.mark.parametrize(("kinds", "told"), [((JobKind.MDN,), ["sent"]), ((JobKind.MAIL,), [])],
+                         ids=["its kind is told", "another kind is not"])
+async def test_the_settled_hook_is_told_of_the_kinds_it_asks_for_in_the_transition_s_transaction(
+        store, kinds, told):
+    told_of: list[str] = []
+
+    def hook(conn, job, settled):
+        told_of.append(settled.state.value)
+
+    queue = OutboundQueue(store, on_settled=hook, settled_kinds=kinds)
+    await _enqueue(queue)
+    [job] = await queue.claim("w", at=T0, lease=LEASE, limit=1)
+    assert await queue.sent(job, at=T0, code=250, peer="x", sent_message_id=None) is True
+    assert told_of == told
+    assert await _events(store, job.id) == ["queued", "claimed", "sent"]
+
+
+@pytest.mark.parametrize("move", ["retry", "sent", "lost"])
+async def test_a_transition_nobody_is_told_of_is_one_statement_on_postgresql(store, transactions, move):
+    """On PostgreSQL the guarded UPDATE and its audit row go out together, without BEGIN or COMMIT
+    (``Prepared.later_guarded``); on both databases a lease lost meanwhile changes nothing."""
+    queue = OutboundQueue(store)
+    [job_id] = await _enqueue(queue)
+    [job] = await queue.claim("w", at=T0, lease=LEASE, limit=1)
+    if move == "lost":
+        await queue.claim("other", at=T0 + LEASE, lease=LEASE, limit=1)
+    transactions.clear()
+    if move == "retry":
+        assert await queue.retry(job, at=T0, reason=Reason.TIMEOUT, code=None, error="slow") is JobState.QUEUED
+    else:
+        assert await queue.sent(job, at=T0, code=250, peer="x", sent_message_id=None) is (move == "sent")
+    if store.dialect == "postgresql":
+        assert transactions == []
+    expected = {"retry": ["deferred"], "sent": ["sent"], "lost": ["reclaimed"]}[move]
+    assert (await _events(store, job_id))[2:] == expected
 
 
 async def test_two_queues_on_one_database_claiming_concurrently_never_share_a_job(store_url):

@@ -191,3 +191,64 @@ async def test_a_savepoint_before_any_write_begins_the_transaction(store, transa
     assert await store.read(_events) == ["after"]
     if _on_postgresql(store):
         assert transactions == ["BEGIN", "COMMIT"]
+
+
+MOVE = Prepared(
+    messaging.messages.update()
+    .where(messaging.messages.c.id == bindparam("held_id"), messaging.messages.c.state == bindparam("held_state"))
+    .values(state=bindparam("new_state"), updated_at=bindparam("new_at"))
+)
+"""A guarded UPDATE, as a queue's transition is: it moves the row only from the state it holds."""
+
+
+def _move(message: int, held: str) -> dict[str, object]:
+    return dict(held_id=message, held_state=held, new_state="moved", new_at=NOW)
+
+
+async def _a_message(store) -> int:
+    return int(await store.run(lambda conn: MESSAGE.scalar(conn, _message())))
+
+
+async def test_a_guarded_update_and_the_row_that_follows_it_are_one_statement_without_begin(
+        store, sent, transactions):
+    message = await _a_message(store)
+    sent.clear()
+    transactions.clear()
+
+    matched = await store.run(lambda conn: MOVE.later_guarded(conn, _move(message, "delivered"), AUDIT,
+                                                              _audit("moved")))
+    if _on_postgresql(store):
+        assert (sent, transactions) == (["WITH"], [])
+    assert int(matched) == 1
+    assert await store.read(_events) == ["moved"]
+    assert await store.read(lambda conn: STATE_OF.scalar(conn, {"id": message})) == "moved"
+
+
+async def test_a_guarded_update_that_matches_nothing_adds_no_row(store):
+    message = await _a_message(store)
+
+    matched = await store.run(lambda conn: MOVE.later_guarded(conn, _move(message, "queued"), AUDIT,
+                                                              _audit("moved")))
+    assert int(matched) == 0
+    assert await store.read(_events) == []
+    assert await store.read(lambda conn: STATE_OF.scalar(conn, {"id": message})) == "delivered"
+
+
+@pytest.mark.parametrize("last", ["after", None], ids=["commits", "a failing write after it undoes it"])
+async def test_a_guarded_update_keeps_its_place_among_the_writes_around_it(store, last):
+    message = await _a_message(store)
+
+    def work(conn):
+        AUDIT.later(conn, _audit("before"))
+        matched = MOVE.later_guarded(conn, _move(message, "delivered"), AUDIT, _audit("moved"))
+        AUDIT.later(conn, _audit(last))  # event is NOT NULL: None fails the final flush
+        return matched
+
+    if last is None:
+        with pytest.raises(IntegrityError):
+            await store.run(work)
+        assert await store.read(_events) == []
+        assert await store.read(lambda conn: STATE_OF.scalar(conn, {"id": message})) == "delivered"
+        return
+    assert int(await store.run(work)) == 1
+    assert await store.read(_events) == ["before", "moved", "after"]

@@ -54,6 +54,10 @@ def trace_fields(opened: Opened, decision: TrustDecision) -> list[tuple[str, str
 
 
 class ProviderMailboxes:
+    SETTLED_KINDS = frozenset({JobKind.MAIL, JobKind.PROVIDER})
+    """The kinds of job ``job_settled`` acts on (the queue's ``settled_kinds``): an MDN's or a
+    notice's end concerns nobody."""
+
     def __init__(self, settings: MonitorSettings, monitor: DeliveryMonitor, *,
                  lifetime: timedelta = PROVIDER_LIFETIME, mdn_lifetime: timedelta = MDN_LIFETIME) -> None:
         self.settings = settings

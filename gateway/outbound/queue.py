@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -264,10 +264,14 @@ class OutboundQueue:
     """Built once per process over the shared ``Store``; several queues (or nodes)
     on one database never hand one job to two workers at once."""
 
-    def __init__(self, store: Store, *, backoff: Backoff | None = None, on_settled: SettledHook | None = None) -> None:
+    def __init__(self, store: Store, *, backoff: Backoff | None = None, on_settled: SettledHook | None = None,
+                 settled_kinds: Collection[JobKind] = tuple(JobKind)) -> None:
         self._store = store
         self.backoff = backoff or Backoff()
         self._on_settled = on_settled
+        self._settled_kinds = frozenset(settled_kinds)
+        """The kinds of job whose end ``on_settled`` is told of: another's transition writes only
+        itself and its audit row (one statement on PostgreSQL, ``Prepared.later_guarded``)."""
         self._woken = asyncio.Event()
         self._due: dict[str, Prepared] = {}
 
@@ -431,7 +435,7 @@ class OutboundQueue:
         params = {f"new_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
         params |= {"held_id": job.id, "held_state": JobState.QUEUED.value, "held_owner": job.lease_owner,
                    "held_until": job.lease_until}
-        hook = self._on_settled if state is not JobState.QUEUED else None
+        hook = self._on_settled if state is not JobState.QUEUED and job.kind in self._settled_kinds else None
         trail = _audit_row(
             at, job.message_id, job.recipient, event, reason,
             f"outbound #{job.id}" + (f": {detail}" if detail else "")
@@ -439,21 +443,22 @@ class OutboundQueue:
             peer=peer, node=job.lease_owner,
         )
 
-        def work(conn: Connection) -> bool:
+        def work(conn: Connection) -> bool | Id:
+            if hook is None:
+                return statement.later_guarded(conn, params, AUDIT_ROW, trail)  # moved: 1, lease lost: 0
             cursor = statement.execute(conn, params)
             try:
                 if cursor.rowcount != 1:
                     return False
             finally:
                 cursor.close()
-            if hook is not None:
-                hook(conn, job, Settled(state, reason, code, detail, peer, at))
+            hook(conn, job, Settled(state, reason, code, detail, peer, at))
             AUDIT_ROW.later(conn, trail)
             return True
 
         # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
         # is synchronous and its writes commit with the job's state
-        done = await self._store.run(work)
+        done = int(await self._store.run(work)) == 1
         if done and hook is not None:
             self.wake()  # the hook may have queued a notice (a DSN, the dispatched MDN)
         return done

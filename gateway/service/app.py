@@ -173,7 +173,8 @@ async def _start(
     monitoring = monitor_settings(config.section("domains"), config.section("monitor"))
     monitor = DeliveryMonitor(monitoring, reporting_mta=out.helo, node=owner)
     mailboxes = ProviderMailboxes(monitoring, monitor)
-    queue = OutboundQueue(store, backoff=out.backoff, on_settled=mailboxes.job_settled)
+    queue = OutboundQueue(store, backoff=out.backoff, on_settled=mailboxes.job_settled,
+                          settled_kinds=ProviderMailboxes.SETTLED_KINDS)
     router = MxRouter(
         DnsClient(discovery_settings.nameservers, timeout=discovery_settings.dns_timeout),
         static=out.routes, tls_for=out.tls_for, mx_port=out.mx_port,

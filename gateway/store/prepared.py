@@ -314,6 +314,30 @@ class Prepared:
         _wait(conn, _Waiting(shape, [self._row(compiled, params)], ref))
         return ref
 
+    def later_guarded(self, conn: Connection, params: Mapping[str, Any], then: Prepared,
+                      then_params: Mapping[str, Any]) -> int | Ref:
+        """This UPDATE (of one row at most, by a guard such as a lease) and ``then``'s one-row
+        INSERT only if it matched: a job's transition and its audit row. Returns how many rows
+        the UPDATE matched: at once on SQLite; on PostgreSQL a ``Ref`` that waits with the other
+        writes (``wN AS (UPDATE ... RETURNING 1), wN+1 AS (INSERT ... SELECT ... FROM wN)``), so
+        a transition that is its work's only write is one statement, without BEGIN or COMMIT."""
+        compiled, follows = self._for(conn.dialect), then._for(conn.dialect)
+        shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
+        then_shape = _Deferrable.of(follows.sql) if follows.deferrable else None
+        if shape is None or shape.insert or then_shape is None or not then_shape.insert:
+            cursor = self.execute(conn, params)
+            try:
+                matched = int(cursor.rowcount)
+            finally:
+                cursor.close()
+            if matched:
+                then.later(conn, then_params)
+            return matched
+        ref = Ref()
+        _wait(conn, _Waiting(shape, [self._row(compiled, params)], ref,
+                             (then_shape, then._row(follows, then_params))))
+        return ref
+
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
@@ -372,17 +396,36 @@ class _Deferrable:
             return _Deferrable(words[1], False, sql, "", "", width)
         return None
 
+    def selected(self) -> str:
+        """An INSERT's one row as ``INSERT INTO t (...) SELECT $1, ...`` (a FROM goes after it)."""
+        return self.head[:-len("VALUES ")] + "SELECT " + self.values[1:-1]
+
 
 @dataclass(slots=True)
 class _Waiting:
     shape: _Deferrable
     rows: list[tuple[Any, ...]]
     ref: Ref | None = None
-    """The id this one-row INSERT gives (``later_returning``)."""
+    """The id this one-row INSERT gives (``later_returning``), or how many rows this guarded
+    UPDATE matched (``later_guarded``)."""
+    then: tuple[_Deferrable, tuple[Any, ...]] | None = None
+    """The one-row INSERT that follows this guarded UPDATE only if it matched."""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.shape.table,) if self.then is None else (self.shape.table, self.then[0].table)
 
 
 def _wait(conn: Connection, waiting: _Waiting) -> None:
     pending: list[_Waiting] | None = conn.info.get(LATER)
+    if pending and (waiting.then is not None or any(w.then is not None for w in pending)):
+        # a guarded UPDATE shares its group with nothing that touches its tables: a CTE does
+        # not see what a sibling wrote, and its INSERT's ids must follow the writes before it
+        tables = set(waiting.tables)
+        if any(tables.intersection(w.tables) for w in pending):
+            flush_later(conn)
+        conn.info.setdefault(LATER, []).append(waiting)
+        return
     if pending:
         last, shape = pending[-1], waiting.shape
         if waiting.ref is None and last.ref is None and last.shape is shape and shape.insert:
@@ -421,7 +464,11 @@ def flush_last(conn: Connection) -> None:
 
 def _one_group(pending: list[_Waiting]) -> bool:
     """``_groups`` makes one group of ``pending``: a second starts only past MAX_GROUP_PARAMETERS."""
-    return sum(_cost(row) for waiting in pending for row in waiting.rows) <= MAX_GROUP_PARAMETERS
+    return sum(_waiting_cost(waiting) for waiting in pending) <= MAX_GROUP_PARAMETERS
+
+
+def _waiting_cost(waiting: _Waiting) -> int:
+    return sum(_cost(row) for row in waiting.rows) + (_cost(waiting.then[1]) if waiting.then else 0)
 
 
 def _flush(conn: Connection, pending: list[_Waiting]) -> None:
@@ -512,6 +559,21 @@ def _groups(pending: list[_Waiting]) -> Iterator[tuple[list[str], list[Any], lis
     named: dict[Ref, str] = {}
     for waiting in pending:
         shape = waiting.shape
+        if waiting.then is not None:  # a guarded UPDATE and the INSERT that follows it (later_guarded)
+            if values and len(values) + _waiting_cost(waiting) > MAX_GROUP_PARAMETERS:
+                yield parts, values, refs
+                parts, values, refs, named = [], [], [], {}
+            text, row_values = _written(shape.head, waiting.rows[0], len(values), named)
+            values.extend(row_values)
+            parts.append(text + " RETURNING 1")
+            name = f"w{len(parts) - 1}"
+            then_shape, then_row = waiting.then
+            text, row_values = _written(then_shape.selected(), then_row, len(values), named)
+            values.extend(row_values)
+            parts.append(f"{text} FROM {name}{then_shape.tail}")
+            assert waiting.ref is not None
+            refs.append((waiting.ref, name, "count(*)"))
+            continue
         tuples: list[str] = []
         for row in waiting.rows:
             if values and len(values) + _cost(row) > MAX_GROUP_PARAMETERS:
