@@ -14,7 +14,7 @@ from gateway.outbound import Backoff, JobKind, JobState, OutboundQueue, Reason
 from gateway.store import open_store
 from gateway.store.messaging import audit, outbound
 
-from .storage_fixtures import store_fixture, store_url_fixture, transactions_fixture  # noqa: F401
+from .storage_fixtures import sent_fixture, store_fixture, store_url_fixture, transactions_fixture  # noqa: F401
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
@@ -196,6 +196,22 @@ async def test_a_transition_nobody_is_told_of_is_one_statement_on_postgresql(sto
         assert transactions == []
     expected = {"retry": ["deferred"], "sent": ["sent"], "lost": ["reclaimed"]}[move]
     assert (await _events(store, job_id))[2:] == expected
+
+
+async def test_a_claim_on_postgresql_is_its_locking_read_then_the_lease_carrying_its_audit_rows(
+        store, sent, transactions):
+    queue = OutboundQueue(store)
+    ids = await _enqueue(queue, 3)
+    sent.clear()
+    transactions.clear()
+    jobs = await queue.claim("w", at=T0, lease=LEASE, limit=5)
+    assert [j.id for j in jobs] == ids
+    if store.dialect == "postgresql":
+        assert (sent, transactions) == (["SELECT", "WITH"], ["BEGIN", "COMMIT"])
+    assert [await _events(store, i) for i in ids] == [["queued", "claimed"]] * 3
+    async with store.engine.connect() as conn:
+        details = list(await conn.scalars(select(audit.c.detail).where(audit.c.event == "claimed").order_by(audit.c.id)))
+    assert details == [f"outbound #{i} attempt 1" for i in ids]
 
 
 async def test_two_queues_on_one_database_claiming_concurrently_never_share_a_job(store_url):

@@ -349,3 +349,19 @@ def test_a_text_naming_an_id_is_plain_text_once_the_id_is_known():
     ref.value = 17
     assert str(waiting) == "outbound #17 (mdn)" and f"{ref}" == "17"
     assert id_text("outbound #", ref, " (mdn)") == "outbound #17 (mdn)" == id_text("outbound #", 17, " (mdn)")
+
+
+async def test_on_postgresql_an_update_carries_the_waiting_writes_of_other_tables_only(store, sent):
+    def work(conn):
+        first = PREPARED_MESSAGE.scalar(conn, MESSAGE)
+        AUDIT.later(conn, _audit(first, "carried by the update"))
+        SET_STATE.run(conn, {"id": first, "state": "rejected"})  # audit: another table, rides on it
+        SET_STATE.later(conn, {"id": first, "state": "delivered"})
+        SET_STATE.run(conn, {"id": first, "state": "expired"})  # its own table: the waiting one goes first
+        return first, STATE_OF.first(conn, {"id": first})[0]
+
+    _first, state = await store.run(work)
+    assert state == "expired"
+    if store.dialect == "postgresql":
+        assert sent == ["INSERT", "WITH", "UPDATE", "UPDATE", "SELECT"]
+    assert await store.read(_events) == ["carried by the update"]

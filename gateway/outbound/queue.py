@@ -199,7 +199,8 @@ MAX_ERROR_TEXT = 2000
 # Fixed statements with parameters, built once: a claim runs after every attempt under load,
 # and building its statements each time was most of its CPU (py-spy, bench/smtp_outbound.py).
 _DUE = (
-    select(outbound.c.id, outbound.c.lease_owner, outbound.c.lease_until)
+    select(outbound.c.id, outbound.c.lease_owner, outbound.c.lease_until, outbound.c.attempts,
+           outbound.c.message_id, outbound.c.recipient)
     .where(outbound.c.state == JobState.QUEUED.value)
     .where(outbound.c.next_attempt_at <= bindparam("at"))
     .where(or_(outbound.c.lease_until.is_(None), outbound.c.lease_until <= bindparam("at")))
@@ -344,18 +345,19 @@ class OutboundQueue:
         rows = due.rows(conn, {"at": at, "limit": limit})
         if not rows:
             return []
+        trail = []
+        for r in rows:  # written before the lease, which carries them on PostgreSQL (one round trip)
+            detail = f"outbound #{r.id} attempt {r.attempts + 1}"
+            if r.lease_owner is not None:
+                detail += f": the lease of {r.lease_owner} ran out at {r.lease_until.isoformat() if r.lease_until else '?'}"
+            trail.append(_audit_row(at, r.message_id, r.recipient,
+                                    Event.CLAIMED if r.lease_owner is None else Event.RECLAIMED, None, detail,
+                                    node=owner))
+        AUDIT_ROW.later_many(conn, trail)
         params: dict[str, Any] = {f"id{i}": r.id for i, r in enumerate(rows)}
         jobs = [_job(r) for r in _lease(len(rows)).rows(conn, params | {"owner": owner, "until": at + lease, "at": at})]
-        previous = {r.id: (r.lease_owner, r.lease_until) for r in rows}
-        trail = []
-        for job in jobs:
-            before, until = previous[job.id]
-            detail = f"outbound #{job.id} attempt {job.attempts}"
-            if before is not None:
-                detail += f": the lease of {before} ran out at {until.isoformat() if until else '?'}"
-            trail.append(_audit_row(at, job.message_id, job.recipient,
-                                    Event.CLAIMED if before is None else Event.RECLAIMED, None, detail, node=owner))
-        AUDIT_ROW.later_many(conn, trail)
+        if len(jobs) != len(rows):  # the due rows are locked (PostgreSQL) or the database is (SQLite)
+            raise RuntimeError(f"claimed {len(jobs)} of the {len(rows)} jobs found due and locked")
         jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
         return jobs
 

@@ -519,12 +519,13 @@ def discard_later(conn: Connection) -> None:
 
 def _carrying(conn: Connection, pending: list[_Waiting], sql: str, row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """``sql`` with the waiting writes before it as CTEs, one round trip for all, when it reads
-    nothing they write: an INSERT ... VALUES into a table none of them touches (its foreign keys
-    are checked at the end of the statement, after them), and no id they give is asked for
-    (its result is the carrier's). Otherwise they go first, alone."""
+    nothing they write: an INSERT ... VALUES (its foreign keys are checked at the end of the
+    statement, after them) or an UPDATE without a subquery, of a table none of them touches,
+    and no id they give is asked for (its result is the carrier's). Otherwise they go first,
+    alone."""
     shape = _Deferrable.of(sql)
-    if (shape is not None and shape.insert and "SELECT" not in sql
-            and all(w.shape.table != shape.table and w.ref is None for w in pending)):
+    if (shape is not None and "SELECT" not in sql
+            and all(shape.table not in w.tables and w.ref is None for w in pending)):
         groups = list(_groups(pending))
         if len(groups) == 1 and len(groups[0][1]) + len(row) <= MAX_GROUP_PARAMETERS:
             del conn.info[LATER]
