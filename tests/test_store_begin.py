@@ -44,6 +44,16 @@ def _on_postgresql(store) -> bool:
     return store.dialect == "postgresql"
 
 
+async def _undone_whole(store, work, error: type[Exception], transactions: list[str], *, begun: bool) -> None:
+    """``work`` raises ``error`` through ``Store.run`` and leaves no audit row behind; on
+    PostgreSQL its transaction was BEGIN then ROLLBACK, or (not ``begun``) none at all."""
+    with pytest.raises(error):
+        await store.run(work)
+    assert await store.read(_events) == []
+    if _on_postgresql(store):
+        assert transactions == (["BEGIN", "ROLLBACK"] if begun else [])
+
+
 async def test_reads_then_writes_that_wait_are_two_statements_and_no_begin_on_postgresql(store, sent, transactions):
     def work(conn):
         before = COUNT_AUDIT.scalar(conn, {})
@@ -86,22 +96,14 @@ async def test_writes_flushed_while_the_work_runs_are_in_one_transaction_with_wh
         assert _events(conn) == ["flushed early"]  # a read after a waiting write flushes it
         AUDIT.later(conn, _audit(None))  # event is NOT NULL: fails the final flush
 
-    with pytest.raises(IntegrityError):
-        await store.run(work)
-    assert await store.read(_events) == []
-    if _on_postgresql(store):
-        assert transactions == ["BEGIN", "ROLLBACK"]
+    await _undone_whole(store, work, IntegrityError, transactions, begun=True)
 
 
 async def test_a_single_waiting_statement_that_fails_writes_nothing(store, transactions):
     def work(conn):
         AUDIT.later_many(conn, [_audit("would be kept"), _audit(None)])
 
-    with pytest.raises(IntegrityError):
-        await store.run(work)
-    assert await store.read(_events) == []
-    if _on_postgresql(store):
-        assert transactions == []  # one statement, atomic by itself
+    await _undone_whole(store, work, IntegrityError, transactions, begun=False)  # one statement, atomic by itself
 
 
 async def test_writes_too_many_for_one_statement_go_in_a_transaction(store, sent, transactions, monkeypatch):
@@ -126,11 +128,7 @@ async def test_a_write_through_sqlalchemy_begins_the_transaction(store, transact
         conn.execute(messaging.audit.insert(), _audit("by core"))
         raise LookupError("undo it")
 
-    with pytest.raises(LookupError):
-        await store.run(work)
-    assert await store.read(_events) == []
-    if _on_postgresql(store):
-        assert transactions == ["BEGIN", "ROLLBACK"]
+    await _undone_whole(store, work, LookupError, transactions, begun=True)
 
 
 async def test_a_locking_read_begins_the_transaction(store, transactions):
