@@ -238,8 +238,7 @@ class Prepared:
         pending = conn.info.get(LATER)
         if pending:
             sql, row = _carrying(conn, pending, sql, row)
-        if READING in conn.info and not _reads_only(sql):
-            _writing(conn)
+        _before_statement(conn, sql)
         cursor = _cursor(conn)
         try:
             cursor.execute(sql, row)
@@ -506,6 +505,12 @@ def _writing(conn: Connection) -> None:
         adapted.autocommit = False  # the adapter says BEGIN before the next statement
 
 
+def _before_statement(conn: Connection, sql: str) -> None:
+    """BEGIN goes out before ``sql`` unless it only reads (``reading_first``)."""
+    if READING in conn.info and not _reads_only(sql):
+        _writing(conn)
+
+
 @functools.lru_cache(maxsize=1024)
 def _reads_only(sql: str) -> bool:
     """A plain SELECT: it writes nothing and keeps no lock (READ COMMITTED), in a transaction or not."""
@@ -669,8 +674,7 @@ def flush_on_use(engine: Engine) -> None:
     def _before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         if LATER in conn.info:
             flush_later(conn)
-        if READING in conn.info and not _reads_only(statement):
-            _writing(conn)
+        _before_statement(conn, statement)
 
     @event.listens_for(engine, "commit")
     def _commit(conn: Connection) -> None:
