@@ -445,18 +445,19 @@ class OutboundQueue:
             peer=peer, node=job.lease_owner,
         )
 
-        def work(conn: Connection) -> bool | Id:
+        def work(conn: Connection) -> Id:
+            """How many rows the transition moved: 1, or 0 when the lease was lost."""
             if hook is None:
-                return statement.later_guarded(conn, params, AUDIT_ROW, trail)  # moved: 1, lease lost: 0
+                return statement.later_guarded(conn, params, AUDIT_ROW, trail)
             cursor = statement.execute(conn, params)
             try:
                 if cursor.rowcount != 1:
-                    return False
+                    return 0
             finally:
                 cursor.close()
             hook(conn, job, Settled(state, reason, code, detail, peer, at))
             AUDIT_ROW.later(conn, trail)
-            return True
+            return 1
 
         # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
         # is synchronous and its writes commit with the job's state
