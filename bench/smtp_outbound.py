@@ -74,6 +74,7 @@ from bench.smtp_inbound import (
     measure,
     percentile,
     sealed,
+    tree_env,
     wait_port,
     warm_count,
 )
@@ -157,7 +158,7 @@ class Node:
     dns: int
 
 
-def configure(node: Node, peer: Node, inbox_port: int | None) -> None:
+def configure(node: Node, peer: Node, inbox_port: int | None, tree: Path | None = None) -> None:
     provider = f'\n[domains."{node.domain.domain}"]\nprovider_smtp = "127.0.0.1:{inbox_port}"\n' if inbox_port else ""
     (node.root / "directgw.toml").write_text(f"""data_dir = "data"
 
@@ -194,20 +195,21 @@ listen = "off"
     (node.root / "org.pem").write_bytes(node.domain.org.pem)
     (node.root / "org.key").write_bytes(node.domain.org.key_pem())
     os.chmod(node.root / "org.key", 0o600)
-    cli(node.root, "domains", "add", d, "--cert", "org.pem", "--key", "org.key")
+    cli(node.root, "domains", "add", d, "--cert", "org.pem", "--key", "org.key", tree=tree)
     # the peer's DNS CERT record carries its leaf alone: the issuing CA is an anchor beside the root
     (node.root / "peer.pem").write_bytes(peer.domain.root.pem + peer.domain.intermediate.pem)
-    cli(node.root, "anchors", "add", "--domain", d, "--direction", "both", "peer.pem")
+    cli(node.root, "anchors", "add", "--domain", d, "--direction", "both", "peer.pem", tree=tree)
 
 
-def serve(node: Node, workers: int) -> Server:
+def serve(node: Node, workers: int, tree: Path | None = None) -> Server:
+    """``directgw serve`` for ``node``, from this tree or from another source ``tree``."""
     log = node.root / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli.main", "--log-level", "warning", "serve", "--config",
              str(node.root / "directgw.toml"), "--smtp", f"127.0.0.1:{node.smtp}",
              "--workers", str(workers)],
-            stdout=subprocess.DEVNULL, stderr=sink, cwd=node.root,
+            stdout=subprocess.DEVNULL, stderr=sink, cwd=node.root, env=tree_env(tree),
         )
     wait_port(node.submission, process, log)
     wait_port(node.smtp, process, log)

@@ -336,7 +336,8 @@ class OutboundQueue:
 
     async def claim(self, owner: str, *, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         """Up to ``limit`` due jobs, leased to ``owner`` until ``at + lease``."""
-        return await self._store.run(lambda conn: self._claim_in(conn, owner, at, lease, limit))
+        # Not durable (Store.run): a claim lost in a power cut leaves its jobs due, as they were.
+        return await self._store.run(lambda conn: self._claim_in(conn, owner, at, lease, limit), durable=False)
 
     def _claim_in(self, conn: Connection, owner: str, at: datetime, lease: timedelta, limit: int) -> list[Job]:
         due = self._due.get(self._store.dialect)
@@ -459,9 +460,12 @@ class OutboundQueue:
             AUDIT_ROW.later(conn, trail)
             return 1
 
-        # one hop to the store's writer (SQLite) or one run_sync (PostgreSQL): the hook
-        # is synchronous and its writes commit with the job's state
-        done = int(await self._store.run(work)) == 1
+        # One transaction: the hook is synchronous and its writes commit with the job's state.
+        # Not durable (Store.run): lost in a power cut, the job is claimed again when its lease
+        # runs out and attempted again, as after a crash between the peer's reply and the commit;
+        # what the hook queued is queued again with that outcome (a notice sent in the lost
+        # second may then go twice: at least once, as SMTP itself promises).
+        done = int(await self._store.run(work, durable=False)) == 1
         if done and hook is not None:
             self.wake()  # the hook may have queued a notice (a DSN, the dispatched MDN)
         return done

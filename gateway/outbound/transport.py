@@ -171,7 +171,7 @@ class SmtpTransport:
                 elif not await self._mail_over_kept(client, envelope_from):
                     return None
                 await client.rcpt(recipient)
-                reply = await client.data(data, timeout=s.data_timeout)
+                reply = await _data(client, data, s.data_timeout)
             keep = await self._after_delivery(client, destination, (sent_before or 0) + 1)
             return Sent(reply.code, f"{destination}: {reply.code} {_text(reply.message)}", destination)
         except _TlsMissing:
@@ -289,3 +289,41 @@ class SmtpTransport:
         self._kept.clear()
         if self._quitting:
             await asyncio.gather(*self._quitting, return_exceptions=True)
+
+
+def transmission_form(data: bytes) -> bytes | None:
+    """``data`` as it goes after DATA (RFC 5321 4.5.2: a line's leading period doubled, then the
+    final dot), or None when its line ends are not all CRLF (left to aiosmtplib's rewriting).
+
+    What we send is nearly always CRLF throughout already (sealed base64, our own MDNs and
+    notices): three counts and one replace, against aiosmtplib's two regular expressions over
+    every byte (8 ns a byte each; 3-4% of a sending gateway's CPU, docs/outbound.md)."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        return None
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"  # the last line ends before the final dot
+    return stuffed + b".\r\n"
+
+
+async def _data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> aiosmtplib.SMTPResponse:
+    """DATA, then the message in transmission form, through aiosmtplib's public protocol calls
+    (``execute_command``, ``protocol.write``, ``protocol.read_response``): what ``SMTP.data``
+    does, less its rewriting of bytes that need none."""
+    wire = transmission_form(data)
+    if wire is None or client.protocol is None:
+        return await client.data(data, timeout=timeout)
+    start = await client.execute_command(b"DATA", timeout=timeout)
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:  # closed by a 421 to DATA
+        raise aiosmtplib.SMTPServerDisconnected("the server closed the session after DATA")
+    protocol.write(wire)  # read_response marks a reply as awaited before the loop can run again
+    reply = await protocol.read_response(timeout=timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply

@@ -61,7 +61,7 @@ class Store:
         serves it the last committed snapshot, no waiting for the writer)."""
         return await self._in_transaction(work, write=False)
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """``work`` in one write transaction, as a synchronous function over
         SQLAlchemy Core, committed when it returns, rolled back if it raises.
 
@@ -71,10 +71,15 @@ class Store:
         committed together (sqlite_writer.py: group commit); on PostgreSQL it
         runs in SQLAlchemy's greenlet over asyncpg (no thread), its reads before
         BEGIN (prepared.py: BEGIN only once something writes). Either way it has
-        returned only once its COMMIT has."""
-        return await self._in_transaction(work, write=True)
+        returned only once its COMMIT has.
 
-    async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        ``durable=False`` is for bookkeeping whose loss in a power cut only
+        repeats work (the outbound queue's claims and outcomes): on SQLite its
+        COMMIT is not fsync'd, and is on disk with the next durable commit or
+        within a second (sqlite_writer.py). PostgreSQL commits it as any other."""
+        return await self._in_transaction(work, write=True, durable=durable)
+
+    async def _in_transaction(self, work: Callable[[Connection], T], *, write: bool, durable: bool = True) -> T:
         if self.dialect != "sqlite":
             return await self._kept(asyncio.ensure_future(self._run_async(work, write)))
         if self._sqlite is None:
@@ -83,7 +88,7 @@ class Store:
             return self._sqlite.read(work)
         # Shielded (both paths): a cancelled caller (an SMTP client that hung up)
         # does not cut the transaction; it completes or rolls back on its own.
-        return await self._kept(asyncio.ensure_future(self._sqlite.write(work)))
+        return await self._kept(asyncio.ensure_future(self._sqlite.write(work, durable=durable)))
 
     async def _kept(self, future: asyncio.Future[T]) -> T:
         """Await ``future`` shielded from our caller's cancellation, holding it until done."""
