@@ -30,6 +30,8 @@ from bench.smtp_outbound import (
     ACCOUNT,
     PASSWORD,
     PATIENT,
+    A,
+    B,
     Inbox,
     Node,
     Run,
@@ -40,8 +42,6 @@ from bench.smtp_outbound import (
     serve,
     start_inbox,
     submit,
-    A,
-    B,
 )
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     try:
         for i, (name, tree) in enumerate(trees.items()):
             pairs[name] = pair(scratch / str(i), inbox_port, tree)
-        for name, (a, _b, server_a, server_b) in pairs.items():
+        for name, (a, _b, _server_a, _server_b) in pairs.items():
             others = [s for n, p in pairs.items() if n != name for s in p[2:]]
             with paused(*others):
                 warm = [plain(next(numbers)) for _ in range(2 * args.clients)]

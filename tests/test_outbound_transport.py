@@ -20,6 +20,7 @@ from gateway.outbound import (
     TlsMode,
 )
 from gateway.outbound.settings import StaticRoute
+from gateway.outbound.transport import transmission_form
 
 from .outbound_sink import server_tls, start_sink
 from .servers.common import free_port
@@ -77,6 +78,45 @@ async def test_the_reply_to_the_final_dot_decides(sink, reply, kind, reason, cod
     outcome = await SmtpTransport(SETTINGS).deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA)
     assert isinstance(outcome, kind) and outcome.code == code
     assert getattr(outcome, "reason", None) == reason
+
+
+# What goes after DATA: each vector sent through the transport and through aiosmtplib's own
+# SMTP.data must arrive the same (the transport sends CRLF-only bytes itself, undoing nothing).
+WIRE_VECTORS = {
+    "crlf-throughout": DATA,
+    "leading-dots": b"Subject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend\r\n",
+    "dot-first-line": b".starts with a dot\r\n\r\nbody\r\n",
+    "no-final-crlf": b"Subject: x\r\n\r\nlast line without its end",
+    "bare-lf": b"Subject: lf\r\n\r\nline\n.dotted\nend\n",
+    "bare-cr": b"Subject: cr\r\n\r\nline\rmore\r\n",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("data", WIRE_VECTORS.values(), ids=WIRE_VECTORS.keys())
+async def test_the_message_arrives_as_aiosmtplib_itself_would_send_it(sink, data):
+    import aiosmtplib
+
+    outcome = await SmtpTransport(SETTINGS).deliver([_to(sink.port)], "a@a.test", "b@b.test", data)
+    assert isinstance(outcome, Sent)
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, start_tls=False) as client:
+        await client.sendmail("a@a.test", ["b@b.test"], data)
+    assert [r.data for r in sink.received[:1]] == [r.data for r in sink.received[1:]]
+
+
+@pytest.mark.parametrize(
+    ("data", "wire"),
+    [
+        (b"a\r\n", b"a\r\n.\r\n"),
+        (b"a\r\n.b\r\n", b"a\r\n..b\r\n.\r\n"),
+        (b".a", b"..a\r\n.\r\n"),
+        (b"", b"\r\n.\r\n"),
+        (b"a\nb", None),  # bare LF: left to aiosmtplib, which rewrites line ends
+        (b"a\rb\r\n", None),  # bare CR
+    ],
+)
+def test_the_transmission_form_of_a_message(data, wire):
+    assert transmission_form(data) == wire
 
 
 async def test_a_server_that_never_greets_times_out_within_the_connect_timeout():
