@@ -998,6 +998,15 @@ def _wrap_key(cek: bytes, recipient: CertRef, transport: KeyTransport) -> bytes:
     )))
 
 
+_ICV_LENGTH_16 = core.Integer(16).dump()
+
+
+@functools.cache
+def _cipher_oid(name: str) -> bytes:
+    """A content cipher's OBJECT IDENTIFIER, encoded once by asn1crypto."""
+    return bytes(algos.EncryptionAlgorithmId(name).dump())
+
+
 def encrypt(
     content: bytes,
     recipients: Sequence[CertRef],
@@ -1018,9 +1027,8 @@ def encrypt(
         nonce = os.urandom(12)  # RFC 5084 section 3.2 recommends 12 octets
         gcm = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
         ciphertext = gcm.update(content) + gcm.finalize()
-        algorithm = algos.EncryptionAlgorithm(
-            {"algorithm": oid, "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16})}
-        ).dump()
+        # GCMParameters (RFC 5084 3.2): the nonce, and the ICV length, 16, not the default 12
+        algorithm = _tlv(0x30, _cipher_oid(oid) + _tlv(0x30, _tlv(0x04, nonce) + _ICV_LENGTH_16))
         auth = _tlv(0x30, b"".join((
             _VERSION_0,
             infos,
@@ -1033,7 +1041,7 @@ def encrypt(
     padded = padder.update(content) + padder.finalize()
     encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    algorithm = algos.EncryptionAlgorithm({"algorithm": oid, "parameters": iv}).dump()
+    algorithm = _tlv(0x30, _cipher_oid(oid) + _tlv(0x04, iv))  # CBC's parameters: the IV (RFC 3565 4.1)
     enveloped = _tlv(0x30, b"".join((
         _VERSION_0,
         infos,
