@@ -41,8 +41,11 @@ for SQLite's single write lock; write transactions here last milliseconds."""
 
 PG_POOL_SIZE = 16
 """PostgreSQL connections each process keeps open (several nodes: each keeps its own)."""
-PG_POOL_OVERFLOW = 16
-"""More opened when all are busy, closed again when returned."""
+PG_POOL_OVERFLOW = 0
+"""None: when all are busy a transaction waits for one. An overflow connection was opened
+(connect, TLS attempt, authentication, a backend forked, an empty prepared-statement
+cache) and closed again at its return, over and over with 20 SMTP clients: without them
+a PostgreSQL gateway took 1.13-1.20x the messages a second (bench/smtp_inbound_against.py)."""
 
 WRITE = "directgw_write"
 """Execution option ``Store.begin`` sets: this transaction will write."""
@@ -67,10 +70,9 @@ def create_engine(url: str) -> AsyncEngine:
     # temporary everywhere here (451 at SMTP, a retry in the queue).
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    # More kept connections than SQLAlchemy's 5: eight SMTP sessions and the delivery
-    # loop at once made overflow connections that were opened (connect, authenticate,
-    # type introspection) and closed again for every few messages, each starting with
-    # an empty prepared-statement cache (py-spy: 5% of a loaded worker's samples).
+    # More kept connections than SQLAlchemy's 5, and no overflow: connections opened when
+    # all were busy were closed again at their return, each starting with an empty
+    # prepared-statement cache (py-spy: 5% of a loaded worker's samples; PG_POOL_OVERFLOW).
     return create_async_engine(url, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW)
 
 
