@@ -63,3 +63,19 @@ def test_aia_answer_forms():
     with pytest.raises(FetchError) as info:
         parse_ca_certificates(b"<html>not found</html>", "u")
     assert info.value.problem is FetchProblem.INVALID
+
+
+def test_a_certificate_with_a_version_cryptography_refuses_is_refused_not_raised():
+    """cryptography raises InvalidVersion, not a ValueError, for a certificate version
+    other than v1-v3: an AIA answer or a carried certificate holding one is unusable, never
+    an exception (tests/test_trust_revocation.py has the CRL's twin)."""
+    from trust.chain import parses
+
+    cert = issue("Version 6 CA", ca=True, key=role_key("inter"))
+    v6 = cert.der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    assert v6 != cert.der
+    with pytest.raises(FetchError):
+        parse_ca_certificates(v6, "http://aia.test/ca.cer")
+    from gateway.core.certs import CertRef
+
+    assert not parses(CertRef(v6))

@@ -569,6 +569,20 @@ def test_a_damaged_crl_is_refused_or_judged_never_raised():
     check()
 
 
+def test_a_crl_with_a_version_cryptography_refuses_is_refused_not_raised():
+    """cryptography's InvalidVersion is not a ValueError: the fuzzer above found a v1 CRL
+    that spells out version 0 (DER omits it) escaping parse_crl as an exception."""
+    from trust import FetchError, FetchProblem
+    from trust.revinfo import parse_crl
+
+    der = crl(issue("Version CA", ca=True, key=role_key("cache")))
+    spelled_v1 = der.replace(b"\x02\x01\x01", b"\x02\x01\x00", 1)  # the first INTEGER is the version
+    assert spelled_v1 != der
+    with pytest.raises(FetchError) as refused:
+        parse_crl(spelled_v1, "http://crl.test/v0.crl")
+    assert refused.value.problem is FetchProblem.INVALID and "version" in str(refused.value)
+
+
 # --- delta CRLs named by their base CRL (RFC 5280 5.2.4, 5.2.6) --------------------
 
 
