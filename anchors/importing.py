@@ -244,7 +244,7 @@ def _trusted_certificate(der: bytes, source: str) -> CertRef:
 def _read_der(data: bytes, source: str, signer: CertRef | None, *, nested: bool) -> Imported:
     try:
         x509.load_der_x509_certificate(data)
-    except CERTIFICATE_ERRORS:
+    except ValueError:
         pass
     else:
         return Imported(source, Format.DER, (CertRef(data),))
@@ -350,7 +350,7 @@ def _der_kind(data: bytes) -> FileKind:
     try:
         x509.load_der_x509_crl(data)
         return FileKind.CRL
-    except CERTIFICATE_ERRORS:
+    except ValueError:
         pass
     try:
         x509.load_der_x509_csr(data)
