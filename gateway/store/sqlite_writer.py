@@ -34,7 +34,9 @@ next durable commit's fsync covers it, since the WAL is one file written in
 order; without one, the WAL is fsync'd in the thread within ``SYNC_WITHIN``
 seconds, and at close. A ``kill -9`` loses none of it either way: the
 kernel holds what was written. Checkpoints stay off the loop: automatic
-checkpoints run only at durable commits.
+checkpoints run only at durable commits. One fsync can still happen on the
+loop: SQLite syncs the WAL's header at the first commit that reuses the WAL
+after a checkpoint, whatever the synchronous setting (once per WAL of pages).
 """
 
 from __future__ import annotations
