@@ -17,14 +17,9 @@ from cryptography import x509
 
 from gateway.common.single_flight import SingleFlight
 from gateway.common.ttl_cache import TtlCache
-from gateway.core.certs import CERTIFICATE_ERRORS, CertRef, load_certificates
+from gateway.core.certs import DER_ERRORS, CertRef, load_certificates
 
 from .fetch import MAX_CERT_BYTES, Fetcher, FetchError, FetchProblem
-
-_UNREADABLE: tuple[type[Exception], ...] = (*CERTIFICATE_ERRORS, TypeError, KeyError)
-"""What cryptography and asn1crypto raise for bytes that are not what they should be
-(cryptography's InvalidVersion and DuplicateExtension are not ValueErrors)."""
-
 
 MAX_CARRIED_CERTIFICATES = 32
 """Certificates a message may bring for path building; more are ignored. A
@@ -45,7 +40,7 @@ def parse_ca_certificates(data: bytes, url: str) -> list[CertRef]:
     """A DER or PEM certificate, or a PKCS#7 certs-only bundle (``.p7c``)."""
     try:
         return load_certificates(data) if b"-----BEGIN" in data else [_one_der(data)]
-    except _UNREADABLE:  # KeyMaterialError is a ValueError
+    except DER_ERRORS:  # KeyMaterialError is a ValueError
         pass
     try:
         info = cms.ContentInfo.load(data)
@@ -55,7 +50,7 @@ def parse_ca_certificates(data: bytes, url: str) -> list[CertRef]:
                 c.x509  # noqa: B018 -- parse now
             if found:
                 return found
-    except _UNREADABLE:
+    except DER_ERRORS:
         pass
     raise FetchError(url, FetchProblem.INVALID, "neither a certificate nor a PKCS#7 certs-only bundle")
 
@@ -66,7 +61,7 @@ def parses(cert: CertRef) -> bool:
     try:
         cert.x509  # noqa: B018
         asn1_x509.Certificate.load(cert.der).native  # noqa: B018
-    except _UNREADABLE:
+    except DER_ERRORS:
         return False
     return True
 

@@ -39,14 +39,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from gateway.core.certs import CERTIFICATE_ERRORS, CertRef, pem_blocks
+from gateway.core.certs import DER_ERRORS, CertRef, pem_blocks
 
 from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, Fetcher, FetchError, FetchProblem
-
-_UNREADABLE: tuple[type[Exception], ...] = (*CERTIFICATE_ERRORS, TypeError, KeyError)
-"""What cryptography and asn1crypto raise for bytes that are not what they should be
-(cryptography's InvalidVersion and DuplicateExtension are not ValueErrors)."""
-
 
 MAX_CRL_URLS = 4
 """CRL (or delta CRL) URLs fetched for one certificate: a CA names one or two
@@ -141,7 +136,7 @@ def parse_crl(data: bytes, source: str) -> CachedCrl:
         parsed = asn1_crl.CertificateList.load(data)
         _walk_entries(parsed)
         deltas = _delta_urls(meta)
-    except _UNREADABLE as exc:  # InvalidVersion is not a ValueError
+    except DER_ERRORS as exc:  # InvalidVersion is not a ValueError
         raise FetchError(source, FetchProblem.INVALID, f"not a CRL: {exc}") from exc
     key = name_key(issuer_der)
     if key is None:
@@ -393,7 +388,7 @@ def _parse_ocsp(data: bytes, url: str) -> CachedOcsp:
         parsed.native  # noqa: B018 -- a few KB (MAX_OCSP_BYTES): parse now, fail here
         hashes_named = {r["cert_id"]["hash_algorithm"]["algorithm"].native
                         for r in parsed["response_bytes"]["response"].parsed["tbs_response_data"]["responses"]}
-    except _UNREADABLE as exc:
+    except DER_ERRORS as exc:
         raise FetchError(url, FetchProblem.INVALID, f"not an OCSP response: {exc}") from exc
     unusable = hashes_named - CERT_ID_HASHES
     if unusable:

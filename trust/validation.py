@@ -72,17 +72,12 @@ from pyhanko_certvalidator.policy_decl import (
 from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
-from gateway.core.certs import CERTIFICATE_ERRORS, CertRef
+from gateway.core.certs import DER_ERRORS, CertRef
 
 from .fetch import FetchError, FetchProblem
 from .policy import Policy, RevocationRequirement
 from .revinfo import CachedCrl, RevocationCache, RevocationInfo
 from .types import Check, TrustFailure
-
-_UNREADABLE: tuple[type[Exception], ...] = (*CERTIFICATE_ERRORS, TypeError, UnsupportedAlgorithm)
-"""What cryptography and asn1crypto raise for bytes that are not what they should be
-(cryptography's InvalidVersion and DuplicateExtension are not ValueErrors)."""
-
 
 _POSITION = re.compile(r"intermediate certificate (\d+)")
 
@@ -435,7 +430,7 @@ def anchor_crl_status(cert: CertRef, issuer: CertRef, info: RevocationInfo, at: 
     for held in info.crls:
         try:
             outcome = _anchor_crl(cert, issuer, held, at)
-        except _UNREADABLE as exc:
+        except DER_ERRORS as exc:
             outcome = f"the CRL from {held.source} cannot be read: {exc}"
         if outcome is None or isinstance(outcome, RevocationFinding):
             return outcome

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
@@ -33,6 +34,10 @@ CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
 """What cryptography raises for a certificate (or one of its extensions) that does not parse;
 ``InvalidVersion``, ``DuplicateExtension`` (RFC 5280 4.2: an extension appears once) and
 ``UnsupportedGeneralNameType`` are not ValueErrors."""
+
+DER_ERRORS: tuple[type[Exception], ...] = (*CERTIFICATE_ERRORS, TypeError, KeyError, UnsupportedAlgorithm)
+"""What reading hostile DER (a certificate, CRL or OCSP answer) through cryptography and
+asn1crypto raises: asn1crypto's lazy parser raises plain TypeError and KeyError too."""
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL

@@ -320,7 +320,7 @@ async def _data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> aiosmtp
     if start.code != 354:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
     protocol = client.protocol
-    if protocol is None:  # closed by a 421 to DATA
+    if protocol is None:  # the connection went between the 354 and now
         raise aiosmtplib.SMTPServerDisconnected("the server closed the session after DATA")
     protocol.write(wire)  # read_response marks a reply as awaited before the loop can run again
     reply = await protocol.read_response(timeout=timeout)
