@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from . import cms
+from . import b64, cms
 from .certs import KeyPair, utc
 from .limits import DEFAULT_LIMITS, Limits
 from .mime import (
@@ -474,6 +474,6 @@ def _bare_cms(data: bytes) -> bytes:
     if stripped.startswith(b"-----BEGIN"):
         stripped = b"".join(line for line in stripped.splitlines() if not line.startswith(b"-----"))
     try:
-        return binascii.a2b_base64(stripped)
+        return b64.decode(stripped)
     except binascii.Error as exc:
         raise cms.CmsError(RejectReason.MALFORMED, "neither DER, PEM nor base64 CMS") from exc

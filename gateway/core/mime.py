@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+from . import b64
 from .address import MAX_LISTED, parse_address_list
 from .headervalues import decode_words, parse_parameters
 
@@ -155,7 +156,7 @@ class Entity:
         encoding = self.transfer_encoding
         try:
             if encoding == "base64":
-                return binascii.a2b_base64(self.view)
+                return b64.decode(self.view)
             if encoding == "quoted-printable":
                 return binascii.a2b_qp(self.view)
         except (binascii.Error, ValueError) as exc:
@@ -341,5 +342,4 @@ def format_headers(fields: list[tuple[str, str]]) -> bytes:
 
 def base64_lines(data: bytes) -> bytes:
     """Base64 in 76-character lines with CRLF (RFC 2045 section 6.8)."""
-    encoded = binascii.b2a_base64(data, newline=False)
-    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)) + b"\r\n"
+    return b64.lines(data)
