@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -51,10 +52,30 @@ VECTORS = [
 
 
 @pytest.mark.parametrize("body", VECTORS)
-@pytest.mark.parametrize("as_view", [False, True], ids=["bytes", "memoryview"])
-def test_decode_answers_as_binascii(body, as_view):
-    given_body = memoryview(body)[0:] if as_view else body
-    assert _outcome(b64.decode, given_body) == _outcome(binascii.a2b_base64, body)
+@pytest.mark.parametrize("held", [bytes, bytearray, memoryview])
+def test_decode_answers_as_binascii(body, held):
+    assert _outcome(b64.decode, held(body)) == _outcome(binascii.a2b_base64, body)
+
+
+@pytest.mark.parametrize("body", VECTORS)
+@pytest.mark.parametrize("held", [bytes, bytearray, memoryview])
+def test_decode_of_a_window_answers_as_binascii_of_the_window(body, held):
+    before, after = b"=QU=\r\n", b"\r\n==AB"  # padding and data on both sides, outside the window
+    around = before + body + after
+    window = (len(before), len(before) + len(body))
+    assert _outcome(lambda b: b64.decode(b, *window), held(around)) == _outcome(binascii.a2b_base64, body)
+
+
+def test_decode_copies_nothing_of_the_body():
+    body = b"--" + _mime_lines(os.urandom(1_000_000)) + b"--"
+    tracemalloc.start()
+    try:
+        decoded = b64.decode(body, 2, len(body) - 2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(decoded) == 1_000_000
+    assert peak < 1_000_000 + 64 * 1024  # the decoded bytes, and no copy of the 1.35 MB of base64
 
 
 _JUNK = st.sampled_from([b"\r", b"\n", b"\r\n", b" ", b"\t", b"=", b"==", b"!", b"-", b"\x00", b"\xff", b"."])
@@ -82,6 +103,7 @@ def _damaged(draw) -> bytes:
 @given(_damaged())
 def test_damaged_bodies_decode_as_binascii(body):
     assert _outcome(b64.decode, body) == _outcome(binascii.a2b_base64, body)
+    assert _outcome(b64.decode, memoryview(body)) == _outcome(binascii.a2b_base64, body)
 
 
 @FUZZ

@@ -5,8 +5,8 @@ bodies (the S/MIME blob, then its signature and attachments) cost more than 0.1 
 receiving gateway's 2 ms (bench/smtp_inbound.py). ``pybase64`` does the same in a tenth
 of that time, and reads malformed input the same way except where a padding character
 stands before the end: ``binascii`` stops at the first padded quantum, ``pybase64``
-reads on. So a body whose ``=`` are all in its last run (with only line breaks among
-them), as every well-formed body's are, is decoded by ``pybase64``; any other by
+reads on. So a body whose ``=`` are all in its last few bytes (with only line breaks
+among them), as every well-formed body's are, is decoded by ``pybase64``; any other by
 ``binascii``, whose lenient reading the rest of the project was built and tested on.
 (Differential fuzzing of the two over junk, truncation and padding in any place:
 tests/test_core_b64.py.)
@@ -15,24 +15,35 @@ tests/test_core_b64.py.)
 from __future__ import annotations
 
 import binascii
+import re
 
 import pybase64
 
 Buffer = bytes | bytearray | memoryview
 
-Error = binascii.Error
-"""What a body that cannot be decoded raises (``pybase64`` raises the same)."""
-
 _PADDING_TAIL = b"=\r\n"
+_TAIL_AT_MOST = 16
+"""A well-formed body's last run holds two padding characters and line breaks: a longer run
+starting at the first ``=`` is left to ``binascii`` (and never copied)."""
+_EQUALS = re.compile(rb"=")
 
 
-def decode(body: Buffer) -> bytes:
-    """``binascii.a2b_base64(body)``: the same bytes, or the same ``binascii.Error``."""
-    data = body if isinstance(body, bytes) else bytes(body)  # a copy of a view costs a memcpy
-    first = data.find(b"=")
-    if first < 0 or not data[first:].strip(_PADDING_TAIL):
-        return pybase64.b64decode(data)
-    return binascii.a2b_base64(data)
+def decode(data: Buffer, start: int = 0, end: int | None = None) -> bytes:
+    """``binascii.a2b_base64(data[start:end])``: the same bytes, or the same ``binascii.Error``.
+    Nothing of the body is copied (a 25 MB attachment is decoded from where it lies)."""
+    end = len(data) if end is None else end
+    body = memoryview(data)[start:end]
+    first = _first_equals(data, start, end)
+    if first < 0 or (end - first <= _TAIL_AT_MOST and not bytes(data[first:end]).strip(_PADDING_TAIL)):
+        return pybase64.b64decode(body)
+    return binascii.a2b_base64(body)
+
+
+def _first_equals(data: Buffer, start: int, end: int) -> int:
+    if isinstance(data, bytes | bytearray):
+        return data.find(b"=", start, end)
+    found = _EQUALS.search(data, start, end)  # a memoryview has no find; re reads it in place
+    return found.start() if found else -1
 
 
 def lines(data: bytes) -> bytes:

@@ -156,7 +156,7 @@ class Entity:
         encoding = self.transfer_encoding
         try:
             if encoding == "base64":
-                return b64.decode(self.view)
+                return b64.decode(self.buf, self.start, self.end)
             if encoding == "quoted-printable":
                 return binascii.a2b_qp(self.view)
         except (binascii.Error, ValueError) as exc:
