@@ -64,7 +64,9 @@ class ItemInfo:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    record_id: int
+    record_id: Id
+    """The record's id; a ``Ref`` until the writes went out when it was looked up with them
+    (``target_in(..., assume_fresh=True)`` on PostgreSQL)."""
     message_item: str
     """The uid of the message item."""
     items: tuple[str, ...]
@@ -76,7 +78,7 @@ class Delivered:
 class Target:
     """The record an address belongs to, and what an earlier delivery of one message into it made."""
 
-    record_id: int
+    record_id: Id
     earlier: str | None
     """The uid of the message item an earlier delivery of this message made (None: not delivered yet)."""
 
@@ -229,7 +231,7 @@ class RecordStore:
             return Delivered(record_id, winner, (), True)
 
     def deliver_in(
-        self, conn: Connection, record_id: int, delivery: Delivery, *, known: bool = False,
+        self, conn: Connection, record_id: Id, delivery: Delivery, *, known: bool = False,
         plan: tuple[documents.PlannedItem, ...] | None = None, checked: bool = False,
     ) -> Delivered:
         """``deliver`` inside the caller's write transaction (``Store.run``: the SMTP pipeline
@@ -238,7 +240,8 @@ class RecordStore:
         become (``plan_delivery``), computed once outside the transaction; computed here
         when not given. ``checked``: the caller found no earlier delivery of this message in
         this transaction. A concurrent delivery of the same message raises ``IntegrityError``
-        at commit or before."""
+        at commit or before. ``record_id`` is a ``Ref`` only when ``known`` and ``checked``
+        (``target_in(..., assume_fresh=True)``)."""
         key = delivery.message_key
         if not known and conn.scalar(select(schema.records.c.id).where(schema.records.c.id == record_id)) is None:
             raise RecordError(f"no record {record_id}")
@@ -257,11 +260,23 @@ class RecordStore:
         return Delivered(record_id, message_uid, tuple(writer.created), False)
 
     @staticmethod
-    def target_in(conn: Connection, address: str, delivery: Delivery) -> Target | None:
+    def target_in(conn: Connection, address: str, delivery: Delivery, *, assume_fresh: bool = False) -> Target | None:
         """The record of ``address`` and an earlier delivery of the same message into it, in one
         statement (None when no record has the address). A caller looks its targets up before it
-        writes anything, so its writes can wait and go out together (gateway/store/prepared.py)."""
-        row = _TARGET.first(conn, {"address": normalise_address(address), "key": delivery.message_key})
+        writes anything, so its writes can wait and go out together (gateway/store/prepared.py).
+
+        ``assume_fresh``: on PostgreSQL the record is looked up inside the statement that writes
+        the delivery (no round trip of its own), and no earlier delivery is assumed. Where that
+        is wrong the statement fails whole with ``IntegrityError`` and nothing is written: no
+        record has the address (the items' record is NOT NULL), or the message was delivered
+        into it before (``record_deliveries``' key); the caller then looks again without it.
+        On SQLite, the plain lookup."""
+        address = normalise_address(address)
+        if assume_fresh:
+            record = _RECORD_OF_ADDRESS_LATER.later_selected(conn, {"address": address})
+            if record is not None:
+                return Target(record, None)
+        row = _TARGET.first(conn, {"address": address, "key": delivery.message_key})
         return None if row is None else Target(int(row[0]), row[1])
 
     def deliver_to_target_in(
@@ -333,12 +348,13 @@ row, which every delivery would lock until its COMMIT (migration 0009)."""
 _RECORD_OF_ADDRESS = select(schema.record_addresses.c.record_id).where(
     schema.record_addresses.c.address == bindparam("address")
 )
+_RECORD_OF_ADDRESS_LATER = Prepared(_RECORD_OF_ADDRESS)
 
 
 class _ItemWriter:
     """Inserts one delivery's items and blobs on one connection."""
 
-    def __init__(self, conn: Connection, record_id: int, delivery: Delivery) -> None:
+    def __init__(self, conn: Connection, record_id: Id, delivery: Delivery) -> None:
         self.conn = conn
         self.record_id = record_id
         self.delivery = delivery

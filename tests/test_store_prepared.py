@@ -365,3 +365,75 @@ async def test_on_postgresql_an_update_carries_the_waiting_writes_of_other_table
     if store.dialect == "postgresql":
         assert sent == ["INSERT", "WITH", "UPDATE", "UPDATE", "SELECT"]
     assert await store.read(_events) == ["carried by the update"]
+
+
+MESSAGE_BY_SHA = Prepared(select(messaging.messages.c.id).where(messaging.messages.c.sha256 == bindparam("sha")))
+
+
+def _recipient_of(message):
+    return dict(message_id=message, recipient="p@b.test", state="delivered", reason=None, detail=None,
+                record_id=None, updated_at=NOW)
+
+
+def _recipients(conn):
+    return [r.message_id for r in conn.execute(select(messaging.message_recipients.c.message_id))]
+
+
+async def test_a_value_writes_need_from_a_read_goes_with_them_on_postgresql_and_is_read_on_sqlite(store, sent):
+    message = int(await store.run(lambda conn: PREPARED_MESSAGE.scalar(conn, MESSAGE)))
+    sent.clear()
+
+    def work(conn):
+        found = MESSAGE_BY_SHA.later_selected(conn, {"sha": MESSAGE["sha256"]})
+        if found is None:  # SQLite: nothing waits, the caller reads
+            found = MESSAGE_BY_SHA.scalar(conn, {"sha": MESSAGE["sha256"]})
+        RECIPIENT.later(conn, _recipient_of(found))
+        return found
+
+    found = await store.run(work)
+    assert int(found) == message
+    assert sent == (["WITH"] if store.dialect == "postgresql" else ["SELECT", "INSERT"])
+    assert await store.read(_recipients) == [message]
+
+
+async def test_a_waiting_read_that_finds_nothing_fails_the_writes_naming_it_whole(store):
+    if store.dialect != "postgresql":
+        pytest.skip("reads wait with writes on PostgreSQL only")
+
+    def work(conn):
+        AUDIT.later(conn, _audit(None, "written only if all is"))
+        RECIPIENT.later(conn, _recipient_of(MESSAGE_BY_SHA.later_selected(conn, {"sha": "no such message"})))
+
+    with pytest.raises(IntegrityError):
+        await store.run(work)
+    assert await store.read(_events) == [] and await store.read(_recipients) == []
+
+
+async def test_a_waiting_read_sees_every_write_given_before_it(store, sent):
+    def work(conn):
+        message = PREPARED_MESSAGE.later_returning(conn, MESSAGE)  # the same table: it goes first
+        found = MESSAGE_BY_SHA.later_selected(conn, {"sha": MESSAGE["sha256"]})
+        if found is None:
+            found = MESSAGE_BY_SHA.scalar(conn, {"sha": MESSAGE["sha256"]})
+        RECIPIENT.later(conn, _recipient_of(found))
+        return message, found
+
+    message, found = await store.run(work)
+    assert int(found) == int(message)
+    if store.dialect == "postgresql":
+        assert sent == ["WITH", "WITH"]
+    assert await store.read(_recipients) == [int(message)]
+
+
+def test_only_a_one_column_select_of_one_table_can_wait():
+    from gateway.store.prepared import _Deferrable
+
+    def select_shape(sql):
+        shape = _Deferrable.of(sql)
+        return shape is not None and shape.select
+
+    assert select_shape("SELECT record_addresses.record_id \nFROM record_addresses \nWHERE record_addresses.address = $1")
+    assert not select_shape("SELECT a.id, a.x \nFROM a \nWHERE a.id = $1")
+    assert not select_shape("SELECT a.id \nFROM a JOIN b ON b.a = a.id \nWHERE a.id = $1")
+    assert not select_shape("SELECT a.id \nFROM a \nWHERE a.id = $1 FOR UPDATE")
+    assert not select_shape("SELECT a.id \nFROM a \nWHERE a.name = 'x'")

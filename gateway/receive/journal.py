@@ -110,7 +110,7 @@ def record_message(
 
 def record_recipient(
     conn: Connection, message: Id, recipient: str, *, at: datetime, state: MessageState,
-    record_id: int | None = None, reason: str | None = None, detail: str | None = None,
+    record_id: Id | None = None, reason: str | None = None, detail: str | None = None,
 ) -> None:
     _INSERT_RECIPIENT.later(
         conn,

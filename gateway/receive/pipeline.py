@@ -17,6 +17,7 @@ stored. MDNs are sealed and sent later, from the outbound queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -268,12 +269,12 @@ class ReceivingPipeline:
         # recipient: computed once, off the event loop and outside the write transaction.
         plan = await _off_loop_if_large(len(received.data), plan_delivery, deliveries[0]) if deliveries else ()
 
-        def work(conn: Connection) -> tuple[Id, bool]:
+        def work(conn: Connection, assume_fresh: bool) -> tuple[Id, bool]:
             fresh = False
             events: list[dict[str, object]] = []  # the audit rows, written together at the end
             # Every read first: what follows only writes, and on PostgreSQL those writes wait and
             # go out as one statement (the message's id and its items' ids are Refs until then).
-            targets = [self._records.target_in(conn, rcpt, delivery)
+            targets = [self._records.target_in(conn, rcpt, delivery, assume_fresh=assume_fresh)
                        for rcpt, delivery in zip(received.rcpt_to, deliveries, strict=True)]
             again = all(t is not None and t.earlier is not None for t in targets)
             message = record_message(conn, received, at=at, summary=summary, deferred_id=True,
@@ -299,7 +300,19 @@ class ReceivingPipeline:
             record_events(conn, events)
             return message, fresh
 
-        message_ref, fresh = await self._store.run(work)
+        # Every recipient a record's (no provider's domain among them): on PostgreSQL the records
+        # are looked up inside the statement that writes, a first delivery assumed (one round trip
+        # where two were). A redelivery, or an address gone since RCPT, fails that statement whole
+        # (records_bridge.store: target_in); then the long way, which reads first and decides.
+        records_only = self._mailboxes is None or not any(
+            self._mailboxes.serves(rcpt.rpartition("@")[2]) for rcpt in received.rcpt_to)
+        try:
+            message_ref, fresh = await self._store.run(functools.partial(work, assume_fresh=records_only))
+        except IntegrityError:
+            if not records_only:
+                raise
+            bound.debug("delivery-looked-up-again")
+            message_ref, fresh = await self._store.run(functools.partial(work, assume_fresh=False))
         message = int(message_ref)
         if fresh and self._outbox is not None:
             self._outbox.wake()  # its MDNs (and a provider's copy) are committed: send them now

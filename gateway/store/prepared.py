@@ -88,6 +88,8 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|pg_advisory|nextval|setval",
                     re.IGNORECASE)
 _RETURNING = re.compile(r" RETURNING \w+\.(\w+)")
+_SELECT_ONE = re.compile(r"SELECT (\w+)\.(\w+)\s+FROM (\w+)\s+WHERE ")
+"""``later_selected``'s statements: one column of one table, by a condition (no join, no lock)."""
 
 
 class UnresolvedId(RuntimeError):
@@ -293,7 +295,7 @@ class Prepared:
             return
         compiled = self._for(conn.dialect)
         shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
-        if shape is None or (not shape.insert and len(rows) > 1):  # several UPDATEs: as given, now
+        if shape is None or shape.select or (not shape.insert and len(rows) > 1):  # several UPDATEs: as given, now
             if len(rows) == 1:
                 self.run(conn, rows[0])
             else:
@@ -309,6 +311,20 @@ class Prepared:
         shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
         if shape is None or not shape.insert or shape.returning is None:
             return int(self.scalar(conn, params))
+        ref = Ref()
+        _wait(conn, _Waiting(shape, [self._row(compiled, params)], ref))
+        return ref
+
+    def later_selected(self, conn: Connection, params: Mapping[str, Any]) -> Ref | None:
+        """This SELECT of one value (one column of at most one row), run with the writes that
+        wait on PostgreSQL: a ``Ref`` those writes may name, so a value they need costs no round
+        trip of its own. Named in a NOT NULL column, a SELECT that found nothing fails the whole
+        statement (IntegrityError), and the caller can go the long way. None where writes do not
+        wait (SQLite, where statements cost no round trip): the caller reads instead."""
+        compiled = self._for(conn.dialect)
+        shape = _Deferrable.of(compiled.sql) if compiled.deferrable else None
+        if shape is None or not shape.select:
+            return None
         ref = Ref()
         _wait(conn, _Waiting(shape, [self._row(compiled, params)], ref))
         return ref
@@ -369,7 +385,10 @@ class _Deferrable:
     width: int
     """Placeholders in one row."""
     returning: str | None = None
-    """The one column an INSERT returns (``RETURNING items.id``: ``id``), if it returns one."""
+    """The one column an INSERT returns (``RETURNING items.id``: ``id``), if it returns one;
+    the one column a SELECT reads."""
+    select: bool = False
+    """A SELECT of one column of one table (``later_selected``), waiting with the writes."""
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -393,6 +412,9 @@ class _Deferrable:
                                returning.group(1) if returning else None)
         if words[:1] == ["UPDATE"] and len(words) > 1:
             return _Deferrable(words[1], False, sql, "", "", width)
+        selected = _SELECT_ONE.match(sql)
+        if selected is not None and selected.group(1) == selected.group(3) and _LOCKS.search(sql) is None:
+            return _Deferrable(selected.group(3), False, sql, "", "", width, selected.group(2), select=True)
         return None
 
     def selected(self) -> str:
@@ -417,6 +439,9 @@ class _Waiting:
 
 def _wait(conn: Connection, waiting: _Waiting) -> None:
     pending: list[_Waiting] | None = conn.info.get(LATER)
+    if pending and waiting.shape.select and any(waiting.shape.table in w.tables for w in pending):
+        flush_later(conn)  # a CTE does not see its siblings' writes: those before it go first
+        pending = None
     if pending and (waiting.then is not None or any(w.then is not None for w in pending)):
         # a guarded UPDATE shares its group with nothing that touches its tables: a CTE does
         # not see what a sibling wrote, and its INSERT's ids must follow the writes before it
@@ -477,7 +502,7 @@ def _flush(conn: Connection, pending: list[_Waiting]) -> None:
             cursor.execute(sql, params)
             if refs:
                 for ref, value in zip(refs, cursor.fetchone(), strict=True):
-                    ref.value = int(value)
+                    ref.value = None if value is None else int(value)  # a SELECT that found nothing
         except conn.dialect.loaded_dbapi.Error as error:
             raise _translated(conn, sql, params, error) from error
         finally:
