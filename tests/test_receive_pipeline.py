@@ -334,3 +334,18 @@ async def test_a_record_created_after_a_refused_rcpt_is_accepted_at_once(store):
     assert (await ex.pipeline.recipient(SESSION, "alice@a.test", "late@b.test")).code == 550
     await ex.records.create_record("Late", ("late@b.test",), at=NOW)
     assert await ex.pipeline.recipient(SESSION, "alice@a.test", "late@b.test") is None
+
+
+async def test_a_message_to_two_addresses_of_one_record_lands_in_it_once(store):
+    """Once into the record, acknowledged for each address (it broke the record's key for the
+    Message-ID, a 451 at every attempt, until this was specified)."""
+    ex = await _exchange(store)
+    second = "pat.other@b.test"
+    await store.run(lambda conn: conn.execute(records_schema.record_addresses.insert().values(
+        record_id=ex.record_id, address=second, created_at=NOW)))
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT, second))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain), rcpt=(PATIENT, second)))
+    assert reply.code == 250, reply
+    assert await ex.records.count_items(ex.record_id) == 1
+    assert await _message_states(store) == ["delivered"]
+    assert sorted(parse_mdn(q["payload"]).final_recipient for q in await _queued(ex.store)) == sorted([PATIENT, second])

@@ -38,7 +38,7 @@ from gateway.domains import LocalDomains
 from gateway.smtp.interface import Received, SessionInfo, SmtpReply
 from gateway.store import Store, StoreError
 from gateway.store.prepared import Id
-from records_bridge.store import RecordStore, plan_delivery
+from records_bridge.store import Delivered, RecordStore, plan_delivery
 from trust.inbound import InboundVerdict, sender_of
 from trust.types import TrustDecision
 
@@ -277,6 +277,10 @@ class ReceivingPipeline:
             targets = [self._records.target_in(conn, rcpt, delivery, assume_fresh=assume_fresh)
                        for rcpt, delivery in zip(received.rcpt_to, deliveries, strict=True)]
             again = all(t is not None and t.earlier is not None for t in targets)
+            # by record id; a Ref (looked up inside the write) is its own key, so two addresses of
+            # one record there both deliver, break the record's key for the Message-ID, and the
+            # long way, with the ids read first, delivers once
+            into: dict[Id, Delivered] = {}
             message = record_message(conn, received, at=at, summary=summary, deferred_id=True,
                                      state=MessageState.DUPLICATE if again else MessageState.DELIVERED)
             for rcpt, decision, delivery, trust, target in zip(received.rcpt_to, decisions, deliveries, described,
@@ -286,7 +290,10 @@ class ReceivingPipeline:
                     continue
                 if target is None:  # the address was removed between RCPT and the final dot
                     raise LookupError(f"{rcpt} has no record")
-                done = self._records.deliver_to_target_in(conn, target, delivery, plan=plan)
+                done = into.get(target.record_id)  # two addresses of one record: its items once
+                if done is None:
+                    done = into[target.record_id] = self._records.deliver_to_target_in(conn, target, delivery,
+                                                                                      plan=plan)
                 state = MessageState.DUPLICATE if done.duplicate else MessageState.DELIVERED
                 record_recipient(conn, message, rcpt, at=at, state=state, record_id=done.record_id)
                 events.append(event_row(at=at, event=Event.DUPLICATE if done.duplicate else Event.DELIVERED,

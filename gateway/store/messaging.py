@@ -84,6 +84,7 @@ audit = Table(
     Column("detail", Text, nullable=True),
     Column("peer", String(64), nullable=True),
     Column("node", String(64), nullable=True),
+    Index("ix_audit_message_id", "message_id"),  # a message's trail (messages show)
 )
 
 outbound = Table(
@@ -114,6 +115,7 @@ outbound = Table(
     # why it was deferred or ended: gateway.outbound.queue.Reason (migration 0004)
     Column("reason", String(32), nullable=True),
     Index("ix_outbound_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_outbound_message_id", "message_id"),  # a message's jobs (messages show)
 )
 
 MAX_AUDIT_DETAIL = 2000

@@ -47,6 +47,12 @@ Text that names such an id (an audit row's "outbound #17") is ``id_text``.
 So an accepted message needs its record lookup and one statement for all it
 writes, four round trips with BEGIN and COMMIT, where it took eight.
 
+**A value the writes need from a read** can wait with them too: ``later_selected``
+holds a SELECT of one column of one table back as a CTE of the group and gives a
+``Ref`` to what it finds, named like an INSERT's id. Named in a NOT NULL column, a
+read that found nothing fails the statement whole. (The receiving pipeline looks its
+records up this way: an accepted message is then one statement.)
+
 **BEGIN only once something writes** (``reading_first``, PostgreSQL; ``Store.run`` and
 ``Store.read`` ask for it). Under READ COMMITTED every statement takes its own snapshot,
 so a plain SELECT inside a transaction sees what it would see outside one, and holds no

@@ -1,0 +1,29 @@
+"""The audit trail and the outbound queue indexed by message.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-04
+
+``directgw messages show`` and the admin API read a message's audit rows and
+its outbound jobs by ``message_id``. Without these indexes each read scans
+the whole table: ten audit rows a sent message, so a gateway a year old
+answered in minutes. Deleting a message (its jobs cascade, its audit rows
+are set NULL) scanned both tables on PostgreSQL for the same reason.
+"""
+
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_audit_message_id", "audit", ["message_id"])
+    op.create_index("ix_outbound_message_id", "outbound", ["message_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_outbound_message_id", table_name="outbound")
+    op.drop_index("ix_audit_message_id", table_name="audit")
