@@ -349,3 +349,13 @@ async def test_a_message_to_two_addresses_of_one_record_lands_in_it_once(store):
     assert await ex.records.count_items(ex.record_id) == 1
     assert await _message_states(store) == ["delivered"]
     assert sorted(parse_mdn(q["payload"]).final_recipient for q in await _queued(ex.store)) == sorted([PATIENT, second])
+
+
+@pytest.mark.parametrize("rcpt", [(PATIENT, PATIENT), (PATIENT, PATIENT.upper())], ids=["twice", "in-another-case"])
+async def test_one_recipient_named_twice_in_the_envelope_is_one_delivery(store, rcpt):
+    ex = await _exchange(store)
+    plain = messages.plain(sender="alice@a.test", recipients=(PATIENT,))
+    reply = await ex.pipeline.message(_received(ex.sealed(plain), rcpt=rcpt))
+    assert reply.code == 250, reply
+    assert await ex.records.count_items(ex.record_id) == 1
+    assert await _message_states(store) == ["delivered"]

@@ -322,6 +322,21 @@ async def test_recipients_over_the_limit_get_452_and_the_rest_go_through(edge) -
     await client.close()
 
 
+async def test_a_recipient_named_twice_is_accepted_twice_and_given_once(edge) -> None:
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline)
+    client = await RawSmtp.session(server.port)
+    assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
+    for address in (OURS, ALSO_OURS[0], OURS):
+        assert (await client.command(f"RCPT TO:<{address}>")).code == 250
+    assert (await client.command("DATA")).code == 354
+    await client.send(stuff(MESSAGE))
+    assert (await client.reply()).code == 250
+    assert pipeline.messages[0].rcpt_to == (OURS, ALSO_OURS[0])
+    assert pipeline.asked.count(OURS) == 1
+    await client.close()
+
+
 @pytest.mark.parametrize(
     ("line_length", "accepted"),
     [pytest.param(1000, True, id="1000-with-crlf"), pytest.param(1001, False, id="1001-with-crlf")],

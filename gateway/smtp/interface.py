@@ -65,6 +65,7 @@ class Received:
     mail_from: str
     """The reverse-path; "" for the null reverse-path <> (RFC 5321 4.5.5: MDNs and DSNs)."""
     rcpt_to: tuple[str, ...]
+    """Each accepted recipient once, in the order first named (RCPT for one named again is 250, once)."""
     data: bytes = field(repr=False)
     """The exact bytes between DATA and the final dot, dot-unstuffed, CRLF line ends."""
 

@@ -548,6 +548,9 @@ class Session(asyncio.Protocol):
         if isinstance(address, SmtpReply):
             self._out.append(_encoded(address))
             return
+        if address in self._rcpt_to:  # named again: accepted once, delivered once (RFC 5321 4.1.1.3)
+            self._out.append(_W[RECIPIENT_OK])
+            return
         if len(self._rcpt_to) >= self._server.limits.max_recipients:
             self._out.append(_W[TOO_MANY_RECIPIENTS])
             return
