@@ -20,7 +20,7 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -171,8 +171,6 @@ class ReceivingPipeline:
 
     async def message(self, received: Received) -> SmtpReply:
         at = self._clock()
-        if len(set(received.rcpt_to)) < len(received.rcpt_to):  # the edge sends each once; if not, once here
-            received = replace(received, rcpt_to=tuple(dict.fromkeys(received.rcpt_to)))
         # Every line logged while this message is handled names it: a receipt id from the
         # first moment, the Message-ID once the signed headers are read (contextvars are per task).
         digest = hashlib.sha256(received.data).hexdigest()  # the receipt id here, the message row's sha256

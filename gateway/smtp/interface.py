@@ -69,6 +69,10 @@ class Received:
     data: bytes = field(repr=False)
     """The exact bytes between DATA and the final dot, dot-unstuffed, CRLF line ends."""
 
+    def __post_init__(self) -> None:
+        if len(set(self.rcpt_to)) < len(self.rcpt_to):  # one delivery per recipient, whoever built it
+            object.__setattr__(self, "rcpt_to", tuple(dict.fromkeys(self.rcpt_to)))
+
 
 class Pipeline(Protocol):
     async def recipient(self, session: SessionInfo, mail_from: str, address: str) -> SmtpReply | None:
