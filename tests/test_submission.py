@@ -21,6 +21,7 @@ from gateway.accounts.schema import auth_lockouts
 from gateway.config import load_config
 from gateway.domains import LocalDomains
 from gateway.monitor.schema import tracking
+from gateway.outbound.queue import OutboundQueue
 from gateway.service.app import Running, start_service
 from gateway.service.settings import Listen, serve_settings
 from gateway.smtp.interface import Received, SessionInfo
@@ -265,9 +266,25 @@ class _Directory:
         return "hospital.test" if name == ACCOUNT else None
 
 
-def _received(data: bytes) -> Received:
+def _received(data: bytes, rcpt_to: tuple[str, ...] = (TO,)) -> Received:
     session = SessionInfo(peer="192.0.2.7", helo="ehr.hospital.test", tls=True, authenticated_as=ACCOUNT)
-    return Received(session=session, mail_from=SENDER, rcpt_to=(TO,), data=data)
+    return Received(session=session, mail_from=SENDER, rcpt_to=rcpt_to, data=data)
+
+
+async def test_one_recipient_in_two_spellings_is_sent_once(store_url):
+    """Addresses are compared without case, as the delivery monitor matches them: one job and
+    one tracked recipient (the second tracking row was a 451 at every attempt)."""
+    store = await open_store(store_url)
+    try:
+        pipeline = SubmissionPipeline(store, _Directory(), OutboundQueue(store), lambda: datetime.now(UTC),
+                                      SubmitSettings(lifetime=timedelta(days=4)))
+        reply = await pipeline.message(_received(_message(), rcpt_to=(TO, TO.upper(), HIDDEN)))
+        assert reply.code == 250, reply
+        jobs = await _rows(store, select(messaging.outbound.c.recipient).order_by(messaging.outbound.c.id))
+        assert [j.recipient for j in jobs] == [TO, HIDDEN]
+        assert sorted(r.recipient for r in await _rows(store, select(tracking.c.recipient))) == [TO, HIDDEN]
+    finally:
+        await store.close()
 
 
 async def test_a_bug_mid_transaction_is_a_451_and_leaves_nothing(store_url):

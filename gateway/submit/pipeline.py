@@ -202,6 +202,7 @@ class SubmissionPipeline:
         Nothing here reads: on PostgreSQL it goes out as one statement, and one more for each further
         recipient (its tracking row is a second row of that table; the ids are ``Ref``s until then)."""
         session = received.session
+        recipients = _distinct(received.rcpt_to)
         message = _ACCEPT_MESSAGE.later_returning(conn, dict(
             direction="out", kind="message", received_at=at, peer=session.peer[:64],
             helo=(session.helo or "")[:255] or None, mail_from=received.mail_from[:320],
@@ -211,12 +212,12 @@ class SubmissionPipeline:
         ))
         trail = [audit_row(
             at, EVENT_SUBMITTED, message_id=message, peer=session.peer, node=self._settings.node,
-            detail=f"account {account}, {len(received.rcpt_to)} recipient(s)"
+            detail=f"account {account}, {len(recipients)} recipient(s)"
             + (f", added {', '.join(prepared.added)}" if prepared.added else "")
             + (f", {prepared.bcc_removed} Bcc field(s) removed" if prepared.bcc_removed else "")
             + (", timely and reliable delivery requested" if prepared.reliable else ""),
         )]
-        for rcpt in received.rcpt_to:
+        for rcpt in recipients:
             job = self._outbox.enqueue_in(conn, "mail", prepared.sender, rcpt, prepared.payload, at=at,
                                           lifetime=self._settings.lifetime, message_id=message, trail=trail,
                                           deferred_id=True)
@@ -244,3 +245,13 @@ class SubmissionPipeline:
         message = await self._store.run(work)
         bound.info("rejected", message=message, reason=reason, detail=detail, reply=reply.line())
         return reply
+
+
+def _distinct(recipients: tuple[str, ...]) -> list[str]:
+    """Each address once, compared without case (the first spelling kept): the delivery monitor
+    tracks and matches recipients lower-cased, one row each, and Direct addresses are used
+    without regard to case."""
+    seen: dict[str, str] = {}
+    for rcpt in recipients:
+        seen.setdefault(rcpt.strip().lower(), rcpt)
+    return list(seen.values())
