@@ -159,7 +159,7 @@ def plan_attachment(content_type: str, filename: str | None, data: bytes) -> tup
         return (PlannedItem(ItemType.FILE, {"xdm_error": str(exc)}, (PlannedBlob("content", content_type, filename, data),)),)
     summary: dict[str, object] = {"xdm": {"subsets": sorted(package.metadata_xml), "documents": len(package.documents)}}
     blobs = [PlannedBlob("content", content_type, filename, data)] + [
-        PlannedBlob(f"metadata:{subset}"[:64], "text/xml", "METADATA.XML", xml)
+        PlannedBlob(_metadata_blob_name(subset), "text/xml", "METADATA.XML", xml)
         for subset, xml in sorted(package.metadata_xml.items())
     ]
     items = [PlannedItem(ItemType.FILE, summary, tuple(blobs))]
@@ -170,6 +170,20 @@ def plan_attachment(content_type: str, filename: str | None, data: bytes) -> tup
         items.append(PlannedItem(classify(doc.content_type, doc.name, doc.data), meta,
                                  (PlannedBlob("content", doc.content_type, doc.name, doc.data),)))
     return tuple(items)
+
+
+BLOB_NAME_MAX = 64
+"""``blobs.name`` holds this many characters."""
+
+
+def _metadata_blob_name(subset: str) -> str:
+    """``metadata:<subset>``; a subset name too long for that keeps its head and a digest of the
+    whole, so two long names that share their first characters stay two blobs."""
+    name = f"metadata:{subset}"
+    if len(name) <= BLOB_NAME_MAX:
+        return name
+    digest = hashlib.sha256(subset.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{name[:BLOB_NAME_MAX - len(digest) - 1]}~{digest}"
 
 
 # --------------------------------------------------------------------------- XDM

@@ -11,7 +11,9 @@ import zipfile
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
+from records_bridge import schema
 from records_bridge.store import RecordError, RecordStore
 from records_bridge.types import Attachment, Delivery, InboxState, ItemType, Provenance, SourceKind
 from tests.storage_fixtures import store_fixture, store_url_fixture  # noqa: F401 -- fixtures
@@ -181,3 +183,21 @@ async def test_inbox_state_moves_when_the_patient_reviews(records):
     assert item.inbox_state is InboxState.ACCEPTED
     with pytest.raises(RecordError):
         await records.set_inbox_state("no-such-item", InboxState.DISMISSED)
+
+
+async def test_a_package_whose_subsets_differ_only_past_the_name_limit_keeps_each_metadata(records):
+    """Blob names are at most 64 characters; two long subset names that share their first 55
+    were one name, and the record's key refused the second blob at every attempt."""
+    record = await records.create_record("Pat", ("p@b.test",), at=AT)
+    long = "SUBSET_" + "X" * 60
+    package = xdm_zip({f"IHE_XDM/{long}1/METADATA.XML": metadata_xml("D.XML", CCD, "One"),
+                       f"IHE_XDM/{long}1/D.XML": CCD,
+                       f"IHE_XDM/{long}2/METADATA.XML": metadata_xml("D.XML", CCD, "Two"),
+                       f"IHE_XDM/{long}2/D.XML": CCD})
+    done = await records.deliver(record.id, delivery(attachments=(Attachment("application/zip", "p.zip", package),)))
+    assert not done.duplicate
+    zipped = (await records.items(record.id))[1]
+    assert sorted(zipped.data["xdm"]["subsets"]) == sorted(["SUBSET01", f"{long}1", f"{long}2"])
+    names = await records.store.read(lambda conn: sorted(
+        r.name for r in conn.execute(select(schema.blobs.c.name).where(schema.blobs.c.item_id == zipped.id))))
+    assert len(names) == 4 and len(set(names)) == 4 and all(len(n) <= 64 for n in names)
