@@ -116,6 +116,7 @@ outbound = Table(
     Column("reason", String(32), nullable=True),
     Index("ix_outbound_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_outbound_message_id", "message_id"),  # a message's jobs (messages show)
+    Index("ix_outbound_relates_to", "relates_to"),  # a provider's copy already queued (monitor.mailboxes)
 )
 
 MAX_AUDIT_DETAIL = 2000
