@@ -273,7 +273,8 @@ class ReceivingPipeline:
             fresh = False
             events: list[dict[str, object]] = []  # the audit rows, written together at the end
             # Every read first: what follows only writes, and on PostgreSQL those writes wait and
-            # go out as one statement (the message's id and its items' ids are Refs until then).
+            # go out as one statement (the message's id and its items' ids are Refs until then;
+            # with assume_fresh the records too, looked up inside that statement).
             targets = [self._records.target_in(conn, rcpt, delivery, assume_fresh=assume_fresh)
                        for rcpt, delivery in zip(received.rcpt_to, deliveries, strict=True)]
             again = all(t is not None and t.earlier is not None for t in targets)
