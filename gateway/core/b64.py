@@ -19,7 +19,7 @@ import re
 
 import pybase64
 
-Buffer = bytes | bytearray | memoryview
+from .der import Buffer
 
 _PADDING_TAIL = b"=\r\n"
 _TAIL_AT_MOST = 16

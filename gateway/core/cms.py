@@ -126,7 +126,7 @@ _CONTENT_TYPES = {
 }
 ENVELOPED = ("enveloped_data", "authenticated_enveloped_data")
 
-Buffer = bytes | bytearray | memoryview
+Buffer = der.Buffer
 
 
 def _der(what: str, fn: Callable[[], T]) -> T:
