@@ -118,7 +118,8 @@ record_deliveries = Table(
     "record_deliveries",
     metadata,
     Column("record_id", Integer, ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
-    # the Message-ID, or sha256:<hex> of the signed content when there is none
+    # mid:<hex> of the sender and its Message-ID (types.sent_key), or sha256:<hex> of the
+    # content when there is no Message-ID
     Column("message_key", String(255), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivered_at", UtcDateTime, nullable=False),

@@ -9,6 +9,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
+def sent_key(sender: str, message_id: str) -> str:
+    """What recognises a sender's retry: its Message-ID bound to the sender.
+
+    A Message-ID alone is the sender's word, unique only among its own messages:
+    an EHR that writes ``<12345@localhost>``, or a trusted sender reusing another's
+    on purpose, would otherwise have a second, different message taken for a retry
+    of the first and dropped as "already delivered". Hashed, so that any length fits
+    the key's column and two (sender, Message-ID) pairs cannot meet by concatenation.
+    """
+    # surrogatepass: a header decoded with surrogateescape still has one encoding, and never raises
+    sender = sender.lower()
+    digest = hashlib.sha256(f"{len(sender)}:{sender}{message_id}".encode("utf-8", "surrogatepass"))
+    return "mid:" + digest.hexdigest()
+
+
 class ItemType(enum.Enum):
     MESSAGE = "message"
     FILE = "file"
@@ -74,8 +89,9 @@ class Delivery:
 
     @property
     def message_key(self) -> str:
-        """What makes a redelivery recognisable: the Message-ID, else the content's digest."""
+        """What makes a redelivery recognisable: the Message-ID bound to the sender it came
+        from (``sent_key``), else the signed content's digest."""
         mid = self.provenance.message_id
-        if mid and len(mid) <= 255:
-            return mid
+        if mid:
+            return sent_key(self.provenance.sender, mid)
         return "sha256:" + hashlib.sha256(self.content).hexdigest()

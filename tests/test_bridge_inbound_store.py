@@ -158,6 +158,16 @@ def test_record_addresses(address, ok):
             check_record_address(address, frozenset({"records.example"}))
 
 
+async def test_another_senders_post_with_the_same_message_id_is_delivered(inbound):
+    record = await inbound.records.create_record("Alice", ("alice@records.example",), at=AT)
+    posted = {**message("alice@records.example"), "message_id": "<12345@localhost>"}
+    first = await inbound.receive("gw", parse_message(posted), at=AT)
+    other = await inbound.receive("gw", parse_message({**posted, "from": "someone.else@clinic.example"}), at=AT)
+    assert isinstance(first, Delivered) and isinstance(other, Delivered)
+    assert not first.duplicate and not other.duplicate and other.items != first.items
+    assert first.record_id == other.record_id == record.id
+
+
 @pytest.mark.parametrize("message_id", ["<visit-1@clinic.example>", None], ids=["message-id", "content-digest"])
 async def test_a_retried_post_adds_nothing(inbound, message_id):
     record = await inbound.records.create_record("Alice", ("alice@records.example",), at=AT)

@@ -153,6 +153,30 @@ async def test_a_verified_message_reaches_the_providers_mailbox_in_plain_form(st
         await sink.close()
 
 
+async def test_another_senders_message_with_the_same_message_id_is_queued_too(store):
+    """A Message-ID is its sender's word: a retry is one from the same sender (in any case),
+    and another sender's message that happens to carry it is a message of its own."""
+    sink = await start_sink()
+    try:
+        pipeline, _, _ = await _gateway(store, sink.port)
+
+        async def send(sender: str, body: bytes) -> int:
+            plain = sample.plain(sender=sender, recipients=(DOCTOR,), body=body,
+                                 extra_headers=(("Message-ID", "<12345@localhost>"),))
+            return (await pipeline.message(Received(SESSION, sender, (DOCTOR,), _sealed(plain)))).code
+
+        assert await send("alice@a.test", b"From Alice.\r\n") == 250
+        assert await send("bob@a.test", b"From Bob.\r\n") == 250
+        assert await send("Alice@A.test", b"From Alice.\r\n") == 250  # a retry
+        jobs = await _jobs(store, JobKind.PROVIDER)
+        assert [j.sender for j in jobs] == ["alice@a.test", "bob@a.test"]
+        states = await store.read(lambda conn: conn.execute(
+            select(message_recipients.c.state).order_by(message_recipients.c.message_id)).scalars().all())
+        assert states == ["forwarded", "forwarded", "duplicate"]
+    finally:
+        await sink.close()
+
+
 async def test_a_provider_server_that_refuses_gets_the_sender_a_failed_mdn(store):
     sink = await start_sink()
     sink.rcpt_replies.append("550 5.1.1 no such mailbox")

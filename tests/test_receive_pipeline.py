@@ -207,6 +207,23 @@ async def test_a_redelivered_message_adds_nothing_and_is_not_acknowledged_twice(
     assert await _message_states(store) == ["delivered", "duplicate"]
 
 
+async def test_another_senders_message_with_a_reused_message_id_is_delivered_not_taken_for_a_retry(store):
+    """The signature binds each message to its sender; a Message-ID is only that sender's word."""
+    ex = await _exchange(store)
+
+    def plain(sender: str, body: bytes) -> bytes:
+        return messages.plain(sender=sender, recipients=(PATIENT,), body=body,
+                              extra_headers=(("Message-ID", "<12345@localhost>"),))
+
+    first = await ex.pipeline.message(_received(ex.sealed(plain("alice@a.test", b"Alice's results.\r\n"))))
+    other = await ex.pipeline.message(_received(ex.sealed(plain("bob@a.test", b"Bob's referral.\r\n")),
+                                                mail_from="bob@a.test"))
+    assert first.code == other.code == 250 and "already" not in other.text
+    assert await ex.records.count_items(ex.record_id) == 2
+    assert len(await _queued(ex.store)) == 2  # each sender gets its MDN
+    assert await _message_states(store) == ["delivered", "delivered"]
+
+
 async def test_a_redelivery_on_postgresql_fails_the_first_delivery_s_statement_then_reads_first(store, sent):
     """The one statement assumes a first delivery; the record's key for the Message-ID refuses a
     second, the statement writes nothing, and the long way (lookup, then writes) decides."""

@@ -66,10 +66,11 @@ def xdm_zip(extra: dict[str, bytes] | None = None) -> bytes:
     return out.getvalue()
 
 
-def delivery(message_id: str | None = "<m1@a.test>", attachments: tuple[Attachment, ...] = ()) -> Delivery:
+def delivery(message_id: str | None = "<m1@a.test>", attachments: tuple[Attachment, ...] = (),
+             sender: str = "alice@a.test") -> Delivery:
     return Delivery(
         provenance=Provenance(
-            sender="alice@a.test",
+            sender=sender,
             signer_sha256="ab" * 32,
             signer_subject="CN=alice@a.test",
             trust_decision="trusted: chains to A Root (incoming anchors of b.test)",
@@ -125,6 +126,27 @@ async def test_a_redelivery_adds_nothing(records, message_id):
     again = await records.deliver(record.id, sent)
     assert again.duplicate and again.items == () and again.message_item == first.message_item
     assert await records.count_items(record.id) == 2
+
+
+@pytest.mark.parametrize(("sender", "again"), [("alice@a.test", True), ("ALICE@a.test", True), ("bob@a.test", False),
+                                              ("carol@c.test", False)],
+                         ids=["same-sender", "same-sender-other-case", "same-domain", "other-domain"])
+async def test_a_message_id_recognises_a_redelivery_only_from_the_sender_that_sent_it(records, sender, again):
+    record = await records.create_record("Pat", ("p@b.test",), at=AT)
+    await records.deliver(record.id, delivery("<12345@localhost>"))
+    second = await records.deliver(record.id, delivery("<12345@localhost>", sender=sender))
+    assert second.duplicate is again
+    assert await records.count_items(record.id) == (1 if again else 2)
+
+
+@pytest.mark.parametrize("length", [255, 256, 2000])
+async def test_a_message_id_of_any_length_recognises_a_redelivery(records, length):
+    record = await records.create_record("Pat", ("p@b.test",), at=AT)
+    mid = "<" + "x" * (length - 9) + "@a.test>"
+    first = await records.deliver(record.id, delivery(mid))
+    assert (await records.deliver(record.id, delivery(mid))).duplicate
+    assert not (await records.deliver(record.id, delivery(mid, sender="bob@a.test"))).duplicate
+    assert not first.duplicate
 
 
 async def test_concurrent_deliveries_of_one_message_store_it_once(records):

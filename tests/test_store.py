@@ -2,6 +2,7 @@
 they build matching schema.py, time round trips, and the anchors table as
 the trust engine sees it."""
 
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -27,7 +28,7 @@ AT = NOW
 async def test_migrates_from_empty_and_again(store_url):
     first = await open_store(store_url)
     try:
-        assert await first.revision() == head_revision() == "0010"
+        assert await first.revision() == head_revision() == "0011"
     finally:
         await first.close()
     second = await open_store(store_url)  # already at head: nothing to do, nothing lost
@@ -75,6 +76,57 @@ async def test_migration_0009_keeps_every_record_and_sums_sizes_from_blobs(store
             assert await conn.scalar(text("SELECT count(*) FROM blobs")) == 2
             assert "size_bytes" not in {c["name"] for c in await conn.run_sync(
                 lambda sync: inspect(sync).get_columns("records"))}
+    finally:
+        await new.close()
+
+
+async def test_migration_0011_binds_the_delivery_keys_to_their_senders(store_url):
+    """Deliveries made before keep being recognised: a retry of a message delivered under the
+    bare Message-ID key is still a duplicate after the upgrade; another sender's is not."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from gateway.store.engine import _alembic_config
+    from records_bridge.store import RecordStore
+    from records_bridge.types import Delivery, Provenance
+
+    def upgrade_to_0010(conn):
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")
+
+    old = await open_store(store_url, migrate=False)
+    try:
+        async with old.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_0010)
+            at = {"at": AT}
+            await conn.execute(text("INSERT INTO records (id, display_name, state, created_at) "
+                                    "VALUES (7, 'Pat', 'active', :at)"), at)
+            for item, sender, mid, key in ((1, "alice@a.test", "<m1@a.test>", "<m1@a.test>"),
+                                           (2, None, None, "sha256:" + "0" * 64)):
+                await conn.execute(text(  # ids from the table's own sequence: later inserts take the next
+                    "INSERT INTO items (uid, record_id, type, version, state, inbox_state, created_at, "
+                    "source_kind, sender, message_id, data) VALUES (:uid, 7, 'message', 'v1', 'active', "
+                    "'unreviewed', :at, 'direct', :sender, :mid, '{}')"),
+                    {**at, "uid": f"u{item}", "sender": sender, "mid": mid})
+                await conn.execute(text("INSERT INTO record_deliveries (record_id, message_key, item_id, delivered_at) "
+                                        "SELECT 7, :key, id, :at FROM items WHERE uid = :uid"),
+                                   {**at, "key": key, "uid": f"u{item}"})
+    finally:
+        await old.close()
+    new = await open_store(store_url)
+    try:
+        async with new.engine.connect() as conn:
+            keys = set((await conn.execute(text("SELECT message_key FROM record_deliveries"))).scalars())
+        assert keys == {"sha256:" + "0" * 64, "mid:" + hashlib.sha256(b"12:alice@a.test<m1@a.test>").hexdigest()}
+
+        def sent(sender: str) -> Delivery:
+            return Delivery(Provenance(sender, "ab" * 32, "CN=x", "trusted", "<m1@a.test>"), ("p@b.test",),
+                            "s", None, AT, b"Subject: s\r\n\r\nx\r\n", "x")
+
+        records = RecordStore(new)
+        assert (await records.deliver(7, sent("alice@a.test"))).duplicate
+        assert not (await records.deliver(7, sent("bob@a.test"))).duplicate
     finally:
         await new.close()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from gateway.core.forward import headers_of, plain_message
 from gateway.core.mdn import Disposition, ascii_line, build_mdn, mdn_request
@@ -72,13 +72,15 @@ class ProviderMailboxes:
     def deliver_in(self, conn: Connection, message: Id, raw: bytes, opened: Opened, recipient: str,
                    decision: TrustDecision, at: datetime) -> bool:
         """Queue the verified message for ``recipient``'s provider; False when it was already
-        queued (a sender's retry after a lost 250, recognised by Message-ID)."""
+        queued (a sender's retry after a lost 250, recognised by its Message-ID from the same
+        signer-bound sender: another sender's message with that Message-ID is a message)."""
         message_id = opened.inner.message_id
         if message_id is not None:
             known = conn.execute(
                 select(outbound.c.id).where(
                     outbound.c.recipient == recipient, outbound.c.kind == JobKind.PROVIDER.value,
                     outbound.c.relates_to == message_id,
+                    func.lower(outbound.c.sender) == opened.sender.lower(),
                 ).limit(1)
             ).first()
             if known is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .. import documents, schema
-from ..types import InboxState, ItemType, SourceKind
+from ..types import InboxState, ItemType, SourceKind, sent_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +105,10 @@ class InboundMessage:
 
     @property
     def key(self) -> str:
-        """The Message-ID, else a digest of everything the message says (a retry repeats it exactly)."""
+        """The Message-ID bound to the sender (``sent_key``, as a Direct delivery's), else a
+        digest of everything the message says (a retry repeats it exactly)."""
         if self.message_id:
-            return self.message_id
+            return sent_key(self.sender, self.message_id)
         digest = hashlib.sha256(json.dumps(
             [self.header(), self.body_html, [(a.content_type, a.filename, hashlib.sha256(a.data).hexdigest())
                                              for a in self.attachments]], sort_keys=True).encode())
