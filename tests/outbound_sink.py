@@ -4,6 +4,7 @@ told to (4xx, 5xx, a slow final dot), with or without STARTTLS.
 
     sink = await start_sink(tls=tls_context)      # port 0: a free one
     sink.data_replies.append("451 4.3.0 busy")    # the next DATA answers this (mail_replies, rcpt_replies too)
+    sink = await start_sink(pipelining=True)      # offers PIPELINING (aiosmtpd answers each command alone)
     ... sink.received[0].data ...
     await sink.close()
 """
@@ -39,6 +40,12 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # aiosmtpd's hook name
+        session.host_name = hostname
+        if self.sink.pipelining:  # aiosmtpd reads pipelined commands line by line and answers each alone
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_QUIT(self, server, session, envelope):
         self.sink.quits += 1
         return "221 Bye"
@@ -69,6 +76,10 @@ class Sink:
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     data_delay: float = 0.0
+    pipelining: bool = False
+    """Offer PIPELINING in EHLO."""
+    chunks: list[bytes] = field(default_factory=list)
+    """What the sessions read, as each read gave it: shows whether commands came in one write."""
     quits: int = 0
     data_started: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
@@ -84,13 +95,23 @@ class Sink:
             await self._server.wait_closed()
 
 
-async def start_sink(*, tls: ssl.SSLContext | None = None) -> Sink:
-    sink = Sink()
+class _Recording(SMTP):
+    def __init__(self, sink: Sink, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink = sink
+
+    def data_received(self, data: bytes) -> None:
+        self._sink.chunks.append(data)
+        super().data_received(data)
+
+
+async def start_sink(*, tls: ssl.SSLContext | None = None, pipelining: bool = False) -> Sink:
+    sink = Sink(pipelining=pipelining)
     handler = _Handler(sink)
     loop = asyncio.get_running_loop()
 
     def session() -> SMTP:
-        protocol = SMTP(handler, hostname="sink.test", tls_context=tls, require_starttls=False, loop=loop)
+        protocol = _Recording(sink, handler, hostname="sink.test", tls_context=tls, require_starttls=False, loop=loop)
         sink._sessions.append(protocol)
         return protocol
 

@@ -34,9 +34,10 @@ def _to(port: int, host: str = "127.0.0.1", tls: TlsMode = TlsMode.OPPORTUNISTIC
     return Destination(host, host, port, tls)
 
 
-@pytest.fixture
-async def sink():
-    s = await start_sink()
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+async def sink(request):
+    """Every test against both kinds of server: one that offers PIPELINING and one that does not."""
+    s = await start_sink(pipelining=request.param)
     yield s
     await s.close()
 
@@ -229,3 +230,29 @@ async def test_closing_the_transport_says_goodbye_on_every_kept_session(sink):
     await transport.close()
     await asyncio.sleep(0.1)
     assert sink.quits == 1
+
+
+async def test_to_a_server_that_offers_pipelining_mail_rcpt_and_data_go_in_one_write(sink):
+    """RFC 2920: two round trips a message instead of four, on fresh sessions and kept ones."""
+    transport = SmtpTransport(KEEPING)
+    try:
+        for _ in range(2):
+            assert isinstance(await transport.deliver([_to(sink.port)], "a@a.test", "b@b.test", DATA), Sent)
+        grouped = sum(chunk == b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n" for chunk in sink.chunks)
+        assert grouped == (2 if sink.pipelining else 0)
+        assert [r.data for r in sink.received] == [DATA, DATA] and len(sink._sessions) == 1
+    finally:
+        await transport.close()
+
+
+@pytest.mark.parametrize(("sender", "command", "grouped"), [
+    ("", b"MAIL FROM:<>", True),
+    ("a@a.test", b"MAIL FROM:<a@a.test>", True),
+    ('"a b"@a.test', b'MAIL FROM:<"a b"@a.test>', False),  # a space: aiosmtplib writes it, one by one
+], ids=["null-sender", "plain", "quoted-space"])
+async def test_which_senders_go_pipelined_and_how_they_are_written(sink, sender, command, grouped):
+    transport = SmtpTransport(SETTINGS)
+    assert isinstance(await transport.deliver([_to(sink.port)], sender, "b@b.test", DATA), Sent)
+    assert sink.received[0].mail_from == (sender or "<>")  # aiosmtpd keeps the null path as "<>"
+    assert any(chunk.startswith(command + b"\r\n") for chunk in sink.chunks)
+    assert any(chunk.startswith(command + b"\r\nRCPT") for chunk in sink.chunks) is (grouped and sink.pipelining)

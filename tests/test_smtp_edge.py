@@ -508,6 +508,21 @@ async def test_pipelined_commands_are_answered_in_order(edge) -> None:
     await client.close()
 
 
+async def test_a_pipelined_group_is_answered_in_one_write(edge) -> None:
+    """RFC 2920 3.2: replies to a group go out together once the group is answered, not one
+    write (and one wake-up of the client) each; a recipient the pipeline is asked about in
+    between does not split them."""
+    pipeline = RecordingPipeline()
+    server = await edge(pipeline)
+    client = await RawSmtp.session(server.port)
+    await client.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{OURS}>\r\nRCPT TO:<nobody@hisp.test>\r\nDATA\r\n".encode())
+    chunk = await asyncio.wait_for(client.reader.read(4096), 5)
+    assert [line[:3] for line in chunk.split(b"\r\n") if line] == [b"250", b"250", b"550", b"354"]
+    await client.send(stuff(MESSAGE))
+    assert (await client.reply()).code == 250
+    await client.close()
+
+
 # -- STARTTLS --
 
 

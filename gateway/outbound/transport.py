@@ -6,7 +6,10 @@ QUIT, or, with ``[outbound] session_idle``, the session is kept that many
 seconds for the next message to the same destination (MAIL, RCPT, DATA over
 it; RFC 5321 3.3 allows several transactions per session). A kept session the
 peer closed meanwhile, or that answers 421 at MAIL, is replaced by a fresh
-one within the same attempt: nothing of the message went over it. The outcome is a value, never an exception:
+one within the same attempt: nothing of the message went over it. To a server
+that offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and
+the message follows their replies (``pipelined``): two round trips a message.
+The outcome is a value, never an exception:
 
 - ``Sent(code)``: the server took responsibility for the message (2xx after DATA);
 - ``Temporary``: 4xx, a refused or dropped connection, a timeout, or STARTTLS
@@ -32,6 +35,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from . import pipelined
 from .queue import Reason
 from .routes import Destination
 from .settings import OutboundSettings, TlsMode
@@ -167,11 +171,20 @@ class SmtpTransport:
             async with asyncio.timeout(s.delivery_timeout):
                 if sent_before is None:
                     await self._open(client, destination)
-                    await client.mail(envelope_from)
-                elif not await self._mail_over_kept(client, envelope_from):
-                    return None
-                await client.rcpt(recipient)
-                reply = await _data(client, data, s.data_timeout)
+                wire = transmission_form(data)
+                if wire is not None and pipelined.can_pipeline(client, envelope_from, recipient):
+                    reply = await pipelined.transaction(
+                        client, envelope_from, recipient, wire, command_timeout=s.command_timeout,
+                        data_timeout=s.data_timeout, kept=sent_before is not None)
+                    if reply is None:
+                        return None
+                else:
+                    if sent_before is None:
+                        await client.mail(envelope_from)
+                    elif not await self._mail_over_kept(client, envelope_from):
+                        return None
+                    await client.rcpt(recipient)
+                    reply = await _data(client, data, s.data_timeout)
             keep = await self._after_delivery(client, destination, (sent_before or 0) + 1)
             return Sent(reply.code, f"{destination}: {reply.code} {_text(reply.message)}", destination)
         except _TlsMissing:

@@ -364,6 +364,10 @@ class Session(asyncio.Protocol):
                 if self._state == _SASL:
                     self._state = _COMMAND
                 self._out.append(_W[TRY_LATER])
+        if self._waiting and buffer:
+            # Commands pipelined behind the one being waited for (RFC 2920 3.2): the replies so
+            # far go out with theirs, in one write, when the step is done and they are answered.
+            return
         self._flush()
         if self._state == _GONE or self._waiting:
             return
