@@ -130,6 +130,13 @@ def start_inbox(inbox: Inbox) -> tuple[object, int]:
     from aiosmtpd.controller import Controller
 
     class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # aiosmtpd's hook name
+            # An EHR's mail server (Postfix, Exchange) offers PIPELINING; aiosmtpd reads a
+            # pipelined group line by line, and answers each alone, but does not say so itself.
+            session.host_name = hostname
+            responses.insert(-1, "250-PIPELINING")
+            return responses
+
         async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
             arrived = time.perf_counter()
             report = parse_mdn(envelope.original_content)
