@@ -41,8 +41,8 @@ class _Replies(asyncio.Protocol):
         self._ready: deque[SMTPResponse] = deque()
         self._error: aiosmtplib.SMTPException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self.lost: BaseException | None = None
-        self.gone = False
+        self.lost: Exception | None = None
+        self.lost_seen = False
 
     def data_received(self, data: bytes) -> None:
         if self._error is not None:
@@ -59,11 +59,10 @@ class _Replies(asyncio.Protocol):
         return False  # the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc
+        self.lost, self.lost_seen = exc, True
         self._disconnected(exc)
 
     def _disconnected(self, exc: Exception | None) -> None:
-        self.gone = True
         if self._error is None:
             self._error = aiosmtplib.SMTPServerDisconnected(f"the server closed the session{f': {exc}' if exc else ''}")
         self._wake()
@@ -128,13 +127,14 @@ async def transaction(
     transport = client.transport
     protocol = client.protocol
     assert isinstance(transport, asyncio.WriteTransport) and protocol is not None
+    if transport.is_closing():  # the peer closed it while it was idle
+        if kept:
+            return None
+        raise aiosmtplib.SMTPServerDisconnected("the server closed the session")
     replies = _Replies()
     transport.set_protocol(replies)
     try:
-        if transport.is_closing():
-            replies.connection_lost(None)
-        else:
-            transport.write(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (envelope_from.encode(), recipient.encode()))
+        transport.write(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (envelope_from.encode(), recipient.encode()))
         async with asyncio.timeout(command_timeout):
             try:
                 mail = await replies.next()
@@ -162,5 +162,5 @@ async def transaction(
         raise aiosmtplib.SMTPReadTimeoutError("timed out waiting for the server's reply") from timeout
     finally:
         transport.set_protocol(protocol)
-        if replies.gone:  # aiosmtplib learns of it as if it had been listening
-            protocol.connection_lost(replies.lost if isinstance(replies.lost, Exception) else None)
+        if replies.lost_seen:  # the transport told us, not aiosmtplib: it learns as if it had listened
+            protocol.connection_lost(replies.lost)
