@@ -13,7 +13,12 @@ import sys
 import structlog
 
 
-def configure(*, json: bool, level: str = "info") -> None:
+def configure(*, json: bool, level: str = "info", service: bool = False) -> None:
+    """``service``: the last configuration of a long-running process (``serve``, ``bridge``).
+    Its loggers are then made once, at first use, and kept: structlog's module-level loggers
+    otherwise build a bound logger at every call, even one the level filters out (1-2% of a
+    busy gateway's CPU, docs/submission.md). Not for the CLI's first configuration, which a
+    service's replaces, nor for tests, which reconfigure (``capture_logs``)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -27,7 +32,7 @@ def configure(*, json: bool, level: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=_StderrLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=service,
     )
 
 

@@ -58,7 +58,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         config = configuration(args, required=True)
         assert config is not None
         level = args.log_level or "info"  # a service says what it does unless told otherwise
-        logs.configure(json=True, level=level)
+        logs.configure(json=True, level=level, service=True)
         return asyncio.run(run_bridge(config, args.listen))
 
     return guard(run)

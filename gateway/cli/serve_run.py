@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         assert config is not None
         settings = _settings(args, config)
         level = args.log_level or "info"  # a service says what it does unless told otherwise
-        logs.configure(json=True, level=level)
+        logs.configure(json=True, level=level, service=True)
         if args.workers == 1:
             return asyncio.run(serve_one(config, settings, first_worker=True, reuse_port=False))
         return _serve_many(config, settings, args.workers, level)
@@ -86,7 +86,7 @@ async def serve_one(config: Config, settings: ServeSettings, *, first_worker: bo
 
 
 def _worker(path: Path, settings: ServeSettings, index: int, level: str) -> None:
-    logs.configure(json=True, level=level)
+    logs.configure(json=True, level=level, service=True)
     config = load_config(path)  # read again here: a Config's tables do not pickle
     sys.exit(asyncio.run(serve_one(config, settings, first_worker=index == 0, reuse_port=True)))
 
