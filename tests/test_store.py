@@ -38,24 +38,28 @@ async def test_migrates_from_empty_and_again(store_url):
         await second.close()
 
 
+def _upgrade_to(conn, revision: str) -> None:
+    """An empty database migrated only as far as ``revision``: the data a later migration meets."""
+    from alembic import command
+
+    from gateway.store.engine import _alembic_config
+
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
 async def test_migration_0009_keeps_every_record_and_sums_sizes_from_blobs(store_url):
     """Dropping ``records.size_bytes`` must not re-create ``records`` (its foreign keys cascade:
     a copy-and-drop would empty items and blobs); sizes are then summed from the blobs."""
-    from alembic import command
     from sqlalchemy import text
 
-    from gateway.store.engine import _alembic_config
     from records_bridge.store import RecordStore
-
-    def upgrade_to_0008(conn):
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")
 
     old = await open_store(store_url, migrate=False)
     try:
         async with old.engine.begin() as conn:
-            await conn.run_sync(upgrade_to_0008)
+            await conn.run_sync(_upgrade_to, "0008")
             at = {"at": AT}
             await conn.execute(text("INSERT INTO records (id, display_name, state, size_bytes, created_at) "
                                     "VALUES (7, 'Pat', 'active', 99, :at)"), at)
@@ -83,22 +87,15 @@ async def test_migration_0009_keeps_every_record_and_sums_sizes_from_blobs(store
 async def test_migration_0011_binds_the_delivery_keys_to_their_senders(store_url):
     """Deliveries made before keep being recognised: a retry of a message delivered under the
     bare Message-ID key is still a duplicate after the upgrade; another sender's is not."""
-    from alembic import command
     from sqlalchemy import text
 
-    from gateway.store.engine import _alembic_config
     from records_bridge.store import RecordStore
     from records_bridge.types import Delivery, Provenance
-
-    def upgrade_to_0010(conn):
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0010")
 
     old = await open_store(store_url, migrate=False)
     try:
         async with old.engine.begin() as conn:
-            await conn.run_sync(upgrade_to_0010)
+            await conn.run_sync(_upgrade_to, "0010")
             at = {"at": AT}
             await conn.execute(text("INSERT INTO records (id, display_name, state, created_at) "
                                     "VALUES (7, 'Pat', 'active', :at)"), at)
