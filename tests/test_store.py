@@ -2,6 +2,7 @@
 they build matching schema.py, time round trips, and the anchors table as
 the trust engine sees it."""
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -38,6 +39,19 @@ async def test_migrates_from_empty_and_again(store_url):
         await second.close()
 
 
+@contextlib.asynccontextmanager
+async def _migrated_to(store_url: str, revision: str):
+    """A transaction on a database migrated only as far as ``revision``: what a later
+    migration meets, filled by the test before it is opened again (to head)."""
+    old = await open_store(store_url, migrate=False)
+    try:
+        async with old.engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, revision)
+            yield conn
+    finally:
+        await old.close()
+
+
 def _upgrade_to(conn, revision: str) -> None:
     """An empty database migrated only as far as ``revision``: the data a later migration meets."""
     from alembic import command
@@ -56,22 +70,17 @@ async def test_migration_0009_keeps_every_record_and_sums_sizes_from_blobs(store
 
     from records_bridge.store import RecordStore
 
-    old = await open_store(store_url, migrate=False)
-    try:
-        async with old.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0008")
-            at = {"at": AT}
-            await conn.execute(text("INSERT INTO records (id, display_name, state, size_bytes, created_at) "
-                                    "VALUES (7, 'Pat', 'active', 99, :at)"), at)
-            await conn.execute(text("INSERT INTO items (id, uid, record_id, type, version, state, inbox_state, "
-                                    "created_at, source_kind, data) VALUES (1, 'u1', 7, 'message', 'v1', 'active', "
-                                    "'unreviewed', :at, 'direct', '{}')"), at)
-            for n, size in ((1, 5), (2, 94)):
-                await conn.execute(text("INSERT INTO blobs (item_id, name, content_type, size, sha256, data) "
-                                        "VALUES (1, :name, 'text/plain', :size, 'x', :data)"),
-                                   {"name": f"b{n}", "size": size, "data": b"x" * size})
-    finally:
-        await old.close()
+    async with _migrated_to(store_url, "0008") as conn:
+        at = {"at": AT}
+        await conn.execute(text("INSERT INTO records (id, display_name, state, size_bytes, created_at) "
+                                "VALUES (7, 'Pat', 'active', 99, :at)"), at)
+        await conn.execute(text("INSERT INTO items (id, uid, record_id, type, version, state, inbox_state, "
+                                "created_at, source_kind, data) VALUES (1, 'u1', 7, 'message', 'v1', 'active', "
+                                "'unreviewed', :at, 'direct', '{}')"), at)
+        for n, size in ((1, 5), (2, 94)):
+            await conn.execute(text("INSERT INTO blobs (item_id, name, content_type, size, sha256, data) "
+                                    "VALUES (1, :name, 'text/plain', :size, 'x', :data)"),
+                               {"name": f"b{n}", "size": size, "data": b"x" * size})
     new = await open_store(store_url)
     try:
         [record] = await RecordStore(new).records()
@@ -92,25 +101,20 @@ async def test_migration_0011_binds_the_delivery_keys_to_their_senders(store_url
     from records_bridge.store import RecordStore
     from records_bridge.types import Delivery, Provenance
 
-    old = await open_store(store_url, migrate=False)
-    try:
-        async with old.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0010")
-            at = {"at": AT}
-            await conn.execute(text("INSERT INTO records (id, display_name, state, created_at) "
-                                    "VALUES (7, 'Pat', 'active', :at)"), at)
-            for item, sender, mid, key in ((1, "alice@a.test", "<m1@a.test>", "<m1@a.test>"),
-                                           (2, None, None, "sha256:" + "0" * 64)):
-                await conn.execute(text(  # ids from the table's own sequence: later inserts take the next
-                    "INSERT INTO items (uid, record_id, type, version, state, inbox_state, created_at, "
-                    "source_kind, sender, message_id, data) VALUES (:uid, 7, 'message', 'v1', 'active', "
-                    "'unreviewed', :at, 'direct', :sender, :mid, '{}')"),
-                    {**at, "uid": f"u{item}", "sender": sender, "mid": mid})
-                await conn.execute(text("INSERT INTO record_deliveries (record_id, message_key, item_id, delivered_at) "
-                                        "SELECT 7, :key, id, :at FROM items WHERE uid = :uid"),
-                                   {**at, "key": key, "uid": f"u{item}"})
-    finally:
-        await old.close()
+    async with _migrated_to(store_url, "0010") as conn:
+        at = {"at": AT}
+        await conn.execute(text("INSERT INTO records (id, display_name, state, created_at) "
+                                "VALUES (7, 'Pat', 'active', :at)"), at)
+        for item, sender, mid, key in ((1, "alice@a.test", "<m1@a.test>", "<m1@a.test>"),
+                                       (2, None, None, "sha256:" + "0" * 64)):
+            await conn.execute(text(  # ids from the table's own sequence: later inserts take the next
+                "INSERT INTO items (uid, record_id, type, version, state, inbox_state, created_at, "
+                "source_kind, sender, message_id, data) VALUES (:uid, 7, 'message', 'v1', 'active', "
+                "'unreviewed', :at, 'direct', :sender, :mid, '{}')"),
+                {**at, "uid": f"u{item}", "sender": sender, "mid": mid})
+            await conn.execute(text("INSERT INTO record_deliveries (record_id, message_key, item_id, delivered_at) "
+                                    "SELECT 7, :key, id, :at FROM items WHERE uid = :uid"),
+                               {**at, "key": key, "uid": f"u{item}"})
     new = await open_store(store_url)
     try:
         async with new.engine.connect() as conn:
