@@ -98,7 +98,7 @@ def main() -> None:
         for p in pairs.values():
             for server in p[2:]:
                 server.stop()
-        controller.stop()  # type: ignore[attr-defined]
+        controller.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     count = args.batches * args.batch
 

@@ -1,7 +1,8 @@
 """A pipelined transaction (RFC 2920): replies read however the server's bytes are cut,
 hostile replies refused with a bound, and scripted servers that answer the group in one
-write, answer garbage, go silent or hang up. The transport's behaviour against aiosmtpd
-with and without PIPELINING is in test_outbound_transport.py."""
+write, answer garbage, go silent or hang up; the same with CHUNKING (RFC 3030), where the
+message goes in the group's write after BDAT. The transport's behaviour against aiosmtpd
+with and without PIPELINING, and against our own edge, is in test_outbound_transport.py."""
 
 from __future__ import annotations
 
@@ -154,6 +155,73 @@ async def test_what_the_server_does_after_the_group_decides_the_outcome(script, 
         if reason is not None:
             assert outcome.reason is reason  # type: ignore[union-attr]
         assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# -- CHUNKING: MAIL, RCPT, BDAT and the message in one write --
+
+DOTTED = b"From: alice@a.test\r\n\r\n.a line with a dot\r\n.\r\nlast\r\n"
+
+
+async def _chunked(script: Script) -> tuple[asyncio.Server, list[bytes]]:
+    """A server that offers PIPELINING and CHUNKING, reads the group and its chunk, then runs ``script``."""
+    seen: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted.test\r\n")
+        await reader.readline()
+        writer.write(b"250-scripted.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+        group = await reader.readuntil(b" LAST\r\n")
+        size = int(group.rsplit(b"BDAT ", 1)[1].split(b" ")[0])
+        seen.append(group + await reader.readexactly(size))
+        try:
+            await script(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    return server, seen
+
+
+def _answers(replies: bytes) -> Script:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies)
+        await reader.read()
+    return script
+
+
+CHUNKED_CASES = {
+    "stored": (_answers(b"250 ok\r\n250 ok\r\n250 2.0.0 stored\r\n"), Sent, None),
+    "stored-replies-cut": (_answers(b"250 ok\r\n2"), Temporary, Reason.TIMEOUT),  # the rest never comes
+    "sender-refused": (_answers(b"550 5.7.1 no\r\n503 5.5.1 no sender\r\n503 5.5.1 no sender\r\n"),
+                       Permanent, Reason.SMTP_PERMANENT),
+    "recipient-refused": (_answers(b"250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"),
+                          Permanent, Reason.SMTP_PERMANENT),
+    "message-refused": (_answers(b"250 ok\r\n250 ok\r\n554 5.6.0 refused\r\n"), Permanent, Reason.SMTP_PERMANENT),
+    "message-deferred": (_answers(b"250 ok\r\n250 ok\r\n451 4.3.0 try later\r\n"), Temporary,
+                         Reason.SMTP_TEMPORARY),
+    "garbage": (_garbage, Temporary, Reason.CONNECTION),
+    "silent": (_silent, Temporary, Reason.TIMEOUT),
+    "hang-up": (_hang_up, Temporary, Reason.CONNECTION),
+}
+
+
+@pytest.mark.parametrize(("script", "kind", "reason"), CHUNKED_CASES.values(), ids=CHUNKED_CASES.keys())
+async def test_to_a_server_with_chunking_the_message_goes_with_the_group_verbatim(script, kind, reason):
+    server, seen = await _chunked(script)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(10):
+            outcome = await SmtpTransport(SETTINGS).deliver(
+                [Destination("127.0.0.1", "127.0.0.1", port, TlsMode.OPPORTUNISTIC)], "a@a.test", "b@b.test",
+                DOTTED)
+        assert isinstance(outcome, kind), outcome
+        if reason is not None:
+            assert outcome.reason is reason  # type: ignore[union-attr]
+        # one write: no dot doubled, no final dot; the octets BDAT counts are the message's
+        assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nBDAT %d LAST\r\n%s" % (len(DOTTED), DOTTED)]
     finally:
         server.close()
         await server.wait_closed()

@@ -1,12 +1,14 @@
 """The SMTP transport against aiosmtpd servers on loopback: destinations tried
 in order (RFC 5321 5.1), the reply classes, bounded timeouts, and server
-certificates verified when a CA file is configured."""
+certificates verified when a CA file is configured; and against our own edge,
+which offers CHUNKING (RFC 3030), so each message goes with its commands."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
 
+import aiosmtplib
 import pytest
 
 from gateway.outbound import (
@@ -21,6 +23,7 @@ from gateway.outbound import (
 )
 from gateway.outbound.settings import StaticRoute
 from gateway.outbound.transport import transmission_form
+from gateway.smtp import SmtpLimits, SmtpReply, start_smtp
 
 from .outbound_sink import server_tls, start_sink
 from .servers.common import free_port
@@ -256,3 +259,81 @@ async def test_which_senders_go_pipelined_and_how_they_are_written(sink, sender,
     assert sink.received[0].mail_from == (sender or "<>")  # aiosmtpd keeps the null path as "<>"
     assert any(chunk.startswith(command + b"\r\n") for chunk in sink.chunks)
     assert any(chunk.startswith(command + b"\r\nRCPT") for chunk in sink.chunks) is (grouped and sink.pipelining)
+
+
+# -- against our own edge: PIPELINING and CHUNKING, so MAIL, RCPT, BDAT and the message in one write --
+
+
+class _Pipeline:
+    """What our edge hands a gateway's pipeline, recorded; ``answers`` says what the next messages get."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.answers: list[SmtpReply] = []
+
+    async def recipient(self, session, mail_from, address):
+        return None
+
+    async def message(self, received):
+        answer = self.answers.pop(0) if self.answers else SmtpReply(250, "2.0.0", "stored")
+        if answer.code == 250:
+            self.received.append(received.data)
+        return answer
+
+
+@pytest.fixture
+async def edge():
+    pipeline = _Pipeline()
+    server = await start_smtp(pipeline, SmtpLimits(), host="127.0.0.1", port=0, hostname="edge.b.test")
+    yield server, pipeline
+    await server.close(grace=0.5)
+
+
+@pytest.mark.parametrize("data", WIRE_VECTORS.values(), ids=WIRE_VECTORS.keys())
+async def test_to_our_edge_the_message_arrives_as_aiosmtplib_itself_would_send_it(edge, data):
+    server, pipeline = edge
+    transport = SmtpTransport(KEEPING)
+    try:
+        assert isinstance(await transport.deliver([_to(server.port)], "a@a.test", "b@b.test", data), Sent)
+    finally:
+        await transport.close()
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, start_tls=False) as client:
+        await client.sendmail("a@a.test", ["b@b.test"], data)
+    assert pipeline.received[0] == pipeline.received[1]
+
+
+@pytest.mark.parametrize(("answer", "kind"), [
+    (SmtpReply(250, "2.0.0", "stored"), Sent),
+    (SmtpReply(451, "4.3.0", "try later"), Temporary),
+    (SmtpReply(554, "5.7.1", "not from you"), Permanent),
+], ids=["stored", "deferred", "refused"])
+async def test_to_our_edge_its_answer_to_the_chunk_decides_and_the_session_goes_on(edge, answer, kind):
+    server, pipeline = edge
+    pipeline.answers.append(answer)
+    transport = SmtpTransport(KEEPING)
+    try:
+        outcome = await transport.deliver([_to(server.port)], "a@a.test", "b@b.test", DATA)
+        assert isinstance(outcome, kind) and outcome.code == answer.code, outcome
+        assert isinstance(await transport.deliver([_to(server.port)], "a@a.test", "b@b.test", DATA + b"2\r\n"), Sent)
+        assert pipeline.received[-1] == DATA + b"2\r\n"
+    finally:
+        await transport.close()
+
+
+async def test_to_our_edge_a_kept_session_it_closed_is_replaced_within_the_same_attempt(edge):
+    server, pipeline = edge
+    transport = SmtpTransport(KEEPING)
+    try:
+        assert isinstance(await transport.deliver([_to(server.port)], "a@a.test", "b@b.test", DATA), Sent)
+        await server.close(grace=0.1)  # every idle session gets 421 and is closed
+        restarted = await start_smtp(pipeline, SmtpLimits(), host="127.0.0.1", port=server.port,
+                                     hostname="edge.b.test")
+        try:
+            await asyncio.sleep(0.1)
+            outcome = await transport.deliver([_to(server.port)], "a@a.test", "b@b.test", DATA)
+            assert isinstance(outcome, Sent), outcome
+            assert pipeline.received == [DATA, DATA]
+        finally:
+            await restarted.close(grace=0.5)
+    finally:
+        await transport.close()

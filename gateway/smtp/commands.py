@@ -9,6 +9,8 @@ parameters the edge knows (RFC 5321 4.1.2 esmtp-param, RFC 1869):
 - nothing else: 555 5.5.4 (RFC 5321 4.1.1.11), SMTPUTF8 included (not
   advertised: the edge's addresses are ASCII). RCPT takes no parameters.
 
+BDAT's argument (RFC 3030 2: ``chunk-size [SP "LAST"]``) is read here too.
+
 Parameters are refused with 501 after HELO (no ESMTP), and when malformed
 or given twice.
 """
@@ -86,6 +88,30 @@ def read_rcpt(argument: str, *, extended: bool) -> str | SmtpReply:
         params = _parameters(parameters, extended, RCPT_SYNTAX)
         return params if isinstance(params, SmtpReply) else UNKNOWN_PARAMETER
     return address
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A BDAT command: how many octets follow it, and whether they end the message."""
+
+    size: int
+    last: bool
+
+
+MAX_CHUNK_DIGITS = 18
+"""Longer sizes are refused as syntax: no message is near 10**18 octets."""
+
+
+def read_bdat(argument: str) -> Chunk | None:
+    """``chunk-size [SP end-marker]`` (RFC 3030 2), or None when it cannot be read: then
+    nobody knows where the chunk ends, and the session cannot go on."""
+    size, _, marker = argument.partition(" ")
+    if not (size.isascii() and size.isdigit()) or len(size) > MAX_CHUNK_DIGITS:
+        return None
+    marker = marker.strip(" ")
+    if marker and marker.upper() != "LAST":
+        return None
+    return Chunk(int(size), bool(marker))
 
 
 def _parameters(text: str, extended: bool, syntax: SmtpReply) -> dict[str, str] | SmtpReply:

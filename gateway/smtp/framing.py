@@ -1,4 +1,4 @@
-"""Where one message's DATA ends, read from the session's buffer in blocks, within a size. No I/O.
+"""Where a message ends: DATA's final dot, read from the buffer in blocks within a size, or BDAT's chunks. No I/O.
 
 RFC 5321 4.1.1.4: the message ends at a line holding a single dot, that is
 ``<CRLF>.<CRLF>``, the CRLF of the DATA command counting as the first (so
@@ -85,3 +85,26 @@ def _stuffed_dots(before: bytes, piece: bytes) -> int:
     edge = before + piece[:2]
     across = edge.startswith(b"\r\n.") or edge[1:].startswith(b"\r\n.")
     return piece.count(b"\r\n.") + across
+
+
+class ChunkedMessage:
+    """One message sent in BDAT chunks (RFC 3030): the octets as they come. Each BDAT says how
+    many octets follow it, so there is no terminator to look for and no dot to unstuff; the
+    session refuses a chunk that would take the message over its size before reading it,
+    and reads such a chunk's octets without keeping them."""
+
+    __slots__ = ("_pieces", "size")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self.size = 0
+
+    def take(self, buffer: bytearray, length: int) -> None:
+        """Move ``length`` octets from the front of ``buffer`` into the message."""
+        self._pieces.append(bytes(buffer[:length]))
+        del buffer[:length]
+        self.size += length
+
+    def message(self) -> bytes:
+        pieces, self._pieces = self._pieces, []
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)

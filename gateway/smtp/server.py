@@ -82,7 +82,7 @@ class SmtpServer:
 
     def _ehlo_lines(self, *, tls: bool) -> bytes:
         lines = [self.hostname, "PIPELINING", f"SIZE {self.limits.max_message_size}", "8BITMIME",
-                 "ENHANCEDSTATUSCODES"]
+                 "ENHANCEDSTATUSCODES", "CHUNKING"]
         if self.tls_context is not None and not tls:
             lines.append("STARTTLS")
         if self.authenticator is not None and tls:

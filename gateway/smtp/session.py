@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from . import auth as sasl
-from .commands import Mail, read_mail, read_rcpt
+from .commands import Chunk, Mail, read_bdat, read_mail, read_rcpt
 from .data import data_problem, unstuff
-from .framing import MessageReader
+from .framing import ChunkedMessage, MessageReader
 from .interface import (
     Authenticated,
     Authenticator,
@@ -71,8 +71,10 @@ from .replies import (
     AUTH_UNAVAILABLE,
     BAD_SYNTAX,
     BARE_NEWLINE,
+    BDAT_SYNTAX,
     BYE,
     CANNOT_VRFY,
+    DATA_AFTER_BDAT,
     DATA_REFUSED,
     DATA_SYNTAX,
     EHLO_SYNTAX,
@@ -123,7 +125,7 @@ _MAX_UNRECOGNIZED = 5
 # RFC 1870 6: with SIZE, the MAIL command line may be 26 octets longer.
 _SIZE_PARAMETER_ROOM = 26
 
-_COMMAND, _DATA, _SASL, _GONE = range(4)
+_COMMAND, _DATA, _SASL, _GONE, _CHUNK = range(5)
 
 _CRLF = b"\r\n"
 _GO_AHEAD = GO_AHEAD.encode("ascii") + _CRLF
@@ -149,7 +151,8 @@ def wire(reply: SmtpReply) -> bytes:
 # The edge's own replies, encoded once.
 _W = {reply: wire(reply) for reply in (
     AUTH_ALREADY, AUTH_LINE_TOO_LONG, AUTH_MECHANISM, AUTH_NEEDS_TLS, AUTH_OK, AUTH_REQUIRED,
-    AUTH_SYNTAX, AUTH_UNAVAILABLE, BAD_SYNTAX, BARE_NEWLINE, BYE, CANNOT_VRFY, DATA_SYNTAX,
+    AUTH_SYNTAX, AUTH_UNAVAILABLE, BAD_SYNTAX, BARE_NEWLINE, BDAT_SYNTAX, BYE, CANNOT_VRFY, DATA_AFTER_BDAT,
+    DATA_SYNTAX,
     EHLO_SYNTAX, HELO_SYNTAX, LINE_TOO_LONG, NEED_EHLO, NEED_HELO, NEED_MAIL, NEED_RECIPIENT,
     NESTED_MAIL, NO_AUTH, NO_TLS, NOT_ASCII, NOT_IMPLEMENTED, OK, QUIT_SYNTAX, READY_FOR_TLS,
     RECIPIENT_OK, RSET_SYNTAX, SENDER_OK, STARTTLS_SYNTAX, TLS_ACTIVE, TOO_BIG,
@@ -169,6 +172,10 @@ class Session(asyncio.Protocol):
     __slots__ = (
         "_authenticated",
         "_buffer",
+        "_chunk",
+        "_chunk_left",
+        "_chunk_refusal",
+        "_chunks",
         "_client",
         "_discarding",
         "_eof",
@@ -216,6 +223,10 @@ class Session(asyncio.Protocol):
         self._mail_from: str | None = None
         self._rcpt_to: list[str] = []
         self._reader: MessageReader | None = None
+        self._chunks: ChunkedMessage | None = None  # the transaction's BDAT octets so far
+        self._chunk: Chunk | None = None  # the BDAT whose octets are being read
+        self._chunk_left = 0  # of them, still to come
+        self._chunk_refusal: bytes | None = None  # its reply when it is refused: read, not kept
         self._sasl: tuple[str, str | None] | None = None  # (mechanism, LOGIN's name once given)
         self._step: asyncio.Task[bytes | None] | None = None
         self._message: asyncio.Task[SmtpReply] | None = None
@@ -302,7 +313,8 @@ class Session(asyncio.Protocol):
 
     def in_transaction(self) -> bool:
         """Between MAIL and the reply to the final dot: a graceful close waits for it."""
-        return self._mail_from is not None or self._state == _DATA or self._message is not None
+        return (self._mail_from is not None or self._state in (_DATA, _CHUNK) or self._message is not None
+                or self._chunks is not None)
 
     def shut(self, reply: SmtpReply) -> None:
         """Write a 421 after what is pending and close the connection."""
@@ -338,6 +350,15 @@ class Session(asyncio.Protocol):
                     break
                 self._end_of_data()
                 continue
+            if state == _CHUNK:
+                if self._chunk_left:
+                    if not buffer:
+                        break
+                    self._read_chunk(buffer)
+                    if self._chunk_left:
+                        break
+                self._end_of_chunk()
+                continue
             if state == _GONE:
                 return
             end = buffer.find(b"\n")
@@ -364,9 +385,11 @@ class Session(asyncio.Protocol):
                 if self._state == _SASL:
                     self._state = _COMMAND
                 self._out.append(_W[TRY_LATER])
-        if self._waiting and buffer:
+        if self._waiting and (buffer or self._message is not None):
             # Commands pipelined behind the one being waited for (RFC 2920 3.2): the replies so
             # far go out with theirs, in one write, when the step is done and they are answered.
+            # So do those before a message being stored: its client sent all of its transaction
+            # (MAIL, RCPT, BDAT LAST and the octets in one write) and waits for every reply.
             return
         self._flush()
         if self._state == _GONE or self._waiting:
@@ -456,7 +479,7 @@ class Session(asyncio.Protocol):
 
     def _deadline(self) -> float:
         limits = self._server.limits
-        if self._state == _DATA:
+        if self._state in (_DATA, _CHUNK):
             return self._last_received + limits.data_timeout
         if self._message is not None:
             return self._since + limits.reply_timeout
@@ -480,7 +503,8 @@ class Session(asyncio.Protocol):
             self._timer_at = deadline
             return
         # RFC 5321 4.5.3.2 lets the server close; a 421 tells the client why.
-        log.info("smtp.timeout", peer=self._peer, in_data=self._state == _DATA or self._message is not None)
+        log.info("smtp.timeout", peer=self._peer,
+                 in_data=self._state in (_DATA, _CHUNK) or self._message is not None)
         self.shut(TIMED_OUT)
 
     # -- commands --
@@ -505,6 +529,7 @@ class Session(asyncio.Protocol):
         self._info = None
         self._mail_from = None
         self._rcpt_to = []
+        self._chunks = None
 
     def _mail_cmd(self, argument: str) -> None:
         server = self._server
@@ -581,6 +606,9 @@ class Session(asyncio.Protocol):
         if not self._rcpt_to:
             self._out.append(_W[NEED_RECIPIENT])
             return
+        if self._chunks is not None:
+            self._out.append(_W[DATA_AFTER_BDAT])
+            return
         if argument:
             self._out.append(_W[DATA_SYNTAX])
             return
@@ -603,6 +631,10 @@ class Session(asyncio.Protocol):
             return
         data = unstuff(wire_message)
         del wire_message
+        self._take_message(mail_from, rcpt_to, data)
+
+    def _take_message(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> None:
+        """The whole message, from DATA or from BDAT's chunks: checked, then handed to the pipeline."""
         problem = data_problem(data, self._server.limits.max_line_length)
         if problem is not None:
             log.info("smtp.data_refused", peer=self._peer, reason=problem.value)
@@ -615,6 +647,69 @@ class Session(asyncio.Protocol):
         self._since = self._loop.time()
         self._arm()
         task.add_done_callback(self._answered)
+
+    def _bdat_cmd(self, argument: str) -> None:
+        """RFC 3030 2: the octets that follow are read whatever the reply, so a refused chunk
+        leaves the session in step with a client that pipelined it; a refusal also ends the
+        transaction (its state is "indeterminate"), so chunks still in the pipeline after it
+        are read and refused too."""
+        chunk = read_bdat(argument)
+        if chunk is None:  # where its octets end is unknown: nothing after it can be read as commands
+            self._out.append(_W[BDAT_SYNTAX])
+            self._flush()
+            self._state = _GONE
+            assert self._transport is not None
+            self._transport.close()
+            return
+        refusal: SmtpReply | None = None
+        if self._helo is None:
+            refusal = NEED_HELO
+        elif not self._extended:  # CHUNKING is an extension: EHLO, not HELO (RFC 5321 2.2.1)
+            refusal = NEED_EHLO
+        elif self._server.authenticator is not None and self._authenticated is None:
+            refusal = AUTH_REQUIRED
+        elif self._mail_from is None:
+            refusal = NEED_MAIL
+        elif not self._rcpt_to:
+            refusal = NEED_RECIPIENT
+        elif (self._chunks.size if self._chunks is not None else 0) + chunk.size > self._server.limits.max_message_size:
+            refusal = TOO_BIG  # RFC 1870 with RFC 3030: refused at the chunk, whose octets are not kept
+        if refusal is not None:
+            self._chunk_refusal = _W[refusal]
+            if self._mail_from is not None:
+                self._mail_from, self._rcpt_to, self._chunks = None, [], None
+        elif self._chunks is None:
+            self._chunks = ChunkedMessage()
+        self._chunk = chunk
+        self._chunk_left = chunk.size
+        self._state = _CHUNK
+        self._last_received = self._loop.time()
+        self._arm()
+
+    def _read_chunk(self, buffer: bytearray) -> None:
+        length = min(self._chunk_left, len(buffer))
+        self._chunk_left -= length
+        if self._chunk_refusal is None and self._chunks is not None:
+            self._chunks.take(buffer, length)
+        else:
+            del buffer[:length]
+
+    def _end_of_chunk(self) -> None:
+        chunk, self._chunk = self._chunk, None
+        assert chunk is not None
+        self._state = _COMMAND
+        self._since = self._loop.time()
+        refusal, self._chunk_refusal = self._chunk_refusal, None
+        if refusal is not None:
+            self._out.append(refusal)
+            return
+        if not chunk.last:
+            self._out.append(_encoded(SmtpReply(250, "2.0.0", f"{chunk.size} octets received")))
+            return
+        chunks, mail_from, rcpt_to = self._chunks, self._mail_from, tuple(self._rcpt_to)
+        assert chunks is not None and mail_from is not None
+        self._mail_from, self._rcpt_to, self._chunks = None, [], None
+        self._take_message(mail_from, rcpt_to, chunks.message())
 
     def _answered(self, task: asyncio.Task[SmtpReply]) -> None:
         self._message = None
@@ -636,6 +731,7 @@ class Session(asyncio.Protocol):
             return
         self._mail_from = None
         self._rcpt_to = []
+        self._chunks = None
         self._out.append(_W[OK])
 
     def _noop_cmd(self, argument: str) -> None:
@@ -715,6 +811,7 @@ class Session(asyncio.Protocol):
         self._info = None
         self._mail_from = None
         self._rcpt_to = []
+        self._chunks = None
         return None
 
     def _auth_cmd(self, argument: str) -> None:
@@ -807,6 +904,7 @@ _COMMANDS = {
     b"MAIL": Session._mail_cmd,
     b"RCPT": Session._rcpt_cmd,
     b"DATA": Session._data_cmd,
+    b"BDAT": Session._bdat_cmd,
     b"RSET": Session._rset_cmd,
     b"NOOP": Session._noop_cmd,
     b"QUIT": Session._quit_cmd,
