@@ -178,6 +178,7 @@ class Session(asyncio.Protocol):
         "_chunks",
         "_client",
         "_discarding",
+        "_discarding_bdat",
         "_eof",
         "_extended",
         "_helo",
@@ -235,6 +236,7 @@ class Session(asyncio.Protocol):
         self._read_paused = False
         self._eof = False
         self._discarding = False  # dropping an over-long line until its LF
+        self._discarding_bdat = False  # ... a BDAT's: its octets follow it, so the session ends
         self._upgrading = False
         self._unrecognized = 0
         self._since = 0.0  # loop time of the last command (or answer): the command timeout's start
@@ -364,6 +366,8 @@ class Session(asyncio.Protocol):
             end = buffer.find(b"\n")
             if end < 0:
                 if len(buffer) > self._server.longest_line:
+                    if not self._discarding:
+                        self._discarding_bdat = buffer[:5].upper() == b"BDAT "
                     del buffer[:]  # RFC 5321 4.5.3.1.4: refused, never kept
                     self._discarding = True
                 break
@@ -416,11 +420,17 @@ class Session(asyncio.Protocol):
     def _command(self, line: bytes) -> None:
         length = len(line) - 2  # without its CRLF
         if length < 0 or line[length] != 13 or line.find(b"\r", 0, length) >= 0:
+            if line[:5].upper() == b"BDAT ":
+                self._unframed()
+                return
             self._out.append(_W[BARE_NEWLINE])  # RFC 5321 2.3.8: not run
             return
         space = line.find(b" ", 0, length)
         verb = (line[:length] if space < 0 else line[:space]).upper()
         if length > self._server.line_limit.get(verb, self._server.command_limit):
+            if verb == b"BDAT":
+                self._unframed()
+                return
             self._out.append(_W[LINE_TOO_LONG])
             return
         handler = _COMMANDS.get(verb)
@@ -438,12 +448,17 @@ class Session(asyncio.Protocol):
         try:
             argument = "" if space < 0 else line[space + 1 : length].strip().decode("ascii")
         except UnicodeDecodeError:
+            if verb == b"BDAT":
+                self._unframed()
+                return
             self._out.append(_W[NOT_ASCII])
             return
         handler(self, argument)
 
     def _too_long(self) -> None:
-        if self._state == _SASL:
+        if self._discarding_bdat:
+            self._unframed()
+        elif self._state == _SASL:
             self._end_sasl(_W[AUTH_LINE_TOO_LONG])
         else:
             self._out.append(_W[LINE_TOO_LONG])
@@ -654,12 +669,8 @@ class Session(asyncio.Protocol):
         transaction (its state is "indeterminate"), so chunks still in the pipeline after it
         are read and refused too."""
         chunk = read_bdat(argument)
-        if chunk is None:  # where its octets end is unknown: nothing after it can be read as commands
-            self._out.append(_W[BDAT_SYNTAX])
-            self._flush()
-            self._state = _GONE
-            assert self._transport is not None
-            self._transport.close()
+        if chunk is None:
+            self._unframed()
             return
         refusal: SmtpReply | None = None
         if self._helo is None:
@@ -685,6 +696,15 @@ class Session(asyncio.Protocol):
         self._state = _CHUNK
         self._last_received = self._loop.time()
         self._arm()
+
+    def _unframed(self) -> None:
+        """A BDAT whose line cannot be read (its size, or the line itself: a bare LF, not ASCII,
+        too long): where its octets end is unknown, so nothing after it can be read as a command."""
+        self._out.append(_W[BDAT_SYNTAX])
+        self._flush()
+        self._state = _GONE
+        assert self._transport is not None
+        self._transport.close()
 
     def _read_chunk(self, buffer: bytearray) -> None:
         length = min(self._chunk_left, len(buffer))
