@@ -136,7 +136,10 @@ async def transaction(
     ``chunked`` (the server offers CHUNKING): ``wire`` is the message as it is (CRLF line ends,
     no dots doubled, no final dot), and it goes in the same write as the commands, after
     ``BDAT <size> LAST``. A server reads a chunk's octets whatever it answers (RFC 3030 2), so
-    a refused MAIL or RCPT costs the message's bytes on the wire, not the session's sync."""
+    a refused MAIL or RCPT costs the message's bytes on the wire, not the session's sync. The
+    message has gone before any reply: a session lost after the server stored it but before
+    its replies came is sent again (as a lost reply to the final dot is, RFC 5321 6.1), and
+    the receiving gateway takes it as the redelivery it is (the sender's Message-ID)."""
     transport = client.transport
     protocol = client.protocol
     assert isinstance(transport, asyncio.WriteTransport) and protocol is not None
