@@ -143,21 +143,26 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize(("script", "kind", "reason"), CASES.values(), ids=CASES.keys())
-async def test_what_the_server_does_after_the_group_decides_the_outcome(script, kind, reason):
-    server, seen = await _scripted(script)
+async def _outcome(server: asyncio.Server, data: bytes, kind: type, reason: Reason | None) -> None:
+    """The transport's one attempt at ``server`` is a ``kind`` (for ``reason``); the server is closed after."""
     port = server.sockets[0].getsockname()[1]
     try:
         async with asyncio.timeout(10):
             outcome = await SmtpTransport(SETTINGS).deliver(
-                [Destination("127.0.0.1", "127.0.0.1", port, TlsMode.OPPORTUNISTIC)], "a@a.test", "b@b.test", DATA)
+                [Destination("127.0.0.1", "127.0.0.1", port, TlsMode.OPPORTUNISTIC)], "a@a.test", "b@b.test", data)
         assert isinstance(outcome, kind), outcome
         if reason is not None:
             assert outcome.reason is reason  # type: ignore[union-attr]
-        assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n"]
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(("script", "kind", "reason"), CASES.values(), ids=CASES.keys())
+async def test_what_the_server_does_after_the_group_decides_the_outcome(script, kind, reason):
+    server, seen = await _scripted(script)
+    await _outcome(server, DATA, kind, reason)
+    assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n"]
 
 
 # -- CHUNKING: MAIL, RCPT, BDAT and the message in one write --
@@ -211,17 +216,6 @@ CHUNKED_CASES = {
 @pytest.mark.parametrize(("script", "kind", "reason"), CHUNKED_CASES.values(), ids=CHUNKED_CASES.keys())
 async def test_to_a_server_with_chunking_the_message_goes_with_the_group_verbatim(script, kind, reason):
     server, seen = await _chunked(script)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with asyncio.timeout(10):
-            outcome = await SmtpTransport(SETTINGS).deliver(
-                [Destination("127.0.0.1", "127.0.0.1", port, TlsMode.OPPORTUNISTIC)], "a@a.test", "b@b.test",
-                DOTTED)
-        assert isinstance(outcome, kind), outcome
-        if reason is not None:
-            assert outcome.reason is reason  # type: ignore[union-attr]
-        # one write: no dot doubled, no final dot; the octets BDAT counts are the message's
-        assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nBDAT %d LAST\r\n%s" % (len(DOTTED), DOTTED)]
-    finally:
-        server.close()
-        await server.wait_closed()
+    await _outcome(server, DOTTED, kind, reason)
+    # one write: no dot doubled, no final dot; the octets BDAT counts are the message's
+    assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nBDAT %d LAST\r\n%s" % (len(DOTTED), DOTTED)]

@@ -699,7 +699,11 @@ class Session(asyncio.Protocol):
     def _unframed(self) -> None:
         """A BDAT whose line cannot be read (its size, or the line itself: a bare LF, not ASCII,
         too long): where its octets end is unknown, so nothing after it can be read as a command."""
-        self._out.append(_W[BDAT_SYNTAX])
+        self._last_word(_W[BDAT_SYNTAX])
+
+    def _last_word(self, reply: bytes) -> None:
+        """``reply`` after what is pending, then the connection closed."""
+        self._out.append(reply)
         self._flush()
         self._state = _GONE
         assert self._transport is not None
@@ -760,11 +764,7 @@ class Session(asyncio.Protocol):
         if argument:
             self._out.append(_W[QUIT_SYNTAX])
             return
-        self._out.append(_W[BYE])
-        self._flush()
-        self._state = _GONE
-        assert self._transport is not None
-        self._transport.close()
+        self._last_word(_W[BYE])
 
     def _vrfy_cmd(self, argument: str) -> None:
         if self._server.authenticator is not None and self._authenticated is None:
