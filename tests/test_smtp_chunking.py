@@ -51,6 +51,7 @@ from tests.test_smtp_edge import (
     RecordingPipeline,
     _client_tls,
     _tls,
+    session,
     transaction,
 )
 
@@ -139,8 +140,7 @@ async def test_the_message_arrives_byte_for_byte_however_it_is_chunked(
 ) -> None:
     """No dot is unstuffed and a line holding only a dot ends nothing: the octets are the message."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     wires = chunked(message, sizes)
     if pipelined:
         await client.send(ENVELOPE + b"".join(wires))
@@ -166,8 +166,7 @@ async def test_the_message_arrives_byte_for_byte_however_it_is_chunked(
 
 async def test_octets_that_look_like_commands_are_message_content(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     message = b"Subject: x\r\n\r\n" + LOOKALIKE + b".\r\n"
     await client.send(ENVELOPE + bdat(message[:20]) + bdat(message[20:], last=True))
     assert [reply.code for reply in await replies(client, 4)] == [250, 250, 250, 250]
@@ -188,8 +187,7 @@ async def test_a_chunked_transaction_is_read_wherever_the_writes_split_the_strea
     edge, message: bytes, sizes: tuple[int, ...]
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     wire = ENVELOPE + b"".join(chunked(message, sizes))
     count = 2 + len(sizes)  # MAIL, RCPT and each BDAT
     for cut in range(1, len(wire)):
@@ -215,8 +213,7 @@ async def test_a_pipelined_transaction_is_answered_in_one_write(edge, chunks: li
     """MAIL, RCPT, BDAT and the octets in one write: the client waits for every reply, which go
     out together once the message is stored, not one write (and one wake-up) each."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + b"".join(chunks))
     lines = await one_write(client)
     assert [line[:3] for line in lines] == [b"250"] * (2 + len(chunks))
@@ -227,8 +224,7 @@ async def test_a_pipelined_transaction_is_answered_in_one_write(edge, chunks: li
 
 async def test_the_replies_before_a_message_wait_for_the_pipelines_answer(edge) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + bdat(MESSAGE, last=True))
     await asyncio.wait_for(pipeline.started.wait(), 5)
     with pytest.raises(TimeoutError):  # MAIL's and RCPT's 250 are held, not written ahead
@@ -241,8 +237,7 @@ async def test_the_replies_before_a_message_wait_for_the_pipelines_answer(edge) 
 
 async def test_two_pipelined_transactions_are_stored_in_order(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     second = MESSAGE.replace(b"hello", b"again")
     await client.send(ENVELOPE + bdat(MESSAGE, last=True) + ENVELOPE + bdat(second, last=True) + b"QUIT\r\n")
     assert [reply.code for reply in await replies(client, 7)] == [250] * 6 + [221]
@@ -252,8 +247,7 @@ async def test_two_pipelined_transactions_are_stored_in_order(edge) -> None:
 
 async def test_a_client_that_half_closes_after_bdat_last_still_gets_its_reply(edge) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + bdat(MESSAGE, last=True))
     await asyncio.wait_for(pipeline.started.wait(), 5)
     client.writer.write_eof()
@@ -266,8 +260,7 @@ async def test_a_client_that_half_closes_after_bdat_last_still_gets_its_reply(ed
 
 async def test_a_pipeline_slower_than_the_reply_timeout_gets_the_held_replies_then_421(edge) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline, SmtpLimits(command_timeout=5, reply_timeout=0.3))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, SmtpLimits(command_timeout=5, reply_timeout=0.3))
     await client.send(ENVELOPE + bdat(MESSAGE, last=True))
     answers = await replies(client, 3)
     assert [(reply.code, reply.enhanced) for reply in answers] == [(250, "2.1.0"), (250, "2.1.5"), (421, "4.4.2")]
@@ -279,8 +272,7 @@ async def test_a_pipeline_slower_than_the_reply_timeout_gets_the_held_replies_th
 
 
 async def test_a_failing_pipeline_is_451_to_bdat_last_and_the_session_goes_on(edge) -> None:
-    server = await edge(RecordingPipeline(fail_message=True))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, RecordingPipeline(fail_message=True))
     with structlog.testing.capture_logs():
         await client.send(ENVELOPE + bdat(MESSAGE, last=True) + b"NOOP\r\n")
         answers = await replies(client, 4)
@@ -294,8 +286,7 @@ async def test_a_failing_pipeline_is_451_to_bdat_last_and_the_session_goes_on(ed
 async def test_chunks_pipelined_behind_a_message_being_stored_wait_and_arrive_whole(edge) -> None:
     """More than the session buffers unread (64 KiB) behind a slow pipeline: reading stops, then resumes."""
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline, SmtpLimits(command_timeout=5, data_timeout=5))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, SmtpLimits(command_timeout=5, data_timeout=5))
     big = (b"x" * 998 + b"\r\n") * 300
     client.writer.write(ENVELOPE + bdat(MESSAGE, last=True) + ENVELOPE + b"".join(chunked(big, (100_000, 200_000))))
     await asyncio.wait_for(pipeline.started.wait(), 5)
@@ -365,8 +356,7 @@ async def test_a_chunk_over_the_size_is_552_and_the_next_one_503(
     edge, sizes: tuple[int, ...], codes: list[int]
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     body = (b"x" * 78 + b"\r\n") * 60
     wires = [bdat(body[:size]) for size in sizes]  # not LAST: the next chunk is the pipeline's last
     await client.send(ENVELOPE + b"".join(wires) + bdat(b"tail\r\n", last=True))
@@ -391,8 +381,7 @@ async def test_a_chunk_over_the_size_is_552_and_the_next_one_503(
 )
 async def test_a_message_of_exactly_the_size_is_taken(edge, sizes: tuple[int, ...]) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     message = ((b"x" * 78 + b"\r\n") * 60)[: FAST.max_message_size - 2] + b"\r\n"
     await client.send(ENVELOPE + b"".join(chunked(message, sizes)))
     assert [reply.code for reply in await replies(client, 2 + len(sizes))] == [250] * (2 + len(sizes))
@@ -440,8 +429,7 @@ async def test_bdat_on_the_submission_port_waits_for_auth(tmp_path) -> None:
 
 async def test_data_after_bdat_is_503_and_the_transaction_goes_on(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + bdat(MESSAGE[:10]))
     assert [reply.code for reply in await replies(client, 3)] == [250, 250, 250]
     refused = await client.command("DATA")
@@ -458,8 +446,7 @@ async def test_data_after_bdat_is_503_and_the_transaction_goes_on(edge) -> None:
 
 async def test_bdat_after_a_message_sent_with_data_starts_afresh(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(stuff(DOTTY))
     assert is_reply(await client.reply(), STORED)
@@ -472,8 +459,7 @@ async def test_bdat_after_a_message_sent_with_data_starts_afresh(edge) -> None:
 @pytest.mark.parametrize("forget", ["RSET", "EHLO", "STARTTLS"])
 async def test_rset_ehlo_and_starttls_forget_the_chunks(edge, tmp_path, forget: str) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline, tls=_tls(tmp_path))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, tls=_tls(tmp_path))
     await client.send(ENVELOPE + bdat(b"Subject: the old message\r\n"))
     assert [reply.code for reply in await replies(client, 3)] == [250, 250, 250]
     if forget == "STARTTLS":
@@ -513,8 +499,7 @@ async def test_a_bdat_whose_size_cannot_be_read_is_501_and_the_connection_closes
 ) -> None:
     """Where its octets end is unknown, so nothing after it can be read as a command."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + f"BDAT {argument}".rstrip().encode() + b"\r\nhello\r\nRSET\r\nNOOP\r\n")
     answers = await replies(client, 3)
     assert [reply.code for reply in answers] == [250, 250, 501]
@@ -534,8 +519,7 @@ async def test_a_bdat_whose_size_cannot_be_read_is_501_and_the_connection_closes
 )
 async def test_bdat_arguments_that_are_read(edge, command: bytes) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + command + b"\r\nhello\r\n")
     assert [reply.code for reply in await replies(client, 3)] == [250, 250, 250]
     assert [m.data for m in pipeline.messages] == [b"hello\r\n"]
@@ -546,8 +530,7 @@ async def test_a_size_of_18_digits_is_a_size_whose_octets_are_awaited(edge) -> N
     """Not a syntax error: the chunk is refused (over the size) once its octets are read, and
     what the client sends meanwhile is octets, not commands; a client that stops gets 421."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(ENVELOPE + b"BDAT " + b"9" * 18 + b" LAST\r\nNOOP\r\nQUIT\r\n")
     answers = await replies(client, 3)
     assert [(reply.code, reply.enhanced) for reply in answers] == [(250, "2.1.0"), (250, "2.1.5"), (421, "4.4.2")]
@@ -571,8 +554,7 @@ async def test_a_bdat_line_refused_as_a_command_line_also_closes_the_connection(
 ) -> None:
     """Whatever refuses a BDAT line, nobody knows where its octets end: none of them is run."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     octets = f"RCPT TO:<{ALSO_OURS[0]}>\r\nQUIT\r\n".encode()
     try:
         wire = ENVELOPE + line % len(octets) + octets
@@ -617,8 +599,7 @@ async def test_bdat_last_checks_the_message_as_data_does(
     edge, message: bytes, sizes: tuple[int, ...] | None, reply: tuple[int, str]
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     wires = chunked(message, sizes or (len(message),))
     await client.send(ENVELOPE + b"".join(wires))
     answers = await replies(client, 2 + len(wires))
@@ -636,8 +617,7 @@ async def test_no_terminator_ends_a_chunk_and_smuggling_is_refused_whole(
     edge, terminator: bytes
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     smuggled = (
         b"From: alice@sender.test\r\nSubject: first\r\n\r\nfirst message"
         + terminator
@@ -664,8 +644,7 @@ async def test_no_terminator_ends_a_chunk_and_smuggling_is_refused_whole(
 async def test_a_stalled_chunk_gets_421_after_the_data_timeout(edge, envelope: bytes) -> None:
     """The data timeout, not the (longer) command timeout, runs while a chunk's octets are awaited."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline, SmtpLimits(command_timeout=5.0, data_timeout=0.3))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, SmtpLimits(command_timeout=5.0, data_timeout=0.3))
     loop = asyncio.get_running_loop()
     await client.send(envelope + b"BDAT 100 LAST\r\n" + b"ten octets")
     expected = [250, 250] if envelope else []
@@ -682,8 +661,7 @@ async def test_a_stalled_chunk_gets_421_after_the_data_timeout(edge, envelope: b
 
 async def test_the_data_timeout_is_per_block_within_a_chunk(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)  # FAST: both timeouts 0.5 s
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)  # FAST: both timeouts 0.5 s
     blocks = [b"a line\r\n"] * 4
     await client.send(ENVELOPE + b"BDAT %d LAST\r\n" % sum(map(len, blocks)))
     # Four blocks 0.2 s apart: 0.8 s in all, over the 0.5 s timeout, none idle that long.

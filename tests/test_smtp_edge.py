@@ -13,7 +13,7 @@ import smtplib
 import socket
 import ssl
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -82,7 +82,7 @@ class RecordingPipeline:
 
 
 @pytest.fixture
-async def edge() -> AsyncIterator[Callable[..., object]]:
+async def edge() -> AsyncIterator[Callable[..., Awaitable[SmtpServer]]]:
     """Starts edges on 127.0.0.1 (closed after the test): `await edge(pipeline, limits=..., tls=...)`."""
     servers: list[SmtpServer] = []
 
@@ -98,6 +98,14 @@ async def edge() -> AsyncIterator[Callable[..., object]]:
     yield start
     for server in servers:
         await server.close(grace=0.5)
+
+
+async def session(
+    edge: Callable[..., Awaitable[SmtpServer]], pipeline: RecordingPipeline, *args: object, **kwargs: object
+) -> RawSmtp:
+    """A client past EHLO on a new edge (``edge``'s arguments) that hands its messages to ``pipeline``."""
+    server = await edge(pipeline, *args, **kwargs)
+    return await RawSmtp.session(server.port)
 
 
 async def transaction(client: RawSmtp, *recipients: str) -> None:
@@ -153,8 +161,7 @@ async def test_the_final_dot_is_found_and_dots_unstuffed(
     edge, data: bytes, expected: bytes
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(data)
     assert (await client.reply()).code == 250
@@ -174,8 +181,7 @@ async def test_the_final_dot_is_found_wherever_the_writes_split_the_stream(
     edge, message: bytes
 ) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     wire = stuff(message)
     for cut in range(1, len(wire)):
         await transaction(client)
@@ -189,8 +195,7 @@ async def test_the_final_dot_is_found_wherever_the_writes_split_the_stream(
 
 async def test_the_null_reverse_path_reaches_the_pipeline_as_empty(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     assert (await client.command("MAIL FROM:<>")).code == 250
     assert (await client.command(f"RCPT TO:<{OURS}>")).code == 250
     assert (await client.command("DATA")).code == 354
@@ -220,8 +225,7 @@ async def test_the_null_reverse_path_reaches_the_pipeline_as_empty(edge) -> None
 async def test_bad_commands_are_refused_and_the_session_goes_on(
     edge, before: tuple[str, ...], line: str, code: int
 ) -> None:
-    server = await edge(RecordingPipeline())
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, RecordingPipeline())
     for command in before:
         assert (await client.command(command)).code == 250
     assert (await client.command(line)).code == code
@@ -239,8 +243,7 @@ async def test_commands_before_ehlo_are_refused(edge) -> None:
 
 async def test_never_an_open_relay(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
     relay = await client.command("RCPT TO:<victim@elsewhere.example>")
     assert (relay.code, relay.enhanced) == (550, "5.1.1")
@@ -263,8 +266,7 @@ async def test_a_recipient_the_pipeline_accepts_is_given(
     edge, accepted: SmtpReply | None, line: str
 ) -> None:
     pipeline = RecordingPipeline(accepted=accepted)
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
     reply = await client.command(f"RCPT TO:<{OURS}>")
     assert reply.lines == (line,)
@@ -279,8 +281,7 @@ async def test_a_recipient_the_pipeline_accepts_is_given(
 
 
 async def test_size_declared_over_the_limit_is_refused_at_mail(edge) -> None:
-    server = await edge(RecordingPipeline())
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, RecordingPipeline())
     over = await client.command(f"MAIL FROM:<{SENDER}> SIZE={FAST.max_message_size + 1}")
     assert (over.code, over.enhanced) == (552, "5.3.4")
     within = await client.command(f"MAIL FROM:<{SENDER}> SIZE={FAST.max_message_size}")
@@ -290,8 +291,7 @@ async def test_size_declared_over_the_limit_is_refused_at_mail(edge) -> None:
 
 async def test_a_message_over_the_limit_is_refused_after_the_final_dot(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(stuff((b"x" * 70 + b"\r\n") * 100))  # 7200 bytes, over 4096
     over = await client.reply()
@@ -307,8 +307,7 @@ async def test_a_message_over_the_limit_is_refused_after_the_final_dot(edge) -> 
 
 async def test_recipients_over_the_limit_get_452_and_the_rest_go_through(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
     for address in (OURS, *ALSO_OURS[:2]):
         assert (await client.command(f"RCPT TO:<{address}>")).code == 250
@@ -324,8 +323,7 @@ async def test_recipients_over_the_limit_get_452_and_the_rest_go_through(edge) -
 
 async def test_a_recipient_named_twice_is_accepted_twice_and_given_once(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
     for address in (OURS, ALSO_OURS[0], OURS):
         assert (await client.command(f"RCPT TO:<{address}>")).code == 250
@@ -343,8 +341,7 @@ async def test_a_recipient_named_twice_is_accepted_twice_and_given_once(edge) ->
 )
 async def test_text_lines_are_at_most_1000_octets(edge, line_length: int, accepted: bool) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(stuff(b"Subject: x\r\n\r\n" + b"y" * (line_length - 2) + b"\r\n"))
     reply = await client.reply()
@@ -390,8 +387,7 @@ async def test_a_25_mb_message_arrives_whole_within_twice_its_size_of_memory(edg
 )
 async def test_bare_cr_and_lf_are_refused(edge, body: bytes) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(body + b"\r\n.\r\n")
     reply = await client.reply()
@@ -416,8 +412,7 @@ SMUGGLING = [
 @pytest.mark.parametrize("terminator", SMUGGLING)
 async def test_smuggling_is_refused_whole_and_never_split(edge, terminator: bytes) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     smuggled = (
         b"From: alice@sender.test\r\nSubject: first\r\n\r\nfirst message"
@@ -455,8 +450,7 @@ async def test_an_idle_client_gets_421_after_the_command_timeout(edge) -> None:
 
 async def test_a_stalled_data_transfer_gets_421_after_the_data_timeout(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(b"Subject: half a message\r\n")
     timeout = await client.reply()
@@ -468,8 +462,7 @@ async def test_a_stalled_data_transfer_gets_421_after_the_data_timeout(edge) -> 
 
 async def test_the_data_timeout_is_per_block_not_per_message(edge) -> None:
     pipeline = RecordingPipeline()
-    server = await edge(pipeline, SmtpLimits(command_timeout=1.0, data_timeout=1.0))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, SmtpLimits(command_timeout=1.0, data_timeout=1.0))
     await transaction(client)
     # Six blocks 0.3 s apart: 1.8 s in all, over both 1 s timeouts, none idle that long.
     for _ in range(6):
@@ -513,8 +506,7 @@ async def test_a_pipelined_group_is_answered_in_one_write(edge) -> None:
     write (and one wake-up of the client) each; a recipient the pipeline is asked about in
     between does not split them."""
     pipeline = RecordingPipeline()
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await client.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{OURS}>\r\nRCPT TO:<nobody@hisp.test>\r\nDATA\r\n".encode())
     chunk = await asyncio.wait_for(client.reader.read(4096), 5)
     assert [line[:3] for line in chunk.split(b"\r\n") if line] == [b"250", b"250", b"550", b"354"]
@@ -549,8 +541,7 @@ async def test_commands_sent_with_starttls_in_clear_are_dropped(edge, tmp_path) 
     # RFC 3207 5 (the STARTTLS command injection of CVE-2011-0411): what
     # follows STARTTLS in the same cleartext write must not run after the handshake.
     pipeline = RecordingPipeline()
-    server = await edge(pipeline, tls=_tls(tmp_path))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, tls=_tls(tmp_path))
     await client.send(f"STARTTLS\r\nMAIL FROM:<{SENDER}>\r\nRCPT TO:<{OURS}>\r\n".encode())
     assert (await client.reply()).code == 220
     await client.writer.start_tls(_client_tls())
@@ -595,8 +586,7 @@ async def test_a_client_that_half_closes_after_the_final_dot_still_has_its_messa
     edge,
 ) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(stuff(MESSAGE))
     await asyncio.wait_for(pipeline.started.wait(), 5)
@@ -613,8 +603,7 @@ async def test_a_client_that_vanishes_after_the_final_dot_still_has_its_message_
     edge,
 ) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     await transaction(client)
     await client.send(stuff(MESSAGE))
     await asyncio.wait_for(pipeline.started.wait(), 5)
@@ -634,8 +623,7 @@ async def test_a_client_that_vanishes_after_the_final_dot_still_has_its_message_
     ],
 )
 async def test_the_pipelines_answer_is_the_reply_to_the_final_dot(edge, answer: SmtpReply) -> None:
-    server = await edge(RecordingPipeline(answer=answer))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, RecordingPipeline(answer=answer))
     await transaction(client)
     await client.send(stuff(MESSAGE))
     reply = await client.reply()
@@ -647,8 +635,7 @@ async def test_a_pipeline_slower_than_the_reply_timeout_loses_the_client_not_the
     edge,
 ) -> None:
     pipeline = RecordingPipeline(gate=asyncio.Event())
-    server = await edge(pipeline, SmtpLimits(command_timeout=5, reply_timeout=0.3))
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline, SmtpLimits(command_timeout=5, reply_timeout=0.3))
     await transaction(client)
     await client.send(stuff(MESSAGE))
     timeout = await client.reply()
@@ -665,8 +652,7 @@ async def test_a_failing_pipeline_gets_451_and_no_internals(edge, where: str) ->
     pipeline = RecordingPipeline(
         fail_message=where == "message", fail_recipient=where == "recipient"
     )
-    server = await edge(pipeline)
-    client = await RawSmtp.session(server.port)
+    client = await session(edge, pipeline)
     with structlog.testing.capture_logs() as logs:
         assert (await client.command(f"MAIL FROM:<{SENDER}>")).code == 250
         reply = await client.command(f"RCPT TO:<{OURS}>")
