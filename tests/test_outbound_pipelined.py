@@ -91,15 +91,24 @@ async def test_a_reply_that_comes_later_wakes_the_reader():
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def _scripted(script: Script) -> tuple[asyncio.Server, list[bytes]]:
-    """A server that greets, offers PIPELINING, then runs ``script`` on the group it reads."""
+async def _scripted(script: Script, *, chunking: bool = False) -> tuple[asyncio.Server, list[bytes]]:
+    """A server that greets, offers PIPELINING (and CHUNKING), then runs ``script`` on the group it
+    reads: up to DATA, or with CHUNKING up to BDAT's LAST and its chunk."""
     seen: list[bytes] = []
+    offered = b"250-PIPELINING\r\n250 CHUNKING\r\n" if chunking else b"250 PIPELINING\r\n"
+
+    async def group(reader: asyncio.StreamReader) -> bytes:
+        if not chunking:
+            return await reader.readuntil(b"DATA\r\n")
+        commands = await reader.readuntil(b" LAST\r\n")
+        size = int(commands.rsplit(b"BDAT ", 1)[1].split(b" ")[0])
+        return commands + await reader.readexactly(size)
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 scripted.test\r\n")
         await reader.readline()
-        writer.write(b"250-scripted.test\r\n250 PIPELINING\r\n")
-        seen.append(await reader.readuntil(b"DATA\r\n"))
+        writer.write(b"250-scripted.test\r\n" + offered)
+        seen.append(await group(reader))
         try:
             await script(reader, writer)
         finally:
@@ -170,26 +179,6 @@ async def test_what_the_server_does_after_the_group_decides_the_outcome(script, 
 DOTTED = b"From: alice@a.test\r\n\r\n.a line with a dot\r\n.\r\nlast\r\n"
 
 
-async def _chunked(script: Script) -> tuple[asyncio.Server, list[bytes]]:
-    """A server that offers PIPELINING and CHUNKING, reads the group and its chunk, then runs ``script``."""
-    seen: list[bytes] = []
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 scripted.test\r\n")
-        await reader.readline()
-        writer.write(b"250-scripted.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
-        group = await reader.readuntil(b" LAST\r\n")
-        size = int(group.rsplit(b"BDAT ", 1)[1].split(b" ")[0])
-        seen.append(group + await reader.readexactly(size))
-        try:
-            await script(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(session, "127.0.0.1", 0)
-    return server, seen
-
-
 def _answers(replies: bytes) -> Script:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(replies)
@@ -215,7 +204,7 @@ CHUNKED_CASES = {
 
 @pytest.mark.parametrize(("script", "kind", "reason"), CHUNKED_CASES.values(), ids=CHUNKED_CASES.keys())
 async def test_to_a_server_with_chunking_the_message_goes_with_the_group_verbatim(script, kind, reason):
-    server, seen = await _chunked(script)
+    server, seen = await _scripted(script, chunking=True)
     await _outcome(server, DOTTED, kind, reason)
     # one write: no dot doubled, no final dot; the octets BDAT counts are the message's
     assert seen == [b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nBDAT %d LAST\r\n%s" % (len(DOTTED), DOTTED)]
