@@ -2,8 +2,9 @@
 
 Act 1: a discharge summary travels from the hospital's EHR to Jane's record:
 submitted (authenticated, over TLS), the recipient's certificate discovered in
-DNS, sealed (signed, then encrypted), delivered to the PHR's HISP, verified
-there against its anchors, stored in Jane's record, and acknowledged by the
+DNS, sealed (signed, then encrypted), verified at the PHR's HISP against its
+anchors and stored in Jane's record before its 250 reaches the hospital (the
+steps are told in the order they happen), and acknowledged by the
 ``processed`` and ``dispatched`` MDNs the EHR receives back.
 Act 2: a clinic whose certificate no member of the trust community vouches
 for sends to Jane: refused, and its EHR gets a DSN that says why.
@@ -246,13 +247,6 @@ class Demo:
                   f"signed by {sealed.get('signer')} with {sealed.get('digest')}",
                   f"encrypted with {sealed.get('cipher')}, key transport {sealed.get('key_transport')}",
                   at=sealed.get("_seen"))
-        sent = await self.hospital_gw.wait_for(
-            _is("outbound.attempt", recipient=PATIENT, state="sent"), STEP_TIMEOUT, after=h_mark)
-        if sent is None:
-            t.missed(self.outcome, "delivery to phr.demo")
-        else:
-            t.say("Delivered to the PHR's HISP over SMTP", "hop-to-hop delivery with retries; the HISP accepted it.",
-                  f"{sent.get('peer')}: {str(sent.get('detail', ''))[:200]}", at=sent.get("_seen"))
         verified = await self.phr_gw.wait_for(_is("delivered"), STEP_TIMEOUT, after=p_mark)
         if verified is None:
             t.missed(self.outcome, "verification at phr.demo")
@@ -262,6 +256,15 @@ class Demo:
                   "the signer's chain must end at an anchor phr.demo trusts, and the certificate must name the sender.",
                   *(f"{d}" for d in (trust if isinstance(trust, list) else [trust])), at=verified.get("_seen"))
         self.outcome.delivered_identical = await self._check_record(ccda, verified.get("_seen") if verified else None)
+        sent = await self.hospital_gw.wait_for(
+            _is("outbound.attempt", recipient=PATIENT, state="sent"), STEP_TIMEOUT, after=h_mark)
+        if sent is None:
+            t.missed(self.outcome, "delivery to phr.demo")
+        else:
+            t.say("Delivered to the PHR's HISP over SMTP: its 250",
+                  "phr.demo answered 250 only after it had verified and stored the message "
+                  "(until then the hospital's queue keeps it and retries).",
+                  f"{sent.get('peer')}: {str(sent.get('detail', ''))[:200]}", at=sent.get("_seen"))
         processed = await self.inbox.wait_for(_mdn_for(message_id, "processed"), STEP_TIMEOUT)
         if processed is None:
             t.missed(self.outcome, "the processed MDN")
