@@ -65,7 +65,9 @@ def test_messages_show_each_recipients_state_and_the_delivery(site, capsys):
     assert "to patient@b.test: timed out - timeout (sent " in shown and "none came." in shown
 
     assert main(["messages", "show", str(ids["queued"])]) == 0
-    assert "to patient@b.test: queued" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "to patient@b.test: queued" in shown
+    assert "mail to patient@b.test: queued, no attempt yet" in shown
 
     detail = _json(capsys, ["messages", "show", str(ids["delivered"]), "--json"])
     [row] = detail["tracking"]

@@ -236,7 +236,9 @@ def cmd_messages_show(args: argparse.Namespace) -> int:
         for line in delivery.show_lines(shown):
             print(line)
         for x in shown["outbound"]:
-            print(f"  outbound {x['id']} {x['kind']} to {x['recipient']}: {x['state']} after {x['attempts']} attempts"
+            n = x["attempts"]
+            tries = "no attempt yet" if not n else f"after {n} attempt{'' if n == 1 else 's'}"
+            print(f"  outbound {x['id']} {x['kind']} to {x['recipient']}: {x['state']}, {tries}"
                   f"{' - ' + str(x['last_error']) if x['last_error'] else ''}")
         for x in shown["audit"]:
             print(f"  {x['at']} {x['event']}{' ' + str(x['recipient']) if x['recipient'] else ''}"
