@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -77,6 +77,32 @@ def test_several_recipients_in_one_report():
     two = (FailedRecipient("a@b.test", Failure.LIFETIME, "gone"), FailedRecipient("c@b.test", Failure.LIFETIME, "gone"))
     dsn = parse_dsn(build_dsn(ORIGINAL, to=EHR, recipients=two, reporting_mta="gw.test", at=AT))
     assert [r.final_recipient for r in dsn.recipients] == ["a@b.test", "c@b.test"]
+
+
+def _status_fields(raw: bytes) -> list[dict[str, str]]:
+    """The delivery-status part's blocks (per message, then per recipient), as fields."""
+    body = raw.split(b"Content-Type: message/delivery-status\r\n\r\n", 1)[1].split(b"\r\n--dsn_", 1)[0]
+    return [dict(line.split(": ", 1) for line in block.splitlines())
+            for block in body.decode().split("\r\n\r\n") if block.strip()]
+
+
+@pytest.mark.parametrize(
+    ("arrived", "last_attempt", "dates"),
+    [
+        pytest.param(None, None, ("09:00", "09:00"), id="the-reports-time-when-not-known"),
+        pytest.param(AT - timedelta(hours=2), AT - timedelta(hours=1), ("07:00", "08:00"),
+                     id="a-timeout-submitted-then-sent-earlier"),
+    ],
+)
+def test_the_dates_say_when_it_arrived_and_was_last_tried(arrived, last_attempt, dates):
+    """RFC 3464 2.2.5 and 2.3.7: Arrival-Date is when the message came to us, Last-Attempt-Date when
+    it was last tried; a timeout's notice is written an hour after both."""
+    raw = build_dsn(ORIGINAL, to=EHR, reporting_mta="gw.test", at=AT, arrived=arrived, recipients=(
+        FailedRecipient("p@b.test", Failure.TIMED_OUT, "x", last_attempt=last_attempt),))
+    per_message, per_recipient = _status_fields(raw)
+    assert (per_message["Arrival-Date"], per_recipient["Last-Attempt-Date"]) == (
+        f"Wed, 02 Dec 2026 {dates[0]}:00 +0000", f"Wed, 02 Dec 2026 {dates[1]}:00 +0000")
+    assert email.message_from_bytes(raw)["Date"] == "Wed, 02 Dec 2026 09:00:00 +0000"
 
 
 def _mdn() -> bytes:

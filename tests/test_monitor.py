@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from sqlalchemy import insert, select
@@ -175,6 +176,18 @@ async def test_sent_starts_the_domains_timeout(store):
     assert await gw.monitor.sweep(store, T0 + timedelta(minutes=10)) == 0  # not yet
     assert await gw.monitor.sweep(store, T0 + timedelta(minutes=11)) == 1
     assert await gw.monitor.sweep(store, T0 + timedelta(minutes=30)) == 0  # once
+
+
+async def test_a_timeout_notice_dates_the_submission_and_the_send(store):
+    gw = Gateway(store)
+    await gw.submit()  # at T0
+    await gw.settle("sent", T0 + timedelta(minutes=1))
+    await gw.monitor.sweep(store, T0 + timedelta(minutes=12))
+    payload = await store.read(lambda conn: conn.execute(
+        select(outbound.c.payload).where(outbound.c.kind == JobKind.NOTICE.value)).scalar_one())
+    status = bytes(payload).split(b"message/delivery-status\r\n\r\n", 1)[1].decode()
+    assert f"Arrival-Date: {format_datetime(T0)}\r\n" in status
+    assert f"Last-Attempt-Date: {format_datetime(T0 + timedelta(minutes=1))}\r\n" in status
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,8 @@ class FailedRecipient:
     diagnostic: str | None = None
     """The remote server's reply, when there was one (``smtp; 550 5.1.1 ...``)."""
     remote_mta: str | None = None
+    last_attempt: datetime | None = None
+    """When it was last tried (for a timeout: when it was sent); the report's time when None."""
 
     def __post_init__(self) -> None:
         if "@" not in self.final_recipient:
@@ -156,10 +158,12 @@ def build_dsn(
     recipients: tuple[FailedRecipient, ...],
     reporting_mta: str,
     at: datetime,
+    arrived: datetime | None = None,
     envelope_id: str | None = None,
 ) -> bytes:
     """A complete RFC 3464 failure DSN about ``original`` (the submitted message, or at
-    least its header section), addressed to the submitter ``to``."""
+    least its header section), addressed to the submitter ``to``, written at ``at``;
+    ``arrived`` is when the message was submitted (the report's time when None)."""
     if not recipients:
         raise ValueError("a DSN reports at least one recipient (RFC 3464 section 2.1)")
     if not notice_owed(original):
@@ -178,7 +182,7 @@ def build_dsn(
         # not in RFC 3464's fields, but what Direct's reference implementation writes and
         # what parse_dsn (and the monitor) match on, beside the returned headers
         per_message.append(("X-Original-Message-ID", ascii_line(message_id)))
-    per_message.append(("Arrival-Date", format_datetime(at)))
+    per_message.append(("Arrival-Date", format_datetime(utc(arrived) if arrived else at)))
     blocks = [per_message]
     words = [
         f"This is the Direct gateway {reporting_mta}. Your message"
@@ -196,7 +200,7 @@ def build_dsn(
             block.append(("Remote-MTA", f"dns; {ascii_line(r.remote_mta)}"))
         if r.diagnostic:
             block.append(("Diagnostic-Code", f"smtp; {ascii_line(r.diagnostic)[:MAX_DIAGNOSTIC]}"))
-        block.append(("Last-Attempt-Date", format_datetime(at)))
+        block.append(("Last-Attempt-Date", format_datetime(utc(r.last_attempt) if r.last_attempt else at)))
         blocks.append(block)
         words += ["", f"  {one_line(r.final_recipient)}", f"  {_WORDS[r.failure]}"]
         words += [f"    {line.rstrip()}" for line in r.explanation.strip().splitlines() if line.strip()]

@@ -393,9 +393,10 @@ class DeliveryMonitor:
         if not notice_owed(original):
             return None
         if failed is None:
-            failed = FailedRecipient(row.recipient, Failure.TIMED_OUT, _waited(row, self.settings.mdn_timeout(row.sender)))
+            failed = FailedRecipient(row.recipient, Failure.TIMED_OUT, _waited(row, self.settings.mdn_timeout(row.sender)),
+                                     last_attempt=row.sent_at)
         return build_dsn(original, to=row.sender, recipients=(failed,), reporting_mta=self.reporting_mta,
-                         at=event.at)
+                         at=event.at, arrived=row.created_at)
 
     def _audit_row(self, at: datetime, event: str, *, message: int | None = None, recipient: str | None = None,
                    reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
