@@ -541,9 +541,11 @@ class Session(asyncio.Protocol):
         self._helo = helo
         self._extended = extended
         self._info = None
-        self._mail_from = None
-        self._rcpt_to = []
-        self._chunks = None
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        """The envelope and the chunks so far dropped: a message taken or refused, RSET, EHLO, STARTTLS."""
+        self._mail_from, self._rcpt_to, self._chunks = None, [], None
 
     def _mail_cmd(self, argument: str) -> None:
         server = self._server
@@ -639,7 +641,7 @@ class Session(asyncio.Protocol):
         self._reader = None
         self._state = _COMMAND
         mail_from, rcpt_to = self._mail_from, tuple(self._rcpt_to)
-        self._mail_from, self._rcpt_to = None, []
+        self._end_transaction()
         if wire_message is None:
             self._out.append(_W[TOO_BIG])
             return
@@ -686,8 +688,7 @@ class Session(asyncio.Protocol):
             refusal = TOO_BIG  # RFC 1870 with RFC 3030: refused at the chunk, whose octets are not kept
         if refusal is not None:
             self._chunk_refusal = _W[refusal]
-            if self._mail_from is not None:
-                self._mail_from, self._rcpt_to, self._chunks = None, [], None
+            self._end_transaction()
         elif self._chunks is None:
             self._chunks = ChunkedMessage()
         self._chunk = chunk
@@ -731,7 +732,7 @@ class Session(asyncio.Protocol):
             return
         chunks, mail_from, rcpt_to = self._chunks, self._mail_from, tuple(self._rcpt_to)
         assert chunks is not None and mail_from is not None
-        self._mail_from, self._rcpt_to, self._chunks = None, [], None
+        self._end_transaction()
         self._take_message(mail_from, rcpt_to, chunks.message())
 
     def _answered(self, task: asyncio.Task[SmtpReply]) -> None:
@@ -752,9 +753,7 @@ class Session(asyncio.Protocol):
         if argument:
             self._out.append(_W[RSET_SYNTAX])
             return
-        self._mail_from = None
-        self._rcpt_to = []
-        self._chunks = None
+        self._end_transaction()
         self._out.append(_W[OK])
 
     def _noop_cmd(self, argument: str) -> None:
@@ -828,9 +827,7 @@ class Session(asyncio.Protocol):
         self._extended = False
         self._authenticated = None
         self._info = None
-        self._mail_from = None
-        self._rcpt_to = []
-        self._chunks = None
+        self._end_transaction()
         return None
 
     def _auth_cmd(self, argument: str) -> None:
