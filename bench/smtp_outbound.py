@@ -87,6 +87,7 @@ from bench.smtp_inbound import site as inbound_site
 from bench.smtp_inbound import start_gateway as start_inbound_gateway
 from gateway import devpki
 from gateway.core.mdn import Disposition, Mdn, parse_mdn
+from gateway.smtp.data import unstuff
 from gateway.smtp.tls import self_signed
 
 A, B = devpki.hisp("a.test"), devpki.hisp("b.test")
@@ -178,8 +179,7 @@ class _InboxSession(asyncio.Protocol):
             message = bytes(buffer[:end])
             del buffer[:end + 3]
             self.in_data = False
-            message = message.replace(b"\r\n..", b"\r\n.")
-            out.append(self._delivered(message[1:] if message.startswith(b"..") else message))
+            out.append(self._delivered(unstuff(message)))
             return True
         end = buffer.find(b"\r\n")
         if end < 0:
